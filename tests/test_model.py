@@ -1,0 +1,105 @@
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from ldm.model import SD_V1, TINY, StableDiffusion
+
+REFERENCE = Path(__file__).resolve().parents[2] / "shared" / "reference" / "sd-v1-checkpoint-keys.json"
+
+
+@pytest.fixture(scope="module")
+def meta_v1() -> StableDiffusion:
+    with torch.device("meta"):
+        return StableDiffusion(SD_V1)
+
+
+def test_full_v1_architecture_matches_reference_keys_and_shapes(meta_v1):
+    reference = json.loads(REFERENCE.read_text())["keys"]
+    ours = {k: list(v.shape) for k, v in meta_v1.state_dict().items()}
+    assert sorted(set(reference) - set(ours)) == []
+    assert sorted(set(ours) - set(reference)) == []
+    assert {k: v for k, v in ours.items() if reference[k] != v} == {}
+
+
+def test_full_v1_component_sizes(meta_v1):
+    keys = meta_v1.state_dict().keys()
+    count = lambda prefix: sum(k.startswith(prefix) for k in keys)
+    assert count("model.diffusion_model.") == 686
+    assert count("first_stage_model.") == 248
+    assert count("cond_stage_model.transformer.text_model.") == 196
+    assert sum(p.numel() for p in meta_v1.unet.parameters()) == 859_520_964
+
+
+@pytest.mark.parametrize("height,width", [(64, 64), (64, 96)])
+def test_tiny_unet_keeps_latent_shape(tiny_model, height, width):
+    f = TINY.latent_factor
+    x = torch.randn(2, 4, height // f, width // f)
+    eps = tiny_model.unet(x, torch.tensor([1, 999]), torch.randn(2, 77, TINY.unet.context_dim))
+    assert eps.shape == x.shape and torch.isfinite(eps).all()
+
+
+def test_unet_accepts_a_scalar_timestep(tiny_model):
+    x, ctx = torch.randn(2, 4, 8, 8), torch.randn(2, 77, 32)
+    with torch.no_grad():
+        scalar = tiny_model.unet(x, torch.tensor(500.0), ctx)
+        batched = tiny_model.unet(x, torch.tensor([500.0, 500.0]), ctx)
+    torch.testing.assert_close(scalar, batched)
+
+
+def test_unet_output_depends_on_text_context(tiny_model):
+    x = torch.randn(1, 4, 8, 8)
+    with torch.no_grad():
+        a = tiny_model.unet(x, torch.tensor([500]), torch.randn(1, 77, 32))
+        b = tiny_model.unet(x, torch.tensor([500]), torch.randn(1, 77, 32))
+    assert (a - b).abs().max() > 1e-4
+
+
+def test_vae_round_trip_shapes_and_posterior_sampling(tiny_model):
+    images = torch.rand(2, 3, 64, 96) * 2 - 1
+    with torch.no_grad():
+        mean = tiny_model.encode_images(images)
+        sampled = tiny_model.encode_images(images, torch.Generator().manual_seed(0))
+        decoded = tiny_model.decode_latents(mean)
+    assert mean.shape == (2, 4, 8, 12)
+    assert not torch.equal(mean, sampled)
+    assert decoded.shape == images.shape and decoded.abs().max() <= 1
+
+
+def test_text_encoder_maps_prompts_to_context(tiny_model):
+    with torch.no_grad():
+        ctx = tiny_model.text_encoder.encode(["a photo of sks person", "a dog"])
+    assert ctx.shape == (2, 77, TINY.text.width)
+    assert not torch.allclose(ctx[0], ctx[1])
+
+
+def test_gradient_checkpointing_gives_same_output_and_gradients():
+    torch.manual_seed(0)
+    model = StableDiffusion(TINY)
+    x, t, ctx = torch.randn(2, 4, 8, 8), torch.tensor([3, 700]), torch.randn(2, 77, 32)
+
+    def run():
+        model.zero_grad()
+        out = model.unet(x, t, ctx)
+        out.square().mean().backward()
+        return out.detach(), model.unet.input_blocks[1][0].in_layers[2].weight.grad.clone()
+
+    plain = run()
+    model.unet.set_gradient_checkpointing(True)
+    checkpointed = run()
+    torch.testing.assert_close(plain[0], checkpointed[0])
+    torch.testing.assert_close(plain[1], checkpointed[1])
+
+
+def test_half_precision_decode_falls_back_to_float32_on_overflow():
+    torch.manual_seed(0)
+    model = StableDiffusion(TINY).half()
+
+    def overflow_in_half(module, inputs, output):
+        return output * float("inf") if output.dtype == torch.float16 else output
+
+    model.vae.decoder.register_forward_hook(overflow_in_half)
+    images = model.decode_latents(torch.randn(1, 4, 8, 8, dtype=torch.float16))
+    assert torch.isfinite(images).all()
+    assert next(model.vae.parameters()).dtype == torch.float16
