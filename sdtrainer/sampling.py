@@ -1,0 +1,156 @@
+"""Text-to-image with a loaded model, and PNGs that carry their generation parameters.
+
+    params = GenerationParams(prompt="a photo of joepenna person", seed=42)
+    results = generate(model, params, model_name="v1-5-pruned-emaonly")
+    paths = save_images(results, Path("outputs/txt2img"))
+
+Each PNG holds a `parameters` text chunk in the form AUTOMATIC1111 writes, so a user can paste it
+back into that tool (or ours). Image i of a batch uses seed + i, as AUTOMATIC1111 does.
+"""
+import math
+import random
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+from PIL.PngImagePlugin import PngInfo
+
+from ldm.model import SDConfig, StableDiffusion
+from ldm.samplers import CFGDenoiser, EpsDenoiser, SamplerName, get_sampler, sample
+from ldm.schedule import alphas_cumprod
+
+# How AUTOMATIC1111 names our samplers in its infotext, so pasted parameters select the same one.
+A1111_SAMPLER_NAMES = {"euler": "Euler", "euler_a": "Euler a", "ddim": "DDIM", "dpmpp_2m": "DPM++ 2M Karras"}
+MAX_STEPS, MAX_BATCH, MAX_SIDE = 150, 16, 2048
+
+
+class GenerationError(ValueError):
+    """A generation request the user can fix (the message says how)."""
+
+
+@dataclass
+class GenerationParams:
+    prompt: str
+    negative_prompt: str = ""
+    sampler: str = SamplerName.EULER_A.value
+    steps: int = 25
+    cfg_scale: float = 7.0
+    seed: int = -1  # -1 draws a random seed
+    width: int = 512
+    height: int = 512
+    batch_size: int = 1
+    eta: float | None = None  # ddim / euler_a stochasticity; None keeps the sampler's default
+
+
+@dataclass
+class GeneratedImage:
+    image: Image.Image
+    seed: int
+    infotext: str
+
+
+def size_multiple(cfg: SDConfig) -> int:
+    """Image sides must be multiples of this: the VAE's and the UNet's downsampling together (64 for SD v1)."""
+    return cfg.latent_factor * 2 ** (len(cfg.unet.channel_mult) - 1)
+
+
+def check_params(params: GenerationParams, cfg: SDConfig) -> GenerationParams:
+    """Validate a request up front; returns it with a concrete seed."""
+    try:
+        get_sampler(params.sampler)
+    except ValueError as e:
+        raise GenerationError(str(e)) from None
+    multiple = size_multiple(cfg)
+    for side, value in (("width", params.width), ("height", params.height)):
+        if value % multiple or not multiple <= value <= MAX_SIDE:
+            raise GenerationError(f"{side} {value} is not usable: use a multiple of {multiple} between "
+                                  f"{multiple} and {MAX_SIDE} (SD v1 works best at 512).")
+    if not 1 <= params.steps <= MAX_STEPS:
+        raise GenerationError(f"steps must be between 1 and {MAX_STEPS} (20-30 is usual), got {params.steps}.")
+    if not 1 <= params.batch_size <= MAX_BATCH:
+        raise GenerationError(f"batch size must be between 1 and {MAX_BATCH}, got {params.batch_size}.")
+    if not math.isfinite(params.cfg_scale) or not 1.0 <= params.cfg_scale <= 30.0:
+        raise GenerationError(f"CFG scale must be between 1 and 30 (7 is usual), got {params.cfg_scale}.")
+    seed = params.seed if params.seed >= 0 else random.randrange(2**32)
+    return replace(params, seed=seed)
+
+
+def infotext(params: GenerationParams, seed: int, model_name: str) -> str:
+    """The generation parameters in AUTOMATIC1111's `parameters` format."""
+    lines = [params.prompt]
+    if params.negative_prompt:
+        lines.append(f"Negative prompt: {params.negative_prompt}")
+    fields = [f"Steps: {params.steps}", f"Sampler: {A1111_SAMPLER_NAMES[params.sampler]}",
+              f"CFG scale: {params.cfg_scale:g}", f"Seed: {seed}", f"Size: {params.width}x{params.height}",
+              f"Model: {model_name}"]
+    if params.eta is not None:
+        fields.append(f"Eta: {params.eta:g}")
+    return "\n".join(lines + [", ".join(fields)])
+
+
+def initial_noise(seeds: list[int], shape: tuple[int, ...], device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+    """One latent noise per seed, drawn on the CPU so a seed gives the same start on any device."""
+    noise = [torch.randn(shape, generator=torch.Generator().manual_seed(s)) for s in seeds]
+    return torch.stack(noise).to(device, dtype)
+
+
+def to_pil(images: torch.Tensor) -> list[Image.Image]:
+    """[-1, 1] image batch -> PIL RGB images."""
+    array = ((images.float().clamp(-1, 1) + 1) * 127.5).round().byte().permute(0, 2, 3, 1).cpu().numpy()
+    return [Image.fromarray(np.ascontiguousarray(a)) for a in array]
+
+
+@torch.no_grad()
+def sample_latents(model: StableDiffusion, params: GenerationParams, callback=None) -> torch.Tensor:
+    """Denoised latents for a checked request (concrete seed); `callback` gets each step's dict."""
+    weight = next(model.unet.parameters())
+    device, dtype, n = weight.device, weight.dtype, params.batch_size
+    cond = model.text_encoder.encode([params.prompt]).to(dtype).expand(n, -1, -1)
+    uncond = model.text_encoder.encode([params.negative_prompt]).to(dtype).expand(n, -1, -1)
+    f = model.cfg.latent_factor
+    shape = (model.cfg.unet.in_channels, params.height // f, params.width // f)
+    noise = initial_noise([params.seed + i for i in range(n)], shape, device, dtype)
+    denoiser = CFGDenoiser(EpsDenoiser(model.unet, alphas_cumprod()).to(device))
+    extra = {"cond": cond, "uncond": uncond, "cfg_scale": params.cfg_scale}
+    generator = torch.Generator().manual_seed(params.seed)
+    return sample(denoiser, noise, params.sampler, params.steps, extra, callback, generator, params.eta)
+
+
+@torch.no_grad()
+def generate(model: StableDiffusion, params: GenerationParams, model_name: str, callback=None) -> list[GeneratedImage]:
+    """Sample `params.batch_size` images; `callback` gets the sampler's per-step dict (raise in it to stop)."""
+    params = check_params(params, model.cfg)
+    images = to_pil(model.decode_latents(sample_latents(model, params, callback)))
+    seeds = [params.seed + i for i in range(params.batch_size)]
+    return [GeneratedImage(img, s, infotext(params, s, model_name)) for img, s in zip(images, seeds)]
+
+
+def save_png(image: Image.Image, info: str, path: Path) -> Path:
+    meta = PngInfo()
+    meta.add_text("parameters", info)
+    image.save(path, pnginfo=meta)
+    return path
+
+
+def make_grid(images: list[Image.Image], cols: int | None = None) -> Image.Image:
+    """Images side by side in rows of `cols` (about square by default)."""
+    cols = cols or math.ceil(math.sqrt(len(images)))
+    rows = math.ceil(len(images) / cols)
+    w, h = images[0].size
+    grid = Image.new("RGB", (cols * w, rows * h), "white")
+    for i, img in enumerate(images):
+        grid.paste(img, ((i % cols) * w, (i // cols) * h))
+    return grid
+
+
+def save_images(results: list[GeneratedImage], out_dir: Path) -> list[Path]:
+    """Write each image as NNNNN-SEED.png (numbers continue from what is there), plus a grid for a batch."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    start = 1 + max((int(p.name[:5]) for p in out_dir.glob("[0-9][0-9][0-9][0-9][0-9]-*.png")), default=-1)
+    paths = [save_png(r.image, r.infotext, out_dir / f"{start + i:05d}-{r.seed}.png") for i, r in enumerate(results)]
+    if len(results) > 1:
+        paths.append(save_png(make_grid([r.image for r in results]), results[0].infotext,
+                              out_dir / f"grid-{start:05d}-{results[0].seed}.png"))
+    return paths

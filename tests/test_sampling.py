@@ -1,0 +1,73 @@
+import numpy as np
+import pytest
+from PIL import Image
+
+from sdtrainer.sampling import GenerationError, GenerationParams, generate, save_images, size_multiple
+
+
+def params(**kw) -> GenerationParams:
+    base = dict(prompt="a photo of sks person", sampler="euler", steps=4, seed=7, width=64, height=64)
+    return GenerationParams(**{**base, **kw})
+
+
+def pixels(result) -> np.ndarray:
+    return np.asarray(result.image, dtype=np.int16)
+
+
+@pytest.mark.parametrize("sampler", ["euler", "euler_a", "ddim", "dpmpp_2m"])
+def test_same_seed_same_image_other_seed_other_image(tiny_model, sampler):
+    a, = generate(tiny_model, params(sampler=sampler), "tiny")
+    b, = generate(tiny_model, params(sampler=sampler), "tiny")
+    c, = generate(tiny_model, params(sampler=sampler, seed=8), "tiny")
+    assert np.array_equal(pixels(a), pixels(b))
+    assert np.abs(pixels(a) - pixels(c)).mean() > 1
+
+
+def test_batch_image_i_is_the_single_image_of_seed_plus_i(tiny_model):
+    batch = generate(tiny_model, params(batch_size=3), "tiny")
+    single, = generate(tiny_model, params(seed=9), "tiny")
+    assert [r.seed for r in batch] == [7, 8, 9]
+    assert np.abs(pixels(batch[2]) - pixels(single)).max() <= 1
+
+
+def test_negative_prompt_and_cfg_change_the_image(tiny_model):
+    plain, = generate(tiny_model, params(), "tiny")
+    negative, = generate(tiny_model, params(negative_prompt="blurry"), "tiny")
+    no_cfg, = generate(tiny_model, params(cfg_scale=1.0), "tiny")
+    assert np.abs(pixels(plain) - pixels(negative)).mean() > 0.5
+    assert np.abs(pixels(plain) - pixels(no_cfg)).mean() > 0.5
+
+
+def test_non_square_size_and_random_seed(tiny_model):
+    result, = generate(tiny_model, params(width=96, height=64, seed=-1), "tiny")
+    assert result.image.size == (96, 64) and 0 <= result.seed < 2**32
+    assert f"Seed: {result.seed}" in result.infotext
+
+
+def test_infotext_is_automatic1111_format(tiny_model):
+    result, = generate(tiny_model, params(negative_prompt="ugly", sampler="dpmpp_2m", cfg_scale=7.5), "my-model")
+    assert result.infotext.splitlines() == [
+        "a photo of sks person", "Negative prompt: ugly",
+        "Steps: 4, Sampler: DPM++ 2M Karras, CFG scale: 7.5, Seed: 7, Size: 64x64, Model: my-model"]
+
+
+@pytest.mark.parametrize("change,words", [
+    (dict(width=70), "multiple of 16"), (dict(height=0), "height"), (dict(steps=0), "steps"),
+    (dict(batch_size=99), "batch size"), (dict(cfg_scale=float("nan")), "CFG"), (dict(sampler="plms"), "euler_a"),
+])
+def test_bad_requests_are_refused_with_a_message(tiny_model, change, words):
+    assert size_multiple(tiny_model.cfg) == 16
+    with pytest.raises(GenerationError, match=words):
+        generate(tiny_model, params(**change), "tiny")
+
+
+def test_saved_pngs_carry_parameters_and_number_on(tiny_model, tmp_path):
+    results = generate(tiny_model, params(batch_size=2), "tiny")
+    first = save_images(results, tmp_path)
+    second = save_images(results[:1], tmp_path)
+    assert [p.name for p in first] == ["00000-7.png", "00001-8.png", "grid-00000-7.png"]
+    assert [p.name for p in second] == ["00002-7.png"]
+    with Image.open(first[1]) as img:
+        assert img.info["parameters"] == results[1].infotext
+    with Image.open(first[2]) as grid:
+        assert grid.size == (128, 64)
