@@ -1,0 +1,401 @@
+"""GPU preflight: decide, before any CUDA allocation, whether this GPU can run the chosen preset.
+
+The trainer calls :func:`check_gpu` first. It asks PyTorch only whether CUDA is usable
+(``torch.cuda.is_available()``, which creates no CUDA context) and asks the NVIDIA driver through
+NVML (``pynvml``) for everything else: GPU name, total and free VRAM, driver version and the
+processes on the card. It refuses, with one message per problem that says what to do, when
+
+1. CUDA is not usable (no NVIDIA GPU, no driver, or a CPU-only build of PyTorch);
+2. NVML cannot be queried (driver missing or broken, ``nvidia-ml-py`` not installed);
+3. the card has less than ``min_total_gib`` of memory in total;
+4. less than ``required_free_gib`` is free now (other programs hold the rest);
+5. another compute (CUDA) process runs on the card: two jobs on one card run out of memory.
+
+Graphics processes (Xorg, gnome-shell, dwm.exe, explorer.exe, browsers with hardware
+acceleration) are listed and count only through the memory they hold, i.e. through rule 4.
+
+Usage::
+
+    report = check_gpu(20, "24gb", other_presets={"12gb": 11, "8gb": 7.5})
+    print(report.format())
+    if not report.ok:
+        ...  # show report.reasons and stop
+
+    exit_code = run_preflight(20, "24gb", other_presets={"12gb": 11, "8gb": 7.5})  # 0 go, 1 refuse
+
+Tests pass a fake :class:`GpuProbe`; :class:`NvmlProbe` is the real one. ``device_index`` is the
+NVML index, which matches PyTorch's ``cuda:N`` on a one-GPU machine (NVML ignores
+``CUDA_VISIBLE_DEVICES`` and orders cards by PCI bus).
+"""
+import os
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass, field, replace
+from typing import Literal, Protocol
+
+import psutil
+
+GIB = 1024**3
+MIB = 1024**2
+# Smallest total memory the 24gb preset accepts. An RTX 3090 / 4090 has 24576 MiB: NVML reports
+# 24.0 GiB, PyTorch about 23.7 GiB (it leaves out memory the driver reserves). 23.0 admits both
+# and refuses 20 GB cards (RTX 3080 20GB, RTX A4500).
+DEFAULT_MIN_TOTAL_GIB = 23.0
+
+# "compute+graphics" is a process in both NVML lists ("C+G" in nvidia-smi). On Windows (WDDM)
+# desktop programs such as explorer.exe report so; it counts as graphics and blocks nothing.
+ProcessKind = Literal["compute", "graphics", "compute+graphics"]
+
+
+class GpuQueryError(RuntimeError):
+    """NVML could not be loaded or queried; the message says what failed."""
+
+
+@dataclass(frozen=True)
+class GpuInfo:
+    """What NVML reports about one card; memory in bytes."""
+
+    name: str
+    total_bytes: int
+    free_bytes: int
+    driver: str
+
+
+@dataclass(frozen=True)
+class GpuProcess:
+    """One process that holds memory on the GPU."""
+
+    pid: int
+    name: str  # from psutil, "pid N" where the process cannot be seen (other user, container)
+    used_mib: int | None  # None where the driver does not say (Windows WDDM)
+    kind: ProcessKind
+    is_self: bool = False  # this program; listed, never blocks
+
+    def describe(self) -> str:
+        used = "memory use unknown" if self.used_mib is None else f"{self.used_mib} MiB"
+        own = " (this program)" if self.is_self else ""
+        return f"pid {self.pid} {self.name}{own} ({self.kind}, {used})"
+
+
+class GpuProbe(Protocol):
+    """Read-only access to CUDA and the driver; :class:`NvmlProbe` is the real one."""
+
+    def cuda_available(self) -> bool: ...
+
+    def cuda_build(self) -> str | None:
+        """CUDA version PyTorch was built with; None for a CPU-only build."""
+
+    def device_count(self) -> int: ...
+
+    def info(self, index: int) -> GpuInfo: ...
+
+    def processes(self, index: int) -> list[GpuProcess]: ...
+
+
+@dataclass
+class GateReport:
+    """What the preflight found and, if it refuses, why (one actionable message per reason)."""
+
+    preset_name: str
+    required_free_gib: float
+    device_index: int = 0
+    gpu_name: str | None = None  # None: no GPU could be queried
+    total_gib: float | None = None
+    free_gib: float | None = None
+    driver: str | None = None
+    processes: list[GpuProcess] = field(default_factory=list)
+    reasons: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        """True when training can start."""
+        return not self.reasons
+
+    def format(self) -> str:
+        """Human-readable report: what was found, then the verdict."""
+        return "\n".join(self._found_lines() + self._verdict_lines())
+
+    def _found_lines(self) -> list[str]:
+        if self.gpu_name is None:
+            return [f"GPU {self.device_index}: not available"]
+        lines = [
+            f"GPU {self.device_index}: {self.gpu_name}",
+            f"  memory: {self.free_gib:.1f} GiB free of {self.total_gib:.1f} GiB",
+            f"  driver: {self.driver}",
+        ]
+        if not self.processes:
+            return lines + ["  processes on this GPU: none"]
+        return lines + ["  processes on this GPU:"] + [f"    {p.describe()}" for p in self.processes]
+
+    def _verdict_lines(self) -> list[str]:
+        need = f"Preset {self.preset_name} needs {_gib(self.required_free_gib)} GiB free."
+        if self.ok:
+            return [need, "OK: training can start."]
+        return [need, "Training cannot start:"] + [f"  - {reason}" for reason in self.reasons]
+
+
+def check_gpu(
+    required_free_gib: float,
+    preset_name: str,
+    other_presets: Mapping[str, float] | None = None,
+    min_total_gib: float = DEFAULT_MIN_TOTAL_GIB,
+    device_index: int = 0,
+    probe: GpuProbe | None = None,
+) -> GateReport:
+    """Check whether GPU ``device_index`` can train preset ``preset_name`` right now.
+
+    required_free_gib: free VRAM the preset needs (e.g. 20 for "24gb", 11 for "12gb", 7.5 for "8gb").
+    other_presets: name -> required free GiB of the other presets; a refusal suggests the largest
+        one that fits.
+    min_total_gib: smallest card (total memory) the preset accepts; see DEFAULT_MIN_TOTAL_GIB.
+    probe: where the facts come from; the real NVML/torch probe by default.
+    Never raises for a missing GPU or driver: those are reasons in the returned report.
+    """
+    probe = NvmlProbe() if probe is None else probe
+    report = GateReport(preset_name, required_free_gib, device_index)
+    # 1. CUDA usable at all?
+    if not probe.cuda_available():
+        report.reasons.append(_no_cuda_reason(probe.cuda_build()))
+        return report
+    # 2. what the driver reports
+    try:
+        _read_gpu(report, probe)
+    except GpuQueryError as err:
+        report.reasons.append(_driver_reason(err))
+        return report
+    # 3. the rules
+    if report.gpu_name is not None:
+        report.reasons += _rule_reasons(report, dict(other_presets or {}), min_total_gib)
+    return report
+
+
+def _read_gpu(report: GateReport, probe: GpuProbe) -> None:
+    """Fill ``report`` from the probe; a missing device index becomes a reason."""
+    count = probe.device_count()
+    if not 0 <= report.device_index < count:
+        report.reasons.append(
+            f"There is no GPU with index {report.device_index}: the driver sees {count} GPU(s) "
+            f"(indices 0 to {count - 1}). Choose one of those indices."
+        )
+        return
+    info = probe.info(report.device_index)
+    report.gpu_name, report.driver = info.name, info.driver
+    report.total_gib, report.free_gib = info.total_bytes / GIB, info.free_bytes / GIB
+    report.processes = _mark_own(probe.processes(report.device_index), os.getpid())
+
+
+def _mark_own(processes: list[GpuProcess], own_pid: int) -> list[GpuProcess]:
+    """Label this program's own entry so it is listed but never blocks."""
+    return [replace(p, is_self=True) if p.pid == own_pid else p for p in processes]
+
+
+def _rule_reasons(report: GateReport, presets: dict[str, float], min_total_gib: float) -> list[str]:
+    """Rules 3-5 of the module docstring, in that order."""
+    if report.total_gib < min_total_gib:
+        # Closing programs cannot help a card that is too small, so the free-memory rule is skipped.
+        reasons = [_too_small_reason(report, presets, min_total_gib)]
+    elif report.free_gib < report.required_free_gib:
+        reasons = [_low_free_reason(report, presets)]
+    else:
+        reasons = []
+    return reasons + [_compute_reason(p) for p in report.processes if _blocks(p)]
+
+
+def _blocks(process: GpuProcess) -> bool:
+    return process.kind == "compute" and not process.is_self
+
+
+def _best_preset(presets: dict[str, float], below: float, fits_in: float) -> tuple[str, float] | None:
+    """The preset needing most memory that needs less than ``below`` and at most ``fits_in`` GiB."""
+    fitting = [(name, need) for name, need in presets.items() if need < below and need <= fits_in]
+    return max(fitting, key=lambda item: item[1], default=None)
+
+
+def _too_small_reason(report: GateReport, presets: dict[str, float], min_total_gib: float) -> str:
+    text = (
+        f"The GPU ({report.gpu_name}) has {report.total_gib:.1f} GiB in total; the {report.preset_name} "
+        f"preset needs a card with at least {_gib(min_total_gib)} GiB (24 GB, e.g. an RTX 3090 or 4090)."
+    )
+    best = _best_preset(presets, report.required_free_gib, report.total_gib)
+    if best is None:
+        return text + " Choose a preset made for a smaller card."
+    return text + f" Choose the {best[0]} preset (needs {_gib(best[1])} GiB free)."
+
+
+def _low_free_reason(report: GateReport, presets: dict[str, float]) -> str:
+    text = (
+        f"Only {report.free_gib:.1f} GiB free of {report.total_gib:.1f} GiB; "
+        f"the {report.preset_name} preset needs {_gib(report.required_free_gib)} GiB."
+    )
+    close = _close_hint(report.processes)
+    best = _best_preset(presets, report.required_free_gib, report.free_gib)
+    if best is None:
+        missing = report.required_free_gib - report.free_gib
+        return text + f" {close} to free at least {missing:.1f} GiB more."
+    return text + f" {close} or choose the {best[0]} preset (needs {_gib(best[1])} GiB)."
+
+
+def _close_hint(processes: list[GpuProcess]) -> str:
+    if any(not p.is_self for p in processes):
+        return "Close the programs listed above"
+    return "Close programs that use the GPU (games, other AI tools, browsers with hardware acceleration)"
+
+
+def _compute_reason(process: GpuProcess) -> str:
+    used = "memory use unknown" if process.used_mib is None else f"{process.used_mib} MiB"
+    return (
+        f"Another program is computing on this GPU: pid {process.pid} {process.name} ({used}). "
+        "Close it, or wait until it finishes, then start again: two jobs on one card run out of memory."
+    )
+
+
+def _no_cuda_reason(cuda_build: str | None) -> str:
+    if cuda_build is None:
+        cause = (
+            "this PyTorch is a CPU-only build. Training a real model needs an NVIDIA GPU and the CUDA "
+            "build of PyTorch (delete the .venv folder and run the launcher again to reinstall it)"
+        )
+    else:
+        cause = (
+            f"PyTorch (built for CUDA {cuda_build}) cannot use any GPU. Training a real model needs an "
+            "NVIDIA GPU: check that `nvidia-smi` lists it, that the NVIDIA driver is recent enough, "
+            "and that CUDA_VISIBLE_DEVICES does not hide it"
+        )
+    return f"No CUDA GPU was found: {cause}. The demo model can train on the CPU with --device cpu."
+
+
+def _driver_reason(err: GpuQueryError) -> str:
+    return (
+        f"The NVIDIA driver was not found or could not be queried ({err}). Check that the NVIDIA "
+        "driver is installed and that `nvidia-smi` lists the GPU (install or update the driver and "
+        "restart if it does not), and that the nvidia-ml-py package is installed."
+    )
+
+
+def _gib(value: float) -> str:
+    """20.0 -> '20', 7.5 -> '7.5': preset numbers as people write them."""
+    return f"{value:g}"
+
+
+def cpu_warning(model_is_tiny: bool) -> str | None:
+    """Warning for ``--device cpu`` (the only way to train on the CPU); None for the tiny demo model."""
+    if model_is_tiny:
+        return None
+    return (
+        "Training Stable Diffusion v1 on the CPU is impractical: one run takes days, where an NVIDIA "
+        "GPU takes minutes to an hour. Use --device cpu only with the demo model."
+    )
+
+
+def run_preflight(
+    preset_required_gib: float,
+    preset_name: str,
+    other_presets: Mapping[str, float] | None = None,
+    min_total_gib: float = DEFAULT_MIN_TOTAL_GIB,
+    device_index: int = 0,
+    probe: GpuProbe | None = None,
+) -> int:
+    """``python -m sdtrainer preflight``: print the report; return 0 if training could start, else 1."""
+    report = check_gpu(preset_required_gib, preset_name, other_presets, min_total_gib, device_index, probe)
+    print(report.format())
+    return 0 if report.ok else 1
+
+
+@dataclass
+class NvmlProbe:
+    """The real probe: PyTorch says whether CUDA is usable, NVML reports the rest.
+
+    Nothing here creates a CUDA context or allocates GPU memory. Every NVML failure (library
+    missing, driver not loaded, query not allowed) is raised as :class:`GpuQueryError`.
+    """
+
+    def cuda_available(self) -> bool:
+        import torch
+
+        return torch.cuda.is_available()
+
+    def cuda_build(self) -> str | None:
+        import torch
+
+        return torch.version.cuda
+
+    def device_count(self) -> int:
+        with _nvml_session() as nvml:
+            return nvml.nvmlDeviceGetCount()
+
+    def info(self, index: int) -> GpuInfo:
+        with _nvml_session() as nvml:
+            handle = nvml.nvmlDeviceGetHandleByIndex(index)
+            memory = nvml.nvmlDeviceGetMemoryInfo(handle)
+            name, driver = nvml.nvmlDeviceGetName(handle), nvml.nvmlSystemGetDriverVersion()
+        return GpuInfo(_text(name), int(memory.total), int(memory.free), _text(driver))
+
+    def processes(self, index: int) -> list[GpuProcess]:
+        with _nvml_session() as nvml:
+            handle = nvml.nvmlDeviceGetHandleByIndex(index)
+            compute = _running(nvml, nvml.nvmlDeviceGetComputeRunningProcesses, handle)
+            graphics = _running(nvml, nvml.nvmlDeviceGetGraphicsRunningProcesses, handle)
+        return merge_processes(compute, graphics)
+
+
+@contextmanager
+def _nvml_session() -> Iterator:
+    """Yield the initialised ``pynvml`` module; NVML errors and a missing package become GpuQueryError."""
+    try:
+        import pynvml
+    except ImportError as err:
+        raise GpuQueryError(f"the nvidia-ml-py package is not installed: {err}") from err
+    try:
+        pynvml.nvmlInit()
+    except pynvml.NVMLError as err:
+        raise GpuQueryError(f"NVML: {err}") from err
+    try:
+        yield pynvml
+    except pynvml.NVMLError as err:
+        raise GpuQueryError(f"NVML: {err}") from err
+    finally:
+        with suppress(pynvml.NVMLError):
+            pynvml.nvmlShutdown()
+
+
+def _running(nvml, query: Callable, handle) -> list[tuple[int, int | None]]:
+    """(pid, used bytes or None) per process; [] where the driver cannot list them."""
+    try:
+        return [(int(p.pid), p.usedGpuMemory) for p in query(handle)]
+    except nvml.NVMLError_NotSupported:
+        return []
+
+
+def merge_processes(
+    compute: list[tuple[int, int | None]],
+    graphics: list[tuple[int, int | None]],
+    name_of: Callable[[int], str] | None = None,
+) -> list[GpuProcess]:
+    """Join NVML's compute and graphics lists ((pid, used bytes)) into one entry per pid."""
+    name_of = process_name if name_of is None else name_of
+    used_c, used_g = dict(compute), dict(graphics)
+    merged = []
+    for pid in dict.fromkeys([*used_c, *used_g]):
+        known = [b for b in (used_c.get(pid), used_g.get(pid)) if b is not None]
+        used_mib = max(known) // MIB if known else None
+        merged.append(GpuProcess(pid, name_of(pid), used_mib, _kind(pid in used_c, pid in used_g)))
+    return merged
+
+
+def _kind(in_compute: bool, in_graphics: bool) -> ProcessKind:
+    if in_compute and in_graphics:
+        return "compute+graphics"
+    return "compute" if in_compute else "graphics"
+
+
+def process_name(pid: int) -> str:
+    """The process's name, or "pid N" when it cannot be seen (gone, other user, other container)."""
+    try:
+        return psutil.Process(pid).name()
+    except psutil.Error:
+        return f"pid {pid}"
+
+
+def _text(value: str | bytes) -> str:
+    """Older pynvml returns bytes."""
+    return value.decode(errors="replace") if isinstance(value, bytes) else value
