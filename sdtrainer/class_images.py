@@ -1,0 +1,75 @@
+"""Regularization ("class") images sampled from the base model, for prior preservation.
+
+    paths = generate_class_images(model, "person", 200, Path("outputs/class_images/person"), seed=0,
+                                  callback=lambda done, total, path: print(done, total),
+                                  should_stop=lambda: False)
+
+Image i is `class-{i:05d}.png`, sampled from the prompt = class word with seed + i. Files already
+there are kept, so an interrupted call continues where it stopped and ends with the same set as an
+uninterrupted one; each file is written under a hidden temporary name and renamed, so a stop never
+leaves half an image. On a GPU the sampling runs under fp16 autocast (the training copy of the model
+keeps fp32 weights).
+"""
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+
+from ldm.model import StableDiffusion
+from ldm.samplers import SamplerName
+from sdtrainer.sampling import GenerationParams, generate, save_png
+
+CLASS_IMAGE_PATTERN = "class-{index:05d}.png"
+
+
+def class_image_path(out_dir: Path, index: int) -> Path:
+    return Path(out_dir) / CLASS_IMAGE_PATTERN.format(index=index)
+
+
+def consecutive_runs(indices: list[int], size: int) -> list[list[int]]:
+    """[0, 1, 2, 5, 6] with size 2 -> [[0, 1], [2], [5, 6]]: batches whose seeds follow each other."""
+    runs: list[list[int]] = []
+    for i in indices:
+        if runs and runs[-1][-1] == i - 1 and len(runs[-1]) < size:
+            runs[-1].append(i)
+        else:
+            runs.append([i])
+    return runs
+
+
+@torch.no_grad()
+def generate_class_images(model: StableDiffusion, class_word: str, count: int, out_dir: str | Path, seed: int = 0,
+                          callback: Callable[[int, int, Path], None] | None = None,
+                          should_stop: Callable[[], bool] | None = None, *, resolution: int = 512, steps: int = 30,
+                          sampler: str = SamplerName.EULER_A.value, cfg_scale: float = 7.0,
+                          batch_size: int = 1) -> list[Path]:
+    """Make sure class-00000.png .. class-{count-1}.png exist; returns those that do (all unless stopped).
+
+    callback(done, count, path) follows each new image; should_stop() is asked before each batch.
+    """
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    missing = [i for i in range(count) if not class_image_path(out_dir, i).exists()]
+    done = count - len(missing)
+    device = next(model.unet.parameters()).device
+    with torch.autocast(device.type, torch.float16, enabled=device.type == "cuda"):
+        for run in consecutive_runs(missing, max(1, batch_size)):
+            if should_stop is not None and should_stop():
+                break
+            params = GenerationParams(prompt=class_word, sampler=sampler, steps=steps, cfg_scale=cfg_scale,
+                                      seed=seed + run[0], width=resolution, height=resolution, batch_size=len(run))
+            for index, result in zip(run, generate(model, params, model_name="sdtrainer class images")):
+                path = write_atomic(result.image, result.infotext, class_image_path(out_dir, index))
+                done += 1
+                if callback is not None:
+                    callback(done, count, path)
+    return [p for p in (class_image_path(out_dir, i) for i in range(count)) if p.exists()]
+
+
+def write_atomic(image, infotext: str, path: Path) -> Path:
+    """Save under a hidden name (list_images skips it), then rename into place."""
+    tmp = path.with_name(f".{path.stem}.tmp.png")
+    save_png(image, infotext, tmp)
+    os.replace(tmp, path)
+    return path

@@ -1,0 +1,306 @@
+"""Training settings: one typed dataclass, four presets, and the loader that merges them.
+
+    cfg = load_config("12gb", "my.yaml", ["steps=1500", "learning_rate=2e-6"])
+    cfg = load_config(values={"model": "models/v1-5.safetensors", "token": "joepenna", "class_word": "person"})
+    save_config(cfg, run_dir / "config.yaml")
+
+A value comes from, lowest precedence first: the dataclass defaults, the preset
+`configs/train/<preset>.yaml`, the user's YAML, `values` (typed, e.g. from command-line flags), then
+`overrides` (`key=value` strings, parsed as YAML). OmegaConf checks every key and type against
+`TrainConfig`, so a typo fails at load time with its name (ConfigError). `check_config` adds the
+checks that need several fields at once, before a run starts.
+"""
+import dataclasses
+import difflib
+import typing
+from dataclasses import dataclass, field
+from enum import Enum
+from pathlib import Path
+from typing import Any, Optional
+
+from omegaconf import OmegaConf
+from omegaconf.errors import ConfigKeyError, OmegaConfBaseException
+
+from ldm.samplers import SamplerName
+from sdtrainer.dataset import Crop
+
+PRESETS_DIR = Path(__file__).resolve().parent.parent / "configs" / "train"
+DEFAULT_PRESET = "24gb"
+
+# Free VRAM (GiB) each preset needs on the card before training starts: the gate's threshold and the
+# UI dropdown's label. Estimated for SD v1 at 512 px, batch 1 + 1 class image, from the parts that
+# dominate: fp32 UNet weights 3.2 GiB, their fp32 gradients 3.2 GiB, AdamW states 6.4 GiB (8-bit: 1.6),
+# activations (bf16 autocast) 4-6 GiB without gradient checkpointing, ~1.5 with it, frozen fp16 VAE and
+# text encoder 0.4 GiB, CUDA context and allocator slack ~1 GiB. Measured peaks are in
+# bench/results/ and the README's performance table.
+PRESET_VRAM_GIB: dict[str, float] = {
+    "24gb": 20.0,  # fp32 weights + bf16 autocast + fused AdamW
+    "classic": 20.0,  # fp32 throughout, UNet AND text encoder trained, gradient checkpointing
+    "12gb": 11.0,  # + gradient checkpointing + 8-bit AdamW
+    "8gb": 7.5,  # + bf16 weights ("bf16-true"): experimental, see 8gb.yaml
+}
+# Smallest card (total VRAM, GiB) each preset accepts; a 24 GB card reports ~23.7 GiB to PyTorch.
+PRESET_MIN_TOTAL_GIB: dict[str, float] = {"24gb": 23.0, "classic": 23.0, "12gb": 11.5, "8gb": 7.5}
+EMA_EXTRA_GIB = 3.3  # an fp32 shadow copy of the SD v1 UNet stays on the GPU when ema is on
+DEFAULT_PREVIEW_PROMPTS = ["{token} {class}", "a portrait of {token} {class}, oil painting", "{class}"]
+
+
+class ConfigError(ValueError):
+    """A training setting that is unknown, of the wrong type or out of range; the message names it."""
+
+
+class Precision(str, Enum):
+    """Lightning precision: weights' dtype and autocast."""
+
+    FP32 = "32"  # fp32 weights and math (the old repos)
+    BF16_MIXED = "bf16-mixed"  # fp32 weights, bf16 autocast (RTX 30xx and newer)
+    FP16_MIXED = "16-mixed"  # fp32 weights, fp16 autocast with loss scaling (older cards)
+    BF16_TRUE = "bf16-true"  # bf16 weights and math: half the memory; small updates round away
+
+
+class OptimizerName(str, Enum):
+    ADAMW = "adamw"  # torch AdamW (fused on CUDA)
+    ADAMW8BIT = "adamw8bit"  # bitsandbytes AdamW8bit: optimizer states in 8 bits (pip install bitsandbytes)
+
+
+class LRSchedule(str, Enum):
+    CONSTANT = "constant"  # learning_rate throughout
+    WARMUP = "warmup"  # linear from 0 over warmup_steps, then constant
+    COSINE = "cosine"  # linear warmup, then cosine decay to 0 at the last step
+
+
+class SaveFormat(str, Enum):
+    SAFETENSORS = "safetensors"
+    CKPT = "ckpt"
+
+
+class Device(str, Enum):
+    CUDA = "cuda"
+    CPU = "cpu"  # only sensible for the tiny demo model
+
+
+@dataclass
+class TrainConfig:
+    # --- what to learn
+    preset: str = DEFAULT_PRESET  # the preset this config started from (sets the VRAM gate and the OOM advice)
+    model: str = ""  # base SD v1 checkpoint (.safetensors or .ckpt)
+    images: str = ""  # folder with 5-20 photos of the subject
+    token: str = ""  # rare word that will stand for the subject, e.g. "joepenna"
+    class_word: str = ""  # what the subject is, e.g. "person"; captions are "<token> <class_word>"
+    reg_images: Optional[str] = None  # folder of regularization images of the bare class; None: generate them
+    class_images: int = 200  # class images to generate with the base model when reg_images is None
+    class_images_dir: Optional[str] = None  # where generated class images go (None: <run>/class_images); share
+    #                                         one folder per class word and base model to reuse them
+    class_image_steps: int = 30  # sampler steps per generated class image
+    # --- data
+    resolution: int = 512  # training squares, pixels
+    repeats: int = 1  # instance images per shuffle epoch = images x repeats (each image equally often)
+    flip_p: float = 0.5  # chance that a sample is mirrored left-right
+    crop: Crop = Crop.CENTER  # how non-square photos become square: center or face
+    # --- loss
+    prior_loss_weight: float = 1.0  # lambda of the class (prior preservation) loss; 0 trains without class images
+    noise_offset: float = 0.0  # std of a per-channel constant added to the noise (0.05-0.1 helps very dark/bright)
+    min_snr_gamma: float = 0.0  # min-SNR-gamma loss weighting (Hang et al. 2023), 5 is typical; 0 = off
+    # --- what trains
+    train_text_encoder: bool = False  # also fine-tune the CLIP text encoder (the old repos did; costs VRAM)
+    text_encoder_lr: Optional[float] = None  # its learning rate; None = learning_rate
+    ema: bool = False  # keep an exponential moving average of the UNet (saved as model_ema.*); +3.3 GiB VRAM
+    ema_decay: float = 0.999  # per optimizer step
+    # --- optimisation
+    steps: int = 2000  # optimizer steps
+    learning_rate: float = 1e-6
+    lr_schedule: LRSchedule = LRSchedule.CONSTANT
+    warmup_steps: int = 0  # for warmup and cosine
+    batch_size: int = 1  # instance images per step; as many class images join them in the same UNet call
+    grad_accum: int = 1  # batches accumulated per optimizer step
+    max_grad_norm: float = 1.0  # gradient clipping; 0 = off
+    weight_decay: float = 1e-2  # AdamW decoupled weight decay
+    optimizer: OptimizerName = OptimizerName.ADAMW
+    precision: Precision = Precision.BF16_MIXED
+    gradient_checkpointing: bool = False  # recompute UNet activations in backward: ~30% slower, far less memory
+    cache_latents: bool = True  # VAE latents and text embeddings are computed once before step 1 (the VAE is
+    #                             frozen, so this is always on; False is refused)
+    # --- outputs
+    save_every: int = 500  # write a model file (and the resumable state) every N steps; 0 = only at the end
+    save_format: SaveFormat = SaveFormat.SAFETENSORS
+    save_half: bool = True  # model files in fp16 (2 GB); False writes fp32 (4 GB)
+    keep_all_states: bool = False  # keep state/stepNNNNN.ckpt for every save (about 11 GB each for SD v1)
+    preview_every: int = 250  # sample the preview prompts every N steps (and at step 0); 0 = only at start and end
+    preview_prompts: list[str] = field(default_factory=lambda: list(DEFAULT_PREVIEW_PROMPTS))  # {token}, {class}
+    preview_seeds: list[int] = field(default_factory=lambda: [42])  # every prompt with every seed, same each time
+    preview_steps: int = 20
+    preview_sampler: SamplerName = SamplerName.EULER_A
+    preview_cfg_scale: float = 7.0
+    # --- run
+    seed: int = 42  # data order, flips, noise and timesteps are functions of (seed, step)
+    device: Device = Device.CUDA
+    required_free_gib: Optional[float] = None  # VRAM gate; None: PRESET_VRAM_GIB[preset] (+ EMA_EXTRA_GIB with ema)
+    min_total_gib: Optional[float] = None  # smallest card accepted; None: PRESET_MIN_TOTAL_GIB[preset]
+
+
+def preset_names() -> list[str]:
+    """The presets shipped in configs/train, for dropdowns and --preset."""
+    return sorted(p.stem for p in PRESETS_DIR.glob("*.yaml"))
+
+
+def load_config(preset: str | None = None, yaml_path: str | Path | None = None, overrides: list[str] = (),
+                values: dict[str, Any] | None = None) -> TrainConfig:
+    """Defaults <- preset <- user YAML <- values <- overrides, type-checked; ConfigError names a bad key.
+
+    preset None takes the user YAML's `preset` entry (a saved run's config.yaml has one), else 24gb.
+    """
+    user = _read_yaml(Path(yaml_path), "config file") if yaml_path is not None else {}
+    preset = preset or user.get("preset") or DEFAULT_PRESET
+    layers = [(f"preset {preset}", {**_read_preset(preset), "preset": preset}),
+              (f"config file {yaml_path}", {k: v for k, v in user.items() if k != "preset"}),
+              ("settings", values or {}),
+              ("--set overrides", _parse_overrides(overrides))]
+    cfg = OmegaConf.structured(TrainConfig)
+    for source, data in layers:
+        cfg = _merge(cfg, _enum_values_as_str(data), source)
+    return OmegaConf.to_object(cfg)
+
+
+def _read_preset(name: str) -> dict:
+    path = PRESETS_DIR / f"{name}.yaml"
+    if not path.is_file():
+        raise ConfigError(f"Unknown preset {name!r}; choose one of: {', '.join(preset_names())}.")
+    return _read_yaml(path, "preset")
+
+
+def _read_yaml(path: Path, what: str) -> dict:
+    if not path.is_file():
+        raise ConfigError(f"The {what} {path} does not exist; check the path.")
+    try:
+        data = OmegaConf.to_container(OmegaConf.load(path))
+    except Exception as e:  # noqa: BLE001 - yaml raises many error types for a broken file
+        raise ConfigError(f"The {what} {path} is not valid YAML ({str(e).splitlines()[0]}); fix it.") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"The {what} {path} must hold `key: value` lines, not a {type(data).__name__}.")
+    return data
+
+
+def _parse_overrides(overrides: list[str]) -> dict:
+    bad = [o for o in overrides if "=" not in o or not o.split("=", 1)[0].strip()]
+    if bad:
+        raise ConfigError(f"Write overrides as key=value (e.g. steps=1500), got: {', '.join(bad)}.")
+    try:
+        return OmegaConf.to_container(OmegaConf.from_dotlist(list(overrides)))
+    except OmegaConfBaseException as e:
+        raise ConfigError(f"Could not read the overrides {list(overrides)}: {str(e).splitlines()[0]}.") from None
+
+
+def _enum_values_as_str(data: dict) -> dict:
+    """`precision: 32` is read by YAML as an int; enum fields want the string value."""
+    hints = typing.get_type_hints(TrainConfig)
+    return {k: str(v) if isinstance(hints.get(k), type) and issubclass(hints[k], Enum)
+            and isinstance(v, (int, float)) and not isinstance(v, bool) else v for k, v in data.items()}
+
+
+def _merge(cfg, data: dict, source: str):
+    try:
+        return OmegaConf.merge(cfg, data)
+    except ConfigKeyError as e:
+        key = str(e.full_key or e.key)
+        close = difflib.get_close_matches(key, [f.name for f in dataclasses.fields(TrainConfig)], n=1)
+        hint = f"; did you mean {close[0]!r}?" if close else "; see sdtrainer/config.py for the settings."
+        raise ConfigError(f"{source}: unknown setting {key!r}{hint}") from None
+    except OmegaConfBaseException as e:
+        key = str(getattr(e, "full_key", None) or getattr(e, "key", None) or "?")
+        raise ConfigError(f"{source}: bad value for {key!r}: {str(e).splitlines()[0]}{_choices(key)}") from None
+
+
+def _choices(key: str) -> str:
+    kind = typing.get_type_hints(TrainConfig).get(key)
+    if isinstance(kind, type) and issubclass(kind, Enum):
+        return f" (choose one of: {', '.join(m.value for m in kind)})."
+    return "."
+
+
+def config_dict(cfg: TrainConfig) -> dict[str, Any]:
+    """Plain types only: enums as their values (what YAML files and checkpoint metadata hold)."""
+    return {k: v.value if isinstance(v, Enum) else v for k, v in dataclasses.asdict(cfg).items()}
+
+
+def config_yaml(cfg: TrainConfig) -> str:
+    return OmegaConf.to_yaml(OmegaConf.create(config_dict(cfg)))
+
+
+def save_config(cfg: TrainConfig, path: str | Path) -> Path:
+    """Write the resolved config as YAML (load_config(yaml_path=path) reads it back unchanged)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("# sdtrainer training config, resolved (preset + your settings)\n" + config_yaml(cfg),
+                    encoding="utf-8")
+    return path
+
+
+# ---------------------------------------------------------------------------------------------------
+# Checks across fields, and what follows from the config
+# ---------------------------------------------------------------------------------------------------
+
+def check_config(cfg: TrainConfig) -> None:
+    """Everything a run needs that types alone cannot say; ConfigError with what to set."""
+    for key, hint in (("model", "the base SD v1 checkpoint"), ("images", "the folder of subject photos"),
+                      ("token", "a rare word such as ohwx"), ("class_word", "e.g. person, dog, car")):
+        if not str(getattr(cfg, key)).strip():
+            raise ConfigError(f"Set {key}: {hint}.")
+    _check_ranges(cfg)
+    if not cfg.cache_latents:
+        raise ConfigError("cache_latents=false is not supported: the VAE is frozen, so latents are always "
+                          "computed once before training. Remove the setting.")
+    if cfg.preset not in PRESET_VRAM_GIB and cfg.device is Device.CUDA and cfg.required_free_gib is None:
+        raise ConfigError(f"Preset {cfg.preset!r} has no VRAM figure; set required_free_gib.")
+
+
+def _check_ranges(cfg: TrainConfig) -> None:
+    rules = [
+        ("steps", cfg.steps >= 1, "at least 1"), ("learning_rate", cfg.learning_rate > 0, "above 0"),
+        ("batch_size", cfg.batch_size >= 1, "at least 1"), ("grad_accum", cfg.grad_accum >= 1, "at least 1"),
+        ("resolution", cfg.resolution >= 64 and cfg.resolution % 64 == 0, "a multiple of 64 (512 for SD v1)"),
+        ("repeats", cfg.repeats >= 1, "at least 1"), ("flip_p", 0 <= cfg.flip_p <= 1, "between 0 and 1"),
+        ("prior_loss_weight", cfg.prior_loss_weight >= 0, "0 or more"),
+        ("class_images", cfg.class_images >= 0, "0 or more"),
+        ("noise_offset", cfg.noise_offset >= 0, "0 or more"), ("min_snr_gamma", cfg.min_snr_gamma >= 0, "0 or more"),
+        ("ema_decay", 0 < cfg.ema_decay < 1, "between 0 and 1 (0.999 is usual)"),
+        ("warmup_steps", cfg.warmup_steps >= 0, "0 or more"), ("max_grad_norm", cfg.max_grad_norm >= 0, "0 or more"),
+        ("save_every", cfg.save_every >= 0, "0 or more"), ("preview_every", cfg.preview_every >= 0, "0 or more"),
+        ("preview_steps", 1 <= cfg.preview_steps <= 150, "between 1 and 150"),
+        ("text_encoder_lr", cfg.text_encoder_lr is None or cfg.text_encoder_lr > 0, "above 0 (or unset)"),
+    ]
+    for key, ok, what in rules:
+        if not ok:
+            raise ConfigError(f"{key} must be {what}, got {getattr(cfg, key)!r}.")
+
+
+def uses_prior(cfg: TrainConfig) -> bool:
+    """Whether class images take part: a prior weight above 0 and a reg folder or images to generate."""
+    return cfg.prior_loss_weight > 0 and (bool(cfg.reg_images) or cfg.class_images > 0)
+
+
+def preview_prompts(cfg: TrainConfig) -> list[str]:
+    """The preview prompts with {token} and {class} filled in."""
+    return [p.replace("{token}", cfg.token).replace("{class}", cfg.class_word) for p in cfg.preview_prompts]
+
+
+def required_free_gib(cfg: TrainConfig) -> float:
+    """Free VRAM the gate asks for: the explicit setting, else the preset's figure (+ the EMA copy)."""
+    if cfg.required_free_gib is not None:
+        return cfg.required_free_gib
+    return PRESET_VRAM_GIB[cfg.preset] + (EMA_EXTRA_GIB if cfg.ema else 0.0)
+
+
+def min_total_gib(cfg: TrainConfig) -> float:
+    if cfg.min_total_gib is not None:
+        return cfg.min_total_gib
+    return PRESET_MIN_TOTAL_GIB.get(cfg.preset, required_free_gib(cfg))
+
+
+def lower_preset(preset: str) -> str | None:
+    """The preset needing the most VRAM below `preset`'s (None for the smallest or an unknown one)."""
+    if preset not in PRESET_VRAM_GIB:
+        return None
+    below = {n: g for n, g in PRESET_VRAM_GIB.items() if g < PRESET_VRAM_GIB[preset]}
+    return max(below, key=below.get) if below else None

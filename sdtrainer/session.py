@@ -1,0 +1,267 @@
+"""A training run in a background thread, with a small state object the UI polls.
+
+    manager = SessionManager(cache)                      # the UI owns one; at most one run at a time
+    session = manager.start(load_config("24gb", overrides=[...]), Path("outputs/joe"))
+    session.pause(); session.resume(); session.stop()     # stop finishes the step and saves a model
+    state = session.snapshot()                           # a copy: status, step, loss, previews, log ...
+    session.subscribe(lambda event: print(event.kind, event.step, event.data))
+
+The trainer (`sdtrainer.trainer.run_training`) reports through `Event`s; the session folds them into
+its `SessionState` and passes them on to subscribers. Before anything is loaded it runs the GPU gate
+(on CUDA) and takes `ModelCache.lock` for the whole run, after clearing the cache to free VRAM.
+"""
+import copy
+import threading
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from enum import Enum
+from pathlib import Path
+
+from sdtrainer.config import (PRESET_VRAM_GIB, Device, TrainConfig, lower_preset, min_total_gib,
+                              required_free_gib)
+from sdtrainer.preflight import GpuProbe, check_gpu
+from sdtrainer.trainer import Event, EventKind, Preview, RunControl, RunPaths, is_out_of_memory, run_training
+
+__all__ = ["Event", "EventKind", "Preview", "SessionBusy", "SessionManager", "SessionState", "Status",
+           "TrainingSession"]
+
+LOG_LINES = 200
+
+
+class Status(str, Enum):
+    IDLE = "idle"
+    PREPARING = "preparing"  # gate, images, model, class images, caching
+    RUNNING = "running"
+    PAUSED = "paused"
+    STOPPING = "stopping"
+    FINISHED = "finished"
+    FAILED = "failed"
+
+
+ACTIVE = (Status.PREPARING, Status.RUNNING, Status.PAUSED, Status.STOPPING)
+
+
+class SessionBusy(ValueError):
+    """A second training run was asked for while one is active."""
+
+
+@dataclass
+class SessionState:
+    status: Status = Status.IDLE
+    step: int = 0
+    total_steps: int = 0
+    loss: float | None = None
+    prior_loss: float | None = None
+    it_per_s: float | None = None
+    eta_s: float | None = None
+    elapsed_s: float = 0.0
+    history: list[tuple[int, float, float]] = field(default_factory=list)  # (step, loss, prior_loss)
+    vram: list[tuple[int, float, float]] = field(default_factory=list)  # (step, allocated GiB, reserved GiB)
+    previews: list[Preview] = field(default_factory=list)
+    checkpoints: list[Path] = field(default_factory=list)  # model files, oldest first
+    log: list[str] = field(default_factory=list)  # the last LOG_LINES lines
+    message: str = ""  # why it failed, or how it finished
+    run_dir: Path | None = None
+
+
+class TrainingSession:
+    """One training run (new, or resumed from run_dir/state/last.ckpt) in a background thread."""
+
+    def __init__(self, config: TrainConfig, run_dir: Path, cache=None, *, resume: bool = False,
+                 probe: GpuProbe | None = None):
+        self.config, self.run_dir, self.cache = config, Path(run_dir), cache
+        self.resume_run, self.probe = resume, probe
+        self.control = RunControl()
+        self._state = SessionState(total_steps=config.steps, run_dir=self.run_dir)
+        self._lock = threading.Lock()
+        self._listeners: list[Callable[[Event], None]] = []
+        self._thread: threading.Thread | None = None
+        self._started = 0.0
+
+    # --- controls
+    def start(self) -> "TrainingSession":
+        with self._lock:
+            if self._thread is not None:
+                raise SessionBusy("This session has already been started; create a new one.")
+            self._state.status = Status.PREPARING
+            self._thread = threading.Thread(target=self._run, name="sdtrainer-training", daemon=True)
+        self._started = time.perf_counter()
+        self._thread.start()
+        return self
+
+    def pause(self) -> None:
+        """Pause after the current step (weights, optimizer and data order stay as they are)."""
+        with self._lock:
+            if self._state.status in (Status.PREPARING, Status.RUNNING):
+                self.control.pause()
+                self._state.status = Status.PAUSED
+
+    def resume(self) -> None:
+        with self._lock:
+            if self._state.status is Status.PAUSED:
+                self.control.resume()
+                self._state.status = Status.RUNNING if self._state.step or self._state.history else Status.PREPARING
+
+    def stop(self) -> None:
+        """Finish the current step, save a model file and the state, end. Also ends a pause."""
+        with self._lock:
+            if self._state.status in ACTIVE:
+                self.control.stop()
+                self._state.status = Status.STOPPING
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Block until the run ends (True) or the timeout passes (False)."""
+        if self._thread is None:
+            return True
+        self._thread.join(timeout)
+        return not self._thread.is_alive()
+
+    @property
+    def active(self) -> bool:
+        return self._state.status in ACTIVE
+
+    def snapshot(self) -> SessionState:
+        with self._lock:
+            state = copy.deepcopy(self._state)
+        if state.status in ACTIVE:
+            state.elapsed_s = max(state.elapsed_s, time.perf_counter() - self._started)
+        return state
+
+    def subscribe(self, listener: Callable[[Event], None]) -> Callable[[], None]:
+        """listener(event) is called from the training thread; returns a function that unsubscribes."""
+        with self._lock:
+            self._listeners.append(listener)
+        return lambda: self._listeners.remove(listener) if listener in self._listeners else None
+
+    # --- the thread
+    def _run(self) -> None:
+        try:
+            self._gate()
+            with self._gpu_lock():
+                result = run_training(self.config, self.run_dir, self._emit, self.control, resume=self.resume_run)
+            self._finish(result)
+        except Exception as error:  # noqa: BLE001 - every failure must reach the state, not kill the thread
+            self._fail(error)
+
+    def _gate(self) -> None:
+        """On CUDA, the VRAM gate decides before anything is allocated."""
+        if self.config.device is not Device.CUDA:
+            return
+        others = {n: g for n, g in PRESET_VRAM_GIB.items() if n != self.config.preset}
+        report = check_gpu(required_free_gib(self.config), self.config.preset, others,
+                           min_total_gib(self.config), probe=self.probe)
+        self._log(report.format())
+        if not report.ok:
+            raise GateRefused(report.format())
+
+    def _gpu_lock(self):
+        if self.cache is None:
+            return _NoLock()
+        self.cache.clear()
+        return self.cache.lock
+
+    def _finish(self, result) -> None:
+        if result.stopped:
+            saved = f"; saved {result.model_file}" if result.model_file else ""
+            message = f"Stopped at step {result.step} of {result.total_steps}{saved}."
+        else:
+            message = f"Finished {result.step} steps: {result.model_file}"
+        self._emit(Event(EventKind.FINISHED, result.step, {"message": message, "path": result.model_file}))
+
+    def _fail(self, error: Exception) -> None:
+        step = self._state.step
+        if is_out_of_memory(error):
+            message = oom_message(self.config, step, RunPaths(self.run_dir))
+        elif isinstance(error, ValueError):
+            message = str(error)
+        else:
+            message = f"Training failed: {type(error).__name__}: {error}"
+            for line in traceback.format_exception(error):
+                self._log(line.rstrip())
+        self._emit(Event(EventKind.FAILED, step, {"message": message}))
+
+    # --- events into the state
+    def _emit(self, event: Event) -> None:
+        with self._lock:
+            apply_event(self._state, event)
+            listeners = list(self._listeners)
+        for listener in listeners:
+            try:
+                listener(event)
+            except Exception as e:  # noqa: BLE001 - a broken listener must not stop training
+                with self._lock:
+                    _append_log(self._state, f"(event listener failed: {e})")
+
+    def _log(self, message: str) -> None:
+        self._emit(Event(EventKind.LOG, self._state.step, {"message": message}))
+
+
+class GateRefused(ValueError):
+    """The GPU gate said no; the message is its report."""
+
+
+class _NoLock:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+
+def oom_message(cfg: TrainConfig, step: int, paths: RunPaths) -> str:
+    lower = lower_preset(cfg.preset)
+    advice = (f"choose the {lower} preset (needs about {PRESET_VRAM_GIB[lower]:g} GiB free)" if lower else
+              "lower the resolution or the batch size, or turn off ema and train_text_encoder")
+    saved = f" The state at step {step} was saved; resume from {paths.root}." if paths.state.exists() else ""
+    return (f"Out of GPU memory at step {step} with the {cfg.preset} preset: {advice}, and close other "
+            f"programs that use the GPU.{saved}")
+
+
+def _append_log(state: SessionState, message: str) -> None:
+    state.log.extend(message.splitlines() or [""])
+    del state.log[:-LOG_LINES]
+
+
+def apply_event(state: SessionState, event: Event) -> None:
+    """Fold one trainer event into the state (the session holds its lock)."""
+    data = event.data
+    if event.kind is EventKind.PROGRESS:
+        if state.status is Status.PREPARING:
+            state.status = Status.RUNNING
+        state.step, state.total_steps = event.step, data["total_steps"]
+        state.loss, state.prior_loss, state.it_per_s = data["loss"], data["prior_loss"], data["it_per_s"]
+        state.eta_s, state.elapsed_s = data["eta_s"], data["elapsed_s"]
+        state.history.append((event.step, data["loss"], data["prior_loss"]))
+        state.vram.append((event.step, data["vram_alloc_gib"], data["vram_reserved_gib"]))
+    elif event.kind is EventKind.PREVIEW:
+        state.previews.append(data["preview"])
+    elif event.kind is EventKind.CHECKPOINT and data["kind"] == "model":
+        state.checkpoints.append(Path(data["path"]))
+    elif event.kind is EventKind.LOG:
+        _append_log(state, data["message"])
+    elif event.kind in (EventKind.FINISHED, EventKind.FAILED):
+        state.status = Status.FINISHED if event.kind is EventKind.FINISHED else Status.FAILED
+        state.message = data["message"]
+        _append_log(state, data["message"])
+
+
+class SessionManager:
+    """Holds the current session; refuses a second start while one is active."""
+
+    def __init__(self, cache=None, probe: GpuProbe | None = None):
+        self.cache, self.probe = cache, probe
+        self.current: TrainingSession | None = None
+        self._lock = threading.Lock()
+
+    def start(self, config: TrainConfig, run_dir: Path, resume: bool = False) -> TrainingSession:
+        with self._lock:
+            if self.current is not None and self.current.active:
+                raise SessionBusy(f"A training run is already active ({self.current.run_dir}, "
+                                  f"{self.current.snapshot().status.value}); stop it or wait until it ends.")
+            self.current = TrainingSession(config, run_dir, self.cache, resume=resume, probe=self.probe)
+            return self.current.start()
+
+    def snapshot(self) -> SessionState | None:
+        return self.current.snapshot() if self.current is not None else None

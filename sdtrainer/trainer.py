@@ -1,0 +1,798 @@
+"""DreamBooth ("Unfrozen Model Textual Inversion") fine-tuning of SD v1 on pytorch-lightning.
+
+    control = RunControl()                       # pause() / resume() / stop() from another thread
+    result = run_training(cfg, Path("outputs/joe"), emit=print, control=control)
+    result = run_training(cfg, Path("outputs/joe"), emit=print, control=control, resume=True)
+
+`run_training` reads as its stages: 1. check the settings and the photos  2. load the base model
+3. class images (generated with the base model when no folder is given)  4. encode every image once
+with the frozen VAE (and the captions with the frozen text encoder)  5. Lightning fit  6. final files.
+Everything the user sees goes out as `Event`s through `emit`; the callbacks below write metrics.csv,
+previews, model files and the resumable state.
+
+Exact resume: what is random in a step (images, flips, timesteps, noise) is drawn by `batch_for`, a
+pure function of (seed, micro-batch index); Lightning restores weights, optimizer, LR schedule and
+step from state/last.ckpt, and the module adds the EMA copy and the RNG states. So N steps, resume,
+N more steps give the weights of 2N uninterrupted steps.
+
+Run folder `outputs/<run>/`: config.yaml, metrics.csv, checkpoints/<run>-stepNNNNN.safetensors,
+state/last.ckpt, samples/stepNNNNN-pJ-sSEED.png, class_images/, <run>-final.safetensors.
+"""
+import collections
+import csv
+import functools
+import hashlib
+import json
+import logging
+import math
+import os
+import random
+import threading
+import time
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from enum import Enum
+from pathlib import Path
+
+import numpy as np
+import pytorch_lightning as pl
+import torch
+import torch.nn.functional as F
+from torch.utils.data import DataLoader, IterableDataset
+
+from ldm.model import TINY, StableDiffusion
+from ldm.schedule import NUM_TIMESTEPS, alphas_cumprod
+from ldm.tokenizer import get_tokenizer
+from sdtrainer.checkpoint import load_model, save_checkpoint
+from sdtrainer.class_images import generate_class_images
+from sdtrainer.config import (ConfigError, Device, LRSchedule, OptimizerName, Precision, TrainConfig, check_config,
+                              config_dict, preview_prompts, save_config, uses_prior)
+from sdtrainer.dataset import ClassDataset, ImageDataset, InstanceDataset
+from sdtrainer.preflight import cpu_warning
+from sdtrainer.sampling import GenerationParams, check_params, infotext, sample_latents, save_png, to_pil
+
+GIB = 1024**3
+ENCODE_BATCH = 4  # images per VAE call while caching latents
+INSTANCE_STREAM, CLASS_STREAM, STEP_STREAM = 0, 1, 2  # independent random streams of batch_for
+
+
+# ---------------------------------------------------------------------------------------------------
+# What the trainer tells the outside world, and what it takes from it
+# ---------------------------------------------------------------------------------------------------
+
+class EventKind(str, Enum):
+    PROGRESS = "progress"  # data: loss, prior_loss, lr, it_per_s, eta_s, elapsed_s, vram_*_gib, total_steps
+    PREVIEW = "preview"  # data: preview (a Preview)
+    CHECKPOINT = "checkpoint"  # data: path, kind ("model" or "state")
+    LOG = "log"  # data: message
+    FINISHED = "finished"  # data: message, path (final or last model file)
+    FAILED = "failed"  # data: message
+
+
+@dataclass
+class Event:
+    kind: EventKind
+    step: int
+    data: dict = field(default_factory=dict)
+
+
+@dataclass
+class Preview:
+    step: int
+    prompt: str
+    seed: int
+    path: Path
+
+
+@dataclass
+class TrainResult:
+    step: int  # optimizer steps done
+    total_steps: int
+    model_file: Path | None  # the last model file written
+    stopped: bool  # True when a stop request ended the run early
+
+
+class RunControl:
+    """Pause and stop requests, set from any thread and honoured between optimizer steps."""
+
+    def __init__(self):
+        self._stop = threading.Event()
+        self._go = threading.Event()
+        self._go.set()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._go.set()
+
+    def pause(self) -> None:
+        self._go.clear()
+
+    def resume(self) -> None:
+        self._go.set()
+
+    @property
+    def stop_requested(self) -> bool:
+        return self._stop.is_set()
+
+    @property
+    def paused(self) -> bool:
+        return not self._go.is_set()
+
+    def wait_while_paused(self) -> None:
+        """Block until resumed or stopped."""
+        while not self._go.wait(0.2):
+            pass
+
+
+Emit = Callable[[Event], None]
+
+
+def log(emit: Emit, step: int, message: str) -> None:
+    emit(Event(EventKind.LOG, step, {"message": message}))
+
+
+@dataclass(frozen=True)
+class RunPaths:
+    """Where a run keeps its files; the run's name is its folder's name."""
+
+    root: Path
+
+    @property
+    def name(self) -> str:
+        return self.root.name
+
+    @property
+    def config(self) -> Path:
+        return self.root / "config.yaml"
+
+    @property
+    def metrics(self) -> Path:
+        return self.root / "metrics.csv"
+
+    @property
+    def state(self) -> Path:
+        return self.root / "state" / "last.ckpt"
+
+    @property
+    def samples(self) -> Path:
+        return self.root / "samples"
+
+    @property
+    def class_images(self) -> Path:
+        return self.root / "class_images"
+
+    def model_file(self, step: int, fmt: str) -> Path:
+        return self.root / "checkpoints" / f"{self.name}-step{step:05d}.{fmt}"
+
+    def final_file(self, fmt: str) -> Path:
+        return self.root / f"{self.name}-final.{fmt}"
+
+    def preview(self, step: int, prompt_index: int, seed: int) -> Path:
+        return self.samples / f"step{step:05d}-p{prompt_index}-s{seed}.png"
+
+    def make(self) -> None:
+        for folder in (self.root / "checkpoints", self.state.parent, self.samples):
+            folder.mkdir(parents=True, exist_ok=True)
+
+
+# ---------------------------------------------------------------------------------------------------
+# Data order: batch k is a pure function of (seed, k)
+# ---------------------------------------------------------------------------------------------------
+
+def seeded_generator(seed: int, *keys: int) -> torch.Generator:
+    """A CPU generator for one purpose and one step: a hash of (seed, keys), so streams never overlap."""
+    digest = hashlib.blake2b(repr((seed, *keys)).encode(), digest_size=8).digest()
+    return torch.Generator().manual_seed(int.from_bytes(digest, "big") & (2**63 - 1))
+
+
+@functools.lru_cache(maxsize=16)
+def epoch_order(seed: int, stream: int, epoch: int, n: int, repeats: int) -> torch.Tensor:
+    """Item order of one shuffle epoch: each of n items `repeats` times, shuffled."""
+    return torch.randperm(n * repeats, generator=seeded_generator(seed, stream, epoch)) % n
+
+
+def pick(seed: int, stream: int, n: int, repeats: int, start: int, count: int) -> torch.Tensor:
+    """Items start .. start+count-1 of the endless sequence of shuffle epochs."""
+    length = n * repeats
+    return torch.stack([epoch_order(seed, stream, p // length, n, repeats)[p % length]
+                        for p in range(start, start + count)])
+
+
+@dataclass(frozen=True)
+class BatchPlan:
+    n_instance: int  # distinct instance images
+    n_class: int  # distinct class images (0 without prior preservation)
+    batch_size: int  # instance images per micro-batch; as many class images join them
+    repeats: int
+    flip_p: float
+    latent_shape: tuple[int, int, int]
+    noise_offset: float
+    seed: int
+
+
+def batch_for(plan: BatchPlan, k: int) -> dict[str, torch.Tensor]:
+    """Micro-batch k: which cached latents (instance then class), mirrored or not, timesteps and noise."""
+    b, g = plan.batch_size, seeded_generator(plan.seed, STEP_STREAM, k)
+    instance = pick(plan.seed, INSTANCE_STREAM, plan.n_instance, plan.repeats, k * b, b)
+    classes = (pick(plan.seed, CLASS_STREAM, plan.n_class, 1, k * b, b) if plan.n_class
+               else torch.zeros(0, dtype=torch.long))
+    n = b + len(classes)
+    noise = torch.randn((n, *plan.latent_shape), generator=g)
+    if plan.noise_offset:
+        noise += plan.noise_offset * torch.randn((n, plan.latent_shape[0], 1, 1), generator=g)
+    return {"instance": instance, "class": classes, "flip": torch.rand(n, generator=g) < plan.flip_p,
+            "timesteps": torch.randint(0, NUM_TIMESTEPS, (n,), generator=g), "noise": noise}
+
+
+class StepBatches(IterableDataset):
+    """Micro-batches start .. stop-1 of a plan, in order (one Lightning epoch)."""
+
+    def __init__(self, plan: BatchPlan, start: int, stop: int):
+        self.plan, self.start, self.stop = plan, start, stop
+
+    def __iter__(self):
+        return (batch_for(self.plan, k) for k in range(self.start, self.stop))
+
+
+# ---------------------------------------------------------------------------------------------------
+# Encoding every image once
+# ---------------------------------------------------------------------------------------------------
+
+@dataclass
+class CachedData:
+    instance_latents: torch.Tensor  # [N, 2, C, h, w]: as loaded, mirrored
+    class_latents: torch.Tensor  # [M, 2, C, h, w]; M = 0 without prior preservation
+    instance_rows: torch.Tensor  # [N] row of `conds` holding each instance image's caption
+    class_rows: torch.Tensor  # [M]
+    conds: torch.Tensor  # [P, 77, width] text embeddings, or [P, 77] token ids when the text encoder trains
+
+    def tensors(self) -> dict[str, torch.Tensor]:
+        return dict(self.__dict__)
+
+
+@torch.no_grad()
+def encode_dataset(model: StableDiffusion, dataset: ImageDataset | None) -> torch.Tensor:
+    """[N, 2, C, h, w] posterior-mean latents of every image of the dataset, plain and mirrored."""
+    if dataset is None:
+        return torch.zeros(0)
+    vae_weight = next(model.vae.parameters())
+    out = []
+    for start in range(0, len(dataset.paths), ENCODE_BATCH):
+        pixels = torch.stack([dataset[i]["pixel_values"] for i in range(start, min(start + ENCODE_BATCH,
+                                                                                     len(dataset.paths)))])
+        both = torch.cat([pixels, pixels.flip(-1)]).to(vae_weight.device, vae_weight.dtype)
+        latents = model.encode_images(both).float().cpu()
+        out.append(torch.stack(latents.chunk(2), dim=1))
+    return torch.cat(out)
+
+
+@torch.no_grad()
+def caption_table(model: StableDiffusion, captions: list[str], token_ids_only: bool) -> tuple[torch.Tensor, list[int]]:
+    """(one row per distinct caption: embedding or token ids, the row of each caption)."""
+    unique = list(dict.fromkeys(captions))
+    ids = get_tokenizer()(unique)
+    if token_ids_only:
+        table = ids
+    else:
+        device = next(model.text_encoder.parameters()).device
+        table = model.text_encoder(ids.to(device)).float().cpu()
+    return table, [unique.index(c) for c in captions]
+
+
+def cache_data(model: StableDiffusion, instances: ImageDataset, classes: ImageDataset | None,
+               train_text_encoder: bool) -> CachedData:
+    instance_latents, class_latents = encode_dataset(model, instances), encode_dataset(model, classes)
+    captions = list(instances.captions) + (list(classes.captions) if classes is not None else [])
+    conds, rows = caption_table(model, captions, train_text_encoder)
+    n = len(instances.paths)
+    if classes is None:
+        class_latents = instance_latents.new_zeros((0, *instance_latents.shape[1:]))
+    return CachedData(instance_latents, class_latents, torch.tensor(rows[:n]), torch.tensor(rows[n:], dtype=torch.long),
+                      conds)
+
+
+# ---------------------------------------------------------------------------------------------------
+# Loss pieces, EMA, optimizer and schedule
+# ---------------------------------------------------------------------------------------------------
+
+def min_snr_weights(acp: torch.Tensor, gamma: float) -> torch.Tensor:
+    """Min-SNR-gamma weights for an eps-predicting model: min(SNR, gamma) / SNR (Hang et al. 2023)."""
+    snr = acp / (1 - acp)
+    return snr.clamp(max=gamma) / snr
+
+
+class EMA:
+    """Exponential moving average of the UNet's parameters, in fp32 beside them (CompVis LitEma's
+    decay warm-up: min(decay, (1 + n) / (10 + n)) after n updates)."""
+
+    def __init__(self, params: dict[str, torch.Tensor], decay: float, shadow: dict | None = None, updates: int = 0):
+        self.decay, self.updates = decay, updates
+        source = shadow if shadow is not None else params
+        self.shadow = {k: source[k].detach().to(params[k].device, torch.float32).clone() for k in params}
+
+    @torch.no_grad()
+    def update(self, params: dict[str, torch.Tensor]) -> None:
+        self.updates += 1
+        decay = min(self.decay, (1 + self.updates) / (10 + self.updates))
+        for k, p in params.items():
+            self.shadow[k].lerp_(p.detach().float(), 1 - decay)
+
+    def state_dict(self) -> dict:
+        return {"shadow": {k: v.cpu() for k, v in self.shadow.items()}, "updates": self.updates}
+
+
+def lr_factor(schedule: LRSchedule, warmup: int, total: int, step: int) -> float:
+    """Multiplier of the learning rate at optimizer step `step` (0-based)."""
+    if schedule is LRSchedule.CONSTANT:
+        return 1.0
+    warm = min(1.0, (step + 1) / warmup) if warmup > 0 else 1.0
+    if schedule is LRSchedule.WARMUP:
+        return warm
+    progress = min(max((step - warmup) / max(1, total - warmup), 0.0), 1.0)
+    return warm * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
+class OptimizerUnavailable(ConfigError):
+    """The chosen optimizer's package is not installed."""
+
+
+def import_bitsandbytes():
+    try:
+        import bitsandbytes
+    except ImportError:
+        raise OptimizerUnavailable("The adamw8bit optimizer needs bitsandbytes: run `pip install bitsandbytes`, "
+                                   "or choose optimizer adamw (needs about 5 GiB more VRAM).") from None
+    return bitsandbytes
+
+
+def build_optimizer(cfg: TrainConfig, groups: list[dict], device: torch.device) -> torch.optim.Optimizer:
+    if cfg.optimizer is OptimizerName.ADAMW8BIT:
+        return import_bitsandbytes().optim.AdamW8bit(groups, lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
+    # Lightning cannot clip gradients of a fused optimizer under fp16 loss scaling (it unscales internally).
+    fused = device.type == "cuda" and not (cfg.precision is Precision.FP16_MIXED and cfg.max_grad_norm > 0)
+    return torch.optim.AdamW(groups, lr=cfg.learning_rate, weight_decay=cfg.weight_decay, fused=fused or None)
+
+
+# ---------------------------------------------------------------------------------------------------
+# The LightningModule
+# ---------------------------------------------------------------------------------------------------
+
+class DreamBoothModule(pl.LightningModule):
+    """Trains the UNet (and the text encoder if configured) on cached latents; the VAE stays frozen.
+
+    Each micro-batch puts `batch_size` instance and as many class latents through one UNet call;
+    loss = instance eps-MSE + prior_loss_weight * class eps-MSE.
+    """
+
+    def __init__(self, cfg: TrainConfig, model: StableDiffusion, data: CachedData):
+        super().__init__()
+        self.cfg, self.sd = cfg, model
+        model.vae.requires_grad_(False)
+        model.text_encoder.requires_grad_(cfg.train_text_encoder)
+        model.unet.requires_grad_(True)
+        model.unet.set_gradient_checkpointing(cfg.gradient_checkpointing)
+        for name, tensor in data.tensors().items():
+            self.register_buffer(name, tensor, persistent=False)
+        self.plan = BatchPlan(len(data.instance_latents), len(data.class_latents), cfg.batch_size, cfg.repeats,
+                              cfg.flip_p, tuple(data.instance_latents.shape[2:]), cfg.noise_offset, cfg.seed)
+        self.acp = alphas_cumprod().float()  # not a buffer: bf16-true must not round it
+        self.ema: EMA | None = None
+        self.stepped = False  # an optimizer step ended the current micro-batch (callbacks read it)
+        self._restored: dict = {}
+
+    def unet_params(self) -> dict[str, torch.Tensor]:
+        return dict(self.sd.unet.named_parameters())
+
+    # --- data
+    def train_dataloader(self) -> DataLoader:
+        accum = self.cfg.grad_accum
+        batches = StepBatches(self.plan, self.trainer.global_step * accum, self.cfg.steps * accum)
+        return DataLoader(batches, batch_size=None, num_workers=0)
+
+    def gather(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
+        """Latents [n, C, h, w] and text context [n, 77, width] of a micro-batch, instance rows first."""
+        n, flip = len(batch["instance"]), batch["flip"].long()
+        latents = torch.cat([self.instance_latents[batch["instance"], flip[:n]],
+                             self.class_latents[batch["class"], flip[n:]]])
+        cond = self.conds[torch.cat([self.instance_rows[batch["instance"]], self.class_rows[batch["class"]]])]
+        if self.cfg.train_text_encoder:
+            cond = self.sd.text_encoder(cond)
+        return latents, cond
+
+    # --- step
+    def training_step(self, batch: dict, batch_idx: int) -> dict:
+        latents, cond = self.gather(batch)
+        t, noise = batch["timesteps"], batch["noise"].float()
+        acp = self.acp.to(t.device)[t].view(-1, 1, 1, 1)
+        noisy = acp.sqrt() * latents.float() + (1 - acp).sqrt() * noise
+        dtype = next(self.sd.unet.parameters()).dtype
+        eps = self.sd.unet(noisy.to(dtype), t, cond.to(dtype))
+        per_sample = F.mse_loss(eps.float(), noise, reduction="none").mean(dim=(1, 2, 3))
+        if self.cfg.min_snr_gamma > 0:
+            per_sample = per_sample * min_snr_weights(acp.flatten(), self.cfg.min_snr_gamma)
+        n = len(batch["instance"])
+        instance = per_sample[:n].mean()
+        prior = per_sample[n:].mean() if len(per_sample) > n else per_sample.new_zeros(())
+        loss = instance + self.cfg.prior_loss_weight * prior
+        return {"loss": loss, "instance_loss": instance.detach(), "prior_loss": prior.detach()}
+
+    def configure_optimizers(self):
+        cfg = self.cfg
+        groups = [{"params": list(self.sd.unet.parameters()), "lr": cfg.learning_rate}]
+        if cfg.train_text_encoder:
+            groups.append({"params": list(self.sd.text_encoder.parameters()),
+                           "lr": cfg.text_encoder_lr or cfg.learning_rate})
+        optimizer = build_optimizer(cfg, groups, self.device)
+        schedule = functools.partial(lr_factor, cfg.lr_schedule, cfg.warmup_steps, cfg.steps)
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+    def optimizer_step(self, epoch, batch_idx, optimizer, optimizer_closure=None) -> None:
+        super().optimizer_step(epoch, batch_idx, optimizer, optimizer_closure)
+        self.stepped = True
+        if self.ema is not None:
+            self.ema.update(self.unet_params())
+
+    def on_train_batch_start(self, batch, batch_idx) -> None:
+        self.stepped = False
+
+    # --- EMA and RNG around a resume
+    def on_train_start(self) -> None:
+        if self.cfg.ema:
+            saved = self._restored.get("ema") or {}
+            self.ema = EMA(self.unet_params(), self.cfg.ema_decay, saved.get("shadow"), saved.get("updates", 0))
+        if "rng" in self._restored:
+            set_rng_state(self._restored["rng"])
+        self._restored = {}
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        """The state file's weights use the SD checkpoint layout (no `sd.` prefix), so it loads as a model."""
+        checkpoint["state_dict"] = {k.removeprefix("sd."): v for k, v in checkpoint["state_dict"].items()}
+        checkpoint["sdtrainer"] = {"rng": rng_state(), "ema": self.ema.state_dict() if self.ema else None}
+        checkpoint["sdtrainer_metadata"] = model_metadata(self.cfg, self.global_step)
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        checkpoint["state_dict"] = {"sd." + k: v for k, v in checkpoint["state_dict"].items()}
+        self._restored = checkpoint.get("sdtrainer") or {}
+
+
+def rng_state() -> dict:
+    """torch (CPU and CUDA), Python and NumPy RNG states, as tensors and ints (loadable with weights_only)."""
+    name, keys, pos, has_gauss, gauss = np.random.get_state()
+    state = {"torch": torch.get_rng_state(), "python": random.getstate(),
+             "numpy": (name, torch.from_numpy(keys.astype(np.int64)), pos, has_gauss, gauss)}
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict) -> None:
+    torch.set_rng_state(state["torch"])
+    random.setstate(state["python"])
+    name, keys, pos, has_gauss, gauss = state["numpy"]
+    np.random.set_state((name, keys.numpy().astype(np.uint32), pos, has_gauss, gauss))
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def model_metadata(cfg: TrainConfig, step: int) -> dict[str, str]:
+    """What a model file says about its training. (`sdtrainer_config` is taken: it holds the architecture.)"""
+    return {"base_model": Path(cfg.model).name, "token": cfg.token, "class_word": cfg.class_word,
+            "steps": str(step), "sdtrainer_train_config": json.dumps(config_dict(cfg))}
+
+
+# ---------------------------------------------------------------------------------------------------
+# Callbacks: metrics, previews, saving, pause/stop
+# ---------------------------------------------------------------------------------------------------
+
+def vram_gib(device: torch.device) -> tuple[float, float]:
+    if device.type != "cuda":
+        return 0.0, 0.0
+    return torch.cuda.memory_allocated(device) / GIB, torch.cuda.memory_reserved(device) / GIB
+
+
+class MetricsReporter(pl.Callback):
+    """Averages each step's micro-batch losses, appends a metrics.csv row and emits a progress event."""
+
+    COLUMNS = ("step", "loss", "prior_loss", "lr", "it_per_s", "vram_alloc_gib", "vram_reserved_gib", "elapsed_s")
+
+    def __init__(self, path: Path, emit: Emit, total_steps: int):
+        self.path, self.emit, self.total_steps = path, emit, total_steps
+        self.losses: list[tuple[float, float]] = []
+        self.step_times: collections.deque = collections.deque(maxlen=20)
+        self.step_started: float | None = None
+        self.elapsed_before = 0.0  # from the runs this one resumes
+        self.started = time.perf_counter()
+
+    def state_dict(self) -> dict:
+        return {"elapsed_s": self.elapsed()}
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        self.elapsed_before = float(state_dict.get("elapsed_s", 0.0))
+
+    def elapsed(self) -> float:
+        return self.elapsed_before + time.perf_counter() - self.started
+
+    def on_train_batch_start(self, trainer, module, batch, batch_idx) -> None:
+        if self.step_started is None:
+            self.step_started = time.perf_counter()
+
+    def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx) -> None:
+        self.losses.append((float(outputs["instance_loss"]), float(outputs["prior_loss"])))
+        if not module.stepped:
+            return
+        self.step_times.append(time.perf_counter() - self.step_started)
+        self.step_started = None
+        row = self.row(trainer, module)
+        self.write(row)
+        remaining = self.total_steps - row["step"]
+        self.emit(Event(EventKind.PROGRESS, row["step"], {**row, "total_steps": self.total_steps,
+                                                          "eta_s": remaining / row["it_per_s"]}))
+
+    def row(self, trainer, module) -> dict:
+        instance, prior = (sum(x) / len(self.losses) for x in zip(*self.losses))
+        self.losses = []
+        alloc, reserved = vram_gib(module.device)
+        weight = module.cfg.prior_loss_weight
+        return {"step": trainer.global_step, "loss": instance + weight * prior, "prior_loss": prior,
+                "lr": trainer.optimizers[0].param_groups[0]["lr"],
+                "it_per_s": len(self.step_times) / sum(self.step_times), "vram_alloc_gib": alloc,
+                "vram_reserved_gib": reserved, "elapsed_s": self.elapsed()}
+
+    def write(self, row: dict) -> None:
+        new = not self.path.exists()
+        with open(self.path, "a", newline="", encoding="utf-8") as f:
+            writer = csv.DictWriter(f, fieldnames=self.COLUMNS)
+            if new:
+                writer.writeheader()
+            writer.writerow({k: f"{v:.6g}" if isinstance(v, float) else v for k, v in row.items()})
+
+
+@torch.no_grad()
+def render_previews(model: StableDiffusion, cfg: TrainConfig, paths: RunPaths, step: int) -> list[Preview]:
+    """Each preview prompt with each preview seed, same seeds every time; the model is left as found."""
+    modes = [(m, m.training) for m in (model.unet, model.text_encoder)]
+    model.eval()
+    vae_dtype = next(model.vae.parameters()).dtype
+    previews = []
+    try:
+        for j, prompt in enumerate(preview_prompts(cfg)):
+            for seed in cfg.preview_seeds:
+                params = check_params(GenerationParams(
+                    prompt=prompt, sampler=cfg.preview_sampler.value, steps=cfg.preview_steps, seed=seed,
+                    cfg_scale=cfg.preview_cfg_scale, width=cfg.resolution, height=cfg.resolution), model.cfg)
+                image = to_pil(model.decode_latents(sample_latents(model, params).to(vae_dtype)))[0]
+                path = save_png(image, infotext(params, seed, f"{paths.name}-step{step}"), paths.preview(step, j, seed))
+                previews.append(Preview(step, prompt, seed, path))
+    finally:
+        for module, training in modes:
+            module.train(training)
+    return previews
+
+
+class PreviewMaker(pl.Callback):
+    """Samples the preview prompts at step 0, every preview_every steps and at the last step."""
+
+    def __init__(self, cfg: TrainConfig, paths: RunPaths, emit: Emit):
+        self.cfg, self.paths, self.emit = cfg, paths, emit
+        self.done: set[int] = set()
+
+    def on_train_start(self, trainer, module) -> None:
+        if trainer.global_step == 0:
+            self.render(trainer, module)
+
+    def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx) -> None:
+        every = self.cfg.preview_every
+        if module.stepped and every and trainer.global_step % every == 0:
+            self.render(trainer, module)
+
+    def on_train_end(self, trainer, module) -> None:
+        self.render(trainer, module)
+
+    def render(self, trainer, module) -> None:
+        step = trainer.global_step
+        if step in self.done or not self.cfg.preview_prompts or not self.cfg.preview_seeds:
+            return
+        self.done.add(step)
+        with trainer.precision_plugin.forward_context():
+            previews = render_previews(module.sd, self.cfg, self.paths, step)
+        for preview in previews:
+            self.emit(Event(EventKind.PREVIEW, step, {"preview": preview}))
+
+
+def is_out_of_memory(error: BaseException) -> bool:
+    return isinstance(error, torch.cuda.OutOfMemoryError) or (
+        isinstance(error, RuntimeError) and "out of memory" in str(error).lower())
+
+
+class ModelSaver(pl.Callback):
+    """Model files every save_every steps and at the end (also on stop and, if possible, after an
+    out-of-memory error), each with the resumable training state."""
+
+    def __init__(self, cfg: TrainConfig, paths: RunPaths, emit: Emit):
+        self.cfg, self.paths, self.emit = cfg, paths, emit
+        self.saved_step: int | None = None
+        self.last_model_file: Path | None = None
+
+    def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx) -> None:
+        step, every = trainer.global_step, self.cfg.save_every
+        if module.stepped and every and step % every == 0 and step < self.cfg.steps:
+            self.save(trainer, module, final=False)
+
+    def on_train_end(self, trainer, module) -> None:
+        self.save(trainer, module, final=trainer.global_step >= self.cfg.steps)
+
+    def on_exception(self, trainer, module, exception: BaseException) -> None:
+        if not is_out_of_memory(exception) or trainer.global_step == self.saved_step:
+            return
+        module.zero_grad(set_to_none=True)  # frees the gradients: the weights are those of the last full step
+        if module.device.type == "cuda":
+            torch.cuda.empty_cache()
+        try:
+            self.save(trainer, module, final=False)
+        except Exception as e:  # noqa: BLE001 - best effort; the OOM is what gets reported
+            log(self.emit, trainer.global_step, f"Could not save after running out of memory: {e}")
+
+    def save(self, trainer, module, final: bool) -> None:
+        step = trainer.global_step
+        if step == self.saved_step and not final:
+            return
+        fmt = self.cfg.save_format.value
+        path = self.paths.final_file(fmt) if final else self.paths.model_file(step, fmt)
+        self.write_model(module, path, step)
+        self.emit(Event(EventKind.CHECKPOINT, step, {"path": path, "kind": "model"}))
+        if step != self.saved_step:
+            self.write_state(trainer, step)
+            self.emit(Event(EventKind.CHECKPOINT, step, {"path": self.paths.state, "kind": "state"}))
+        self.saved_step, self.last_model_file = step, path
+
+    def write_model(self, module: DreamBoothModule, path: Path, step: int) -> None:
+        dtype = torch.float16 if self.cfg.save_half else torch.float32
+        weights = {k: cpu_copy(v, dtype) for k, v in module.sd.state_dict().items()}
+        ema = {k: v.cpu() for k, v in module.ema.shadow.items()} if module.ema is not None else None
+        path.parent.mkdir(parents=True, exist_ok=True)
+        save_checkpoint(weights, path, dtype=dtype, metadata=model_metadata(self.cfg, step), include_ema=ema)
+
+    def write_state(self, trainer: pl.Trainer, step: int) -> None:
+        """state/last.ckpt, replaced atomically (and kept as state/stepNNNNN.ckpt with keep_all_states)."""
+        state = self.paths.state
+        tmp = state.with_name(".last.ckpt.tmp")
+        trainer.save_checkpoint(tmp, weights_only=False)
+        if self.cfg.keep_all_states:
+            kept = state.with_name(f"step{step:05d}.ckpt")
+            kept.unlink(missing_ok=True)
+            os.link(tmp, kept)
+        os.replace(tmp, state)
+
+
+def cpu_copy(tensor: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """One tensor to the CPU (floats in dtype) without a second full copy of the model on the GPU."""
+    return tensor.detach().to("cpu", dtype if tensor.is_floating_point() else tensor.dtype)
+
+
+class Controller(pl.Callback):
+    """Honours pause and stop between optimizer steps (after the step's files are written)."""
+
+    def __init__(self, control: RunControl, emit: Emit):
+        self.control, self.emit = control, emit
+
+    def on_train_start(self, trainer, module) -> None:
+        self.obey(trainer)  # a pause or stop asked for while preparing
+
+    def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx) -> None:
+        if module.stepped:
+            self.obey(trainer)
+
+    def obey(self, trainer) -> None:
+        step = trainer.global_step
+        if self.control.paused and not self.control.stop_requested:
+            log(self.emit, step, f"Paused after step {step}.")
+            self.control.wait_while_paused()
+            if not self.control.stop_requested:
+                log(self.emit, step, "Resumed.")
+        if self.control.stop_requested:
+            log(self.emit, step, f"Stopping after step {step}: saving a model file and the training state.")
+            trainer.should_stop = True
+
+
+# ---------------------------------------------------------------------------------------------------
+# The run
+# ---------------------------------------------------------------------------------------------------
+
+def check_run_folder(paths: RunPaths, resume: bool) -> None:
+    if resume and not paths.state.is_file():
+        raise ConfigError(f"Nothing to resume in {paths.root}: {paths.state} does not exist. Start a new run.")
+    if not resume and paths.state.exists():
+        raise ConfigError(f"{paths.root} already holds a run (state/last.ckpt): resume it, or choose a new "
+                          "output folder.")
+
+
+def load_base_model(cfg: TrainConfig, device: torch.device, emit: Emit) -> StableDiffusion:
+    """fp32 weights for training; on a GPU the frozen VAE (and text encoder) in fp16 to save memory."""
+    model, info = load_model(cfg.model, device="cpu", dtype=torch.float32)
+    log(emit, 0, f"Loaded {Path(cfg.model).name} ({info.config.name}).")
+    if device.type == "cpu":
+        warning = cpu_warning(info.config.name == TINY.name)
+        if warning:
+            log(emit, 0, f"Warning: {warning}")
+    model.to(device)
+    if device.type == "cuda":
+        model.vae.half()
+        if not cfg.train_text_encoder:
+            model.text_encoder.half()
+    return model.eval()
+
+
+def class_dataset(cfg: TrainConfig, model: StableDiffusion, paths: RunPaths, emit: Emit,
+                  control: RunControl) -> ClassDataset | None:
+    """The regularization images: the given folder, or `class_images` generated with the base model."""
+    if not uses_prior(cfg):
+        return None
+    if cfg.reg_images:
+        return ClassDataset(cfg.reg_images, cfg.class_word, cfg.resolution, flip_p=0.0, crop=cfg.crop)
+    out_dir = Path(cfg.class_images_dir) if cfg.class_images_dir else paths.class_images
+    log(emit, 0, f"Class images: making {cfg.class_images} of '{cfg.class_word}' in {out_dir} (existing ones kept).")
+    generated = generate_class_images(
+        model, cfg.class_word, cfg.class_images, out_dir, seed=cfg.seed,
+        callback=lambda done, total, path: log(emit, 0, f"Class image {done}/{total}: {path.name}"),
+        should_stop=lambda: control.stop_requested, resolution=cfg.resolution, steps=cfg.class_image_steps)
+    if len(generated) < cfg.class_images:
+        return None
+    return ClassDataset(generated, cfg.class_word, cfg.resolution, flip_p=0.0, crop=cfg.crop)
+
+
+def build_trainer(cfg: TrainConfig, callbacks: list[pl.Callback]) -> pl.Trainer:
+    return pl.Trainer(
+        accelerator="gpu" if cfg.device is Device.CUDA else "cpu", devices=1, precision=cfg.precision.value,
+        max_steps=cfg.steps, max_epochs=-1, accumulate_grad_batches=cfg.grad_accum,
+        gradient_clip_val=cfg.max_grad_norm or None, enable_checkpointing=False, logger=False,
+        enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0, callbacks=callbacks)
+
+
+def quiet_lightning() -> None:
+    """Lightning's banners ("GPU available: ...") and its single-worker warning say nothing useful here."""
+    logging.getLogger("pytorch_lightning").setLevel(logging.WARNING)
+    logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
+    warnings.filterwarnings("ignore", message=".*does not have many workers.*")
+    warnings.filterwarnings("ignore", message=".*resuming from a checkpoint that ended before the epoch ended.*")
+
+
+def run_training(cfg: TrainConfig, run_dir: Path, emit: Emit, control: RunControl,
+                 resume: bool = False) -> TrainResult:
+    """Train as configured into run_dir (see the module docstring); user errors raise ValueError subclasses."""
+    paths = RunPaths(Path(run_dir))
+    # 1. settings, run folder, photos: every user error before anything heavy
+    check_config(cfg)
+    if cfg.optimizer is OptimizerName.ADAMW8BIT:
+        import_bitsandbytes()
+    check_run_folder(paths, resume)
+    instances = InstanceDataset(cfg.images, cfg.token, cfg.class_word, cfg.resolution, repeats=1, flip_p=0.0,
+                                crop=cfg.crop)
+    log(emit, 0, instances.report.format())
+    paths.make()
+    save_config(cfg, paths.config)
+    # 2. base model, on the training device
+    device = torch.device(cfg.device.value)
+    model = load_base_model(cfg, device, emit)
+    # 3. class images
+    classes = class_dataset(cfg, model, paths, emit, control)
+    if control.stop_requested:
+        return TrainResult(0, cfg.steps, None, stopped=True)
+    # 4. latents and captions, once
+    data = cache_data(model, instances, classes, cfg.train_text_encoder)
+    log(emit, 0, f"Cached {len(data.instance_latents)} instance and {len(data.class_latents)} class latents.")
+    if cfg.precision is Precision.BF16_TRUE:
+        log(emit, 0, "Note: bf16 weights round away updates smaller than ~1/256 of a weight; the subject may be "
+                     "learnt more weakly than with the 12gb preset.")
+    # 5. fit
+    saver = ModelSaver(cfg, paths, emit)
+    callbacks = [MetricsReporter(paths.metrics, emit, cfg.steps), PreviewMaker(cfg, paths, emit), saver,
+                 Controller(control, emit)]
+    quiet_lightning()
+    pl.seed_everything(cfg.seed, verbose=False)
+    trainer = build_trainer(cfg, callbacks)
+    trainer.fit(DreamBoothModule(cfg, model, data), ckpt_path=paths.state if resume else None, weights_only=True)
+    # 6. what was written
+    return TrainResult(trainer.global_step, cfg.steps, saver.last_model_file,
+                       stopped=trainer.global_step < cfg.steps)

@@ -1,0 +1,211 @@
+"""The web app: one server-side state object, a header, and the four tabs.
+
+    app = build_app(Path("models"), Path("outputs"), lang=None)   # builds; starts nothing
+    app.launch(server_name="127.0.0.1", server_port=7860)          # with our translations and styles
+
+Everything that must outlive a browser tab (the model cache and its GPU lock, the training sessions,
+the running jobs) lives in AppState, made by build_app and handed to each tab; nothing is kept at
+module level, so two apps (tests) never share anything.
+"""
+from __future__ import annotations
+
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import gradio as gr
+
+from sdtrainer.checkpoint import CheckpointInfo
+from sdtrainer.config import Device
+from sdtrainer.models import ModelCache, ensure_demo_model, list_checkpoints
+from sdtrainer.session import SessionManager
+from sdtrainer.ui.common import Jobs, Lists, model_choices, model_facts
+from sdtrainer.ui.dataset_tab import DatasetTab
+from sdtrainer.ui.i18n import Say, UIError, language_js, request_lang, translations
+from sdtrainer.ui.projects import list_projects
+from sdtrainer.ui.pruning_tab import PruningTab
+from sdtrainer.ui.test_tab import TestTab
+from sdtrainer.ui.training_tab import TrainingTab
+
+LOCK_TIMEOUT_S = 2.0
+CSS = """
+.sdt-banner { background: #fff4d6; border: 1px solid #f0c36d; border-radius: 8px; padding: 10px 14px; }
+.sdt-banner p, .sdt-banner code { color: #5a4500; }
+.sdt-status p { margin: 4px 0; }
+.sdt-warning p { color: #a05a00; font-weight: 500; }
+.sdt-advice ul { margin-top: 0; }
+.sdt-title h1 { margin-bottom: 0; }
+"""
+
+
+@dataclass
+class AppState:
+    models_dir: Path
+    outputs_dir: Path
+    default_lang: str | None = None  # --lang; None: the browser's
+    cache: ModelCache = field(default_factory=ModelCache)
+    sessions: SessionManager | None = None
+    jobs: Jobs = field(default_factory=Jobs)
+
+    def __post_init__(self):
+        self.models_dir, self.outputs_dir = Path(self.models_dir).resolve(), Path(self.outputs_dir).resolve()
+        for folder in (self.models_dir, self.projects_dir, self.txt2img_dir, self.grids_dir, self.runs_dir):
+            folder.mkdir(parents=True, exist_ok=True)
+        if self.sessions is None:
+            self.sessions = SessionManager(self.cache)
+
+    # --- folders
+    @property
+    def projects_dir(self) -> Path:
+        return self.outputs_dir / "projects"
+
+    @property
+    def txt2img_dir(self) -> Path:
+        return self.outputs_dir / "txt2img"
+
+    @property
+    def grids_dir(self) -> Path:
+        return self.outputs_dir / "grids"
+
+    @property
+    def pruned_dir(self) -> Path:
+        return self.outputs_dir / "pruned"
+
+    @property
+    def runs_dir(self) -> Path:
+        return self.outputs_dir / "runs"
+
+    # --- language
+    def say(self, request: gr.Request | None) -> Say:
+        return Say(request_lang(request, self.default_lang))
+
+    # --- models
+    def has_real_model(self) -> bool:
+        return bool(list_checkpoints(self.models_dir))
+
+    def checkpoints(self) -> list[Path]:
+        return list_checkpoints(self.models_dir, self.outputs_dir)
+
+    def model_choices(self) -> list[tuple[str, str]]:
+        return model_choices(self.checkpoints(), [self.models_dir, self.outputs_dir])
+
+    def default_model(self) -> str | None:
+        """The newest checkpoint in models/, else the demo model."""
+        found = list_checkpoints(self.models_dir) or [ensure_demo_model(self.outputs_dir)]
+        return str(found[0])
+
+    def default_resolution(self) -> int:
+        return 512 if self.has_real_model() else 64
+
+    def model_dropdown_update(self, current: str | list[str] | None):
+        choices = self.model_choices()
+        paths = {path for _, path in choices}
+        if isinstance(current, list):
+            return gr.update(choices=choices, value=[c for c in current if c in paths])
+        kept = current if current in paths or current is None else self.default_model()
+        return gr.update(choices=choices, value=kept)
+
+    def checked_model(self, value: str | None) -> Path:
+        if not value:
+            raise UIError("err_no_model")
+        path = Path(value)
+        if not path.is_file():
+            raise UIError("err_model_missing", name=path.name)
+        return path
+
+    @staticmethod
+    def is_demo(info: CheckpointInfo) -> bool:
+        return info.metadata.get("sdtrainer_demo") == "true" or info.config.name == "tiny"
+
+    @staticmethod
+    def is_demo_file(path: Path) -> bool:
+        return model_facts(path)["demo"]
+
+    # --- the GPU
+    def training_active(self) -> bool:
+        session = self.sessions.current
+        return session is not None and session.active
+
+    def training_on_gpu(self) -> bool:
+        return self.training_active() and self.sessions.current.config.device is Device.CUDA
+
+    @contextmanager
+    def model_lock(self):
+        """Hold the model lock for generation; UIError when a training or another generation has it."""
+        if self.training_on_gpu():
+            raise UIError("err_gpu_training")
+        if not self.cache.lock.acquire(timeout=LOCK_TIMEOUT_S):
+            raise UIError("err_training_holds_model" if self.training_active() else "err_busy")
+        try:
+            yield
+        finally:
+            self.cache.lock.release()
+
+
+class TrainerApp(gr.Blocks):
+    """gr.Blocks that launches with the app's translations, styles and output folder unless told otherwise."""
+
+    def __init__(self, state: AppState, **kwargs):
+        super().__init__(**kwargs)
+        self.state = state
+
+    def launch(self, *args, **kwargs):
+        kwargs.setdefault("i18n", translations())
+        kwargs.setdefault("css", CSS)
+        kwargs.setdefault("allowed_paths", [str(self.state.outputs_dir)])
+        kwargs.setdefault("footer_links", ["api", "settings"])
+        return super().launch(*args, **kwargs)
+
+
+def build_app(models_dir: Path | str = "models", outputs_dir: Path | str = "outputs",
+              lang: str | None = None) -> TrainerApp:
+    """The whole UI over a new AppState; writes the demo model when models/ has no checkpoint."""
+    state = AppState(Path(models_dir), Path(outputs_dir), default_lang=lang)
+    if not state.has_real_model():
+        ensure_demo_model(state.outputs_dir)
+    T = translations()
+    with TrainerApp(state, title="sdtrainer") as app:
+        banner, refresh, lang_switch = render_header(state, T)
+        lists, tabs = Lists(), {}
+        with gr.Tabs():
+            for tab, label in ((DatasetTab(state), "tab_dataset"), (TrainingTab(state), "tab_training"),
+                               (TestTab(state), "tab_test"), (PruningTab(state), "tab_pruning")):
+                with gr.Tab(T(label), id=label) as tabs[label]:
+                    found = tab.render(T)
+                    lists.models += found.models
+                    lists.projects += found.projects
+        # Gradio translates tab titles once; sending them again after a language change redraws them.
+        on_load, on_switch = language_js(lang)
+        retitle = {"fn": lambda: [gr.Tab(label=T(label)) for label in tabs], "outputs": list(tabs.values()),
+                   "api_visibility": "private", "show_progress": "hidden"}
+        app.load(None, outputs=lang_switch, js=on_load, api_name="language_load",
+                 api_visibility="private").then(api_name="language_load_titles", **retitle)
+        lang_switch.input(None, inputs=lang_switch, outputs=lang_switch, js=on_switch, api_name="language_switch",
+                          api_visibility="private").then(api_name="language_switch_titles", **retitle)
+        current = lists.models + lists.projects
+        gr.on([app.load, refresh.click], lambda *values: refreshed_lists(state, lists, values), inputs=current,
+              outputs=[banner, *current], api_name="refresh_lists", show_progress="hidden")
+    return app
+
+
+def refreshed_lists(state: AppState, lists: Lists, values: tuple) -> list:
+    """Updates for the demo banner, every model dropdown and every project dropdown, keeping what is chosen."""
+    models, projects = values[:len(lists.models)], values[len(lists.models):]
+    names = list_projects(state.projects_dir)
+    return ([gr.update(visible=not state.has_real_model())] + [state.model_dropdown_update(v) for v in models]
+            + [gr.update(choices=names, value=v if v in names else None) for v in projects])
+
+
+def render_header(state: AppState, T: gr.I18n) -> tuple[gr.Column, gr.Button, gr.Radio]:
+    with gr.Row():
+        gr.Markdown(T("app_title"), elem_classes=["sdt-title"])
+        with gr.Column(scale=0, min_width=230):
+            lang_switch = gr.Radio([("English", "en"), ("Français", "fr")], value=None, show_label=False,
+                                   container=False, elem_id="sdt-lang")
+            refresh = gr.Button(T("refresh_models"), size="sm")
+    with gr.Column(visible=not state.has_real_model(), elem_classes=["sdt-banner"]) as banner:
+        gr.Markdown(T("demo_banner"))
+        gr.Markdown(f"`{state.models_dir}`")
+    if state.cache.device.type == "cpu":
+        gr.Markdown(T("cpu_notice"), elem_classes=["sdt-warning"])
+    return banner, refresh, lang_switch

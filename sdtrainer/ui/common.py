@@ -1,0 +1,108 @@
+"""Small pieces the tabs share: model lists for dropdowns, stoppable jobs, file-size text.
+
+    choices = model_choices(checkpoints, [models_dir, outputs_dir])  # [(label, path)] for gr.Dropdown
+    with state.jobs.run("test", request.session_hash) as stop:     # Stop buttons call jobs.stop(...)
+        generate(..., callback=stop_check(stop))
+"""
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import gradio as gr
+
+from sdtrainer.checkpoint import CheckpointError, read_metadata
+from sdtrainer.config import ConfigError
+from sdtrainer.dataset import DatasetError
+from sdtrainer.sampling import GenerationError
+
+# Errors whose (English) message tells the user what to do: shown as they are, never as a crash.
+USER_ERRORS: tuple[type[Exception], ...] = (CheckpointError, ConfigError, DatasetError, GenerationError)
+
+
+@dataclass
+class Lists:
+    """A tab's dropdowns whose choices come from disk: refreshed on page load and by the header's button."""
+    models: list[gr.Dropdown] = field(default_factory=list)
+    projects: list[gr.Dropdown] = field(default_factory=list)
+
+
+class Stopped(Exception):
+    """Raised inside a job's callback when the user pressed Stop."""
+
+
+class Jobs:
+    """The stoppable jobs running now, one per (kind, browser session): generation, class images.
+
+    A Stop button sets the job's event; the job's sampler callback sees it and raises Stopped.
+    """
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._running: dict[tuple[str, str], threading.Event] = {}
+
+    @contextmanager
+    def run(self, kind: str, session: str | None) -> Iterator[threading.Event]:
+        key, stop = (kind, session or ""), threading.Event()
+        with self._lock:
+            self._running[key] = stop
+        try:
+            yield stop
+        finally:
+            with self._lock:
+                if self._running.get(key) is stop:
+                    del self._running[key]
+
+    def stop(self, kind: str, session: str | None) -> bool:
+        """Ask the job to stop; False when none of that kind runs for this session."""
+        with self._lock:
+            stop = self._running.get((kind, session or ""))
+        if stop is None:
+            return False
+        stop.set()
+        return True
+
+
+def stop_check(stop: threading.Event, then: Callable[[dict], None] | None = None) -> Callable[[dict], None]:
+    """A sampler callback that raises Stopped once `stop` is set, and otherwise calls `then`."""
+    def callback(info: dict) -> None:
+        if stop.is_set():
+            raise Stopped
+        if then is not None:
+            then(info)
+    return callback
+
+
+def model_facts(path: Path) -> dict:
+    """What the file's header says without loading it: demo or not, token and class word (safetensors only;
+    a .ckpt is a pickle that would have to be read whole)."""
+    try:
+        meta = read_metadata(path) if path.suffix.lower() == ".safetensors" else {}
+    except CheckpointError:
+        meta = {}
+    demo = meta.get("sdtrainer_demo") == "true" or '"name": "tiny"' in meta.get("sdtrainer_config", "")
+    return {"demo": demo, "token": meta.get("token", ""), "class_word": meta.get("class_word", "")}
+
+
+def model_label(path: Path, roots: list[Path]) -> str:
+    """`models/v1-5.safetensors`, `outputs/runs/joe/step-400.safetensors`: the path from its root folder."""
+    for root in roots:
+        try:
+            return str(Path(root.name) / path.relative_to(root))
+        except ValueError:
+            continue
+    return str(path)
+
+
+def model_choices(paths: list[Path], roots: list[Path]) -> list[tuple[str, str]]:
+    """(label, absolute path) pairs for a model dropdown; hidden (temporary) files left out."""
+    return [(model_label(p, roots), str(p)) for p in paths if not p.name.startswith(".")]
+
+
+def size_text(n_bytes: int) -> str:
+    """1234567890 -> '1.23 GB', 4321 -> '4.3 kB' (decimal units, as file managers show)."""
+    for unit, scale in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if n_bytes >= scale:
+            return f"{n_bytes / scale:.3g} {unit}" if n_bytes < 100 * scale else f"{n_bytes / scale:.0f} {unit}"
+    return f"{n_bytes} B"

@@ -1,0 +1,358 @@
+"""Dataset tab: a project's photos, their check and square crops, captions, token advice, class images.
+
+    tab = DatasetTab(state)
+    with gr.Tab(T("tab_dataset")):
+        tab.render(T)
+
+Every handler is a method with an `api_name` (dataset_*), so tests and scripts can call it.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import gradio as gr
+
+from ldm.tokenizer import get_tokenizer
+from sdtrainer.class_images import generate_class_images
+from sdtrainer.config import TrainConfig
+from sdtrainer.dataset import (IMAGE_EXTENSIONS, DatasetError, ValidationReport, caption_text, is_common_token,
+                               prepare_images, prompt_lint)
+from sdtrainer.ui.common import USER_ERRORS, Lists
+from sdtrainer.ui.i18n import Say, UIError
+from sdtrainer.ui.projects import Project, import_files, list_projects
+
+if TYPE_CHECKING:
+    from sdtrainer.ui.app import AppState
+
+MIN_PHOTOS, MAX_PHOTOS = 5, 20
+REG_GALLERY_MAX = 24
+MAX_CLASS_IMAGES = 5000
+DEMO_CLASS_STEPS = 8  # the demo model draws noise anyway: keep the CPU quick
+
+
+def issue_text(issue, say: Say) -> str:
+    """An ImageIssue in the user's language (dataset.py writes English; other languages by issue code)."""
+    return issue.message if say.lang == "en" else say(f"issue_{issue.code}")
+
+
+def report_text(report: ValidationReport, say: Say) -> str:
+    """The validation report as Markdown: counts, then skipped images, then warnings."""
+    skipped = len(report.paths) - len(report.ok_paths)
+    lines = [say("report_counts", total=len(report.paths), ok=len(report.ok_paths), skipped=skipped)]
+    for title, issues in (("report_errors", report.errors), ("report_warnings", report.warnings)):
+        if issues:
+            lines += ["", f"**{say(title)}**"] + [f"- `{i.path.name}`: {issue_text(i, say)}" for i in issues]
+    return "\n".join(lines)
+
+
+def token_advice_text(token: str, class_word: str, say: Say) -> str:
+    """Notes on the token and class word (CLIP token count, common words, `sks`), as Markdown bullets."""
+    token, class_word = (token or "").strip(), " ".join((class_word or "").split())
+    if not token:
+        return say("adv_enter_token")
+    tokenizer = get_tokenizer()
+    count = tokenizer.token_count(token)
+    notes = [say("adv_count_one" if count == 1 else "adv_count_many", token=token, count=count)]
+    if len(token.split()) > 1:
+        notes.append(say("adv_one_word"))
+    if is_common_token(token, tokenizer):
+        notes.append(say("adv_common", token=token))
+    if token.lower() == "sks":
+        notes.append(say("adv_sks"))
+    if class_word:
+        notes.append(say("adv_prompt", token=token, class_word=class_word))
+    notes.append(say("adv_celebrity"))
+    return "\n".join(f"- {note}" for note in notes)
+
+
+class DatasetTab:
+    def __init__(self, state: AppState):
+        self.state = state
+
+    # ------------------------------------------------------------------ layout
+    def render(self, T: gr.I18n) -> Lists:
+        """Lay the tab out and wire it; returns its dropdowns of models and projects (refreshed on page load)."""
+        gr.Markdown(T("ds_intro"))
+        with gr.Row(equal_height=True):
+            project = gr.Dropdown(list_projects(self.state.projects_dir), value=None, label=T("ds_project"),
+                                  allow_custom_value=True,
+                                  info=T("ds_project_info"), scale=3)
+            refresh = gr.Button("⟳", scale=0, min_width=48, size="sm")
+            new_name = gr.Textbox(label=T("ds_new_name"), placeholder=T("ds_new_name_placeholder"), scale=2)
+            create = gr.Button(T("ds_create"), variant="primary", scale=1)
+        with gr.Row():
+            with gr.Column(scale=1):
+                gr.Markdown(T("ds_subject_heading"))
+                token = gr.Textbox(label=T("ds_token"), info=T("ds_token_info"), placeholder="ohwx", elem_id="token")
+                class_word = gr.Textbox(label=T("ds_class"), info=T("ds_class_info"), value="person",
+                                        elem_id="class_word")
+                resolution = gr.Slider(64, 1024, value=self.state.default_resolution(), step=64,
+                                       label=T("ds_resolution"), info=T("ds_resolution_info"))
+                save = gr.Button(T("ds_save_settings"))
+                advice = gr.Markdown(elem_classes=["sdt-advice"])
+            with gr.Column(scale=2):
+                gr.Markdown(T("ds_photos_heading"))
+                upload = gr.File(file_count="multiple", file_types=list(IMAGE_EXTENSIONS) + [".txt"],
+                                 label=T("ds_upload"), height=140)
+                with gr.Row(equal_height=True):
+                    crop = gr.Radio([(T("crop_center"), "center"), (T("crop_face"), "face")], value="center",
+                                    label=T("ds_crop"), info=T("ds_crop_info"), scale=3)
+                    prepare = gr.Button(T("ds_prepare"), variant="primary", scale=1)
+        status = gr.Markdown(elem_classes=["sdt-status"])
+        gallery = gr.Gallery(label=T("ds_gallery"), columns=8, height=300, object_fit="cover",
+                             allow_preview=False)
+        with gr.Row():
+            with gr.Column(scale=2):
+                with gr.Accordion(T("ds_report"), open=False):
+                    report = gr.Markdown()
+            with gr.Column(scale=2):
+                selected = gr.Textbox(label=T("ds_selected"), interactive=False)
+                selected_warnings = gr.Markdown(elem_classes=["sdt-warning"])
+                caption = gr.Textbox(label=T("ds_caption"), info=T("ds_caption_info"), lines=2)
+                with gr.Row():
+                    save_caption = gr.Button(T("ds_save_caption"))
+                    remove = gr.Button(T("ds_remove"), variant="stop")
+        reg = self.render_regularization(T, project)
+
+        outputs_on_open = [token, class_word, resolution, crop, advice, gallery, report, selected, caption,
+                           selected_warnings, reg["gallery"], reg["count_text"]]
+        refresh.click(self.refresh_projects, inputs=project, outputs=project, api_name="dataset_refresh")
+        create.click(self.create_project, inputs=new_name, outputs=[project, new_name, status],
+                     api_name="dataset_create")
+        project.change(self.open_project, inputs=project, outputs=outputs_on_open, api_name="dataset_open")
+        save.click(self.save_settings, inputs_kwargs={"name": project, "token": token, "class_word": class_word,
+                                                      "resolution": resolution},
+                   outputs=[status, advice], api_name="dataset_save_settings")
+        for box in (token, class_word):
+            box.change(self.advice, inputs=[token, class_word], outputs=advice, api_name=f"dataset_advice_{box.elem_id}",
+                       trigger_mode="always_last", show_progress="hidden")
+        upload.upload(self.add_photos, inputs_kwargs={"name": project, "files": upload},
+                      outputs=[upload, status], api_name="dataset_add_photos")
+        prepare.click(self.prepare, inputs_kwargs={"name": project, "crop": crop},
+                      outputs=[gallery, report, status], api_name="dataset_prepare")
+        gallery.select(self.select_image, inputs=project, outputs=[selected, caption, selected_warnings],
+                       api_name="dataset_select",
+                       api_visibility="undocumented")
+        save_caption.click(self.save_caption, inputs_kwargs={"name": project, "image": selected, "caption": caption},
+                           outputs=[gallery, status], api_name="dataset_save_caption")
+        remove.click(self.remove_image, inputs_kwargs={"name": project, "image": selected},
+                     outputs=[gallery, selected, caption, status], api_name="dataset_remove").then(
+            lambda: "", outputs=selected_warnings, api_name="dataset_remove_clear", api_visibility="private")
+        return Lists(models=[reg["model"]], projects=[project])
+
+    def render_regularization(self, T: gr.I18n, project: gr.Dropdown) -> dict:
+        with gr.Accordion(T("ds_reg_heading"), open=True):
+            gr.Markdown(T("ds_reg_help"))
+            with gr.Row(equal_height=True):
+                upload = gr.File(file_count="multiple", file_types=list(IMAGE_EXTENSIONS) + [".txt"],
+                                 label=T("ds_reg_upload"), height=110,
+                                 scale=2)
+                with gr.Column(scale=3):
+                    with gr.Row(equal_height=True):
+                        model = gr.Dropdown(self.state.model_choices(), value=self.state.default_model(),
+                                            allow_custom_value=True,
+                                            label=T("ds_reg_model"), scale=3)
+                        count = gr.Number(200, precision=0, minimum=1, maximum=MAX_CLASS_IMAGES, label=T("ds_reg_count"),
+                                          info=T("ds_reg_count_info"), scale=2)
+                    with gr.Row():
+                        generate = gr.Button(T("ds_reg_generate"), variant="primary")
+                        stop = gr.Button(T("stop"), variant="stop")
+            count_text = gr.Markdown()
+            gallery = gr.Gallery(label=T("ds_reg_gallery"), columns=8, height=220, object_fit="cover",
+                                 allow_preview=False)
+        upload.upload(self.import_class_images, inputs_kwargs={"name": project, "files": upload},
+                      outputs=[upload, gallery, count_text], api_name="dataset_import_class_images")
+        event = generate.click(self.generate_class_images, inputs_kwargs={"name": project, "model": model,
+                                                                          "count": count},
+                               outputs=[gallery, count_text], api_name="dataset_generate_class_images",
+                               concurrency_id="gpu")
+        stop.click(self.stop_class_images, outputs=count_text, cancels=[event], api_name="dataset_stop")
+        return {"gallery": gallery, "count_text": count_text, "model": model}
+
+    # ------------------------------------------------------------------ helpers
+    def project(self, name: str | None) -> Project:
+        if not name:
+            raise UIError("err_no_project")
+        return Project.open(self.state.projects_dir / Path(name).name)
+
+    def gallery_items(self, project: Project, say: Say) -> list[tuple[str, str]]:
+        """(image, label): the label starts with its warnings, so they show on the thumbnail."""
+        items = []
+        for path in project.prepared():
+            codes = [code for code, _ in project.warnings.get(path.name, [])]
+            flags = "⚠ " + ", ".join(say(f"issue_short_{code}") for code in codes) + " · " if codes else ""
+            caption = caption_text(path)
+            items.append((str(path), flags + path.name + (f" · “{caption}”" if caption else "")))
+        return items
+
+    def warnings_text(self, project: Project, name: str, say: Say) -> str:
+        """The full warnings of one prepared image, in the user's language."""
+        found = project.warnings.get(name, [])
+        if not found:
+            return say("ds_no_warnings")
+        return "\n".join(f"- ⚠ {message if say.lang == 'en' else say(f'issue_{code}')}" for code, message in found)
+
+    def class_gallery(self, project: Project) -> list[str]:
+        return [str(p) for p in project.class_images()[:REG_GALLERY_MAX]]
+
+    def class_count_text(self, project: Project, say: Say) -> str:
+        return say("ds_reg_count_text", n=len(project.class_images()), class_word=project.class_word)
+
+    # ------------------------------------------------------------------ handlers
+    def refresh_projects(self, current: str | None):
+        names = list_projects(self.state.projects_dir)
+        return gr.update(choices=names, value=current if current in names else None)
+
+    def create_project(self, new_name: str, request: gr.Request):
+        say = self.state.say(request)
+        with say.errors():
+            project = Project.create(self.state.projects_dir, new_name)
+            project.resolution = self.state.default_resolution()
+            project.save()
+        names = list_projects(self.state.projects_dir)
+        return gr.update(choices=names, value=project.name), "", say("msg_project_created", name=project.name)
+
+    def open_project(self, name: str | None, request: gr.Request):
+        say = self.state.say(request)
+        if not name:
+            return [gr.skip()] * 12
+        with say.errors():
+            project = self.project(name)
+        return (project.token, project.class_word, project.resolution, project.crop,
+                token_advice_text(project.token, project.class_word, say), self.gallery_items(project, say), "",
+                "", "", "", self.class_gallery(project), self.class_count_text(project, say))
+
+    def save_settings(self, name: str | None, token: str, class_word: str, resolution: float,
+                      request: gr.Request):
+        say = self.state.say(request)
+        with say.errors():
+            project = self.project(name)
+            project.set_subject(token, class_word, int(resolution or 0))
+            project.save()
+        return say("msg_settings_saved", name=project.name), token_advice_text(token, class_word, say)
+
+    def advice(self, token: str, class_word: str, request: gr.Request) -> str:
+        return token_advice_text(token, class_word, self.state.say(request))
+
+    def add_photos(self, name: str | None, files: list[str] | None, request: gr.Request):
+        say = self.state.say(request)
+        with say.errors():
+            project = self.project(name)
+            if not files:
+                raise UIError("err_no_files")
+            copied, skipped = import_files(files, project.instance_dir)
+        if skipped:
+            gr.Warning(say("warn_not_images", n=len(skipped), names=", ".join(skipped[:5])))
+        message = say("msg_added_photos", n=len(copied), total=len(project.photos()))
+        return None, message
+
+    def prepare(self, name: str | None, crop: str, request: gr.Request, progress=gr.Progress()):
+        say = self.state.say(request)
+        with say.errors(DatasetError):
+            project = self.project(name)
+            if not project.token:
+                raise UIError("err_save_settings_first")
+            photos = project.photos()
+            if not photos:
+                raise UIError("err_no_photos")
+            for old in project.prepared_dir.iterdir():  # a fresh set: removed photos must not linger
+                old.unlink()
+            result = prepare_images(photos, project.prepared_dir, project.resolution, crop or "center",
+                                    progress=lambda done, total: progress(done / total, desc=say("progress_preparing")))
+        project.crop = crop or "center"
+        project.warnings = {out.name: [[i.code, i.message] for i in result.report.issues_for(src)
+                                       if i.severity == "warning"]
+                            for src, out in zip(result.report.ok_paths, result.written)}
+        project.save()
+        return self.gallery_items(project, say), report_text(result.report, say), self.prepare_summary(result, say)
+
+    def prepare_summary(self, result, say: Say) -> str:
+        report = result.report
+        lines = [say("msg_prepared", ok=len(result.written), total=len(report.paths),
+                     skipped=len(report.paths) - len(report.ok_paths), warnings=len(report.warnings))]
+        if len(result.written) < MIN_PHOTOS:
+            lines.append(say("warn_few_photos", n=len(result.written), low=MIN_PHOTOS, high=MAX_PHOTOS))
+        elif len(result.written) > MAX_PHOTOS * 2:
+            lines.append(say("warn_many_photos", n=len(result.written), high=MAX_PHOTOS))
+        return "\n\n".join(lines)
+
+    def select_image(self, name: str | None, evt: gr.SelectData, request: gr.Request):
+        if not name or evt.index is None:
+            return "", "", ""
+        project = self.project(name)
+        prepared = project.prepared()
+        if not 0 <= evt.index < len(prepared):
+            return "", "", ""
+        path = prepared[evt.index]
+        return path.name, caption_text(path) or "", self.warnings_text(project, path.name, self.state.say(request))
+
+    def save_caption(self, name: str | None, image: str, caption: str, request: gr.Request):
+        say = self.state.say(request)
+        caption = " ".join((caption or "").split())
+        with say.errors():
+            project = self.project(name)
+            if not image:
+                raise UIError("err_no_selection")
+            path = project.set_caption(image, caption)
+        if not caption:
+            message = say("msg_caption_cleared", name=path.name, default=f"{project.token} {project.class_word}")
+        else:
+            message = say("msg_caption_saved", name=path.name)
+            if prompt_lint(caption, project.token, project.class_word):
+                gr.Warning(say("lint_bare_token", token=project.token, class_word=project.class_word))
+            elif project.token and project.token.lower() not in caption.lower():
+                gr.Warning(say("warn_caption_no_token", token=project.token, class_word=project.class_word))
+        return self.gallery_items(project, say), message
+
+    def remove_image(self, name: str | None, image: str, request: gr.Request):
+        say = self.state.say(request)
+        with say.errors():
+            project = self.project(name)
+            if not image:
+                raise UIError("err_no_selection")
+            project.remove_prepared(image)
+        return self.gallery_items(project, say), "", "", say("msg_removed", name=image)
+
+    def import_class_images(self, name: str | None, files: list[str] | None, request: gr.Request):
+        say = self.state.say(request)
+        with say.errors(DatasetError):
+            project = self.project(name)
+            images = [f for f in files or [] if Path(f).suffix.lower() in IMAGE_EXTENSIONS]
+            if not images:
+                raise UIError("err_no_files")
+            result = prepare_images(images, project.reg_dir, project.resolution, "center")
+        if result.report.errors:
+            gr.Warning(say("warn_class_skipped", n=len(result.report.errors),
+                           names=", ".join(i.path.name for i in result.report.errors[:5])))
+        text = say("msg_class_imported", n=len(result.written)) + " " + self.class_count_text(project, say)
+        return None, self.class_gallery(project), text
+
+    def generate_class_images(self, name: str | None, model: str | None, count: float, request: gr.Request,
+                              progress=gr.Progress()):
+        """Sample class images `class-00000.png`... into reg/ until `count` exist (existing ones are kept)."""
+        say = self.state.say(request)
+        with say.errors(*USER_ERRORS):
+            project = self.project(name)
+            target = int(count or 0)
+            if not 1 <= target <= MAX_CLASS_IMAGES:
+                raise UIError("err_count_range", low=1, high=MAX_CLASS_IMAGES)
+            path = self.state.checked_model(model)
+
+            def report(done: int, total: int, _path: Path) -> None:
+                progress(done / total, desc=say("progress_class_images", done=done, total=total))
+
+            with self.state.jobs.run("class_images", request.session_hash) as stop, self.state.model_lock():
+                loaded, info = self.state.cache.get(path)
+                steps = DEMO_CLASS_STEPS if self.state.is_demo(info) else TrainConfig.class_image_steps
+                made = generate_class_images(loaded, project.class_word, target, project.reg_dir, seed=0,
+                                             callback=report, should_stop=stop.is_set,
+                                             resolution=project.resolution, steps=steps)
+        head = say("msg_stopped_kept") if stop.is_set() else say("msg_class_ready", n=len(made))
+        return self.class_gallery(project), head + " " + self.class_count_text(project, say)
+
+    def stop_class_images(self, request: gr.Request) -> str:
+        say = self.state.say(request)
+        if self.state.jobs.stop("class_images", request.session_hash):
+            return say("msg_stopping")
+        return say("msg_nothing_to_stop")

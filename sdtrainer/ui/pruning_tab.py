@@ -1,0 +1,99 @@
+"""Pruning tab: shrink a checkpoint to what image generation needs (fp16, EMA dropped, kept or used).
+
+    tab = PruningTab(state)
+    with gr.Tab(T("tab_pruning")):
+        tab.render(T)
+
+The output is written beside the original (uploads: outputs/pruned/) and loaded back before it is
+reported; the original is never written over, and an existing output only when asked.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import gradio as gr
+
+from sdtrainer.checkpoint import CheckpointError
+from sdtrainer.pruning import EmaMode, prune_checkpoint
+from sdtrainer.ui.common import Lists, size_text
+from sdtrainer.ui.i18n import Say, UIError
+
+if TYPE_CHECKING:
+    from sdtrainer.ui.app import AppState
+
+FORMATS = (".safetensors", ".ckpt")
+
+
+def output_path(src: Path, folder: Path, name: str, fmt: str, half: bool, ema: str) -> Path:
+    """Where the pruned file goes: `name` in `folder`, or `<stem>-pruned[-fp16][-ema]<fmt>` by default."""
+    name = (name or "").strip()
+    if not name:
+        return folder / f"{src.stem}-pruned{'-fp16' if half else ''}{'-ema' if ema == EmaMode.USE.value else ''}{fmt}"
+    if Path(name).name != name or name in (".", ".."):
+        raise UIError("err_bad_file_name", name=name)
+    return folder / (name if Path(name).suffix.lower() in FORMATS else name + fmt)
+
+
+class PruningTab:
+    def __init__(self, state: AppState):
+        self.state = state
+
+    def render(self, T: gr.I18n) -> Lists:
+        """Lay the tab out and wire it; returns its model dropdowns (refreshed on page load)."""
+        gr.Markdown(T("pr_intro"))
+        with gr.Row():
+            with gr.Column(scale=3):
+                source = gr.Dropdown(self.state.model_choices(), value=None, label=T("pr_source"),
+                                     allow_custom_value=True,
+                                     info=T("pr_source_info"))
+                upload = gr.File(file_types=[".safetensors", ".ckpt"], label=T("pr_upload"), height=110)
+            with gr.Column(scale=2):
+                half = gr.Checkbox(True, label=T("pr_fp16"), info=T("pr_fp16_info"))
+                ema = gr.Radio([(T("pr_ema_drop"), "drop"), (T("pr_ema_keep"), "keep"), (T("pr_ema_use"), "use")],
+                               value="drop", label=T("pr_ema"), info=T("pr_ema_info"))
+                fmt = gr.Radio([(T("pr_format_safetensors"), ".safetensors"), (".ckpt", ".ckpt")],
+                               value=".safetensors", label=T("pr_format"), info=T("pr_format_info"))
+        with gr.Row(equal_height=True):
+            out_name = gr.Textbox(label=T("pr_out_name"), info=T("pr_out_name_info"), scale=3)
+            overwrite = gr.Checkbox(False, label=T("pr_overwrite"), info=T("pr_overwrite_info"), scale=2)
+            run = gr.Button(T("pr_run"), variant="primary", scale=1)
+        result = gr.Markdown(elem_classes=["sdt-status"])
+        run.click(self.prune, inputs_kwargs={"source": source, "upload": upload, "half": half, "ema": ema,
+                                             "fmt": fmt, "out_name": out_name, "overwrite": overwrite},
+                  outputs=[result, source], api_name="prune", concurrency_id="gpu")
+        return Lists(models=[source])
+
+    def prune(self, source: str | None, upload: str | None, half: bool, ema: str, fmt: str, out_name: str,
+              overwrite: bool, request: gr.Request, progress=gr.Progress()):
+        say = self.state.say(request)
+        with say.errors(CheckpointError):
+            src, folder = self.source(source, upload)
+            if fmt not in FORMATS:
+                raise UIError("err_format", fmt=fmt)
+            dst = output_path(src, folder, out_name, fmt, bool(half), ema)
+            if dst.resolve() == src.resolve():
+                raise UIError("err_same_file", name=dst.name)
+            if dst.exists() and not overwrite:
+                raise UIError("err_output_exists", name=dst.name)
+            folder.mkdir(parents=True, exist_ok=True)
+            progress(0.2, desc=say("progress_pruning", name=src.name))
+            report = prune_checkpoint(src, dst, half=bool(half), ema=ema, overwrite=bool(overwrite))
+        return self.report_text(src, report, say), self.state.model_dropdown_update(source)
+
+    def source(self, source: str | None, upload: str | None) -> tuple[Path, Path]:
+        """(file to prune, folder for the output): an upload wins over the list."""
+        if upload:
+            return Path(upload), self.state.pruned_dir
+        if not source:
+            raise UIError("err_pick_checkpoint")
+        path = Path(source)
+        if not path.is_file():
+            raise UIError("err_model_missing", name=path.name)
+        return path, path.parent
+
+    def report_text(self, src: Path, report, say: Say) -> str:
+        saved = 1 - report.dst_bytes / report.src_bytes if report.src_bytes else 0
+        return say("msg_pruned", src=src.name, src_size=size_text(report.src_bytes), dst=report.dst_path.name,
+                   dst_size=size_text(report.dst_bytes), saved=f"{max(saved, 0):.0%}", kept=len(report.kept_keys),
+                   dropped=len(report.dropped_keys), path=report.dst_path)

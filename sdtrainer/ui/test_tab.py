@@ -1,0 +1,239 @@
+"""Test tab: text-to-image with any model or step checkpoint, and a comparison grid to pick the best step.
+
+    tab = TestTab(state)
+    with gr.Tab(T("tab_test")):
+        tab.render(T)
+
+PNGs go to outputs/txt2img with AUTOMATIC1111's `parameters` text; grids to outputs/grids.
+Generation takes the app's model lock, so it never runs while a training holds the GPU.
+"""
+from __future__ import annotations
+
+import random
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import gradio as gr
+
+from ldm.samplers import SamplerName
+from sdtrainer.dataset import prompt_lint
+from sdtrainer.sampling import (MAX_BATCH, MAX_SIDE, MAX_STEPS, GenerationParams, generate, save_images, save_png,
+                                size_multiple)
+from sdtrainer.ui.common import USER_ERRORS, Lists, Stopped, model_facts, stop_check
+from sdtrainer.ui.grid import labelled_grid
+from sdtrainer.ui.i18n import Say, UIError
+
+if TYPE_CHECKING:
+    from sdtrainer.ui.app import AppState
+
+MAX_GRID_CELLS = 64
+DEMO_SIZE, DEMO_MULTIPLE, SD_SIZE, SD_MULTIPLE = 64, 16, 512, 64
+
+
+def checkpoint_title(path: Path) -> str:
+    """A grid column's title: the file name without its suffix (a run's files say run and step)."""
+    return path.stem
+
+
+class TestTab:
+    def __init__(self, state: AppState):
+        self.state = state
+
+    # ------------------------------------------------------------------ layout
+    def render(self, T: gr.I18n) -> Lists:
+        """Lay the tab out and wire it; returns its model dropdowns (refreshed on page load)."""
+        demo = model_facts(Path(self.state.default_model() or "x")).get("demo", False)
+        size, multiple = (DEMO_SIZE, DEMO_MULTIPLE) if demo else (SD_SIZE, SD_MULTIPLE)
+        gr.Markdown(T("te_intro"))
+        with gr.Row(equal_height=True):
+            model = gr.Dropdown(self.state.model_choices(), value=self.state.default_model(), label=T("te_model"),
+                                allow_custom_value=True,
+                                info=T("te_model_info"), scale=4)
+            token = gr.Textbox(label=T("te_token"), info=T("te_token_info"), scale=1)
+            class_word = gr.Textbox(label=T("te_class"), info=T("te_class_info"), scale=1)
+        with gr.Row():
+            with gr.Column(scale=3):
+                prompt = gr.Textbox(label=T("te_prompt"), placeholder=T("te_prompt_placeholder"), lines=2)
+                negative = gr.Textbox(label=T("te_negative"), placeholder=T("te_negative_placeholder"), lines=1)
+                lint = gr.Markdown(elem_classes=["sdt-warning"])
+                with gr.Row():
+                    sampler = gr.Dropdown([s.value for s in SamplerName], value=SamplerName.EULER_A.value,
+                                          label=T("te_sampler"), info=T("te_sampler_info"))
+                    steps = gr.Slider(1, MAX_STEPS, value=25, step=1, label=T("te_steps"), info=T("te_steps_info"))
+                    cfg = gr.Slider(1, 30, value=7, step=0.5, label=T("te_cfg"), info=T("te_cfg_info"))
+                with gr.Row():
+                    width = gr.Slider(multiple, 1024, value=size, step=multiple, label=T("te_width"),
+                                      info=T("te_size_info"))
+                    height = gr.Slider(multiple, 1024, value=size, step=multiple, label=T("te_height"),
+                                       info=T("te_size_info"))
+                    seed = gr.Number(-1, precision=0, label=T("te_seed"), info=T("te_seed_info"))
+                    batch = gr.Slider(1, 8, value=1, step=1, label=T("te_batch"))
+                with gr.Row():
+                    run = gr.Button(T("te_generate"), variant="primary", scale=3)
+                    stop = gr.Button(T("stop"), variant="stop", scale=1)
+            with gr.Column(scale=2):
+                gallery = gr.Gallery(label=T("te_gallery"), columns=2, height=420, object_fit="contain")
+                status = gr.Markdown(elem_classes=["sdt-status"])
+                info = gr.Textbox(label=T("te_info"), lines=3, buttons=["copy"], interactive=False)
+        compare = self.render_compare(T)
+
+        settings = {"sampler": sampler, "steps": steps, "cfg_scale": cfg, "seed": seed, "width": width,
+                    "height": height, "negative_prompt": negative}
+        model.change(self.model_changed, inputs=[model, width, height], outputs=[token, class_word, width, height, status],
+                     api_name="test_model_changed")
+        for n, box in enumerate((prompt, token, class_word)):
+            box.change(self.lint, inputs=[prompt, token, class_word], outputs=lint, api_name=f"test_lint_{n}",
+                       trigger_mode="always_last", show_progress="hidden")
+        event = run.click(self.generate, inputs_kwargs={"model": model, "prompt": prompt, "batch_size": batch,
+                                                         "token": token, "class_word": class_word, **settings},
+                          outputs=[gallery, info, status], api_name="test_generate", concurrency_id="gpu")
+        stop.click(self.stop, outputs=status, cancels=[event], api_name="test_stop")
+        compare["run"].click(self.compare, inputs_kwargs={"models": compare["models"], "prompts": compare["prompts"],
+                                                          "token": token, "class_word": class_word, **settings},
+                             outputs=[compare["image"], compare["status"]], api_name="test_compare",
+                             concurrency_id="gpu")
+        return Lists(models=[model, compare["models"]])
+
+    def render_compare(self, T: gr.I18n) -> dict:
+        with gr.Accordion(T("te_compare_heading"), open=True):
+            gr.Markdown(T("te_compare_help"))
+            with gr.Row():
+                with gr.Column(scale=2):
+                    models = gr.Dropdown(self.state.model_choices(), value=[], multiselect=True, allow_custom_value=True,
+                                         label=T("te_compare_models"), info=T("te_compare_models_info"))
+                    prompts = gr.Textbox(label=T("te_compare_prompts"), info=T("te_compare_prompts_info"), lines=4,
+                                         placeholder="a portrait of ohwx person\na photo of a person")
+                    run = gr.Button(T("te_compare_run"), variant="primary")
+                    status = gr.Markdown(elem_classes=["sdt-status"])
+                image = gr.Image(label=T("te_compare_image"), type="filepath", format="png", scale=3,
+                                 interactive=False)
+        return {"models": models, "prompts": prompts, "run": run, "status": status, "image": image}
+
+    # ------------------------------------------------------------------ handlers
+    def model_changed(self, model: str | None, width: float, height: float, request: gr.Request):
+        """Token and class word from the file's metadata; image sides that suit it (a user's choice is kept
+        when it fits: demo -> 64 px, SD v1 -> a multiple of 64, 512 when it was smaller than 256)."""
+        say = self.state.say(request)
+        if not model or not Path(model).is_file():
+            return gr.skip(), gr.skip(), gr.skip(), gr.skip(), ""
+        facts = model_facts(Path(model))
+        multiple = DEMO_MULTIPLE if facts["demo"] else SD_MULTIPLE
+
+        def side(value: float | None) -> dict:
+            fits = value and value % multiple == 0 and (facts["demo"] or value >= 256)
+            return gr.update(minimum=multiple, step=multiple,
+                             value=value if fits else (DEMO_SIZE if facts["demo"] else SD_SIZE))
+
+        note = say("te_demo_note") if facts["demo"] else ""
+        return facts["token"] or gr.skip(), facts["class_word"] or gr.skip(), side(width), side(height), note
+
+    def lint(self, prompt: str, token: str, class_word: str, request: gr.Request) -> str:
+        return self.lint_text([prompt], token, class_word, self.state.say(request))
+
+    def lint_text(self, prompts: list[str], token: str, class_word: str, say: Say) -> str:
+        token, class_word = (token or "").strip(), (class_word or "").strip()
+        if token and class_word and any(prompt_lint(p or "", token, class_word) for p in prompts):
+            return "⚠ " + say("lint_bare_token", token=token, class_word=class_word)
+        return ""
+
+    def params(self, prompt: str, *, negative_prompt: str, sampler: str, steps: float, cfg_scale: float,
+               seed: float, width: float, height: float, batch_size: float = 1) -> GenerationParams:
+        """The request as GenerationParams, after the checks whose messages we translate."""
+        if not (prompt or "").strip():
+            raise UIError("err_prompt_empty")
+        if sampler not in [s.value for s in SamplerName]:
+            raise UIError("err_sampler", sampler=sampler)
+        numbers = {"steps": (steps, 1, MAX_STEPS), "cfg": (cfg_scale, 1, 30), "batch": (batch_size, 1, MAX_BATCH),
+                   "width": (width, 16, MAX_SIDE), "height": (height, 16, MAX_SIDE)}
+        for name, (value, low, high) in numbers.items():
+            if value is None or not low <= value <= high:
+                raise UIError("err_range", name=name, value=value, low=low, high=high)
+        return GenerationParams(prompt=prompt.strip(), negative_prompt=(negative_prompt or "").strip(),
+                                sampler=sampler, steps=int(steps), cfg_scale=float(cfg_scale),
+                                seed=int(seed if seed is not None else -1), width=int(width), height=int(height),
+                                batch_size=int(batch_size))
+
+    def check_size(self, params: GenerationParams, config) -> None:
+        multiple = size_multiple(config)
+        for value in (params.width, params.height):
+            if value % multiple:
+                raise UIError("err_size_multiple", value=value, multiple=multiple)
+
+    def generate(self, model: str | None, prompt: str, batch_size: float, token: str, class_word: str,
+                 request: gr.Request, progress=gr.Progress(), **settings):
+        say = self.state.say(request)
+        with say.errors(*USER_ERRORS):
+            params = self.params(prompt, batch_size=batch_size, **settings)
+            path = self.state.checked_model(model)
+            if lint := self.lint_text([params.prompt], token, class_word, say):
+                gr.Warning(lint)
+
+            def step(info: dict) -> None:
+                progress((info["i"] + 1) / params.steps, desc=say("progress_sampling"))
+
+            with self.state.jobs.run("test", request.session_hash) as stop, self.state.model_lock():
+                loaded, info = self.state.cache.get(path)
+                self.check_size(params, info.config)
+                try:
+                    results = generate(loaded, params, model_name=path.stem, callback=stop_check(stop, step))
+                except Stopped:
+                    return gr.skip(), gr.skip(), say("msg_stopped")
+        paths = save_images(results, self.state.txt2img_dir)[: len(results)]
+        message = say("msg_generated", n=len(paths), folder=self.state.txt2img_dir)
+        if model_facts(path)["demo"]:
+            message += " " + say("te_demo_note")
+        return [str(p) for p in paths], results[0].infotext, message
+
+    def stop(self, request: gr.Request) -> str:
+        say = self.state.say(request)
+        return say("msg_stopping") if self.state.jobs.stop("test", request.session_hash) else say("msg_nothing_to_stop")
+
+    def compare(self, models: list[str] | None, prompts: str, token: str, class_word: str, request: gr.Request,
+                progress=gr.Progress(), **settings):
+        say = self.state.say(request)
+        with say.errors(*USER_ERRORS):
+            lines = [line.strip() for line in (prompts or "").splitlines() if line.strip()]
+            if not models:
+                raise UIError("err_compare_no_models")
+            if not lines:
+                raise UIError("err_compare_no_prompts")
+            if len(models) * len(lines) > MAX_GRID_CELLS:
+                raise UIError("err_compare_too_many", max=MAX_GRID_CELLS)
+            paths = [self.state.checked_model(m) for m in models]
+            seed = settings.pop("seed")
+            seed = int(seed) if seed is not None and seed >= 0 else random.randrange(2**32)
+            base = self.params(lines[0], seed=seed, **settings)
+            if lint := self.lint_text(lines, token, class_word, say):
+                gr.Warning(lint)
+            columns = self.compare_columns(paths, lines, base, request, progress, say)
+        if columns is None:
+            return gr.skip(), say("msg_stopped")
+        grid = labelled_grid([list(row) for row in zip(*columns)], rows=lines,
+                             cols=[checkpoint_title(p) for p in paths])
+        out = self.state.grids_dir / f"compare-{len(list(self.state.grids_dir.glob('compare-*.png'))):05d}-{seed}.png"
+        summary = "\n".join([f"Comparison of {', '.join(p.name for p in paths)}", *lines,
+                             f"Steps: {base.steps}, Sampler: {base.sampler}, CFG scale: {base.cfg_scale:g}, "
+                             f"Seed: {seed}, Size: {base.width}x{base.height}"])
+        save_png(grid, summary, out)
+        return str(out), say("msg_compare_done", path=out, seed=seed)
+
+    def compare_columns(self, paths: list[Path], lines: list[str], base: GenerationParams, request: gr.Request,
+                        progress: gr.Progress, say: Say) -> list[list] | None:
+        """One list of images (one per prompt) per checkpoint; None when stopped."""
+        columns, total = [], len(paths) * len(lines)
+        with self.state.jobs.run("test", request.session_hash) as stop:
+            for path in paths:
+                with self.state.model_lock():
+                    loaded, info = self.state.cache.get(path)
+                    self.check_size(base, info.config)
+                    column = []
+                    for line in lines:
+                        progress(len(columns) * len(lines) / total + len(column) / total,
+                                 desc=say("progress_compare", name=path.stem))
+                        params = GenerationParams(**{**base.__dict__, "prompt": line, "batch_size": 1})
+                        try:
+                            column.append(generate(loaded, params, path.stem, callback=stop_check(stop))[0].image)
+                        except Stopped:
+                            return None
+                columns.append(column)
+        return columns

@@ -1,0 +1,373 @@
+"""Training tab: settings (declared once in SETTINGS), GPU check, start/pause/resume/stop, live progress.
+
+    tab = TrainingTab(state)
+    with gr.Tab(T("tab_training")):
+        tab.render(T)
+
+The run lives in the server's SessionManager, not in the page: a gr.Timer polls its snapshot every
+second, so closing the browser tab does not stop training and reopening shows it again.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from enum import Enum
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import gradio as gr
+import pandas as pd
+import torch
+
+from ldm.samplers import SamplerName
+from sdtrainer.config import (DEFAULT_PRESET, PRESET_VRAM_GIB, Device, LRSchedule, OptimizerName, Precision,
+                              SaveFormat, TrainConfig, load_config, min_total_gib, preset_names, required_free_gib)
+from sdtrainer.preflight import check_gpu
+from sdtrainer.session import SessionBusy, SessionState, Status
+from sdtrainer.ui.common import USER_ERRORS, Lists
+from sdtrainer.ui.i18n import Say, UIError
+from sdtrainer.ui.projects import Project, list_projects
+
+if TYPE_CHECKING:
+    from sdtrainer.ui.app import AppState
+
+POLL_S = 1.0
+RUN_NAME_CHARS = "-_."
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One TrainConfig field in the UI: label key `cfg_<name>`, help key `cfg_<name>_info`."""
+    name: str
+    kind: str = "float"  # int, float, optional_float (0 = unset), bool, choice, lines, ints
+    minimum: float | None = None
+    maximum: float | None = None
+    choices: type[Enum] | None = None
+    advanced: bool = True
+
+
+SETTINGS = (
+    Setting("steps", "int", 1, 100_000, advanced=False),
+    Setting("learning_rate", "float", 0, 1e-2, advanced=False),
+    Setting("save_every", "int", 0, 100_000, advanced=False),
+    Setting("preview_every", "int", 0, 100_000, advanced=False),
+    Setting("prior_loss_weight", "float", 0, 10, advanced=False),
+    Setting("class_images", "int", 0, 5000),
+    Setting("batch_size", "int", 1, 16),
+    Setting("grad_accum", "int", 1, 64),
+    Setting("lr_schedule", "choice", choices=LRSchedule),
+    Setting("warmup_steps", "int", 0, 100_000),
+    Setting("precision", "choice", choices=Precision),
+    Setting("optimizer", "choice", choices=OptimizerName),
+    Setting("gradient_checkpointing", "bool"),
+    Setting("train_text_encoder", "bool"),
+    Setting("text_encoder_lr", "optional_float", 0, 1e-2),
+    Setting("ema", "bool"),
+    Setting("ema_decay", "float", 0, 1),
+    Setting("max_grad_norm", "float", 0, 100),
+    Setting("weight_decay", "float", 0, 1),
+    Setting("noise_offset", "float", 0, 1),
+    Setting("min_snr_gamma", "float", 0, 20),
+    Setting("repeats", "int", 1, 100),
+    Setting("flip_p", "float", 0, 1),
+    Setting("save_format", "choice", choices=SaveFormat),
+    Setting("save_half", "bool"),
+    Setting("keep_all_states", "bool"),
+    Setting("preview_prompts", "lines"),
+    Setting("preview_seeds", "ints"),
+    Setting("preview_steps", "int", 1, 150),
+    Setting("preview_sampler", "choice", choices=SamplerName),
+    Setting("seed", "int", 0, 2**31 - 1),
+)
+
+
+def shown(setting: Setting, value: Any) -> Any:
+    """A config value as its component shows it."""
+    if setting.kind == "lines":
+        return "\n".join(value)
+    if setting.kind == "ints":
+        return ", ".join(str(v) for v in value)
+    if setting.kind == "optional_float":
+        return value or 0
+    return value.value if isinstance(value, Enum) else value
+
+
+def parsed(setting: Setting, value: Any) -> Any:
+    """A component's value as the config wants it; UIError when it cannot be."""
+    if setting.kind == "lines":
+        return [line.strip() for line in (value or "").splitlines() if line.strip()]
+    if setting.kind == "ints":
+        try:
+            return [int(v) for v in (value or "").replace(",", " ").split()]
+        except ValueError:
+            raise UIError("err_setting_ints", name=setting.name) from None
+    if setting.kind == "bool":
+        return bool(value)
+    if setting.kind == "choice":
+        return value
+    if value is None or (setting.minimum is not None and value < setting.minimum) or \
+            (setting.maximum is not None and value > setting.maximum):
+        raise UIError("err_setting_range", name=setting.name, value=value, low=setting.minimum, high=setting.maximum)
+    if setting.kind == "optional_float":
+        return float(value) or None
+    return int(value) if setting.kind == "int" else float(value)
+
+
+def component(setting: Setting, T: gr.I18n, value: Any) -> gr.components.Component:
+    label, info = T(f"cfg_{setting.name}"), T(f"cfg_{setting.name}_info")
+    if setting.kind == "bool":
+        return gr.Checkbox(value, label=label, info=info)
+    if setting.kind == "choice":
+        return gr.Dropdown([c.value for c in setting.choices], value=value, label=label, info=info)
+    if setting.kind in ("lines", "ints"):
+        return gr.Textbox(value, label=label, info=info, lines=3 if setting.kind == "lines" else 1)
+    return gr.Number(value, label=label, info=info, minimum=setting.minimum, maximum=setting.maximum,
+                     precision=0 if setting.kind == "int" else None)
+
+
+def preset_label(name: str) -> str:
+    gib = PRESET_VRAM_GIB.get(name)
+    return f"{name} — {gib:g} GiB VRAM" if gib else name
+
+
+def presets_by_vram() -> list[str]:
+    """The shipped presets, the one needing the most VRAM first."""
+    return sorted(preset_names(), key=lambda n: -PRESET_VRAM_GIB.get(n, 0))
+
+
+def default_device() -> Device:
+    return Device.CUDA if torch.cuda.is_available() else Device.CPU
+
+
+def duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "—"
+    seconds = int(seconds)
+    hours, rest = divmod(seconds, 3600)
+    return f"{hours}h{rest // 60:02d}" if hours else f"{rest // 60}:{rest % 60:02d}"
+
+
+class TrainingTab:
+    def __init__(self, state: AppState):
+        self.state = state
+
+    # ------------------------------------------------------------------ layout
+    def render(self, T: gr.I18n) -> Lists:
+        """Lay the tab out and wire it; returns its dropdowns of models and projects (refreshed on page load)."""
+        defaults = load_config(DEFAULT_PRESET)
+        gr.Markdown(T("tr_intro"))
+        with gr.Row():
+            project = gr.Dropdown(list_projects(self.state.projects_dir), value=None, label=T("tr_project"),
+                                  allow_custom_value=True,
+                                  info=T("tr_project_info"), scale=2)
+            refresh = gr.Button("⟳", scale=0, min_width=48, size="sm")
+            model = gr.Dropdown(self.state.model_choices(), value=self.state.default_model(), label=T("tr_model"),
+                                allow_custom_value=True,
+                                info=T("tr_model_info"), scale=3)
+            preset = gr.Dropdown([(preset_label(n), n) for n in presets_by_vram()], value=DEFAULT_PRESET,
+                                 label=T("tr_preset"), info=T("tr_preset_info"), scale=2)
+        summary = gr.Markdown(elem_classes=["sdt-status"])
+        with gr.Row(equal_height=True):
+            run_name = gr.Textbox(label=T("tr_run_name"), info=T("tr_run_name_info"), scale=3)
+            resume_run = gr.Checkbox(False, label=T("tr_resume_run"), info=T("tr_resume_run_info"), scale=2)
+        settings = {}
+        with gr.Row():
+            for s in (s for s in SETTINGS if not s.advanced):
+                settings[s.name] = component(s, T, shown(s, getattr(defaults, s.name)))
+        with gr.Accordion(T("tr_advanced"), open=False):
+            advanced = [s for s in SETTINGS if s.advanced]
+            for row in range(0, len(advanced), 4):
+                with gr.Row():
+                    for s in advanced[row:row + 4]:
+                        settings[s.name] = component(s, T, shown(s, getattr(defaults, s.name)))
+        if default_device() is Device.CPU:
+            gr.Markdown(T("tr_cpu_note"), elem_classes=["sdt-warning"])
+        with gr.Row():
+            check = gr.Button(T("tr_check_gpu"))
+            start = gr.Button(T("tr_start"), variant="primary")
+            pause = gr.Button(T("tr_pause"))
+            resume = gr.Button(T("tr_resume"))
+            stop = gr.Button(T("tr_stop"), variant="stop")
+        message = gr.Markdown(elem_classes=["sdt-status"])
+        live = self.render_live(T)
+
+        refresh.click(lambda current: gr.update(choices=list_projects(self.state.projects_dir), value=current),
+                      inputs=project, outputs=project, api_name="training_refresh_projects")
+        project.change(self.project_summary, inputs=project, outputs=summary, api_name="training_project_summary",
+                       show_progress="hidden")
+        preset.change(self.preset_values, inputs=preset, outputs=list(settings.values()),
+                      api_name="training_preset_values")
+        check.click(self.check_gpu, inputs_kwargs={"preset": preset, "ema": settings["ema"]}, outputs=message,
+                    api_name="training_check_gpu")
+        start.click(self.start, inputs_kwargs={"project": project, "model": model, "preset": preset,
+                                               "run_name": run_name, "resume_run": resume_run, **settings},
+                    outputs=[message, run_name], api_name="training_start")
+        pause.click(self.pause, outputs=message, api_name="training_pause")
+        resume.click(self.resume, outputs=message, api_name="training_resume")
+        stop.click(self.stop, outputs=message, api_name="training_stop")
+        timer = gr.Timer(POLL_S)
+        outputs = [live["progress"], live["loss"], live["vram"], live["previews"], live["log"], live["seen"]]
+        timer.tick(self.poll, inputs=live["seen"], outputs=outputs, api_name="training_state",
+                   show_progress="hidden", concurrency_limit=None)
+        return Lists(models=[model], projects=[project])
+
+    def render_live(self, T: gr.I18n) -> dict:
+        progress = gr.Markdown(elem_classes=["sdt-status"])
+        with gr.Row():
+            loss = gr.LinePlot(x="step", y="value", color="series", label=T("tr_loss"), height=300, x_title="step",
+                               y_title="loss")
+            vram = gr.LinePlot(x="step", y="value", color="series", label=T("tr_vram"), height=300,
+                               x_title="step", y_title="GiB")
+        previews = gr.Gallery(label=T("tr_previews"), columns=3, height=420, object_fit="contain")
+        with gr.Accordion(T("tr_log"), open=False):
+            log = gr.Textbox(lines=12, max_lines=12, show_label=False, autoscroll=True, interactive=False)
+        seen = gr.State(None)  # what this page already shows, so unchanged plots are not re-sent
+        return {"progress": progress, "loss": loss, "vram": vram, "previews": previews, "log": log, "seen": seen}
+
+    # ------------------------------------------------------------------ settings
+    def project_summary(self, project: str | None, request: gr.Request) -> str:
+        """What the chosen project will train: token, class, photo and class image counts, resolution."""
+        say = self.state.say(request)
+        if not project:
+            return ""
+        try:
+            proj = Project.open(self.state.projects_dir / Path(project).name)
+        except UIError as e:
+            return "⚠ " + say(e.key, **e.fmt)
+        text = say("tr_project_summary", token=proj.token or "?", class_word=proj.class_word,
+                   photos=len(proj.prepared()), classes=len(proj.class_images()), resolution=proj.resolution)
+        if not proj.prepared():
+            text += "\n\n⚠ " + say("err_no_prepared")
+        elif not proj.class_images():
+            text += "\n\n" + say("tr_no_class_images")
+        return text
+
+    def preset_values(self, preset: str):
+        cfg = load_config(preset if preset in preset_names() else DEFAULT_PRESET)
+        return [shown(s, getattr(cfg, s.name)) for s in SETTINGS]
+
+    def config(self, project: Project, model: Path, preset: str, settings: dict[str, Any]) -> TrainConfig:
+        """The run's TrainConfig: preset, then the UI's settings, then the project's folders and words."""
+        values = {s.name: parsed(s, settings[s.name]) for s in SETTINGS}
+        has_reg = bool(project.class_images())
+        device = default_device()
+        values.update(model=str(model), images=str(project.prepared_dir), token=project.token,
+                      class_word=project.class_word, resolution=project.resolution, crop="center",
+                      reg_images=str(project.reg_dir) if has_reg else None,
+                      class_images_dir=None if has_reg else str(project.reg_dir), device=device.value)
+        if device is Device.CPU:
+            values["precision"] = Precision.FP32.value  # bf16 autocast on a CPU only makes it slower
+        return load_config(preset, values=values)
+
+    def check_gpu(self, preset: str, ema: bool, request: gr.Request) -> str:
+        say = self.state.say(request)
+        with say.errors(*USER_ERRORS):
+            cfg = load_config(preset, values={"ema": bool(ema)})
+        others = {n: g for n, g in PRESET_VRAM_GIB.items() if n != cfg.preset}
+        report = check_gpu(required_free_gib(cfg), cfg.preset, others, min_total_gib(cfg))
+        verdict = say("tr_gate_ok") if report.ok else say("tr_gate_refused")
+        if not torch.cuda.is_available():
+            verdict += " " + say("tr_gate_cpu")
+        return f"{verdict}\n\n```\n{report.format()}\n```"
+
+    # ------------------------------------------------------------------ controls
+    def start(self, project: str | None, model: str | None, preset: str, run_name: str, resume_run: bool,
+              request: gr.Request, **settings):
+        say = self.state.say(request)
+        with say.errors(*USER_ERRORS):
+            if not project:
+                raise UIError("err_no_project")
+            proj = Project.open(self.state.projects_dir / Path(project).name)
+            if not proj.token or not proj.class_word:
+                raise UIError("err_save_settings_first")
+            if not proj.prepared():
+                raise UIError("err_no_prepared")
+            path = self.state.checked_model(model)
+            name = self.run_name(run_name, proj)
+            cfg = self.config(proj, path, preset, settings)
+            try:
+                session = self.state.sessions.start(cfg, self.state.runs_dir / name, resume=bool(resume_run))
+            except SessionBusy:
+                raise UIError("err_session_busy") from None
+        if cfg.device is Device.CPU and not self.state.is_demo_file(path):
+            gr.Warning(say("tr_cpu_real_model"))
+        return say("msg_training_started", run=name, folder=session.run_dir), name
+
+    def run_name(self, run_name: str, project: Project) -> str:
+        name = (run_name or "").strip() or f"{project.name}-{time.strftime('%Y%m%d-%H%M%S')}"
+        if not all(c.isalnum() or c in RUN_NAME_CHARS for c in name) or name.startswith("."):
+            raise UIError("err_run_name", name=name)
+        return name
+
+    def active_session(self):
+        session = self.state.sessions.current
+        return session if session is not None and session.active else None
+
+    def pause(self, request: gr.Request) -> str:
+        return self.control(request, "pause", "msg_training_paused")
+
+    def resume(self, request: gr.Request) -> str:
+        return self.control(request, "resume", "msg_training_resumed")
+
+    def stop(self, request: gr.Request) -> str:
+        return self.control(request, "stop", "msg_training_stopping")
+
+    def control(self, request: gr.Request, action: str, done_key: str) -> str:
+        say = self.state.say(request)
+        session = self.active_session()
+        if session is None:
+            gr.Warning(say("msg_no_training"))
+            return say("msg_no_training")
+        getattr(session, action)()
+        return say(done_key)
+
+    # ------------------------------------------------------------------ live view
+    def poll(self, seen: tuple | None, request: gr.Request):
+        """Progress text, plots, previews and log of the current run; unchanged parts are skipped."""
+        say = self.state.say(request)
+        session = self.state.sessions.current
+        if session is None:
+            return say("tr_no_run"), gr.skip(), gr.skip(), gr.skip(), gr.skip(), seen
+        snap = session.snapshot()
+        key = (str(snap.run_dir), snap.status.value, snap.step, len(snap.previews), len(snap.log))
+        text = self.progress_text(snap, say)
+        if key == seen:
+            return text, gr.skip(), gr.skip(), gr.skip(), gr.skip(), seen
+        on_gpu = session.config.device is Device.CUDA
+        return (text, self.loss_frame(snap), gr.update(value=self.vram_frame(snap), visible=on_gpu),
+                self.preview_items(snap, say), "\n".join(snap.log), key)
+
+    def progress_text(self, snap: SessionState, say: Say) -> str:
+        status = say(f"status_{snap.status.value}")
+        parts = [f"**{status}**", say("tr_step", step=snap.step, total=snap.total_steps)]
+        if snap.it_per_s:
+            parts.append(f"{snap.it_per_s:.2f} it/s")
+        if snap.status in (Status.RUNNING, Status.PAUSED) and snap.eta_s is not None:
+            parts.append(say("tr_eta", eta=duration(snap.eta_s)))
+        parts.append(say("tr_elapsed", elapsed=duration(snap.elapsed_s)))
+        if snap.loss is not None:
+            parts.append(f"loss {snap.loss:.4f}")
+        lines = [" · ".join(parts), say("tr_run_folder", folder=snap.run_dir)]
+        if snap.status is Status.FAILED and snap.message:  # how it went otherwise shows in the lines above
+            lines.append("⚠ " + snap.message)
+        if snap.checkpoints:
+            lines.append(say("tr_checkpoints", n=len(snap.checkpoints), last=snap.checkpoints[-1].name))
+        return "\n\n".join(lines)
+
+    def loss_frame(self, snap: SessionState) -> pd.DataFrame:
+        rows = [{"step": s, "value": loss, "series": "loss"} for s, loss, _ in snap.history]
+        rows += [{"step": s, "value": prior, "series": "prior loss"} for s, _, prior in snap.history]
+        return pd.DataFrame(rows, columns=["step", "value", "series"])
+
+    def vram_frame(self, snap: SessionState) -> pd.DataFrame:
+        rows = [{"step": s, "value": alloc, "series": "allocated"} for s, alloc, _ in snap.vram]
+        rows += [{"step": s, "value": reserved, "series": "reserved"} for s, _, reserved in snap.vram]
+        return pd.DataFrame(rows, columns=["step", "value", "series"])
+
+    def preview_items(self, snap: SessionState, say: Say):
+        """Newest step first; within a step, prompt by prompt and seed by seed, one row per step."""
+        per_step = max(1, len({(p.prompt, p.seed) for p in snap.previews}))
+        order = sorted(snap.previews, key=lambda p: -p.step)  # stable: keeps prompt and seed order
+        items = [(str(p.path), say("tr_preview_caption", step=p.step, prompt=p.prompt, seed=p.seed))
+                 for p in order if Path(p.path).is_file()]
+        return gr.update(value=items, columns=min(per_step, 6))

@@ -1,0 +1,106 @@
+"""The app in a real browser (Debian's chromium, headless, through Playwright): switch to French, generate
+an image in the Test tab, train a few CPU steps and see a preview. Screenshots go to tests/artifacts/.
+
+Skipped only when /usr/bin/chromium is missing.
+"""
+import socket
+from pathlib import Path
+
+import numpy as np
+import pytest
+from gradio_client import Client, handle_file
+from PIL import Image
+
+from sdtrainer.ui.app import build_app
+
+CHROMIUM = Path("/usr/bin/chromium")
+ARGS = ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+        "--disable-component-update", "--no-first-run", "--disable-sync"]
+ARTIFACTS = Path(__file__).parent / "artifacts"
+TIMEOUT_MS = 60_000
+
+pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's chromium at /usr/bin/chromium")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def app(tmp_path_factory):
+    root = tmp_path_factory.mktemp("browser")
+    blocks = build_app(root / "models", root / "outputs")
+    blocks.launch(prevent_thread_lock=True, server_name="127.0.0.1", server_port=free_port(), quiet=True)
+    yield blocks
+    blocks.close()
+
+
+@pytest.fixture(scope="module")
+def project(app, tmp_path_factory) -> str:
+    """A ready project made through the API (the browser test is about the Training tab, not uploads)."""
+    src = tmp_path_factory.mktemp("photos")
+    rng = np.random.default_rng(0)
+    files = []
+    for i in range(5):
+        files.append(src / f"p{i}.png")
+        Image.fromarray((rng.random((96, 96, 3)) * 255).astype("uint8")).save(files[-1])
+    client = Client(app.local_url, verbose=False)
+    client.predict(new_name="anna", api_name="/dataset_create")
+    client.predict(name="anna", token="ohwx", class_word="person", resolution=64, api_name="/dataset_save_settings")
+    client.predict(name="anna", files=[handle_file(f) for f in files], api_name="/dataset_add_photos")
+    client.predict(name="anna", crop="center", api_name="/dataset_prepare")
+    demo = str(app.state.outputs_dir / "demo" / "sdtrainer-demo-tiny.safetensors")
+    client.predict(name="anna", model=demo, count=2, api_name="/dataset_generate_class_images")
+    return "anna"
+
+
+@pytest.fixture(scope="module")
+def page(app):
+    from playwright.sync_api import sync_playwright
+
+    ARTIFACTS.mkdir(exist_ok=True)
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
+        tab = browser.new_page(locale="en-US", viewport={"width": 1400, "height": 1000})
+        tab.set_default_timeout(TIMEOUT_MS)
+        tab.goto(app.local_url)
+        tab.get_by_role("tab", name="1. Dataset").wait_for()
+        yield tab
+        browser.close()
+
+
+def test_switch_to_french(page):
+    page.get_by_label("Français").check()
+    page.get_by_role("tab", name="1. Jeu de données").wait_for()
+    assert page.get_by_text("Jeton", exact=True).first.is_visible()
+    assert page.get_by_role("button", name="✂ Préparer les images").is_visible()
+
+
+def test_generate_an_image(page):
+    page.get_by_role("tab", name="3. Test").click()
+    panel = page.locator("#tab_test-panel, [role=tabpanel]:visible").first
+    panel.get_by_label("Prompt", exact=True).fill("a portrait of ohwx person")
+    panel.get_by_role("button", name="▶ Générer").click()
+    panel.locator(".sdt-status").get_by_text("enregistrée").wait_for()  # the server answers in French too
+    panel.get_by_test_id("detailed-image").or_(panel.locator("button.thumbnail-item img")).first.wait_for()
+    page.screenshot(path=ARTIFACTS / "test-tab.png", full_page=True)
+
+
+def test_short_training_shows_a_preview(page, project):
+    page.get_by_role("tab", name="2. Entraînement").click()
+    panel = page.locator("[role=tabpanel]:visible").first
+    panel.get_by_role("button", name="⟳").click()  # the project was made after the page loaded
+    page.wait_for_timeout(500)
+    panel.get_by_label("Projet", exact=True).click()
+    page.get_by_role("option", name=project).click()
+    panel.get_by_label("Étapes", exact=True).fill("4")
+    panel.get_by_label("Aperçu toutes les (étapes)").fill("2")
+    panel.get_by_label("Enregistrer un modèle toutes les (étapes)").fill("2")
+    panel.get_by_role("button", name="▶ Lancer").click()
+    panel.get_by_text("Terminé").first.wait_for(timeout=120_000)
+    previews = panel.locator(".gallery-container img, button.thumbnail-item img")
+    previews.first.wait_for()
+    assert previews.count() >= 3
+    page.screenshot(path=ARTIFACTS / "training-tab.png", full_page=True)

@@ -1,0 +1,66 @@
+"""Start the sdtrainer web app: `python webui.py` (launch.sh / launch.bat do this for you).
+
+    python webui.py [--port 7860] [--listen --auth user:password] [--lang en|fr] [--open-browser]
+                    [--models-dir models] [--outputs-dir outputs]
+
+It serves on 127.0.0.1 (this computer only) unless --listen, which needs --auth so that nobody else
+on the network can use the GPU or read your photos. The UI itself is built by
+sdtrainer.ui.app.build_app; nothing happens at import time.
+"""
+import argparse
+import sys
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python webui.py", description="sdtrainer web app")
+    p.add_argument("--port", type=int, default=7860, help="port to serve on (default 7860)")
+    p.add_argument("--listen", action="store_true", help="serve on every network interface (needs --auth)")
+    p.add_argument("--auth", metavar="USER:PASSWORD", help="require this login (required with --listen)")
+    p.add_argument("--lang", choices=["en", "fr"], help="interface language (default: the browser's)")
+    p.add_argument("--open-browser", action="store_true", help="open the app in the browser once it runs")
+    p.add_argument("--models-dir", type=Path, default=HERE / "models", help="folder of base checkpoints")
+    p.add_argument("--outputs-dir", type=Path, default=HERE / "outputs", help="folder for everything written")
+    return p
+
+
+def parse_auth(value: str | None) -> tuple[str, str] | None:
+    """'user:password' -> ('user', 'password'); ValueError with what to write otherwise."""
+    if value is None:
+        return None
+    user, sep, password = value.partition(":")
+    if not sep or not user or not password:
+        raise ValueError("--auth must be USER:PASSWORD, both non-empty (e.g. --auth joe:s3cret).")
+    return user, password
+
+
+def check_args(args: argparse.Namespace) -> tuple[str, tuple[str, str] | None]:
+    """(host to serve on, login) or ValueError with what to change."""
+    auth = parse_auth(args.auth)
+    if args.listen and auth is None:
+        raise ValueError("--listen makes the app reachable from other computers, so it needs a login: "
+                         "add --auth USER:PASSWORD (or leave out --listen to stay on this computer).")
+    if not 1 <= args.port <= 65535:
+        raise ValueError(f"--port must be between 1 and 65535, got {args.port}.")
+    return ("0.0.0.0" if args.listen else "127.0.0.1"), auth
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        host, auth = check_args(args)
+    except ValueError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    from sdtrainer.ui.app import build_app  # imports torch and gradio: only once the arguments are good
+
+    app = build_app(args.models_dir, args.outputs_dir, lang=args.lang)
+    app.queue(default_concurrency_limit=1)
+    app.launch(server_name=host, server_port=args.port, auth=auth, inbrowser=args.open_browser)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
