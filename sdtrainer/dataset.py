@@ -16,8 +16,9 @@ the regularization ("class") images the bare class word. Everything here works o
 
 Checks (``validate_images``): unreadable, truncated or non-image files and images smaller than half the
 training resolution are errors; CMYK, transparency, EXIF rotation, grayscale, low resolution, blur and
-near-duplicates are warnings. Face cropping uses OpenCV's Haar cascade (``opencv-python-headless``),
-imported only when a face crop is asked for.
+near-duplicates are warnings. ``subject_issues(prepared, class_word)`` adds warnings about the set as a
+subject: no face for a person class, the same background in most photos. Face detection uses OpenCV's
+Haar cascade (``opencv-python-headless``), imported on first use.
 """
 import functools
 import hashlib
@@ -49,6 +50,12 @@ FACE_CASCADE = "haarcascade_frontalface_default.xml"
 FACE_DETECT_SIZE = 640  # images are shrunk to this long side before face detection (speed)
 COMMON_TOKEN_ID = 10_000  # single CLIP tokens below this id are frequent merges: words the model knows well
 MIN_PHOTOS, MAX_PHOTOS = 5, 20
+# Class words whose photos should show a face (subject_issues warns when OpenCV finds none).
+PERSON_CLASSES = frozenset("person man woman boy girl child kid baby lady guy men women people teenager".split())
+# Same background: the outer ring (BACKGROUND_RING px wide) of a BACKGROUND_SIZE px thumbnail of each square,
+# compared as mean absolute difference (0..255); an image whose ring is within SAME_BACKGROUND_DISTANCE of at
+# least half of the others' is flagged.
+BACKGROUND_SIZE, BACKGROUND_RING, SAME_BACKGROUND_DISTANCE = 16, 3, 10.0
 TRAILING_COPY_NUMBER = re.compile(r"(?:\s*\(\d+\)|\s+\d+|(?<=\D)\d+)\s*$")
 # Very common English words (and photo words) that make poor subject tokens.
 COMMON_WORDS = frozenset("""
@@ -80,7 +87,8 @@ class ImageIssue:
     """One finding about one image; ``message`` is plain English and says what to do."""
     path: Path
     severity: Severity  # "error": the image is skipped; "warning": it is used as is (or fixed on load)
-    code: str  # unreadable, too_small, low_resolution, cmyk, alpha, exif_rotated, grayscale, blurry, near_duplicate
+    code: str  # unreadable, too_small, low_resolution, cmyk, alpha, exif_rotated, grayscale, blurry, near_duplicate,
+    #            and from subject_issues: no_face, same_background
     message: str
 
 
@@ -318,6 +326,10 @@ MESSAGES = {
               "model blur. Replace it with a sharp one.",
     "near_duplicate": "Looks like {how} {other}; keep one of them, duplicates make the model copy that photo.",
     "changed": "Could not be read while preparing ({err}); check the file and prepare again.",
+    "no_face": "No face found, yet the class is “{class_word}”; use photos where the face is visible (or crop "
+               "this one on the face), or pick another class word if the subject is not a person.",
+    "same_background": "Same background as {n} of the other photos; whatever is the same in every photo is learnt "
+                       "as part of the subject. Vary backgrounds, clothes and light.",
 }
 
 
@@ -411,6 +423,49 @@ def validate_images(paths: Iterable[str | Path], resolution: int) -> ValidationR
     report.duplicates = find_duplicates(hashes)
     report.issues += [duplicate_issue(*pair) for pair in report.duplicates]
     return report
+
+
+def is_person_class(class_word: str) -> bool:
+    return any(word in PERSON_CLASSES for word in class_word.lower().split())
+
+
+def background_ring(image: Image.Image) -> np.ndarray:
+    """The outer ring of a small thumbnail, as float RGB values: what surrounds the subject."""
+    small = np.asarray(image.convert("RGB").resize((BACKGROUND_SIZE,) * 2, Image.Resampling.BOX), dtype=np.float64)
+    ring = np.ones((BACKGROUND_SIZE, BACKGROUND_SIZE), dtype=bool)
+    ring[BACKGROUND_RING:-BACKGROUND_RING, BACKGROUND_RING:-BACKGROUND_RING] = False
+    return small[ring]
+
+
+def same_background_issues(images: dict[Path, Image.Image]) -> list[ImageIssue]:
+    """A warning for each image whose background matches at least half of the others' (3 images or more)."""
+    if len(images) < 3:
+        return []
+    rings = {path: background_ring(image) for path, image in images.items()}
+    found = []
+    for path, ring in rings.items():
+        alike = sum(float(np.abs(ring - other).mean()) < SAME_BACKGROUND_DISTANCE
+                    for p, other in rings.items() if p != path)
+        if alike >= (len(rings) - 1) / 2:
+            found.append(issue(path, WARNING, "same_background", n=alike))
+    return found
+
+
+def subject_issues(paths: Iterable[str | Path], class_word: str) -> list[ImageIssue]:
+    """Warnings about the set as a training subject: no face for a person class, the same background everywhere.
+
+    Meant for prepared squares (what the trainer sees); unreadable files are left to validate_images.
+    """
+    images = {}
+    for path in map(Path, paths):
+        raw, error = read_for_check(path)
+        if error is None:
+            images[path] = to_rgb(upright(raw))
+    found = []
+    if is_person_class(class_word):
+        found += [issue(path, WARNING, "no_face", class_word=class_word)
+                  for path, image in images.items() if not detect_faces(image)]
+    return found + same_background_issues(images)
 
 
 # ---------------------------------------------------------------- preparing a folder
@@ -507,8 +562,7 @@ def caption_for(image_path: str | Path, token: str, class_word: str) -> str:
         return text
     name = caption_from_filename(image_path.stem)
     if re.search(word_pattern(token), name, re.IGNORECASE):
-        return re.sub(bare_token_pattern(token, class_word), lambda m: f"{m.group(0)} {class_word}", name,
-                      flags=re.IGNORECASE)
+        return add_class_word(name, token, class_word)
     return f"{token} {class_word}"
 
 
@@ -524,6 +578,14 @@ def prompt_lint(prompt: str, token: str, class_word: str) -> str | None:
         return None
     return (f"Write `{token} {class_word}`, not `{token}` alone: the class word is what makes the likeness "
             "work (the number one mistake with these models).")
+
+
+def add_class_word(prompt: str, token: str, class_word: str) -> str:
+    """The prompt_lint fix: ``a photo of joepenna`` -> ``a photo of joepenna person``."""
+    if not token.strip() or not class_word.strip():
+        return prompt
+    return re.sub(bare_token_pattern(token, class_word), lambda m: f"{m.group(0)} {class_word}", prompt,
+                  flags=re.IGNORECASE)
 
 
 def is_common_token(token: str, tokenizer) -> bool:

@@ -91,8 +91,7 @@ def test_generate_an_image(page):
 def test_short_training_shows_a_preview(page, project):
     page.get_by_role("tab", name="2. Entraînement").click()
     panel = page.locator("[role=tabpanel]:visible").first
-    panel.get_by_role("button", name="⟳").click()  # the project was made after the page loaded
-    page.wait_for_timeout(500)
+    # the project was made after the page loaded: switching tabs reads the lists again, no ⟳ needed
     panel.get_by_label("Projet", exact=True).click()
     page.get_by_role("option", name=project).click()
     panel.get_by_label("Étapes", exact=True).fill("4")
@@ -104,3 +103,12 @@ def test_short_training_shows_a_preview(page, project):
     previews.first.wait_for()
     assert previews.count() >= 3
     page.screenshot(path=ARTIFACTS / "training-tab.png", full_page=True)
+
+
+def test_reopened_page_shows_the_run(page):
+    """Closing the tab does not lose the run: a reloaded page shows its status and previews (still in French)."""
+    page.reload()
+    page.get_by_role("tab", name="2. Entraînement").click()
+    panel = page.locator("[role=tabpanel]:visible").first
+    panel.get_by_text("Terminé").first.wait_for()
+    panel.locator(".gallery-container img, button.thumbnail-item img").first.wait_for()

@@ -140,6 +140,34 @@ def test_near_duplicate_pair_is_reported(tmp_path):
     assert "near_duplicate" not in codes(report, different) | codes(report, original)
 
 
+def on_backdrop(seed: int, backdrop, size=128) -> Image.Image:
+    """A different subject (a scene) in the middle of the same plain backdrop."""
+    image = Image.new("RGB", (size, size), backdrop)
+    image.paste(scene(seed, (size // 2, size // 2)), (size // 4, size // 4))
+    return image
+
+
+def test_same_background_everywhere_is_flagged_varied_backgrounds_are_not(tmp_path):
+    studio = [save(on_backdrop(i, (230, 230, 225)), tmp_path / f"studio{i}.png") for i in range(4)]
+    issues = dataset.subject_issues(studio, "dog")
+    assert {(i.path, i.code) for i in issues} == {(p, "same_background") for p in studio}
+    assert "3 of the other photos" in issues[0].message
+    varied = [save(on_backdrop(i, colour), tmp_path / f"varied{i}.png")
+              for i, colour in enumerate([(230, 230, 225), (20, 60, 30), (90, 40, 160), (200, 120, 20)])]
+    assert dataset.subject_issues(varied, "dog") == []
+    assert dataset.subject_issues(studio[:2], "dog") == []  # two photos say nothing about the set
+
+
+def test_no_face_is_a_warning_for_person_classes_only(tmp_path, monkeypatch):
+    photos = [save(scene(i, (96, 96)), tmp_path / f"p{i}.png") for i in range(2)]
+    monkeypatch.setattr(dataset, "detect_faces", lambda image: [])
+    assert [(i.path, i.code) for i in dataset.subject_issues(photos, "young woman")] == [
+        (photos[0], "no_face"), (photos[1], "no_face")]
+    assert dataset.subject_issues(photos, "dog") == []
+    monkeypatch.setattr(dataset, "detect_faces", lambda image: [(10, 10, 30, 30)])
+    assert dataset.subject_issues(photos, "person") == []
+
+
 # ---------------------------------------------------------------- cropping
 
 def test_crop_box_geometry():
@@ -227,6 +255,13 @@ def test_captions(tmp_path):
     assert caption_for(tmp_path / "photo of a person at the beach.jpg", "joepenna", "person") == "joepenna person"
     assert class_caption_for(tmp_path / "b.jpg", "person") == "a photo of joepenna person smiling"
     assert class_caption_for(tmp_path / "c.jpg", "person") == "person"
+
+
+def test_add_class_word_fixes_what_prompt_lint_finds():
+    fixed = dataset.add_class_word("a photo of joepenna, and joepenna person smiling", "joepenna", "person")
+    assert fixed == "a photo of joepenna person, and joepenna person smiling"
+    assert prompt_lint(fixed, "joepenna", "person") is None
+    assert dataset.add_class_word("a photo of joepenna", "joepenna", "") == "a photo of joepenna"
 
 
 def test_prompt_lint():

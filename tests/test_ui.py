@@ -4,7 +4,10 @@ on 127.0.0.1 with a free port; each tab's main action, a short CPU training, and
 Every event has an api_name, so each test calls what a button would. Messages come back as the
 AppError of a gr.Error (in the language of the request: the `sdtrainer_lang` cookie).
 """
+import ast
+import hashlib
 import re
+import shutil
 import socket
 import time
 from pathlib import Path
@@ -18,8 +21,9 @@ from PIL import Image
 from sdtrainer.checkpoint import load_model
 from sdtrainer.ui.app import build_app
 from sdtrainer.ui.dataset_tab import DatasetTab  # noqa: F401 - importable on its own
-from sdtrainer.ui.i18n import LANGUAGES, STRINGS
-from sdtrainer.ui.training_tab import SETTINGS
+from sdtrainer.session import SessionState, Status
+from sdtrainer.ui.i18n import LANGUAGES, STRINGS, Say
+from sdtrainer.ui.training_tab import SETTINGS, TrainingTab
 
 TRAIN_TIMEOUT_S = 120
 
@@ -81,6 +85,24 @@ def project(client, tmp_path_factory) -> str:
     return "joe"
 
 
+def on_backdrop(path: Path, seed: int) -> Path:
+    """A different sharp subject on the same plain grey backdrop each time (a studio series)."""
+    image = Image.new("RGB", (128, 128), (225, 225, 220))
+    rng = np.random.default_rng(seed)
+    image.paste(Image.fromarray((rng.random((64, 64, 3)) * 255).astype("uint8")), (32, 32))
+    image.save(path)
+    return path
+
+
+def digest(path: Path) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def captions(gallery: list[dict]) -> dict[str, str]:
+    """{image name: its card's caption} from a returned gallery (captions end with the name)."""
+    return {Path(item["image"]).name: item["caption"] or "" for item in gallery}
+
+
 def settings(client: Client, **overrides) -> dict:
     values = client.predict(preset="24gb", api_name="/training_preset_values")
     return {**dict(zip([s.name for s in SETTINGS], values)), **overrides}
@@ -90,11 +112,60 @@ def test_every_message_exists_in_english_and_french():
     code = "\n".join(p.read_text() for p in Path("sdtrainer/ui").glob("*.py"))
     used = set(re.findall(r'(?:T|say|UIError)\(\s*"([a-z0-9_]+)"', code))
     used |= {f"cfg_{s.name}" for s in SETTINGS} | {f"cfg_{s.name}_info" for s in SETTINGS}
-    used |= {f"issue_{c}" for c in ("unreadable", "too_small", "low_resolution", "cmyk", "alpha", "exif_rotated",
-                                    "grayscale", "blurry", "near_duplicate")}
-    used |= {f"status_{s}" for s in ("idle", "preparing", "running", "paused", "stopping", "finished", "failed")}
+    codes = ("unreadable", "too_small", "low_resolution", "cmyk", "alpha", "exif_rotated", "grayscale", "blurry",
+             "near_duplicate", "no_face", "same_background")
+    used |= {f"issue_{c}" for c in codes} | {f"issue_short_{c}" for c in codes}
+    used |= {f"status_{s.value}" for s in Status}
     assert not used - set(STRINGS), "keys used but not defined"
-    assert all(set(entry) == set(LANGUAGES) for entry in STRINGS.values())
+    for key, entry in STRINGS.items():
+        assert set(entry) == set(LANGUAGES) and all(entry.values()), f"{key} lacks a language"
+        fields = [set(re.findall(r"{(\w+)}", entry[lang])) for lang in LANGUAGES]
+        assert fields[0] == fields[1], f"{key}: the languages fill different fields"
+
+
+# Keyword arguments that put words on the screen, and components whose first argument is shown as text.
+SHOWN_KEYWORDS = {"label", "info", "placeholder", "title", "x_title", "y_title"}
+SHOWN_FIRST_ARG = {"Button", "Markdown", "Warning", "Error", "Info", "Tab", "Accordion"}
+
+
+def literal_words(node: ast.AST) -> str:
+    """The letters of a string literal or f-string's literal parts ('' when it is not one)."""
+    if isinstance(node, ast.Constant) and isinstance(node.value, str):
+        return node.value
+    if isinstance(node, ast.JoinedStr):
+        return "".join(v.value for v in node.values if isinstance(v, ast.Constant))
+    return ""
+
+
+def test_no_english_is_hard_coded_in_the_ui():
+    """Every word shown goes through T(...) or say(...): no string literal as a label, help, title or message."""
+    found = []
+    for path in Path("sdtrainer/ui").glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
+                    and isinstance(node.func.value, ast.Name) and node.func.value.id == "gr"):
+                continue
+            shown = [k.value for k in node.keywords if k.arg in SHOWN_KEYWORDS]
+            if node.func.attr in SHOWN_FIRST_ARG and node.args:
+                shown.append(node.args[0])
+            found += [f"{path.name}:{node.lineno} gr.{node.func.attr}({literal_words(v)!r})" for v in shown
+                      if re.search(r"[A-Za-z]{2}", literal_words(v))]
+    assert not found, "hard-coded text:\n" + "\n".join(found)
+
+
+def test_the_old_readme_tips_are_in_the_help_in_both_languages():
+    tips = {  # key: words that must be there, (English, French)
+        "te_intro": (("token class", "never the token alone"), ("jeton classe", "jamais le jeton seul")),
+        "ds_intro": (("vary backgrounds, clothes, light",), ("variez les fonds, les vêtements, la lumière",)),
+        "tr_intro": (("Too few steps", "too many"), ("Trop peu", "trop")),
+        "cfg_steps_info": (("Too few", "too many: copies the photos"), ("Trop peu", "recopie les photos")),
+        "ds_reg_help": (("prior preservation", "drifts"), ("préservation de l'a priori", "ressembler")),
+        "adv_celebrity": (("celebrity",), ("célébrité",)),
+    }
+    for key, (english, french) in tips.items():
+        for lang, words in (("en", english), ("fr", french)):
+            for word in words:
+                assert word.lower() in STRINGS[key][lang].lower(), (key, lang, word)
 
 
 def test_demo_model_and_banner(app, demo_model):
@@ -108,6 +179,7 @@ def test_dataset_prepare_caption_remove(client, project):
     gallery, report, status = client.predict(name=project, crop="center", api_name="/dataset_prepare")
     assert len(gallery) == 5 and all(Path(item["image"]).suffix == ".png" for item in gallery)
     assert "broken.jpg" in report and "5 of 6 images prepared" in status
+    assert all("no face" in caption for caption in captions(gallery).values())  # class "person", noise photos
     gallery, message = client.predict(name=project, image="joe0.png", caption="ohwx person at the beach",
                                       api_name="/dataset_save_caption")
     assert "saved" in message and "at the beach" in " ".join(item["caption"] for item in gallery)
@@ -118,11 +190,89 @@ def test_dataset_prepare_caption_remove(client, project):
     assert any("at the beach" in item["caption"] for item in gallery)
 
 
+def test_cards_warn_when_every_photo_has_the_same_background(client, tmp_path):
+    files = [on_backdrop(tmp_path / f"rex{i}.png", i) for i in range(4)]
+    client.predict(new_name="rex", api_name="/dataset_create")
+    client.predict(name="rex", token="zwx", class_word="dog", resolution=64, api_name="/dataset_save_settings")
+    client.predict(name="rex", files=[handle_file(f) for f in files], api_name="/dataset_add_photos")
+    gallery, report, _ = client.predict(name="rex", crop="center", api_name="/dataset_prepare")
+    cards = captions(gallery)
+    assert len(cards) == 4 and all("same background" in c and "no face" not in c for c in cards.values())
+    assert "Vary backgrounds" in report
+    _, french_report, _ = Client(client.src, verbose=False, headers={"Cookie": "sdtrainer_lang=fr"}).predict(
+        name="rex", crop="center", api_name="/dataset_prepare")
+    assert "Même fond" in french_report
+
+
+def test_recrop_one_image_and_keep_it_when_preparing_again(app, client, project):
+    prepared = app.state.projects_dir / project / "prepared" / "joe1.png"
+    centred = np.asarray(Image.open(prepared))
+    gallery, warnings, status = client.predict(name=project, image="joe1.png", where="start",
+                                               api_name="/dataset_recrop")
+    left = np.asarray(Image.open(prepared))
+    assert "cropped again" in status and "No face found" in warnings and not np.array_equal(centred, left)
+    source = Image.open(app.state.projects_dir / project / "instance" / "joe1.png")  # 200 x 160: the left 160
+    expected = np.asarray(source.crop((0, 0, 160, 160)).resize((64, 64), Image.Resampling.LANCZOS))
+    assert np.abs(left.astype(int) - expected).mean() < 3
+    client.predict(name=project, crop="center", api_name="/dataset_prepare")
+    assert np.array_equal(np.asarray(Image.open(prepared)), left)  # the hand-made crop survives
+    _, _, status = client.predict(name=project, image="joe1.png", where="face", api_name="/dataset_recrop")
+    assert "No face found in joe1.png" in status
+    with pytest.raises(AppError, match="Click an image"):
+        client.predict(name=project, image="", where="start", api_name="/dataset_recrop")
+    with pytest.raises(AppError, match="not in the list of choices"):  # Gradio's own check
+        client.predict(name=project, image="joe1.png", where="diagonal", api_name="/dataset_recrop")
+
+
+def test_token_advice(client, french):
+    advice = client.predict(token="ohwx", class_word="person", api_name="/dataset_advice_token")
+    assert "single CLIP token" in advice and "`a photo of ohwx person`" in advice and "celebrity" in advice
+    assert "common word" not in advice
+    assert "common word" in client.predict(token="dog", class_word="dog", api_name="/dataset_advice_token")
+    assert "takes 5 CLIP tokens" in client.predict(token="zwxqkjvb", class_word="person",
+                                                   api_name="/dataset_advice_class_word")
+    assert "jetons CLIP" in french.predict(token="zwxqkjvb", class_word="person", api_name="/dataset_advice_token")
+
+
 def test_class_images_resume(client, project, demo_model):
     gallery, text = client.predict(name=project, model=demo_model, count=2, api_name="/dataset_generate_class_images")
     assert len(gallery) == 2 and "2 class images" in text
     gallery, text = client.predict(name=project, model=demo_model, count=3, api_name="/dataset_generate_class_images")
     assert len(gallery) == 3  # the two made before are kept, one more is drawn
+
+
+def test_class_images_stop_keeps_what_was_made_and_continues(app, client, project, demo_model):
+    reg = app.state.projects_dir / project / "reg"
+    before = len(list(reg.glob("class-*.png")))
+    job = client.submit(name=project, model=demo_model, count=before + 400, api_name="/dataset_generate_class_images")
+    deadline = time.time() + 60
+    while len(list(reg.glob("class-*.png"))) < before + 2 and time.time() < deadline:
+        time.sleep(0.05)
+    assert client.predict(api_name="/dataset_stop") == "Stopping…"
+    _, text = job.result(timeout=60)
+    made = len(list(reg.glob("class-*.png")))
+    assert "Stopped; what was made is kept" in text and before + 2 <= made < before + 400
+    _, text = client.predict(name=project, model=demo_model, count=made + 1, api_name="/dataset_generate_class_images")
+    assert len(list(reg.glob("class-*.png"))) == made + 1 and f"{made + 1} generated class images ready" in text
+    assert client.predict(api_name="/dataset_stop") == "Nothing is running."
+
+
+def test_class_images_from_a_folder(app, client, project, tmp_path):
+    reg = app.state.projects_dir / project / "reg"
+    generated = {p.name: digest(p) for p in reg.glob("class-*.png")}
+    folder = tmp_path / "people"
+    folder.mkdir()
+    for i in range(3):
+        photo(folder / f"class-0000{i}.png", 20 + i)  # the generated images' names: they must not be overwritten
+    (folder / "readme.txt").write_text("not an image")
+    _, text = client.predict(name=project, folder=str(folder), api_name="/dataset_import_class_folder")
+    assert "3 class images imported" in text
+    assert {p.name: digest(p) for p in reg.glob("class-*.png") if p.name in generated} == generated
+    assert len(list(reg.glob("class-0000?-*.png"))) == 3
+    for bad, message in ((str(tmp_path / "nowhere"), "is not a folder"), ("", "is not a folder"),
+                         (str(tmp_path), "No images")):
+        with pytest.raises(AppError, match=message):
+            client.predict(name=project, folder=bad, api_name="/dataset_import_class_folder")
 
 
 def test_generate_writes_png_with_parameters(app, client, demo_model):
@@ -135,6 +285,27 @@ def test_generate_writes_png_with_parameters(app, client, demo_model):
     assert "Negative prompt: blurry" in returned.info["parameters"]
     written = sorted((app.state.outputs_dir / "txt2img").glob("*.png"))
     assert written and "Seed: 7" in Image.open(written[0]).info["parameters"]
+
+
+def test_prompt_lint_warns_and_fixes(client, french):
+    warning = client.predict(prompt="a photo of ohwx, smiling", token="ohwx", class_word="person",
+                             api_name="/test_lint_0")
+    assert "not `ohwx` alone" in warning and "Suggested: `a photo of ohwx person, smiling`" in warning
+    assert client.predict(prompt="a photo of ohwx, smiling", token="ohwx", class_word="person",
+                          api_name="/test_fix_prompt") == "a photo of ohwx person, smiling"
+    assert client.predict(prompt="a photo of ohwx person", token="ohwx", class_word="person",
+                          api_name="/test_lint_0") == ""
+    assert "Proposition" in french.predict(prompt="ohwx", token="ohwx", class_word="person", api_name="/test_lint_1")
+
+
+def test_seed_minus_one_draws_a_random_seed(client, demo_model):
+    seeds = []
+    for _ in range(2):
+        _, info, _ = client.predict(model=demo_model, prompt="a person", batch_size=1, token="", class_word="",
+                                    negative_prompt="", sampler="euler", steps=2, cfg_scale=7, seed=-1, width=64,
+                                    height=64, api_name="/test_generate")
+        seeds.append(int(re.search(r"Seed: (\d+)", info).group(1)))
+    assert seeds[0] != seeds[1]
 
 
 def test_comparison_grid(client, demo_model):
@@ -157,7 +328,52 @@ def test_prune_demo_model_to_fp16(app, client, demo_model):
                        out_name="demo-small", overwrite=False, api_name="/prune")
 
 
-def test_short_cpu_training_shows_previews(client, project, demo_model):
+def test_prune_replaces_the_original_only_when_asked(app, client, demo_model):
+    original = app.state.outputs_dir / "demo" / "mine.safetensors"
+    shutil.copyfile(demo_model, original)
+    before = digest(original)
+    kwargs = dict(source=str(original), upload=None, half=True, ema="drop", fmt=".safetensors",
+                  out_name="mine.safetensors", api_name="/prune")
+    with pytest.raises(AppError, match="is the original itself"):
+        client.predict(overwrite=False, **kwargs)
+    assert digest(original) == before
+    text, _ = client.predict(overwrite=True, **kwargs)
+    assert "replaced by its pruned version" in text and "loads correctly" in text
+    _, info = load_model(original)
+    assert info.metadata["pruned_from"] == "mine.safetensors" and digest(original) != before
+    assert not [p for p in original.parent.iterdir() if p.name.startswith(".")]  # no temporary file left
+
+
+def test_training_settings_show_vram_and_help(app):
+    components = {c["id"]: c for c in app.config["components"]}
+    dropdowns = [c["props"] for c in components.values() if c["type"] == "dropdown"]
+    preset = next(d for d in dropdowns if d.get("value") == "24gb")
+    assert all(re.search(r"\d+ GiB VRAM", label) for label, _ in preset["choices"])
+    labels = {str(c["props"].get("label")): c["props"] for c in components.values()}
+    for setting in SETTINGS:
+        shown = next(props for label, props in labels.items() if f'"cfg_{setting.name}"' in label)
+        assert f'"cfg_{setting.name}_info"' in str(shown.get("info")), f"{setting.name} has no tooltip"
+
+
+def test_check_gpu_shows_the_gate_report(client, french):
+    report = client.predict(preset="24gb", ema=True, api_name="/training_check_gpu")
+    assert report.count("```") == 2 and ("✔" in report or "✖" in report)
+    assert "Without a GPU, Start trains on the CPU" in report  # the test machine has no CUDA
+    assert "Sans carte graphique" in french.predict(preset="8gb", ema=False, api_name="/training_check_gpu")
+    with pytest.raises(AppError):
+        client.predict(preset="no-such-preset", ema=False, api_name="/training_check_gpu")
+
+
+def test_progress_line_has_step_speed_eta_and_loss():
+    snap = SessionState(status=Status.RUNNING, step=5, total_steps=10, loss=0.1234, it_per_s=2.5, eta_s=65,
+                        elapsed_s=3, run_dir=Path("outputs/runs/joe"), checkpoints=[Path("joe-step00004.safetensors")])
+    text = TrainingTab.progress_text(None, snap, Say("en"))
+    for part in ("**Training**", "step 5 / 10", "2.50 it/s", "1:05 left", "loss 0.1234", "joe-step00004"):
+        assert part in text
+    assert "étape 5 / 10" in TrainingTab.progress_text(None, snap, Say("fr"))
+
+
+def test_short_cpu_training_shows_previews(app, client, project, demo_model):
     params = settings(client, steps=4, save_every=2, preview_every=2, preview_steps=3, learning_rate=1e-4,
                       class_images=0)
     message, run = client.predict(project=project, model=demo_model, preset="24gb", run_name="", resume_run=False,
@@ -179,6 +395,12 @@ def test_short_cpu_training_shows_previews(client, project, demo_model):
     assert "Finished" in text, log
     assert {p["caption"].split(" · ")[0] for p in previews} >= {"step 0", "step 2", "step 4"}
     assert client.predict(api_name="/training_stop") == "No training is running."
+    # a page opened afterwards (a new browser session) shows the same run, its previews and its log tail
+    text, _, _, gallery, log = Client(client.src, verbose=False).predict(api_name="/training_state")
+    assert "Finished" in text and run in text and len(gallery["value"]) == len(previews) and "Finished" in log
+    # each run's step checkpoints are offered in the Test tab's model list
+    labels = [label for label, _ in app.state.model_choices()]
+    assert f"outputs/runs/{run}/checkpoints/{run}-step00002.safetensors" in labels
 
 
 def test_bad_input_gives_messages_and_the_app_keeps_working(client, french, demo_model, tmp_path):
@@ -211,7 +433,45 @@ def test_bad_input_gives_messages_and_the_app_keeps_working(client, french, demo
         client.predict(source=None, upload=handle_file(fake), half=True, ema="drop", fmt=".safetensors", out_name="",
                        overwrite=False, api_name="/prune")
     assert french.predict(api_name="/test_stop") == "Rien n'est en cours."
+    training_cases = [(dict(learning_rate=-1), "Learning rate must be between 0 and 0.01, not -1"),
+                      (dict(steps=0), "Steps must be between 1 and 100000, not 0"),
+                      (dict(preview_seeds="1, two"), "Preview seeds: write whole numbers separated by commas"),
+                      (dict(run_name="../escape"), "cannot be a run name"),
+                      (dict(model=""), "Choose a model first"),
+                      (dict(project=None), "Pick or create a project")]
+    params = settings(client)
+    for change, message in training_cases:
+        kwargs = {"project": "joe", "model": demo_model, "preset": "24gb", "run_name": "", "resume_run": False,
+                  **params, **change}
+        with pytest.raises(AppError, match=re.escape(message)):
+            client.predict(api_name="/training_start", **kwargs)
+    saved = dict(name="joe", token="ohwx", class_word="person", api_name="/dataset_save_settings")
+    for change, message in ((dict(resolution=100), "multiple of 64"), (dict(token="oh wx", resolution=64),
+                                                                       "one word")):
+        with pytest.raises(AppError, match=message):
+            client.predict(**{**saved, "resolution": 64, **change})
+    token, *_ = client.predict("joe", api_name="/dataset_open")
+    assert token == "ohwx"  # a refused change loses nothing that was saved
+    with pytest.raises(AppError, match="between 1 and 5000"):
+        client.predict(name="joe", model=demo_model, count=0, api_name="/dataset_generate_class_images")
     gallery, _, _ = client.predict(model=demo_model, prompt="ohwx person", batch_size=1, token="", class_word="",
                                    negative_prompt="", sampler="euler_a", steps=3, cfg_scale=7, seed=1, width=64,
                                    height=64, api_name="/test_generate")
     assert len(gallery) == 1
+
+
+def test_refresh_lists_picks_up_a_real_model_and_drops_the_demo(app, client, demo_model):
+    """Last in this file: it puts a checkpoint into models/ (the app leaves demo mode) and takes it out again."""
+    def refresh(*values) -> list:
+        return [r["value"] if isinstance(r, dict) else r for r in client.predict(*values, api_name="/refresh_lists")]
+
+    real = app.state.models_dir / "v1-5-pruned-emaonly.safetensors"
+    shutil.copyfile(demo_model, real)
+    try:  # 5 model lists (the last two: the comparison's and Pruning's), then 2 project lists
+        assert refresh(demo_model, demo_model, demo_model, [demo_model], None, "joe", None) == [
+            str(real), str(real), str(real), [demo_model], None, "joe", None]
+        assert app.state.has_real_model()
+    finally:
+        real.unlink()
+    assert refresh(str(real), str(real), str(real), [str(real)], None, "gone", None) == [
+        demo_model, demo_model, demo_model, [], None, None, None]

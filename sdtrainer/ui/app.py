@@ -17,7 +17,7 @@ import gradio as gr
 
 from sdtrainer.checkpoint import CheckpointInfo
 from sdtrainer.config import Device
-from sdtrainer.models import ModelCache, ensure_demo_model, list_checkpoints
+from sdtrainer.models import DEMO_MODEL_NAME, ModelCache, ensure_demo_model, list_checkpoints
 from sdtrainer.session import SessionManager
 from sdtrainer.ui.common import Jobs, Lists, model_choices, model_facts
 from sdtrainer.ui.dataset_tab import DatasetTab
@@ -102,8 +102,8 @@ class AppState:
         paths = {path for _, path in choices}
         if isinstance(current, list):
             return gr.update(choices=choices, value=[c for c in current if c in paths])
-        kept = current if current in paths or current is None else self.default_model()
-        return gr.update(choices=choices, value=kept)
+        stale = current is not None and (current not in paths or (self.has_real_model() and self.is_demo_path(current)))
+        return gr.update(choices=choices, value=self.default_model() if stale else current)
 
     def checked_model(self, value: str | None) -> Path:
         if not value:
@@ -120,6 +120,10 @@ class AppState:
     @staticmethod
     def is_demo_file(path: Path) -> bool:
         return model_facts(path)["demo"]
+
+    def is_demo_path(self, value: str) -> bool:
+        """The built-in demo model (not a run trained from it): replaced by a real model once there is one."""
+        return Path(value) == self.outputs_dir / "demo" / DEMO_MODEL_NAME
 
     # --- the GPU
     def training_active(self) -> bool:
@@ -182,9 +186,12 @@ def build_app(models_dir: Path | str = "models", outputs_dir: Path | str = "outp
                  api_visibility="private").then(api_name="language_load_titles", **retitle)
         lang_switch.input(None, inputs=lang_switch, outputs=lang_switch, js=on_switch, api_name="language_switch",
                           api_visibility="private").then(api_name="language_switch_titles", **retitle)
+        # Files change behind the page's back (a model dropped into models/, a run's checkpoints, a project made
+        # in another tab): every list is read again on page load, on the header's button and on each tab switch.
         current = lists.models + lists.projects
-        gr.on([app.load, refresh.click], lambda *values: refreshed_lists(state, lists, values), inputs=current,
-              outputs=[banner, *current], api_name="refresh_lists", show_progress="hidden")
+        gr.on([app.load, refresh.click, *(tab.select for tab in tabs.values())],
+              lambda *values: refreshed_lists(state, lists, values), inputs=current, outputs=[banner, *current],
+              api_name="refresh_lists", show_progress="hidden", trigger_mode="always_last")
     return app
 
 

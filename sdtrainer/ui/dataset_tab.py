@@ -17,10 +17,10 @@ from ldm.tokenizer import get_tokenizer
 from sdtrainer.class_images import generate_class_images
 from sdtrainer.config import TrainConfig
 from sdtrainer.dataset import (IMAGE_EXTENSIONS, DatasetError, ValidationReport, caption_text, is_common_token,
-                               prepare_images, prompt_lint)
+                               list_images, prepare_images, prompt_lint, subject_issues)
 from sdtrainer.ui.common import USER_ERRORS, Lists
 from sdtrainer.ui.i18n import Say, UIError
-from sdtrainer.ui.projects import Project, import_files, list_projects
+from sdtrainer.ui.projects import Project, import_class_images, import_files, list_projects
 
 if TYPE_CHECKING:
     from sdtrainer.ui.app import AppState
@@ -29,6 +29,7 @@ MIN_PHOTOS, MAX_PHOTOS = 5, 20
 REG_GALLERY_MAX = 24
 MAX_CLASS_IMAGES = 5000
 DEMO_CLASS_STEPS = 8  # the demo model draws noise anyway: keep the CPU quick
+SUBJECT_CODES = ("no_face", "same_background")  # warnings about the whole set, checked again after each change
 
 
 def issue_text(issue, say: Say) -> str:
@@ -84,7 +85,8 @@ class DatasetTab:
         with gr.Row():
             with gr.Column(scale=1):
                 gr.Markdown(T("ds_subject_heading"))
-                token = gr.Textbox(label=T("ds_token"), info=T("ds_token_info"), placeholder="ohwx", elem_id="token")
+                token = gr.Textbox(label=T("ds_token"), info=T("ds_token_info"), placeholder=T("ds_token_placeholder"),
+                                   elem_id="token")
                 class_word = gr.Textbox(label=T("ds_class"), info=T("ds_class_info"), value="person",
                                         elem_id="class_word")
                 resolution = gr.Slider(64, 1024, value=self.state.default_resolution(), step=64,
@@ -113,6 +115,11 @@ class DatasetTab:
                 with gr.Row():
                     save_caption = gr.Button(T("ds_save_caption"))
                     remove = gr.Button(T("ds_remove"), variant="stop")
+                with gr.Row(equal_height=True):
+                    recrop_where = gr.Radio([(T("crop_center"), "center"), (T("crop_face"), "face"),
+                                             (T("crop_start"), "start"), (T("crop_end"), "end")], value="face",
+                                            label=T("ds_recrop"), info=T("ds_recrop_info"), scale=3)
+                    recrop = gr.Button(T("ds_recrop_button"), scale=1)
         reg = self.render_regularization(T, project)
 
         outputs_on_open = [token, class_word, resolution, crop, advice, gallery, report, selected, caption,
@@ -139,6 +146,8 @@ class DatasetTab:
         remove.click(self.remove_image, inputs_kwargs={"name": project, "image": selected},
                      outputs=[gallery, selected, caption, status], api_name="dataset_remove").then(
             lambda: "", outputs=selected_warnings, api_name="dataset_remove_clear", api_visibility="private")
+        recrop.click(self.recrop_image, inputs_kwargs={"name": project, "image": selected, "where": recrop_where},
+                     outputs=[gallery, selected_warnings, status], api_name="dataset_recrop")
         return Lists(models=[reg["model"]], projects=[project])
 
     def render_regularization(self, T: gr.I18n, project: gr.Dropdown) -> dict:
@@ -153,16 +162,21 @@ class DatasetTab:
                         model = gr.Dropdown(self.state.model_choices(), value=self.state.default_model(),
                                             allow_custom_value=True,
                                             label=T("ds_reg_model"), scale=3)
-                        count = gr.Number(200, precision=0, minimum=1, maximum=MAX_CLASS_IMAGES, label=T("ds_reg_count"),
+                        count = gr.Number(200, precision=0, label=T("ds_reg_count"),  # range checked in the handler
                                           info=T("ds_reg_count_info"), scale=2)
                     with gr.Row():
                         generate = gr.Button(T("ds_reg_generate"), variant="primary")
                         stop = gr.Button(T("stop"), variant="stop")
+            with gr.Row(equal_height=True):
+                folder = gr.Textbox(label=T("ds_reg_folder"), info=T("ds_reg_folder_info"), scale=4)
+                import_folder = gr.Button(T("ds_reg_import_folder"), scale=1)
             count_text = gr.Markdown()
             gallery = gr.Gallery(label=T("ds_reg_gallery"), columns=8, height=220, object_fit="cover",
                                  allow_preview=False)
         upload.upload(self.import_class_images, inputs_kwargs={"name": project, "files": upload},
                       outputs=[upload, gallery, count_text], api_name="dataset_import_class_images")
+        import_folder.click(self.import_class_folder, inputs_kwargs={"name": project, "folder": folder},
+                            outputs=[gallery, count_text], api_name="dataset_import_class_folder")
         event = generate.click(self.generate_class_images, inputs_kwargs={"name": project, "model": model,
                                                                           "count": count},
                                outputs=[gallery, count_text], api_name="dataset_generate_class_images",
@@ -264,8 +278,21 @@ class DatasetTab:
         project.warnings = {out.name: [[i.code, i.message] for i in result.report.issues_for(src)
                                        if i.severity == "warning"]
                             for src, out in zip(result.report.ok_paths, result.written)}
+        project.crops = {name: where for name, where in project.crops.items() if (project.prepared_dir / name).is_file()}
+        for name, where in project.crops.items():  # crops chosen by hand survive preparing again
+            project.recrop(name, where)
+        result.report.issues += self.check_subject(project)
         project.save()
         return self.gallery_items(project, say), report_text(result.report, say), self.prepare_summary(result, say)
+
+    def check_subject(self, project: Project) -> list:
+        """Check the prepared set again for the whole-set warnings (no face, same background) and store them."""
+        found = subject_issues(project.prepared(), project.class_word)
+        for name in project.warnings:
+            project.warnings[name] = [w for w in project.warnings[name] if w[0] not in SUBJECT_CODES]
+        for i in found:
+            project.warnings.setdefault(i.path.name, []).append([i.code, i.message])
+        return found
 
     def prepare_summary(self, result, say: Say) -> str:
         report = result.report
@@ -314,19 +341,50 @@ class DatasetTab:
             project.remove_prepared(image)
         return self.gallery_items(project, say), "", "", say("msg_removed", name=image)
 
+    def recrop_image(self, name: str | None, image: str, where: str, request: gr.Request):
+        say = self.state.say(request)
+        with say.errors(DatasetError):
+            project = self.project(name)
+            if not image:
+                raise UIError("err_no_selection")
+            found_face = project.recrop(image, where)
+            self.check_subject(project)
+            project.save()
+        message = say("msg_recropped", name=image) if found_face else say("msg_recrop_no_face", name=image)
+        return self.gallery_items(project, say), self.warnings_text(project, image, say), message
+
     def import_class_images(self, name: str | None, files: list[str] | None, request: gr.Request):
         say = self.state.say(request)
         with say.errors(DatasetError):
             project = self.project(name)
-            images = [f for f in files or [] if Path(f).suffix.lower() in IMAGE_EXTENSIONS]
+            images = [Path(f) for f in files or [] if Path(f).suffix.lower() in IMAGE_EXTENSIONS]
             if not images:
                 raise UIError("err_no_files")
-            result = prepare_images(images, project.reg_dir, project.resolution, "center")
+        return None, *self.imported(project, images, say)
+
+    def import_class_folder(self, name: str | None, folder: str, request: gr.Request):
+        """Import every image of a folder on this computer (sub-folders left out) as class images."""
+        say = self.state.say(request)
+        with say.errors(DatasetError):
+            project = self.project(name)
+            path = Path((folder or "").strip().strip('"')).expanduser()
+            if not (folder or "").strip() or not path.is_dir():
+                raise UIError("err_folder_missing", folder=folder or "")
+            if path.resolve() == project.reg_dir.resolve():
+                raise UIError("err_folder_is_reg")
+            images = list_images(path)
+            if not images:
+                raise UIError("err_folder_empty", folder=path)
+        return self.imported(project, images, say)
+
+    def imported(self, project: Project, images: list[Path], say: Say) -> tuple[list[str], str]:
+        with say.errors(DatasetError):
+            result = import_class_images(project, images)
         if result.report.errors:
             gr.Warning(say("warn_class_skipped", n=len(result.report.errors),
                            names=", ".join(i.path.name for i in result.report.errors[:5])))
         text = say("msg_class_imported", n=len(result.written)) + " " + self.class_count_text(project, say)
-        return None, self.class_gallery(project), text
+        return self.class_gallery(project), text
 
     def generate_class_images(self, name: str | None, model: str | None, count: float, request: gr.Request,
                               progress=gr.Progress()):

@@ -158,6 +158,7 @@ STRINGS: dict[str, dict[str, str]] = {
         "en": "A short, rare word that will stand for your subject, e.g. ohwx. Prompts will say “ohwx person”.",
         "fr": "Un mot court et rare qui désignera votre sujet, par ex. ohwx. Les prompts diront « ohwx person ».",
     },
+    "ds_token_placeholder": {"en": "ohwx", "fr": "ohwx"},
     "ds_class": {"en": "Class word", "fr": "Mot de classe"},
     "ds_class_info": {
         "en": "What the subject is: person, man, woman, dog, cat, car… Always write it right after the token.",
@@ -176,6 +177,8 @@ STRINGS: dict[str, dict[str, str]] = {
     },
     "crop_center": {"en": "Center", "fr": "Centre"},
     "crop_face": {"en": "On the face", "fr": "Sur le visage"},
+    "crop_start": {"en": "Top / left edge", "fr": "Bord haut / gauche"},
+    "crop_end": {"en": "Bottom / right edge", "fr": "Bord bas / droit"},
     "ds_prepare": {"en": "✂ Prepare images", "fr": "✂ Préparer les images"},
     "ds_gallery": {"en": "Prepared images (click one to caption or remove it)",
                    "fr": "Images préparées (cliquez sur une image pour la légender ou la retirer)"},
@@ -192,6 +195,10 @@ STRINGS: dict[str, dict[str, str]] = {
     },
     "ds_save_caption": {"en": "✔ Save caption", "fr": "✔ Enregistrer la légende"},
     "ds_remove": {"en": "✖ Remove this image", "fr": "✖ Retirer cette image"},
+    "ds_recrop": {"en": "Crop this image again", "fr": "Recadrer cette image"},
+    "ds_recrop_info": {"en": "From its original photo; kept when you prepare the images again.",
+                       "fr": "Depuis la photo d'origine ; conservé si vous préparez à nouveau les images."},
+    "ds_recrop_button": {"en": "⟲ Recrop", "fr": "⟲ Recadrer"},
     "ds_reg_heading": {"en": "Regularization images (class prior)",
                        "fr": "Images de régularisation (a priori de la classe)"},
     "ds_reg_help": {
@@ -203,6 +210,12 @@ STRINGS: dict[str, dict[str, str]] = {
               "par ressembler à votre sujet. Importez les vôtres, ou générez-les avec le modèle de base.",
     },
     "ds_reg_upload": {"en": "Import class images", "fr": "Importer des images de classe"},
+    "ds_reg_folder": {"en": "…or a folder on this computer", "fr": "…ou un dossier de cet ordinateur"},
+    "ds_reg_folder_info": {"en": "Its full path, e.g. /home/joe/person or C:\\Users\\joe\\person; every image in it is "
+                                 "squared and copied.",
+                           "fr": "Son chemin complet, par ex. /home/joe/person ou C:\\Users\\joe\\person ; chaque "
+                                 "image est recadrée et copiée."},
+    "ds_reg_import_folder": {"en": "Import the folder", "fr": "Importer le dossier"},
     "ds_reg_model": {"en": "Base model to generate with", "fr": "Modèle de base pour la génération"},
     "ds_reg_count": {"en": "How many", "fr": "Combien"},
     "ds_reg_count_info": {
@@ -260,6 +273,11 @@ STRINGS: dict[str, dict[str, str]] = {
                                            "Remplacez-la par une photo nette."},
     "issue_near_duplicate": {"en": "near duplicate", "fr": "Presque identique à une autre photo : gardez-en une "
                                                            "seule, les doublons font recopier la photo."},
+    "issue_no_face": {"en": "no face", "fr": "Aucun visage trouvé alors que la classe est une personne : utilisez des "
+                                         "photos où le visage se voit (ou recadrez sur le visage)."},
+    "issue_same_background": {"en": "same background", "fr": "Même fond que la plupart des autres photos : ce qui est "
+                                                             "identique partout est appris comme faisant partie du "
+                                                             "sujet. Variez fonds, vêtements et lumière."},
     "issue_short_unreadable": {"en": "unreadable", "fr": "illisible"},
     "issue_short_too_small": {"en": "too small", "fr": "trop petite"},
     "issue_short_low_resolution": {"en": "low resolution", "fr": "basse résolution"},
@@ -270,6 +288,8 @@ STRINGS: dict[str, dict[str, str]] = {
     "issue_short_blurry": {"en": "blurry", "fr": "floue"},
     "issue_short_near_duplicate": {"en": "near duplicate", "fr": "quasi-doublon"},
     # ------------------------------------------------------------------ Training tab
+    "issue_short_no_face": {"en": "no face", "fr": "pas de visage"},
+    "issue_short_same_background": {"en": "same background", "fr": "même fond"},
     "tr_intro": {
         "en": "Pick the project and the base model, **check the GPU**, start. Training runs on the server: you "
               "can close this page and come back. A model file is saved every “save every” steps: compare them "
@@ -313,6 +333,14 @@ STRINGS: dict[str, dict[str, str]] = {
     "tr_vram": {"en": "GPU memory (GiB)", "fr": "Mémoire GPU (Gio)"},
     "tr_previews": {"en": "Previews: one row per step, same prompts and seeds each time (newest first)",
                     "fr": "Aperçus : une ligne par étape, mêmes prompts et graines à chaque fois (plus récents en haut)"},
+    "tr_plot_step": {"en": "step", "fr": "étape"},
+    "tr_plot_loss": {"en": "loss", "fr": "perte"},
+    "tr_plot_gib": {"en": "GiB", "fr": "Gio"},
+    "tr_series_loss": {"en": "loss", "fr": "perte"},
+    "tr_series_prior": {"en": "prior loss", "fr": "perte de l'a priori"},
+    "tr_series_allocated": {"en": "allocated", "fr": "allouée"},
+    "tr_series_reserved": {"en": "reserved", "fr": "réservée"},
+    "tr_loss_value": {"en": "loss {loss}", "fr": "perte {loss}"},
     "tr_log": {"en": "Log", "fr": "Journal"},
     "tr_no_run": {"en": "No training yet.", "fr": "Aucun entraînement pour l'instant."},
     "tr_step": {"en": "step {step} / {total}", "fr": "étape {step} / {total}"},
@@ -463,6 +491,7 @@ STRINGS: dict[str, dict[str, str]] = {
     "te_prompt": {"en": "Prompt", "fr": "Prompt"},
     "te_prompt_placeholder": {"en": "a portrait of ohwx person, oil painting",
                               "fr": "a portrait of ohwx person, oil painting (en anglais)"},
+    "te_fix_prompt": {"en": "✎ Fix the prompt", "fr": "✎ Corriger le prompt"},
     "te_negative": {"en": "Negative prompt", "fr": "Prompt négatif"},
     "te_negative_placeholder": {"en": "blurry, deformed", "fr": "blurry, deformed"},
     "te_sampler": {"en": "Sampler", "fr": "Échantillonneur"},
@@ -499,16 +528,19 @@ STRINGS: dict[str, dict[str, str]] = {
     "te_compare_prompts": {"en": "Prompts, one per line", "fr": "Prompts, un par ligne"},
     "te_compare_prompts_info": {"en": "Include one bare-class prompt to see drift.",
                                 "fr": "Mettez un prompt de la classe seule pour voir la dérive."},
+    "te_compare_prompts_placeholder": {"en": "a portrait of ohwx person\na photo of a person",
+                                       "fr": "a portrait of ohwx person\na photo of a person\n(prompts en anglais)"},
     "te_compare_run": {"en": "Render comparison grid", "fr": "Dessiner la grille"},
     "te_compare_image": {"en": "Comparison grid", "fr": "Grille de comparaison"},
     # ------------------------------------------------------------------ Pruning tab
     "pr_intro": {
         "en": "A training file can hold optimizer states and EMA copies (up to 12 GB). Pruning keeps what image "
-              "generation needs, usually in fp16 (about 2 GB for SD v1), checks that the result loads, and never "
-              "changes the original.",
+              "generation needs, usually in fp16 (about 2 GB for SD v1), checks that the result loads, and leaves "
+              "the original alone unless you ask.",
         "fr": "Un fichier d'entraînement peut contenir les états de l'optimiseur et des copies EMA (jusqu'à "
               "12 Go). L'élagage garde ce qu'il faut pour générer des images, en général en fp16 (environ 2 Go "
-              "pour SD v1), vérifie que le résultat se charge, et ne modifie jamais l'original.",
+              "pour SD v1), vérifie que le résultat se charge, et ne touche pas à l'original sauf si vous le "
+              "demandez.",
     },
     "pr_source": {"en": "Checkpoint to prune", "fr": "Modèle à élaguer"},
     "pr_source_info": {"en": "Files in models/ and outputs/.", "fr": "Fichiers de models/ et outputs/."},
@@ -530,7 +562,10 @@ STRINGS: dict[str, dict[str, str]] = {
     "pr_out_name_info": {"en": "Default: <name>-pruned-fp16 beside the original (uploads: outputs/pruned/).",
                          "fr": "Par défaut : <nom>-pruned-fp16 à côté de l'original (envois : outputs/pruned/)."},
     "pr_overwrite": {"en": "Replace the output file if it exists", "fr": "Remplacer le fichier produit s'il existe"},
-    "pr_overwrite_info": {"en": "The original is never replaced.", "fr": "L'original n'est jamais remplacé."},
+    "pr_overwrite_info": {"en": "Off: nothing is ever written over. The original is replaced only if you tick this "
+                                "and give its own name.",
+                          "fr": "Décoché : rien n'est jamais écrasé. L'original n'est remplacé que si vous cochez "
+                                "ceci et donnez son propre nom."},
     "pr_run": {"en": "✂ Prune", "fr": "✂ Élaguer"},
     # ------------------------------------------------------------------ progress
     "progress_preparing": {"en": "Preparing images", "fr": "Préparation des images"},
@@ -552,6 +587,9 @@ STRINGS: dict[str, dict[str, str]] = {
     "msg_caption_cleared": {"en": "Caption of {name} removed: it will use “{default}”.",
                             "fr": "Légende de {name} supprimée : « {default} » sera utilisé."},
     "msg_removed": {"en": "{name} removed from the project.", "fr": "{name} retirée du projet."},
+    "msg_recropped": {"en": "{name} cropped again.", "fr": "{name} recadrée."},
+    "msg_recrop_no_face": {"en": "No face found in {name}: it is cropped in the middle.",
+                           "fr": "Aucun visage trouvé dans {name} : elle est recadrée au centre."},
     "msg_class_imported": {"en": "{n} class images imported.", "fr": "{n} images de classe importées."},
     "msg_class_ready": {"en": "{n} generated class images ready.", "fr": "{n} images de classe générées prêtes."},
     "msg_stopped": {"en": "Stopped.", "fr": "Arrêté."},
@@ -567,6 +605,8 @@ STRINGS: dict[str, dict[str, str]] = {
         "fr": "✔ **Terminé.** {src} ({src_size}) → **{dst}** ({dst_size}) : {saved} plus léger. Le nouveau fichier "
               "se charge correctement ({kept} tenseurs gardés, {dropped} retirés).\n\nEnregistré dans `{path}`.",
     },
+    "msg_original_replaced": {"en": "The original was replaced by its pruned version, as asked.",
+                              "fr": "L'original a été remplacé par sa version élaguée, comme demandé."},
     "msg_training_started": {"en": "Training “{run}” started in `{folder}`. Progress appears below.",
                              "fr": "Entraînement « {run} » lancé dans `{folder}`. La progression s'affiche "
                                    "ci-dessous."},
@@ -581,6 +621,7 @@ STRINGS: dict[str, dict[str, str]] = {
         "fr": "Écrivez `{token} {class_word}`, pas `{token}` seul : c'est le mot de classe qui fait la "
               "ressemblance (l'erreur numéro un avec ces modèles).",
     },
+    "lint_fixed": {"en": "Suggested: `{prompt}`", "fr": "Proposition : `{prompt}`"},
     "warn_not_images": {"en": "Skipped {n} files that are not images: {names}.",
                         "fr": "{n} fichiers ignorés, ce ne sont pas des images : {names}."},
     "warn_few_photos": {"en": "⚠ Only {n} usable photos: {low} to {high} varied photos work best.",
@@ -622,6 +663,18 @@ STRINGS: dict[str, dict[str, str]] = {
                          "fr": "Cliquez d'abord sur une image de la galerie."},
     "err_image_gone": {"en": "{name} is no longer in the project; prepare the images again.",
                        "fr": "{name} n'est plus dans le projet ; préparez à nouveau les images."},
+    "err_source_gone": {"en": "The original photo of {name} is gone: add it again, then prepare the images.",
+                        "fr": "La photo d'origine de {name} a disparu : ajoutez-la de nouveau, puis préparez les "
+                              "images."},
+    "err_recrop": {"en": "Unknown crop “{where}”: choose one in the list.",
+                   "fr": "Recadrage « {where} » inconnu : choisissez-en un dans la liste."},
+    "err_folder_missing": {"en": "“{folder}” is not a folder on this computer: paste the full path of a folder.",
+                           "fr": "« {folder} » n'est pas un dossier de cet ordinateur : collez le chemin complet "
+                                 "d'un dossier."},
+    "err_folder_is_reg": {"en": "That is the project's own class image folder: choose another one.",
+                          "fr": "C'est le dossier des images de classe du projet lui-même : choisissez-en un autre."},
+    "err_folder_empty": {"en": "No images (.jpg, .png, .webp, .bmp) in {folder}.",
+                         "fr": "Aucune image (.jpg, .png, .webp, .bmp) dans {folder}."},
     "err_count_range": {"en": "Choose between {low} and {high} images.", "fr": "Choisissez entre {low} et {high} "
                                                                                "images."},
     "err_no_model": {"en": "Choose a model first.", "fr": "Choisissez d'abord un modèle."},
@@ -655,8 +708,10 @@ STRINGS: dict[str, dict[str, str]] = {
     "err_bad_file_name": {"en": "“{name}”: give a file name only, without folders (e.g. joe-pruned.safetensors).",
                           "fr": "« {name} » : donnez seulement un nom de fichier, sans dossier (par ex. "
                                 "joe-pruned.safetensors)."},
-    "err_same_file": {"en": "{name} is the original itself: choose another output name.",
-                      "fr": "{name} est l'original lui-même : choisissez un autre nom."},
+    "err_same_file": {"en": "{name} is the original itself: choose another output name, or tick “Replace” to replace "
+                            "the original with its pruned version.",
+                      "fr": "{name} est l'original lui-même : choisissez un autre nom, ou cochez « Remplacer » pour "
+                            "remplacer l'original par sa version élaguée."},
     "err_output_exists": {"en": "{name} already exists: choose another name, or tick “Replace”.",
                           "fr": "{name} existe déjà : choisissez un autre nom, ou cochez « Remplacer »."},
     "err_session_busy": {"en": "A training is already running: stop it (or wait until it ends) before starting another.",

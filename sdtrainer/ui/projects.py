@@ -12,12 +12,15 @@ import shutil
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from sdtrainer.dataset import IMAGE_EXTENSIONS, list_images
+from sdtrainer.dataset import (IMAGE_EXTENSIONS, PrepareResult, face_center, list_images, prepare_images, read_rgb,
+                               resize_and_crop)
 from sdtrainer.ui.i18n import UIError
 
 PROJECT_FILE = "project.json"
 NAME_PATTERN = re.compile(r"^\w[\w .-]{0,63}$")
 MIN_RESOLUTION, MAX_RESOLUTION, RESOLUTION_STEP = 64, 1024, 64
+# How one image can be cropped again: the middle, on the face, or against the top/left or bottom/right edge.
+RECROPS = ("center", "face", "start", "end")
 
 
 @dataclass
@@ -29,6 +32,8 @@ class Project:
     crop: str = "center"
     # prepared image name -> its warnings as (code, English message) pairs, from the last prepare
     warnings: dict[str, list[list[str]]] = field(default_factory=dict)
+    # prepared image name -> how it was cropped again by hand (one of RECROPS); kept when preparing again
+    crops: dict[str, str] = field(default_factory=dict)
 
     @property
     def name(self) -> str:
@@ -102,10 +107,40 @@ class Project:
         path = self.prepared_dir / Path(name).name
         if not path.is_file():
             raise UIError("err_image_gone", name=name)
-        for file in [path, path.with_suffix(".txt"), *self._sources_of(path.stem)]:
+        for file in [path, path.with_suffix(".txt"), *self._source_files(path.stem)]:
             file.unlink(missing_ok=True)
         self.warnings.pop(path.name, None)
+        self.crops.pop(path.name, None)
         self.save()
+
+    def recrop(self, name: str, where: str) -> bool:
+        """Crop one prepared image again from its source photo (see RECROPS) and remember it (not saved yet).
+
+        Returns False when a face crop found no face (the middle is used then)."""
+        if where not in RECROPS:
+            raise UIError("err_recrop", where=where)
+        path = self.prepared_dir / Path(name).name
+        if not path.is_file():
+            raise UIError("err_image_gone", name=name)
+        image = read_rgb(self.source_of(path.stem))
+        face = face_center(image) if where == "face" else None
+        center = {"center": None, "face": face, "start": (0, 0), "end": image.size}[where]
+        resize_and_crop(image, self.resolution, center).save(path, format="PNG")
+        self.crops[path.name] = where
+        return where != "face" or face is not None
+
+    def source_of(self, stem: str) -> Path:
+        """The photo a prepared image came from: the first of that stem, or for `a_2` the third photo of stem `a`
+        (prepare_images numbers clashing names in the photos' order)."""
+        base, number = re.fullmatch(r"(.*?)(?:_(\d+))?", stem).groups()
+        exact = [p for p in self.photos() if p.stem == stem]
+        same_base = [p for p in self.photos() if p.stem == base]
+        n = int(number or 0)
+        if exact:
+            return exact[0]
+        if n < len(same_base):
+            return same_base[n]
+        raise UIError("err_source_gone", name=f"{stem}.png")
 
     def set_caption(self, name: str, caption: str) -> Path:
         """Write (or, when empty, delete) the caption .txt beside the prepared image and its source photo,
@@ -113,18 +148,20 @@ class Project:
         path = self.prepared_dir / Path(name).name
         if not path.is_file():
             raise UIError("err_image_gone", name=name)
-        sources = [p for p in self._sources_of(path.stem) if p.suffix.lower() != ".txt"]
-        for txt in [path.with_suffix(".txt")] + [p.with_suffix(".txt") for p in sources]:
+        for txt in [path.with_suffix(".txt"), *self._source_files(path.stem)[1:]]:
             if caption:
                 txt.write_text(caption + "\n", encoding="utf-8")
             else:
                 txt.unlink(missing_ok=True)
         return path
 
-    def _sources_of(self, stem: str) -> list[Path]:
-        base = re.sub(r"_\d+$", "", stem)  # prepare_images names clashes stem_1, stem_2...
-        return [p for p in self.instance_dir.iterdir() if p.stem in (stem, base)
-                and p.suffix.lower() in IMAGE_EXTENSIONS + (".txt",)]
+    def _source_files(self, stem: str) -> list[Path]:
+        """The source photo of a prepared image and its caption, [] when the photo is gone."""
+        try:
+            source = self.source_of(stem)
+        except UIError:
+            return []
+        return [source, source.with_suffix(".txt")]
 
 
 def list_projects(projects_dir: Path) -> list[str]:
@@ -151,6 +188,25 @@ def import_files(files: list[str], folder: Path) -> tuple[list[Path], list[str]]
         else:
             skipped.append(src.name)
     return copied, skipped
+
+
+def import_class_images(project: Project, images: list[Path]) -> PrepareResult:
+    """Square the images into the project's reg/ folder under names not taken yet (generated class images and
+    earlier imports are never overwritten); their .txt captions come along."""
+    staging = project.reg_dir / ".import"
+    shutil.rmtree(staging, ignore_errors=True)
+    try:
+        result = prepare_images(images, staging, project.resolution, "center")
+        moved = []
+        for path in result.written:
+            moved.append(free_path(project.reg_dir, path.stem, ".png"))
+            path.replace(moved[-1])
+            if path.with_suffix(".txt").is_file():
+                path.with_suffix(".txt").replace(moved[-1].with_suffix(".txt"))
+        result.written = moved
+        return result
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
 
 
 def free_path(folder: Path, stem: str, suffix: str) -> Path:

@@ -5,10 +5,11 @@
         tab.render(T)
 
 The output is written beside the original (uploads: outputs/pruned/) and loaded back before it is
-reported; the original is never written over, and an existing output only when asked.
+reported; an existing file, the original included, is written over only when "Replace" is ticked.
 """
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -72,14 +73,21 @@ class PruningTab:
             if fmt not in FORMATS:
                 raise UIError("err_format", fmt=fmt)
             dst = output_path(src, folder, out_name, fmt, bool(half), ema)
-            if dst.resolve() == src.resolve():
+            replacing = dst.exists() and dst.resolve() == src.resolve()
+            if replacing and not overwrite:
                 raise UIError("err_same_file", name=dst.name)
             if dst.exists() and not overwrite:
                 raise UIError("err_output_exists", name=dst.name)
             folder.mkdir(parents=True, exist_ok=True)
             progress(0.2, desc=say("progress_pruning", name=src.name))
-            report = prune_checkpoint(src, dst, half=bool(half), ema=ema, overwrite=bool(overwrite))
-        return self.report_text(src, report, say), self.state.model_dropdown_update(source)
+            # The original is replaced only once the pruned file is written and loads: pruned beside it first.
+            target = dst.with_name(f".{dst.stem}.replacing{dst.suffix}") if replacing else dst
+            report = prune_checkpoint(src, target, half=bool(half), ema=ema, overwrite=bool(overwrite))
+            if replacing:
+                os.replace(target, dst)
+                report.dst_path = dst
+        text = self.report_text(src, report, say) + ("\n\n" + say("msg_original_replaced") if replacing else "")
+        return text, self.state.model_dropdown_update(source)
 
     def source(self, source: str | None, upload: str | None) -> tuple[Path, Path]:
         """(file to prune, folder for the output): an upload wins over the list."""

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 import gradio as gr
 
 from ldm.samplers import SamplerName
-from sdtrainer.dataset import prompt_lint
+from sdtrainer.dataset import add_class_word, prompt_lint
 from sdtrainer.sampling import (MAX_BATCH, MAX_SIDE, MAX_STEPS, GenerationParams, generate, save_images, save_png,
                                 size_multiple)
 from sdtrainer.ui.common import USER_ERRORS, Lists, Stopped, model_facts, stop_check
@@ -55,7 +55,9 @@ class TestTab:
             with gr.Column(scale=3):
                 prompt = gr.Textbox(label=T("te_prompt"), placeholder=T("te_prompt_placeholder"), lines=2)
                 negative = gr.Textbox(label=T("te_negative"), placeholder=T("te_negative_placeholder"), lines=1)
-                lint = gr.Markdown(elem_classes=["sdt-warning"])
+                with gr.Row(equal_height=True):
+                    lint = gr.Markdown(elem_classes=["sdt-warning"])
+                    fix = gr.Button(T("te_fix_prompt"), size="sm", scale=0, min_width=160, visible=False)
                 with gr.Row():
                     sampler = gr.Dropdown([s.value for s in SamplerName], value=SamplerName.EULER_A.value,
                                           label=T("te_sampler"), info=T("te_sampler_info"))
@@ -82,8 +84,9 @@ class TestTab:
         model.change(self.model_changed, inputs=[model, width, height], outputs=[token, class_word, width, height, status],
                      api_name="test_model_changed")
         for n, box in enumerate((prompt, token, class_word)):
-            box.change(self.lint, inputs=[prompt, token, class_word], outputs=lint, api_name=f"test_lint_{n}",
+            box.change(self.lint, inputs=[prompt, token, class_word], outputs=[lint, fix], api_name=f"test_lint_{n}",
                        trigger_mode="always_last", show_progress="hidden")
+        fix.click(add_class_word, inputs=[prompt, token, class_word], outputs=prompt, api_name="test_fix_prompt")
         event = run.click(self.generate, inputs_kwargs={"model": model, "prompt": prompt, "batch_size": batch,
                                                          "token": token, "class_word": class_word, **settings},
                           outputs=[gallery, info, status], api_name="test_generate", concurrency_id="gpu")
@@ -102,7 +105,7 @@ class TestTab:
                     models = gr.Dropdown(self.state.model_choices(), value=[], multiselect=True, allow_custom_value=True,
                                          label=T("te_compare_models"), info=T("te_compare_models_info"))
                     prompts = gr.Textbox(label=T("te_compare_prompts"), info=T("te_compare_prompts_info"), lines=4,
-                                         placeholder="a portrait of ohwx person\na photo of a person")
+                                         placeholder=T("te_compare_prompts_placeholder"))
                     run = gr.Button(T("te_compare_run"), variant="primary")
                     status = gr.Markdown(elem_classes=["sdt-status"])
                 image = gr.Image(label=T("te_compare_image"), type="filepath", format="png", scale=3,
@@ -127,14 +130,18 @@ class TestTab:
         note = say("te_demo_note") if facts["demo"] else ""
         return facts["token"] or gr.skip(), facts["class_word"] or gr.skip(), side(width), side(height), note
 
-    def lint(self, prompt: str, token: str, class_word: str, request: gr.Request) -> str:
-        return self.lint_text([prompt], token, class_word, self.state.say(request))
+    def lint(self, prompt: str, token: str, class_word: str, request: gr.Request):
+        """The warning (with the prompt as it should read) and the Fix button, shown only when needed."""
+        text = self.lint_text([prompt], token, class_word, self.state.say(request))
+        return text, gr.update(visible=bool(text))
 
     def lint_text(self, prompts: list[str], token: str, class_word: str, say: Say) -> str:
         token, class_word = (token or "").strip(), (class_word or "").strip()
-        if token and class_word and any(prompt_lint(p or "", token, class_word) for p in prompts):
-            return "⚠ " + say("lint_bare_token", token=token, class_word=class_word)
-        return ""
+        bad = [p for p in prompts if token and class_word and prompt_lint(p or "", token, class_word)]
+        if not bad:
+            return ""
+        return "⚠ " + say("lint_bare_token", token=token, class_word=class_word) + "\n\n" + say(
+            "lint_fixed", prompt=add_class_word(bad[0], token, class_word))
 
     def params(self, prompt: str, *, negative_prompt: str, sampler: str, steps: float, cfg_scale: float,
                seed: float, width: float, height: float, batch_size: float = 1) -> GenerationParams:

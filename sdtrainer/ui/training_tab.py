@@ -92,22 +92,23 @@ def shown(setting: Setting, value: Any) -> Any:
     return value.value if isinstance(value, Enum) else value
 
 
-def parsed(setting: Setting, value: Any) -> Any:
-    """A component's value as the config wants it; UIError when it cannot be."""
+def parsed(setting: Setting, value: Any, say: Say) -> Any:
+    """A component's value as the config wants it; UIError naming the field (by its label) when it cannot be."""
     if setting.kind == "lines":
         return [line.strip() for line in (value or "").splitlines() if line.strip()]
     if setting.kind == "ints":
         try:
             return [int(v) for v in (value or "").replace(",", " ").split()]
         except ValueError:
-            raise UIError("err_setting_ints", name=setting.name) from None
+            raise UIError("err_setting_ints", name=say(f"cfg_{setting.name}")) from None
     if setting.kind == "bool":
         return bool(value)
     if setting.kind == "choice":
         return value
     if value is None or (setting.minimum is not None and value < setting.minimum) or \
             (setting.maximum is not None and value > setting.maximum):
-        raise UIError("err_setting_range", name=setting.name, value=value, low=setting.minimum, high=setting.maximum)
+        raise UIError("err_setting_range", name=say(f"cfg_{setting.name}"), value=value, low=f"{setting.minimum:g}",
+                      high=f"{setting.maximum:g}")
     if setting.kind == "optional_float":
         return float(value) or None
     return int(value) if setting.kind == "int" else float(value)
@@ -121,8 +122,8 @@ def component(setting: Setting, T: gr.I18n, value: Any) -> gr.components.Compone
         return gr.Dropdown([c.value for c in setting.choices], value=value, label=label, info=info)
     if setting.kind in ("lines", "ints"):
         return gr.Textbox(value, label=label, info=info, lines=3 if setting.kind == "lines" else 1)
-    return gr.Number(value, label=label, info=info, minimum=setting.minimum, maximum=setting.maximum,
-                     precision=0 if setting.kind == "int" else None)
+    # no minimum/maximum here: `parsed` checks the range with a message that names the field, in the page's language
+    return gr.Number(value, label=label, info=info, precision=0 if setting.kind == "int" else None)
 
 
 def preset_label(name: str) -> str:
@@ -191,8 +192,7 @@ class TrainingTab:
         message = gr.Markdown(elem_classes=["sdt-status"])
         live = self.render_live(T)
 
-        refresh.click(lambda current: gr.update(choices=list_projects(self.state.projects_dir), value=current),
-                      inputs=project, outputs=project, api_name="training_refresh_projects")
+        refresh.click(self.refresh_projects, inputs=project, outputs=project, api_name="training_refresh_projects")
         project.change(self.project_summary, inputs=project, outputs=summary, api_name="training_project_summary",
                        show_progress="hidden")
         preset.change(self.preset_values, inputs=preset, outputs=list(settings.values()),
@@ -214,10 +214,9 @@ class TrainingTab:
     def render_live(self, T: gr.I18n) -> dict:
         progress = gr.Markdown(elem_classes=["sdt-status"])
         with gr.Row():
-            loss = gr.LinePlot(x="step", y="value", color="series", label=T("tr_loss"), height=300, x_title="step",
-                               y_title="loss")
-            vram = gr.LinePlot(x="step", y="value", color="series", label=T("tr_vram"), height=300,
-                               x_title="step", y_title="GiB")
+            # axis titles and series names come with the data, in the page's language (see loss_frame)
+            loss = gr.LinePlot(x="step", y="value", color="series", label=T("tr_loss"), height=300)
+            vram = gr.LinePlot(x="step", y="value", color="series", label=T("tr_vram"), height=300)
         previews = gr.Gallery(label=T("tr_previews"), columns=3, height=420, object_fit="contain")
         with gr.Accordion(T("tr_log"), open=False):
             log = gr.Textbox(lines=12, max_lines=12, show_label=False, autoscroll=True, interactive=False)
@@ -225,6 +224,10 @@ class TrainingTab:
         return {"progress": progress, "loss": loss, "vram": vram, "previews": previews, "log": log, "seen": seen}
 
     # ------------------------------------------------------------------ settings
+    def refresh_projects(self, current: str | None):
+        names = list_projects(self.state.projects_dir)
+        return gr.update(choices=names, value=current if current in names else None)
+
     def project_summary(self, project: str | None, request: gr.Request) -> str:
         """What the chosen project will train: token, class, photo and class image counts, resolution."""
         say = self.state.say(request)
@@ -246,9 +249,9 @@ class TrainingTab:
         cfg = load_config(preset if preset in preset_names() else DEFAULT_PRESET)
         return [shown(s, getattr(cfg, s.name)) for s in SETTINGS]
 
-    def config(self, project: Project, model: Path, preset: str, settings: dict[str, Any]) -> TrainConfig:
+    def config(self, project: Project, model: Path, preset: str, settings: dict[str, Any], say: Say) -> TrainConfig:
         """The run's TrainConfig: preset, then the UI's settings, then the project's folders and words."""
-        values = {s.name: parsed(s, settings[s.name]) for s in SETTINGS}
+        values = {s.name: parsed(s, settings[s.name], say) for s in SETTINGS}
         has_reg = bool(project.class_images())
         device = default_device()
         values.update(model=str(model), images=str(project.prepared_dir), token=project.token,
@@ -284,7 +287,7 @@ class TrainingTab:
                 raise UIError("err_no_prepared")
             path = self.state.checked_model(model)
             name = self.run_name(run_name, proj)
-            cfg = self.config(proj, path, preset, settings)
+            cfg = self.config(proj, path, preset, settings, say)
             try:
                 session = self.state.sessions.start(cfg, self.state.runs_dir / name, resume=bool(resume_run))
             except SessionBusy:
@@ -334,8 +337,10 @@ class TrainingTab:
         if key == seen:
             return text, gr.skip(), gr.skip(), gr.skip(), gr.skip(), seen
         on_gpu = session.config.device is Device.CUDA
-        return (text, self.loss_frame(snap), gr.update(value=self.vram_frame(snap), visible=on_gpu),
-                self.preview_items(snap, say), "\n".join(snap.log), key)
+        loss = gr.update(value=self.loss_frame(snap, say), x_title=say("tr_plot_step"), y_title=say("tr_plot_loss"))
+        vram = gr.update(value=self.vram_frame(snap, say), visible=on_gpu, x_title=say("tr_plot_step"),
+                         y_title=say("tr_plot_gib"))
+        return text, loss, vram, self.preview_items(snap, say), "\n".join(snap.log), key
 
     def progress_text(self, snap: SessionState, say: Say) -> str:
         status = say(f"status_{snap.status.value}")
@@ -346,7 +351,7 @@ class TrainingTab:
             parts.append(say("tr_eta", eta=duration(snap.eta_s)))
         parts.append(say("tr_elapsed", elapsed=duration(snap.elapsed_s)))
         if snap.loss is not None:
-            parts.append(f"loss {snap.loss:.4f}")
+            parts.append(say("tr_loss_value", loss=f"{snap.loss:.4f}"))
         lines = [" · ".join(parts), say("tr_run_folder", folder=snap.run_dir)]
         if snap.status is Status.FAILED and snap.message:  # how it went otherwise shows in the lines above
             lines.append("⚠ " + snap.message)
@@ -354,14 +359,14 @@ class TrainingTab:
             lines.append(say("tr_checkpoints", n=len(snap.checkpoints), last=snap.checkpoints[-1].name))
         return "\n\n".join(lines)
 
-    def loss_frame(self, snap: SessionState) -> pd.DataFrame:
-        rows = [{"step": s, "value": loss, "series": "loss"} for s, loss, _ in snap.history]
-        rows += [{"step": s, "value": prior, "series": "prior loss"} for s, _, prior in snap.history]
+    def loss_frame(self, snap: SessionState, say: Say) -> pd.DataFrame:
+        rows = [{"step": s, "value": loss, "series": say("tr_series_loss")} for s, loss, _ in snap.history]
+        rows += [{"step": s, "value": prior, "series": say("tr_series_prior")} for s, _, prior in snap.history]
         return pd.DataFrame(rows, columns=["step", "value", "series"])
 
-    def vram_frame(self, snap: SessionState) -> pd.DataFrame:
-        rows = [{"step": s, "value": alloc, "series": "allocated"} for s, alloc, _ in snap.vram]
-        rows += [{"step": s, "value": reserved, "series": "reserved"} for s, _, reserved in snap.vram]
+    def vram_frame(self, snap: SessionState, say: Say) -> pd.DataFrame:
+        rows = [{"step": s, "value": alloc, "series": say("tr_series_allocated")} for s, alloc, _ in snap.vram]
+        rows += [{"step": s, "value": reserved, "series": say("tr_series_reserved")} for s, _, reserved in snap.vram]
         return pd.DataFrame(rows, columns=["step", "value", "series"])
 
     def preview_items(self, snap: SessionState, say: Say):
