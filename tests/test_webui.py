@@ -37,3 +37,71 @@ def test_bad_auth_is_refused(value, capsys):
 def test_unknown_language_is_refused():
     with pytest.raises(SystemExit):
         webui.build_parser().parse_args(["--lang", "de"])
+
+
+# ---------------------------------------------------------------- launchers
+
+FAKE_PYTHON = """#!/usr/bin/env bash
+# A stand-in for python3 (version from FAKE_VERSION) that logs what it is asked to do.
+echo "system $*" >> "$LAUNCH_LOG"
+case "$*" in
+  -V) echo "Python $FAKE_VERSION" ;;
+  "-c import sys; sys.exit(sys.version_info < (3, 10))") [ "$FAKE_VERSION" != 3.8.10 ] ;;
+  "-m venv .venv") mkdir -p .venv/bin && cp "$0" .venv/bin/python.real &&
+    printf '#!/usr/bin/env bash\\necho "venv $*" >> "$LAUNCH_LOG"\\n' > .venv/bin/python && chmod +x .venv/bin/python ;;
+esac
+"""
+
+
+def launch(folder: Path, *args: str, version: str = "3.11.4", python: str | None = None):
+    """Run launch.sh from a copy of the repository's launcher in `folder`; returns (exit code, stderr, log lines)."""
+    log = folder / "launch.log"
+    log.write_text("")
+    fake = folder / "fake-python"
+    fake.write_text(FAKE_PYTHON)
+    fake.chmod(0o755)
+    env = {"PATH": "/usr/bin:/bin", "LAUNCH_LOG": str(log), "FAKE_VERSION": version, "PYTHON": python or str(fake)}
+    out = subprocess.run(["bash", str(folder / "launch.sh"), *args], cwd=folder, env=env, capture_output=True,
+                         text=True, timeout=30)
+    return out.returncode, out.stderr, log.read_text().splitlines()
+
+
+@pytest.fixture
+def launcher_copy(tmp_path) -> Path:
+    for name in ("launch.sh", "requirements.txt"):
+        (tmp_path / name).write_bytes((ROOT / name).read_bytes())
+    return tmp_path
+
+
+def test_launch_sh_first_run_installs_and_second_run_starts_at_once(launcher_copy):
+    code, err, log = launch(launcher_copy, "--lang", "fr")
+    assert code == 0, err
+    assert "system -m venv .venv" in log
+    assert "venv -m pip install --disable-pip-version-check -r requirements.txt" in log
+    assert log[-1] == "venv webui.py --open-browser --lang fr"
+    code, err, log = launch(launcher_copy)
+    assert code == 0 and not any("venv" in line and "pip" in line for line in log) and "Installing" not in err
+    assert "system -m venv .venv" not in log and log[-1] == "venv webui.py --open-browser"
+    with open(launcher_copy / "requirements.txt", "a") as f:
+        f.write("tqdm\n")
+    _, _, log = launch(launcher_copy)
+    assert any("pip install" in line for line in log)  # changed requirements are installed again
+
+
+def test_launch_sh_explains_a_missing_or_old_python(launcher_copy):
+    code, err, _ = launch(launcher_copy, python="python2.4-nowhere")
+    assert code == 1 and "needs Python 3.10 or newer" in err and "not found" in err
+    code, err, log = launch(launcher_copy, version="3.8.10")
+    assert code == 1 and "Python 3.8.10" in err and "PYTHON=python3.11" in err
+    assert not (launcher_copy / ".venv").exists() and not any("webui.py" in line for line in log)
+
+
+def test_launch_bat_does_the_same_on_windows():
+    """launch.bat cannot run here; check that it keeps its promises (and its CRLF line ends, which cmd needs)."""
+    text = (ROOT / "launch.bat").read_bytes().decode()
+    assert "\r\n" in text and "\n" not in text.replace("\r\n", "")
+    for needed in ("sys.version_info < (3, 10)", "python.org", "-m venv .venv", "download.pytorch.org/whl/cu",
+                   "-r requirements.txt", "fc /b requirements.txt .venv\\requirements.installed",
+                   "webui.py --open-browser %*"):
+        assert needed in text, needed
+    assert text.index("--index-url") < text.index("-r requirements.txt")  # CUDA torch first, then the rest
