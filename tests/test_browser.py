@@ -76,6 +76,7 @@ def test_switch_to_french(page):
     page.get_by_role("tab", name="1. Jeu de données").wait_for()
     assert page.get_by_text("Jeton", exact=True).first.is_visible()
     assert page.get_by_role("button", name="✂ Préparer les images").is_visible()
+    assert page.get_by_text("Mode démonstration").is_visible()  # the demo banner says so, in French too
 
 
 def test_generate_an_image(page):

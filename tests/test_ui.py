@@ -173,6 +173,10 @@ def test_demo_model_and_banner(app, demo_model):
     banners = [c for c in app.config["components"] if "sdt-banner" in (c["props"].get("elem_classes") or [])]
     assert banners and banners[0]["props"]["visible"] is True
     assert app.state.default_model() == demo_model
+    shown = [str(c["props"].get("value")) for c in app.config["components"] if c["type"] == "markdown"]
+    assert '"demo_banner"' in " ".join(shown) and f"`{app.state.models_dir}`" in shown  # where to put a model
+    for lang in LANGUAGES:
+        assert "v1-5-pruned-emaonly.safetensors" in STRINGS["demo_banner"][lang]
 
 
 def test_dataset_prepare_caption_remove(client, project):
@@ -368,7 +372,8 @@ def test_progress_line_has_step_speed_eta_and_loss():
     snap = SessionState(status=Status.RUNNING, step=5, total_steps=10, loss=0.1234, it_per_s=2.5, eta_s=65,
                         elapsed_s=3, run_dir=Path("outputs/runs/joe"), checkpoints=[Path("joe-step00004.safetensors")])
     text = TrainingTab.progress_text(None, snap, Say("en"))
-    for part in ("**Training**", "step 5 / 10", "2.50 it/s", "1:05 left", "loss 0.1234", "joe-step00004"):
+    for part in ("`" + "█" * 12 + "░" * 12 + "` 50%", "**Training**", "step 5 / 10", "2.50 it/s", "1:05 left",
+                 "loss 0.1234", "joe-step00004"):
         assert part in text
     assert "étape 5 / 10" in TrainingTab.progress_text(None, snap, Say("fr"))
 
@@ -416,6 +421,7 @@ def test_bad_input_gives_messages_and_the_app_keeps_working(client, french, demo
               api_name="/test_generate"), "is gone", "a disparu"),
         (dict(new_name="../evil", api_name="/dataset_create"), "cannot be a project name", "ne peut pas"),
         (dict(name=None, files=None, api_name="/dataset_add_photos"), "Pick or create a project", "Choisissez"),
+        (dict(name="nobody", api_name="/dataset_open"), "The project “nobody” is gone", "Le projet « nobody »"),
         (dict(source=None, upload=None, half=True, ema="drop", fmt=".safetensors", out_name="", overwrite=False,
               api_name="/prune"), "Choose a checkpoint", "Choisissez un modèle"),
     ]
