@@ -113,3 +113,19 @@ def test_reopened_page_shows_the_run(page):
     panel = page.locator("[role=tabpanel]:visible").first
     panel.get_by_text("Terminé").first.wait_for()
     panel.locator(".gallery-container img, button.thumbnail-item img").first.wait_for()
+
+
+def test_image_card_shows_its_warnings(page, project):
+    """Dataset tab: the prepared images are cards labelled with their warnings; clicking one shows them in full."""
+    page.get_by_role("tab", name="1. Jeu de données").click()
+    panel = page.locator("[role=tabpanel]:visible").first
+    panel.get_by_label("Projet", exact=True).click()
+    page.get_by_role("option", name=project).click()
+    cards = panel.locator("button.thumbnail-item")
+    cards.first.wait_for()
+    assert cards.count() >= 5 + 2  # the photos, then the class images' gallery
+    cards.first.click()
+    panel.get_by_label("Image sélectionnée").and_(panel.locator("textarea, input")).first.wait_for()
+    panel.get_by_text("Aucun visage trouvé").first.wait_for()  # class "person", photos of noise
+    assert panel.get_by_label("Image sélectionnée").input_value() == "p0.png"
+    page.screenshot(path=ARTIFACTS / "dataset-tab.png", full_page=True)
