@@ -278,7 +278,7 @@ def normalize_state_dict(sd: dict[str, torch.Tensor], use_ema: bool = False) -> 
     entries, fresh schedule buffers. With use_ema the UNet weights are the file's EMA copies."""
     out = {to_model_key(k): v for k, v in sd.items() if not _is_training_only(to_model_key(k))}
     if use_ema:
-        out.update(_ema_from_file(sd))
+        out.update(ema_from_file(sd))
     out.update(ddpm_buffers())  # readers recompute the schedule (ldm.schedule); the file's may be fp16
     return out
 
@@ -286,11 +286,11 @@ def normalize_state_dict(sd: dict[str, torch.Tensor], use_ema: bool = False) -> 
 def _file_state_dict(sd: dict[str, torch.Tensor], ema: dict[str, torch.Tensor] | None) -> dict[str, torch.Tensor]:
     """Mirror of normalize_state_dict: module keys (+ optional EMA copies) -> what we write."""
     out = {to_file_key(k): v for k, v in normalize_state_dict(sd).items()}
-    out.update(_ema_to_file(ema or {}))
+    out.update(ema_to_file(ema or {}))
     return out
 
 
-def _ema_from_file(sd: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+def ema_from_file(sd: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """The file's model_ema.* copies under the UNet keys they shadow."""
     unet_keys = [k for k in sd if k.startswith(UNET_PREFIX)]
     missing = [k for k in unet_keys if _ema_key(k) not in sd]
@@ -302,7 +302,7 @@ def _ema_from_file(sd: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     return {k: sd[_ema_key(k)] for k in unet_keys}
 
 
-def _ema_to_file(ema: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+def ema_to_file(ema: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """EMA copies keyed like the model (`model.diffusion_model.X`), like the UNet (`X`), or already as
     `model_ema.*` -> the CompVis LitEma names."""
     out = {}

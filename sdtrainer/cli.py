@@ -4,6 +4,7 @@ Each command is an `add_*` function that declares its arguments and the function
 Errors a user can fix (ValueError and its subclasses, missing files) print one line and exit 2.
 """
 import argparse
+import datetime
 import sys
 from pathlib import Path
 
@@ -57,7 +58,144 @@ def add_generate(sub) -> None:
     p.set_defaults(run=run_generate)
 
 
-COMMANDS = [add_demo_model, add_generate]
+def train_values(args) -> dict:
+    """The flags the user gave, as config values (flags left out do not override the preset or YAML)."""
+    values = {"model": args.model, "images": args.images, "token": args.token, "class_word": args.class_word,
+              "reg_images": args.reg_images, "class_images": args.class_images, "steps": args.steps,
+              "device": args.device}
+    return {k: v for k, v in values.items() if v is not None}
+
+
+def progress_line(state, width: int = 30) -> str:
+    """`step 120/2000 [###.......] loss 0.1234 1.85 it/s ETA 0:16:56` from a session snapshot."""
+    done = state.step / max(1, state.total_steps)
+    bar = "#" * round(done * width) + "." * (width - round(done * width))
+    loss = f" loss {state.loss:.4f}" if state.loss is not None else ""
+    speed = f" {state.it_per_s:.2f} it/s" if state.it_per_s else ""
+    eta = f" ETA {datetime.timedelta(seconds=round(state.eta_s))}" if state.eta_s is not None else ""
+    return f"step {state.step}/{state.total_steps} [{bar}]{loss}{speed}{eta}"
+
+
+def run_train(args) -> int:
+    from sdtrainer.config import check_config, load_config
+    from sdtrainer.session import EventKind, Status, TrainingSession
+
+    run_dir = Path(args.resume or args.out)
+    yaml_path = run_dir / "config.yaml" if args.resume else args.config
+    cfg = load_config(args.preset, yaml_path, args.set, values=train_values(args))
+    check_config(cfg)
+    session = TrainingSession(cfg, run_dir, resume=bool(args.resume))
+
+    def show(event) -> None:
+        if event.kind is EventKind.PROGRESS:
+            print("\r" + progress_line(session.snapshot()), end="", file=sys.stderr, flush=True)
+        elif event.kind is EventKind.LOG:
+            print("\n" + event.data["message"], file=sys.stderr)
+        elif event.kind in (EventKind.PREVIEW, EventKind.CHECKPOINT):
+            path = event.data["preview"].path if event.kind is EventKind.PREVIEW else event.data["path"]
+            print(f"\n{event.kind.value}: {path}", file=sys.stderr)
+
+    session.subscribe(show)
+    session.start()
+    try:
+        while not session.wait(0.5):
+            pass
+    except KeyboardInterrupt:
+        print("\nStopping: finishing the current step and saving (Ctrl+C again to abort)...", file=sys.stderr)
+        session.stop()
+        session.wait()
+    state = session.snapshot()
+    print(f"\n{state.message}", file=sys.stderr)
+    return 0 if state.status is Status.FINISHED else 1
+
+
+def add_train(sub) -> None:
+    p = sub.add_parser("train", help="DreamBooth-train a base model on photos of a subject")
+    p.add_argument("--model", help="base SD v1 checkpoint (.safetensors or .ckpt)")
+    p.add_argument("--images", help="folder with 5-20 photos of the subject")
+    p.add_argument("--token", help="rare word for the subject, e.g. ohwx")
+    p.add_argument("--class-word", help="what the subject is, e.g. person; prompts then say 'ohwx person'")
+    reg = p.add_mutually_exclusive_group()
+    reg.add_argument("--reg-images", help="folder of regularization images of the class")
+    reg.add_argument("--class-images", type=int, help="generate N class images with the base model instead")
+    p.add_argument("--steps", type=int, help="optimizer steps (preset default: 2000)")
+    p.add_argument("--preset", help="24gb (default), 12gb, 8gb or classic (the old repos' recipe)")
+    p.add_argument("--config", help="YAML file of settings (see sdtrainer/config.py)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="any setting, repeatable")
+    p.add_argument("--device", choices=["cuda", "cpu"], help="cuda (default); cpu only for the demo model")
+    out = p.add_mutually_exclusive_group(required=True)
+    out.add_argument("--out", help="new run folder, e.g. outputs/joe")
+    out.add_argument("--resume", metavar="RUN_DIR", help="continue the run in this folder from its saved state")
+    p.set_defaults(run=run_train)
+
+
+def run_prune(args) -> int:
+    from sdtrainer.pruning import prune_checkpoint
+
+    dst = Path(args.output)
+    dst = dst if dst.suffix else dst.with_suffix("." + args.format)
+    report = prune_checkpoint(args.input, dst, half=args.half, ema=args.ema, overwrite=args.overwrite)
+    print(report.summary)
+    return 0
+
+
+def add_prune(sub) -> None:
+    p = sub.add_parser("prune", help="shrink a checkpoint to the weights inference needs (e.g. 12 GB -> 2 GB)")
+    p.add_argument("input", help="checkpoint to prune (.ckpt or .safetensors); it is never modified")
+    p.add_argument("output", help="file to write; its extension picks the format")
+    p.add_argument("--half", action=argparse.BooleanOptionalAction, default=True, help="fp16 weights (default)")
+    p.add_argument("--ema", nargs="?", const="use", default="drop", choices=["drop", "keep", "use"],
+                   help="EMA weights: drop (default), keep as model_ema.*, or use as the weights (--ema alone)")
+    p.add_argument("--format", choices=["safetensors", "ckpt"], default="safetensors",
+                   help="format when OUTPUT has no extension")
+    p.add_argument("--overwrite", action="store_true", help="replace OUTPUT if it exists")
+    p.set_defaults(run=run_prune)
+
+
+def run_preflight(args) -> int:
+    from sdtrainer.config import load_config
+    from sdtrainer.session import gate_report
+
+    report = gate_report(load_config(args.preset, args.config, args.set))
+    print(report.format())
+    return 0 if report.ok else 1
+
+
+def add_preflight(sub) -> None:
+    p = sub.add_parser("preflight", help="check the GPU for a preset; exit 1 when training would be refused")
+    p.add_argument("--preset", help="24gb (default), 12gb, 8gb or classic")
+    p.add_argument("--config", help="YAML file of settings")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="e.g. ema=true")
+    p.set_defaults(run=run_preflight)
+
+
+def run_class_images(args) -> int:
+    from sdtrainer.class_images import generate_class_images
+    from sdtrainer.models import ModelCache
+
+    if not Path(args.model).is_file():
+        raise ValueError(f"model file not found: {args.model}")
+    model, _ = ModelCache().get(Path(args.model))
+    paths = generate_class_images(model, args.class_word, args.count, Path(args.out), seed=args.seed,
+                                  callback=lambda done, total, path: print(f"{done}/{total} {path}"),
+                                  resolution=args.resolution, steps=args.steps)
+    print(f"{len(paths)} class images in {args.out}")
+    return 0
+
+
+def add_class_images(sub) -> None:
+    p = sub.add_parser("class-images", help="generate regularization images of a class with the base model")
+    p.add_argument("--model", required=True, help="base SD v1 checkpoint")
+    p.add_argument("--class-word", required=True, help="e.g. person; the prompt is the class word alone")
+    p.add_argument("--count", type=int, default=200)
+    p.add_argument("--out", required=True, help="folder; images already there are kept (resumable)")
+    p.add_argument("--seed", type=int, default=0, help="image i uses seed + i")
+    p.add_argument("--steps", type=int, default=30)
+    p.add_argument("--resolution", type=int, default=512)
+    p.set_defaults(run=run_class_images)
+
+
+COMMANDS = [add_demo_model, add_generate, add_class_images, add_train, add_prune, add_preflight]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -103,8 +103,10 @@ def to_pil(images: torch.Tensor) -> list[Image.Image]:
 
 
 @torch.no_grad()
-def sample_latents(model: StableDiffusion, params: GenerationParams, callback=None) -> torch.Tensor:
-    """Denoised latents for a checked request (concrete seed); `callback` gets each step's dict."""
+def sample_latents(model: StableDiffusion, params: GenerationParams, callback=None,
+                   unet: torch.nn.Module | None = None) -> torch.Tensor:
+    """Denoised latents for a checked request (concrete seed); `callback` gets each step's dict.
+    `unet` stands in for model.unet, e.g. ldm.cuda_graph.CUDAGraphUNet(model.unet), kept across calls."""
     weight = next(model.unet.parameters())
     device, dtype, n = weight.device, weight.dtype, params.batch_size
     cond = model.text_encoder.encode([params.prompt]).to(dtype).expand(n, -1, -1)
@@ -112,17 +114,18 @@ def sample_latents(model: StableDiffusion, params: GenerationParams, callback=No
     f = model.cfg.latent_factor
     shape = (model.cfg.unet.in_channels, params.height // f, params.width // f)
     noise = initial_noise([params.seed + i for i in range(n)], shape, device, dtype)
-    denoiser = CFGDenoiser(EpsDenoiser(model.unet, alphas_cumprod()).to(device))
+    denoiser = CFGDenoiser(EpsDenoiser(unet or model.unet, alphas_cumprod()).to(device))
     extra = {"cond": cond, "uncond": uncond, "cfg_scale": params.cfg_scale}
     generator = torch.Generator().manual_seed(params.seed)
     return sample(denoiser, noise, params.sampler, params.steps, extra, callback, generator, params.eta)
 
 
 @torch.no_grad()
-def generate(model: StableDiffusion, params: GenerationParams, model_name: str, callback=None) -> list[GeneratedImage]:
+def generate(model: StableDiffusion, params: GenerationParams, model_name: str, callback=None,
+             unet: torch.nn.Module | None = None) -> list[GeneratedImage]:
     """Sample `params.batch_size` images; `callback` gets the sampler's per-step dict (raise in it to stop)."""
     params = check_params(params, model.cfg)
-    images = to_pil(model.decode_latents(sample_latents(model, params, callback)))
+    images = to_pil(model.decode_latents(sample_latents(model, params, callback, unet)))
     seeds = [params.seed + i for i in range(params.batch_size)]
     return [GeneratedImage(img, s, infotext(params, s, model_name)) for img, s in zip(images, seeds)]
 

@@ -21,11 +21,11 @@ from pathlib import Path
 
 from sdtrainer.config import (PRESET_VRAM_GIB, Device, TrainConfig, lower_preset, min_total_gib,
                               required_free_gib)
-from sdtrainer.preflight import GpuProbe, check_gpu
+from sdtrainer.preflight import GateReport, GpuProbe, check_gpu
 from sdtrainer.trainer import Event, EventKind, Preview, RunControl, RunPaths, is_out_of_memory, run_training
 
 __all__ = ["Event", "EventKind", "Preview", "SessionBusy", "SessionManager", "SessionState", "Status",
-           "TrainingSession"]
+           "TrainingSession", "gate_report"]
 
 LOG_LINES = 200
 
@@ -149,9 +149,7 @@ class TrainingSession:
         """On CUDA, the VRAM gate decides before anything is allocated."""
         if self.config.device is not Device.CUDA:
             return
-        others = {n: g for n, g in PRESET_VRAM_GIB.items() if n != self.config.preset}
-        report = check_gpu(required_free_gib(self.config), self.config.preset, others,
-                           min_total_gib(self.config), probe=self.probe)
+        report = gate_report(self.config, self.probe)
         self._log(report.format())
         if not report.ok:
             raise GateRefused(report.format())
@@ -196,6 +194,12 @@ class TrainingSession:
 
     def _log(self, message: str) -> None:
         self._emit(Event(EventKind.LOG, self._state.step, {"message": message}))
+
+
+def gate_report(cfg: TrainConfig, probe: GpuProbe | None = None) -> GateReport:
+    """The GPU gate's verdict for this config: its preset's VRAM figures, the other presets as advice."""
+    others = {n: g for n, g in PRESET_VRAM_GIB.items() if n != cfg.preset}
+    return check_gpu(required_free_gib(cfg), cfg.preset, others, min_total_gib(cfg), probe=probe)
 
 
 class GateRefused(ValueError):

@@ -3,6 +3,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 from PIL import Image
 
 from sdtrainer.cli import main
@@ -63,3 +64,73 @@ def test_a_file_that_is_not_a_model_gives_one_line(tmp_path, capsys):
     bogus.write_bytes(b"hello, not a checkpoint")
     assert main(["generate", "--model", str(bogus), "--prompt", "x", "--out", str(tmp_path)]) == 2
     assert len(capsys.readouterr().err.strip().splitlines()) == 1
+
+
+def test_train_then_resume_from_the_command_line(demo_file, subject_photos, class_photos, tmp_path, capsys):
+    run = tmp_path / "joe"
+    common = ["--set", "resolution=64", "--set", "precision=32", "--set", "preview_every=0",
+              "--set", "preview_prompts=[]", "--set", "save_every=2"]
+    code = main(["train", "--model", str(demo_file), "--images", str(subject_photos), "--token", "ohwx",
+                 "--class-word", "thing", "--reg-images", str(class_photos), "--steps", "2", "--preset", "12gb",
+                 "--set", "optimizer=adamw", "--device", "cpu", "--out", str(run), *common])
+    err = capsys.readouterr().err
+    assert code == 0, err
+    assert "step 2/2 [" in err and "it/s" in err and "Finished 2 steps" in err
+    assert (run / "joe-final.safetensors").is_file()
+    assert "gradient_checkpointing: true" in (run / "config.yaml").read_text()  # the 12gb preset, resolved
+    # more steps on the same run: resume reads the run's config.yaml, --set changes the step count
+    assert main(["train", "--resume", str(run), "--set", "steps=4"]) == 0
+    assert "Finished 4 steps" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("args,words", [
+    (["--set", "stesp=3"], "did you mean 'steps'"),
+    (["--token", ""], "Set token"),
+    (["--preset", "huge"], "Unknown preset"),
+])
+def test_train_setting_errors_are_one_line(demo_file, subject_photos, tmp_path, capsys, args, words):
+    base = ["train", "--model", str(demo_file), "--images", str(subject_photos), "--token", "ohwx",
+            "--class-word", "thing", "--device", "cpu", "--out", str(tmp_path / "run")]
+    assert main(base + args) == 2
+    err = capsys.readouterr().err.strip()
+    assert words in err and len(err.splitlines()) == 1
+
+
+def test_train_on_cuda_without_a_gpu_is_refused_with_the_gate_report(demo_file, subject_photos, tmp_path, capsys):
+    code = main(["train", "--model", str(demo_file), "--images", str(subject_photos), "--token", "ohwx",
+                 "--class-word", "thing", "--out", str(tmp_path / "run")])
+    assert code == 1
+    assert "Training cannot start" in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()
+
+
+def test_preflight_prints_the_report_and_fails_without_a_gpu(capsys):
+    assert main(["preflight", "--preset", "12gb"]) == 1
+    out = capsys.readouterr().out
+    assert "Training cannot start" in out and "CUDA" in out
+
+
+def test_prune_shrinks_a_training_file_and_never_touches_the_input(demo_file, tmp_path, capsys):
+    from sdtrainer.checkpoint import read_state_dict, save_checkpoint
+
+    big = tmp_path / "last.ckpt"
+    weights = read_state_dict(demo_file)
+    save_checkpoint({k: v.float() for k, v in weights.items()}, big, dtype=torch.float32)
+    before = big.read_bytes()
+    assert main(["prune", str(big), str(tmp_path / "small"), "--format", "ckpt"]) == 0
+    assert "->" in capsys.readouterr().out
+    small = tmp_path / "small.ckpt"
+    assert small.stat().st_size < 0.6 * big.stat().st_size and big.read_bytes() == before
+    assert main(["prune", str(big), str(small)]) == 2  # exists: refused without --overwrite
+    assert "already exists" in capsys.readouterr().err
+
+
+def test_class_images_are_resumable(demo_file, tmp_path, capsys):
+    args = ["class-images", "--model", str(demo_file), "--class-word", "dog", "--out", str(tmp_path),
+            "--steps", "2", "--resolution", "64"]
+    assert main(args + ["--count", "1"]) == 0
+    first = (tmp_path / "class-00000.png").read_bytes()
+    assert main(args + ["--count", "3"]) == 0
+    out = capsys.readouterr().out
+    assert "3/3" in out and "3 class images" in out
+    assert (tmp_path / "class-00000.png").read_bytes() == first  # kept, not redone

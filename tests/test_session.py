@@ -1,0 +1,142 @@
+"""The training session the UI and the CLI drive: background thread, state, pause/stop, the GPU gate, OOM."""
+import threading
+import time
+
+import pytest
+import torch
+
+from sdtrainer import session as session_module
+from sdtrainer.config import load_config
+from sdtrainer.preflight import GIB, GpuInfo, GpuProcess
+from sdtrainer.session import EventKind, SessionBusy, SessionManager, Status, TrainingSession
+from sdtrainer.trainer import DreamBoothModule, TrainResult
+
+
+class Probe:
+    """A fake NVML/CUDA view: an RTX 3090 with `free` GiB free and the given processes."""
+
+    def __init__(self, cuda=True, free=23.0, procs=()):
+        self.cuda, self.free, self.procs = cuda, free, list(procs)
+
+    def cuda_available(self):
+        return self.cuda
+
+    def cuda_build(self):
+        return "12.4"
+
+    def device_count(self):
+        return 1
+
+    def info(self, index):
+        return GpuInfo("NVIDIA GeForce RTX 3090", 24 * GIB, int(self.free * GIB), "550.54")
+
+    def processes(self, index):
+        return self.procs
+
+
+def cfg(demo_file, photos, **values):
+    base = {"model": str(demo_file), "images": str(photos), "token": "ohwx", "class_word": "thing",
+            "resolution": 64, "device": "cpu", "precision": "32", "prior_loss_weight": 0.0, "steps": 6,
+            "save_every": 0, "preview_every": 0, "preview_steps": 2}
+    return load_config("24gb", values={**base, **values})
+
+
+def finished(session: TrainingSession):
+    assert session.wait(120), "the run did not end"
+    return session.snapshot()
+
+
+def test_a_run_reports_progress_previews_and_its_model(demo_file, subject_photos, tmp_path):
+    session = TrainingSession(cfg(demo_file, subject_photos), tmp_path / "run")
+    seen = []
+    session.subscribe(lambda event: seen.append(event.kind))
+    state = finished(session.start())
+    assert state.status is Status.FINISHED, state.message
+    assert (state.step, state.total_steps) == (6, 6) and [h[0] for h in state.history] == list(range(1, 7))
+    assert len(state.previews) == 6  # 3 prompts at step 0 and at the end
+    assert state.checkpoints == [tmp_path / "run" / "run-final.safetensors"]
+    assert "Finished 6 steps" in state.message and seen[-1] is EventKind.FINISHED
+
+
+def test_two_starts_never_run_two_trainings(demo_file, subject_photos, tmp_path):
+    manager = SessionManager()
+    first = manager.start(cfg(demo_file, subject_photos, steps=30), tmp_path / "a")
+    with pytest.raises(SessionBusy, match="already active"):
+        manager.start(cfg(demo_file, subject_photos), tmp_path / "b")
+    first.stop()
+    assert finished(first).status is Status.FINISHED
+    assert not (tmp_path / "b").exists()
+    second = manager.start(cfg(demo_file, subject_photos, steps=1), tmp_path / "b")  # free again
+    assert finished(second).status is Status.FINISHED
+
+
+def test_pause_holds_the_step_and_resume_and_stop_finish_cleanly(demo_file, subject_photos, tmp_path):
+    session = TrainingSession(cfg(demo_file, subject_photos, steps=50), tmp_path / "run")
+    reached = threading.Event()
+    session.subscribe(lambda e: reached.set() if e.kind is EventKind.PROGRESS and e.step >= 2 else None)
+    session.start()
+    assert reached.wait(60)
+    session.pause()
+    time.sleep(1.0)  # the step in flight finishes, then nothing moves
+    held = session.snapshot()
+    time.sleep(1.0)
+    assert session.snapshot().step == held.step and held.status is Status.PAUSED
+    session.resume()
+    time.sleep(0.5)
+    session.stop()
+    state = finished(session)
+    assert state.status is Status.FINISHED and held.step < state.step < 50
+    assert f"Stopped at step {state.step} of 50" in state.message
+    assert (tmp_path / "run" / "state" / "last.ckpt").is_file()
+    assert state.checkpoints[-1].name == f"run-step{state.step:05d}.safetensors"
+
+
+@pytest.mark.parametrize("probe,words", [
+    (Probe(cuda=False), "CUDA"),
+    (Probe(free=9.0), "choose the 8gb preset"),
+    (Probe(procs=[GpuProcess(4242, "python train_other.py", 3000 * 2**20, "compute")]), "4242"),
+])
+def test_the_gpu_gate_refuses_before_anything_is_loaded(demo_file, subject_photos, tmp_path, probe, words):
+    session = TrainingSession(cfg(demo_file, subject_photos, device="cuda"), tmp_path / "run", probe=probe)
+    state = finished(session.start())
+    assert state.status is Status.FAILED and words in state.message
+    assert "Training cannot start" in state.message
+    assert not (tmp_path / "run").exists()  # refused before the run folder, the model or CUDA
+
+
+def test_the_gate_lets_a_free_24gb_card_through(demo_file, subject_photos, tmp_path, monkeypatch):
+    """This machine has no GPU, so the training itself is replaced; what is tested is the gate's yes."""
+    started = []
+
+    def fake_training(config, run_dir, emit, control, resume=False):
+        started.append(config)
+        return TrainResult(config.steps, config.steps, None, stopped=False)
+
+    monkeypatch.setattr(session_module, "run_training", fake_training)
+    session = TrainingSession(cfg(demo_file, subject_photos, device="cuda"), tmp_path / "run",
+                              probe=Probe(procs=[GpuProcess(77, "Xorg", 300 * 2**20, "graphics")]))
+    assert finished(session.start()).status is Status.FINISHED
+    assert len(started) == 1, "the gate refused a free card"
+    assert any("Xorg" in line for line in session.snapshot().log)  # listed, not blocking
+
+
+def test_out_of_memory_saves_the_state_and_names_the_lower_preset(demo_file, subject_photos, tmp_path,
+                                                                    monkeypatch):
+    real_step = DreamBoothModule.training_step
+
+    def step(self, batch, batch_idx):
+        if self.global_step == 3:
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+        return real_step(self, batch, batch_idx)
+
+    monkeypatch.setattr(DreamBoothModule, "training_step", step)
+    state = finished(TrainingSession(cfg(demo_file, subject_photos), tmp_path / "run").start())
+    assert state.status is Status.FAILED
+    assert "Out of GPU memory at step 3 with the 24gb preset" in state.message and "12gb" in state.message
+    saved = torch.load(tmp_path / "run" / "state" / "last.ckpt", weights_only=False)
+    assert saved["global_step"] == 3  # the weights of the last full step, resumable
+
+
+def test_a_bad_setting_fails_with_its_message(demo_file, tmp_path):
+    state = finished(TrainingSession(cfg(demo_file, tmp_path / "nowhere"), tmp_path / "run").start())
+    assert state.status is Status.FAILED and "nowhere" in state.message

@@ -1,0 +1,273 @@
+"""The DreamBooth trainer on the CPU with the tiny model: files, previews, exact resume, stop, bad input."""
+import csv
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+from PIL import Image
+
+from sdtrainer.checkpoint import load_model, read_metadata, read_state_dict
+from sdtrainer.config import ConfigError, LRSchedule, load_config
+from sdtrainer.dataset import DatasetError
+from ldm.schedule import alphas_cumprod
+from sdtrainer.trainer import (BatchPlan, EventKind, OptimizerUnavailable, RunControl, batch_for, lr_factor,
+                               min_snr_weights, run_training)
+
+
+def config(demo_file, photos, reg=None, **values):
+    base = {"model": str(demo_file), "images": str(photos), "reg_images": str(reg) if reg else None,
+            "token": "ohwx", "class_word": "thing", "resolution": 64, "device": "cpu", "precision": "32",
+            "learning_rate": 1e-3, "preview_steps": 3, "preview_sampler": "euler", "class_images": 0}
+    return load_config("24gb", values={**base, **values})
+
+
+class Recorder:
+    """Collects the trainer's events; `stop_at` / `pause_at` act on the control like a user would."""
+
+    def __init__(self, control: RunControl | None = None, stop_at: int | None = None):
+        self.events, self.control, self.stop_at = [], control, stop_at
+
+    def __call__(self, event) -> None:
+        self.events.append(event)
+        if event.kind is EventKind.PROGRESS and event.step == self.stop_at:
+            self.control.stop()
+
+    def of(self, kind: EventKind) -> list:
+        return [e for e in self.events if e.kind is kind]
+
+
+def train(cfg, run_dir: Path, resume=False, stop_at=None):
+    control = RunControl()
+    events = Recorder(control, stop_at)
+    result = run_training(cfg, run_dir, events, control, resume=resume)
+    return result, events
+
+
+def metrics(run_dir: Path) -> list[dict]:
+    with open(run_dir / "metrics.csv", newline="") as f:
+        return list(csv.DictReader(f))
+
+
+@pytest.fixture(scope="module")
+def run(demo_file, subject_photos, class_photos, tmp_path_factory):
+    """40 steps with prior preservation, a model file every 20 steps, previews every 20."""
+    cfg = config(demo_file, subject_photos, class_photos, steps=40, save_every=20, preview_every=20)
+    run_dir = tmp_path_factory.mktemp("runs") / "joe"
+    result, events = train(cfg, run_dir)
+    return cfg, run_dir, result, events
+
+
+def test_loss_falls(run):
+    _, run_dir, _, _ = run
+    rows = metrics(run_dir)
+    assert [int(r["step"]) for r in rows] == list(range(1, 41))
+    first, last = (sum(float(r["loss"]) for r in part) / len(part) for part in (rows[:8], rows[-8:]))
+    assert last < 0.6 * first, (first, last)
+    assert all(float(r["prior_loss"]) > 0 for r in rows)  # the class images took part in every step
+    assert all(float(r["it_per_s"]) > 0 and float(r["lr"]) == 1e-3 for r in rows)
+
+
+def test_files_of_a_run(run):
+    cfg, run_dir, result, events = run
+    assert result.step == 40 and not result.stopped
+    assert result.model_file == run_dir / "joe-final.safetensors"
+    assert sorted(p.name for p in (run_dir / "checkpoints").iterdir()) == ["joe-step00020.safetensors"]
+    assert sorted(p.name for p in (run_dir / "state").iterdir()) == ["last.ckpt"]  # latest state only
+    assert load_config(yaml_path=run_dir / "config.yaml") == cfg
+    saved = [(e.step, e.data["kind"]) for e in events.of(EventKind.CHECKPOINT)]
+    assert saved == [(20, "model"), (20, "state"), (40, "model"), (40, "state")]
+
+
+def test_model_files_are_small_fp16_sd_checkpoints_that_load(run, demo_file):
+    _, run_dir, result, _ = run
+    weights = read_state_dict(result.model_file)
+    assert {v.dtype for k, v in weights.items() if k.startswith("model.diffusion_model.")} == {torch.float16}
+    assert not any(k.startswith(("optimizer", "model_ema")) for k in weights)
+    assert result.model_file.stat().st_size < 1.2 * demo_file.stat().st_size  # weights only, like the base
+    meta = read_metadata(result.model_file)
+    assert (meta["token"], meta["class_word"], meta["steps"], meta["base_model"]) == ("ohwx", "thing", "40",
+                                                                                      "demo.safetensors")
+    trained, _ = load_model(result.model_file)
+    base, _ = load_model(demo_file)
+    changed = lambda key: not torch.equal(trained.state_dict()[key], base.state_dict()[key])  # noqa: E731
+    assert changed("model.diffusion_model.out.2.weight")
+    assert not changed("first_stage_model.decoder.conv_out.weight")  # the VAE stays frozen
+    assert not changed("cond_stage_model.transformer.text_model.final_layer_norm.weight")  # and so the text encoder
+
+
+def test_previews_at_start_every_m_steps_and_end(run):
+    cfg, run_dir, _, events = run
+    previews = [e.data["preview"] for e in events.of(EventKind.PREVIEW)]
+    assert [(p.step, p.prompt) for p in previews] == [
+        (step, prompt) for step in (0, 20, 40)
+        for prompt in ("ohwx thing", "a portrait of ohwx thing, oil painting", "thing")]
+    for p in previews:
+        with Image.open(p.path) as image:
+            assert image.size == (64, 64)
+            assert f"Seed: {p.seed}" in image.info["parameters"] and p.prompt in image.info["parameters"]
+    before, after = Image.open(previews[0].path), Image.open(previews[-3].path)
+    assert before.tobytes() != after.tobytes()  # training changed what the same seed gives
+
+
+def test_the_step0_preview_is_the_base_models_picture(run, demo_file, subject_photos, class_photos, tmp_path):
+    """Same seed, same settings -> the same before-picture: previews compare across steps and runs."""
+    _, run_dir, _, _ = run
+    cfg = config(demo_file, subject_photos, class_photos, steps=1, preview_every=0, save_every=0)
+    train(cfg, tmp_path / "again")
+    first = sorted((run_dir / "samples").glob("step00000-*.png"))
+    again = sorted((tmp_path / "again" / "samples").glob("step00000-*.png"))
+    assert [Image.open(a).tobytes() for a in first] == [Image.open(b).tobytes() for b in again]
+
+
+def unet_weights(path: Path) -> dict[str, torch.Tensor]:
+    return {k: v for k, v in read_state_dict(path).items() if k.startswith(("model.diffusion_model.", "model_ema."))}
+
+
+def test_stop_then_resume_equals_an_uninterrupted_run(demo_file, subject_photos, class_photos, tmp_path):
+    """N steps + resume + N steps == 2N steps: weights, EMA, LR schedule, accumulation and data order."""
+    cfg = config(demo_file, subject_photos, class_photos, steps=8, grad_accum=2, lr_schedule="cosine",
+                 warmup_steps=2, ema=True, noise_offset=0.05, save_every=0, preview_every=0, save_half=False)
+    whole, _ = train(cfg, tmp_path / "whole")
+    stopped, events = train(cfg, tmp_path / "split", stop_at=4)
+    assert (stopped.step, stopped.stopped) == (4, True)
+    assert stopped.model_file == tmp_path / "split" / "checkpoints" / "split-step00004.safetensors"
+    assert any("Stopping after step 4" in e.data["message"] for e in events.of(EventKind.LOG))
+    resumed, _ = train(cfg, tmp_path / "split", resume=True)
+    assert (resumed.step, resumed.stopped) == (8, False)
+    a, b = unet_weights(whole.model_file), unet_weights(resumed.model_file)
+    assert a.keys() == b.keys() and any(k.startswith("model_ema.") for k in a)
+    for key in a:
+        torch.testing.assert_close(b[key], a[key], rtol=0, atol=1e-6, msg=key)
+    assert [r["step"] for r in metrics(tmp_path / "split")] == [str(s) for s in range(1, 9)]
+    whole_lr = [r["lr"] for r in metrics(tmp_path / "whole")]
+    assert [r["lr"] for r in metrics(tmp_path / "split")] == whole_lr and len(set(whole_lr)) > 3
+
+
+def test_the_state_file_prunes_to_the_ema_weights(demo_file, subject_photos, tmp_path):
+    from sdtrainer.cli import main
+
+    cfg = config(demo_file, subject_photos, steps=3, ema=True, save_every=0, preview_every=0, save_half=False,
+                 prior_loss_weight=0.0)
+    result, _ = train(cfg, tmp_path / "ema")
+    state = tmp_path / "ema" / "state" / "last.ckpt"
+    assert main(["prune", str(state), str(tmp_path / "emaonly.safetensors"), "--ema", "--no-half"]) == 0
+    pruned, final = read_state_dict(tmp_path / "emaonly.safetensors"), read_state_dict(result.model_file)
+    key = "model.diffusion_model.out.2.weight"
+    torch.testing.assert_close(pruned[key], final["model_ema.diffusion_modelout2weight"])
+    assert not torch.equal(pruned[key], final[key])
+
+
+def test_run_folders_are_never_overwritten(run, demo_file, subject_photos, tmp_path):
+    cfg, run_dir, _, _ = run
+    with pytest.raises(ConfigError, match="already holds a run"):
+        train(cfg, run_dir)
+    with pytest.raises(ConfigError, match="Nothing to resume"):
+        train(cfg, tmp_path / "new", resume=True)
+
+
+def test_bad_images_are_reported_and_skipped_never_a_crash(demo_file, subject_photos, tmp_path):
+    photos = tmp_path / "photos"
+    shutil.copytree(subject_photos, photos)
+    (photos / "broken.jpg").write_bytes(b"\xff\xd8\xff not really a jpeg")
+    Image.new("RGB", (20, 20), "red").save(photos / "tiny.png")
+    result, events = train(config(demo_file, photos, steps=2, save_every=0, preview_every=0,
+                                  prior_loss_weight=0.0), tmp_path / "run")
+    assert result.step == 2
+    log = "\n".join(e.data["message"] for e in events.of(EventKind.LOG))
+    assert "broken.jpg" in log and "tiny.png" in log
+
+
+def test_a_folder_without_usable_photos_fails_before_anything_is_loaded(demo_file, tmp_path):
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    (photos / "notes.jpg").write_text("not an image")
+    with pytest.raises(DatasetError, match="notes.jpg"):
+        train(config(demo_file, photos, steps=2), tmp_path / "run")
+    assert not (tmp_path / "run").exists()
+
+
+def test_class_images_are_generated_when_there_is_no_folder(demo_file, subject_photos, tmp_path):
+    cfg = config(demo_file, subject_photos, steps=2, class_images=3, class_image_steps=2, save_every=0,
+                 preview_every=0)
+    train(cfg, tmp_path / "run")
+    made = sorted(p.name for p in (tmp_path / "run" / "class_images").iterdir())
+    assert made == ["class-00000.png", "class-00001.png", "class-00002.png"]
+    assert all(float(r["prior_loss"]) > 0 for r in metrics(tmp_path / "run"))
+
+
+def test_adamw8bit_without_bitsandbytes_says_how_to_install_it(demo_file, subject_photos, tmp_path):
+    try:
+        import bitsandbytes  # noqa: F401
+        pytest.skip("bitsandbytes is installed here")
+    except ImportError:
+        pass
+    with pytest.raises(OptimizerUnavailable, match="pip install bitsandbytes"):
+        train(config(demo_file, subject_photos, optimizer="adamw8bit"), tmp_path / "run")
+    assert not (tmp_path / "run").exists()
+
+
+def test_batches_are_a_pure_function_of_seed_and_index():
+    plan = BatchPlan(n_instance=5, n_class=7, batch_size=2, repeats=3, flip_p=0.5, latent_shape=(4, 8, 8),
+                     noise_offset=0.1, seed=3)
+    a, b = batch_for(plan, 11), batch_for(plan, 11)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert not torch.equal(a["noise"], batch_for(plan, 12)["noise"])
+    # over one shuffle epoch (5 images x 3 repeats = 15 picks) every instance image comes exactly 3 times
+    picks = torch.cat([batch_for(plan, k)["instance"] for k in range(15)])
+    assert torch.bincount(picks[:15], minlength=5).tolist() == [3] * 5
+
+
+def test_learning_rate_schedules():
+    assert [lr_factor(LRSchedule.WARMUP, 4, 10, s) for s in range(5)] == [0.25, 0.5, 0.75, 1.0, 1.0]
+    cosine = [lr_factor(LRSchedule.COSINE, 2, 10, s) for s in range(10)]
+    assert cosine[:2] == [0.5, 1.0] and cosine[-1] < 0.05 and cosine == sorted(cosine[:2]) + sorted(cosine[2:])[::-1]
+    assert lr_factor(LRSchedule.CONSTANT, 0, 10, 7) == 1.0
+
+
+def test_min_snr_weights_cap_the_easy_timesteps():
+    acp = alphas_cumprod().float()[torch.tensor([0, 500, 999])]
+    w = min_snr_weights(acp, 5.0)
+    assert w[0] < 0.01 and w[2] == 1.0  # low noise (SNR huge) down-weighted; high noise untouched
+
+
+def latents_of(model, folder: Path) -> torch.Tensor:
+    from sdtrainer.dataset import list_images, load_image, to_tensor
+
+    return model.encode_images(torch.stack([to_tensor(load_image(p, 64)) for p in list_images(folder)]))
+
+
+@torch.no_grad()
+def denoising_error(model, latents: torch.Tensor, prompt: str) -> float:
+    """Fixed metric over fixed seeds: noise the images' latents at t = 100, 300, 500, 700 and measure how far
+    the model's estimate of the clean latents lands from them (mean squared error)."""
+    from ldm.tokenizer import get_tokenizer
+
+    acp, g, errors = alphas_cumprod().float(), torch.Generator().manual_seed(0), []
+    context = model.text_encoder(get_tokenizer()([prompt] * len(latents)))
+    for t in (100, 300, 500, 700):
+        a, noise = acp[t], torch.randn(latents.shape, generator=g)
+        noisy = a.sqrt() * latents + (1 - a).sqrt() * noise
+        eps = model.unet(noisy, torch.full((len(latents),), t), context)
+        errors.append((((noisy - (1 - a).sqrt() * eps) / a.sqrt() - latents) ** 2).mean().item())
+    return sum(errors) / len(errors)
+
+
+def test_training_learns_the_subject_and_prior_preservation_keeps_the_class(demo_file, subject_photos, class_photos,
+                                                                              tmp_path):
+    """The subject (vertical stripes) is learnt; with class images (horizontal stripes, lambda = 1) the model
+    keeps the class measurably better than the same run without them (lambda = 0): the prior drift the old
+    repos' users saw, and its remedy."""
+    base, _ = load_model(demo_file)
+    subject, kind = latents_of(base, subject_photos), latents_of(base, class_photos)
+    models = {}
+    for weight in (0.0, 1.0):
+        cfg = config(demo_file, subject_photos, class_photos if weight else None, steps=100, save_every=0,
+                     preview_every=0, save_half=False, prior_loss_weight=weight)
+        result, _ = train(cfg, tmp_path / f"prior{weight:g}")
+        models[weight], _ = load_model(result.model_file)
+    before = denoising_error(base, subject, "ohwx thing")
+    assert denoising_error(models[0.0], subject, "ohwx thing") < 0.2 * before
+    without_prior = denoising_error(models[0.0], kind, "thing")
+    with_prior = denoising_error(models[1.0], kind, "thing")
+    assert with_prior < 0.85 * without_prior, (with_prior, without_prior)
