@@ -21,7 +21,8 @@ Usage::
     if not report.ok:
         ...  # show report.reasons and stop
 
-    exit_code = run_preflight(20, "24gb", other_presets={"12gb": 11, "8gb": 7.5})  # 0 go, 1 refuse
+`python -m sdtrainer preflight` prints the report for a preset (sdtrainer.session.gate_report) and
+exits 1 when it would refuse.
 
 Tests pass a fake :class:`GpuProbe`; :class:`NvmlProbe` is the real one. ``device_index`` is the
 NVML index, which matches PyTorch's ``cuda:N`` on a one-GPU machine (NVML ignores
@@ -285,20 +286,6 @@ def cpu_warning(model_is_tiny: bool) -> str | None:
         "Training Stable Diffusion v1 on the CPU is impractical: one run takes days, where an NVIDIA "
         "GPU takes minutes to an hour. Use --device cpu only with the demo model."
     )
-
-
-def run_preflight(
-    preset_required_gib: float,
-    preset_name: str,
-    other_presets: Mapping[str, float] | None = None,
-    min_total_gib: float = DEFAULT_MIN_TOTAL_GIB,
-    device_index: int = 0,
-    probe: GpuProbe | None = None,
-) -> int:
-    """``python -m sdtrainer preflight``: print the report; return 0 if training could start, else 1."""
-    report = check_gpu(preset_required_gib, preset_name, other_presets, min_total_gib, device_index, probe)
-    print(report.format())
-    return 0 if report.ok else 1
 
 
 @dataclass
