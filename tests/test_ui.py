@@ -481,3 +481,13 @@ def test_refresh_lists_picks_up_a_real_model_and_drops_the_demo(app, client, dem
         real.unlink()
     assert refresh(str(real), str(real), str(real), [str(real)], None, "gone", None) == [
         demo_model, demo_model, demo_model, [], None, None, None]
+
+
+def test_plots_keep_numeric_axes_before_the_first_step():
+    import gradio as gr
+
+    from sdtrainer.ui.training_tab import plot_frame
+
+    plot = gr.LinePlot(x="step", y="value", color="series")
+    for rows in ([], [{"step": 1, "value": 0.5, "series": "loss"}]):
+        assert plot.postprocess(plot_frame(rows)).datatypes["value"] == "quantitative"

@@ -370,12 +370,12 @@ class TrainingTab:
     def loss_frame(self, snap: SessionState, say: Say) -> pd.DataFrame:
         rows = [{"step": s, "value": loss, "series": say("tr_series_loss")} for s, loss, _ in snap.history]
         rows += [{"step": s, "value": prior, "series": say("tr_series_prior")} for s, _, prior in snap.history]
-        return pd.DataFrame(rows, columns=["step", "value", "series"])
+        return plot_frame(rows)
 
     def vram_frame(self, snap: SessionState, say: Say) -> pd.DataFrame:
         rows = [{"step": s, "value": alloc, "series": say("tr_series_allocated")} for s, alloc, _ in snap.vram]
         rows += [{"step": s, "value": reserved, "series": say("tr_series_reserved")} for s, _, reserved in snap.vram]
-        return pd.DataFrame(rows, columns=["step", "value", "series"])
+        return plot_frame(rows)
 
     def preview_items(self, snap: SessionState, say: Say):
         """Newest step first; within a step, prompt by prompt and seed by seed, one row per step."""
@@ -384,3 +384,9 @@ class TrainingTab:
         items = [(str(p.path), say("tr_preview_caption", step=p.step, prompt=p.prompt, seed=p.seed))
                  for p in order if Path(p.path).is_file()]
         return gr.update(value=items, columns=min(per_step, 6))
+
+
+def plot_frame(rows: list[dict]) -> pd.DataFrame:
+    """Typed columns even when empty: an untyped empty frame makes the plot's axes categorical for good."""
+    frame = pd.DataFrame(rows, columns=["step", "value", "series"])
+    return frame.astype({"step": "int64", "value": "float64", "series": "str"})
