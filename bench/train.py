@@ -1,0 +1,298 @@
+"""Training and sampling speed of each preset against a diffusers-style reference (issue 5).
+
+    python bench/train.py                          # on the GPU: full SD v1, 512 px, every job
+    python bench/train.py --tiny --device cpu      # the same code on the tiny model, seconds, no GPU
+    python bench/train.py --jobs train:24gb+compile=false reference:train   # chosen jobs (+key=value overrides)
+
+Jobs (each in its own process on the GPU, so peaks and compile caches don't leak between them):
+  train:<preset>      our training path: DreamBoothModule + the Trainer from build_trainer, on synthetic
+                      cached latents (5 instance, 20 class; batch 1 + 1 class image), random weights
+  reference:train     bench/reference.py, fp32 and torch AdamW (compared with 24gb and 12gb)
+  reference:lowmem    bench/reference.py, bf16 + gradient checkpointing + AdamW8bit (compared with 8gb)
+  sampling[:graph]    our sampler, fp16, CFG 7, euler_a 20 steps, VAE decode ([:graph]: CUDA graph)
+  reference:sampling  diffusers UNet + VAE in fp16, the same loop as StableDiffusionPipeline
+
+Peak VRAM is PyTorch's maximum reserved memory over the job (what the card must hold, without the
+~0.5 GiB CUDA context); max allocated is in the details file. Writes <out>/latest.json and
+<out>/train-<date>-<device>.json (the schema of issue 5), and <out>/train-<date>-<device>-details.json
+(every job's raw numbers, the command). `python bench/readme_table.py` puts latest.json in the README.
+`--merge DETAILS` keeps the jobs of an earlier run on the same device that this run does not repeat
+(after a change that touches one preset, re-run its job alone); they are listed under merged_jobs.
+"""
+import argparse
+import datetime
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+from bench import reference  # noqa: E402
+from bench.reference import peaks, reset_peak, synchronize  # noqa: E402
+
+PRESETS = ("24gb", "12gb", "8gb")
+RESULT_MARK = "BENCH-RESULT "
+REFERENCE_FOR = {"24gb": "reference:train", "12gb": "reference:train", "8gb": "reference:lowmem"}
+
+
+def default_jobs(device: str) -> list[str]:
+    sampling = ["sampling", "sampling:graph"] if device == "cuda" else ["sampling"]
+    return ([f"train:{p}" for p in PRESETS] + ["reference:train", "reference:lowmem"] + sampling
+            + ["reference:sampling"])
+
+
+# ---------------------------------------------------------------------------------------------------
+# Our training path
+# ---------------------------------------------------------------------------------------------------
+
+def synthetic_data(sd_cfg, size: int):
+    """CachedData as cache_data makes it: 5 instance and 20 class latents (plain and mirrored), 2 captions."""
+    from sdtrainer.trainer import CachedData
+
+    g = torch.Generator().manual_seed(0)
+    shape = (sd_cfg.unet.in_channels, size // sd_cfg.latent_factor, size // sd_cfg.latent_factor)
+    return CachedData(instance_latents=torch.randn((5, 2, *shape), generator=g),
+                      class_latents=torch.randn((20, 2, *shape), generator=g),
+                      instance_rows=torch.zeros(5, dtype=torch.long), class_rows=torch.ones(20, dtype=torch.long),
+                      conds=torch.randn((2, 77, sd_cfg.text.width), generator=g))
+
+
+def bench_config(preset: str, device: str, size: int, total_steps: int, overrides: list[str]):
+    from sdtrainer.config import load_config
+
+    values = {"model": "(random weights)", "images": "(synthetic latents)", "token": "sks", "class_word": "person",
+              "device": device, "resolution": size, "steps": total_steps, "save_every": 0, "preview_every": 0,
+              "preview_prompts": []}
+    return load_config(preset, values=values, overrides=overrides)
+
+
+def cpu_fallbacks(cfg, device: str) -> list[str]:
+    """On the CPU only: settings a laptop may lack (bitsandbytes) are swapped, and said so."""
+    notes = []
+    if device == "cpu" and cfg.optimizer.value == "adamw8bit":
+        try:
+            import bitsandbytes  # noqa: F401
+        except ImportError:
+            notes.append("optimizer=adamw")
+    return notes
+
+
+def build_training_model(sd_cfg, device: str):
+    """Random fp32 weights; on a GPU the frozen VAE and text encoder in fp16, as load_base_model does."""
+    from ldm.model import StableDiffusion
+
+    from bench.sampling import no_zero_weights_
+
+    torch.manual_seed(0)
+    with torch.device(device):
+        model = no_zero_weights_(StableDiffusion(sd_cfg))
+    if device == "cuda":
+        model.vae.half()
+        model.text_encoder.half()
+    return model.eval()
+
+
+def step_timer(warmup: int):
+    import pytorch_lightning as pl
+
+    class StepTimer(pl.Callback):
+        """Wall time at the end of every optimizer step (after a device sync), and the first losses."""
+
+        def __init__(self):
+            self.marks, self.losses, self.started = [], [], 0.0
+
+        def on_train_start(self, trainer, module):
+            synchronize(module.device)
+            self.started = time.perf_counter()
+
+        def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx):
+            if module.stepped:
+                synchronize(module.device)
+                self.marks.append(time.perf_counter())
+                self.losses.append(float(outputs["loss"]))
+
+        def result(self, steps: int) -> dict:
+            return {"it_per_s": steps / (self.marks[-1] - self.marks[warmup - 1]),
+                    "first_step_s": self.marks[0] - self.started, "losses": self.losses[:5]}
+
+    return StepTimer()
+
+
+def time_training(preset: str, overrides: list[str], args) -> dict:
+    import pytorch_lightning as pl
+
+    from sdtrainer.trainer import (Controller, DreamBoothModule, MetricsReporter, PreviewMaker, RunControl, RunPaths,
+                                   build_trainer, quiet_lightning)
+
+    cfg = bench_config(preset, args.device, args.size, args.warmup + args.steps, overrides)
+    notes = cpu_fallbacks(cfg, args.device)
+    if notes:
+        cfg = bench_config(preset, args.device, args.size, args.warmup + args.steps, overrides + notes)
+    model = build_training_model(args.sd_cfg, args.device)
+    data = synthetic_data(args.sd_cfg, args.size)
+    with tempfile.TemporaryDirectory() as tmp:
+        paths = RunPaths(Path(tmp) / "bench")
+        paths.make()
+        timer = step_timer(args.warmup)
+        callbacks = [MetricsReporter(paths.metrics, lambda e: None, cfg.steps), PreviewMaker(cfg, paths, lambda e: None),
+                     Controller(RunControl(), lambda e: None), timer]
+        quiet_lightning()
+        pl.seed_everything(cfg.seed, verbose=False)
+        trainer = build_trainer(cfg, callbacks)
+        reset_peak(torch.device(args.device))
+        trainer.fit(DreamBoothModule(cfg, model, data))
+    return {**timer.result(args.steps), **peaks(torch.device(args.device)), "cpu_fallbacks": notes,
+            "precision": cfg.precision.value, "optimizer": cfg.optimizer.value,
+            "gradient_checkpointing": cfg.gradient_checkpointing, "compile": cfg.compile}
+
+
+# ---------------------------------------------------------------------------------------------------
+# Jobs
+# ---------------------------------------------------------------------------------------------------
+
+def run_job(job: str, args) -> dict:
+    """One measurement, in this process."""
+    name, *overrides = job.split("+")
+    kind, _, variant = name.partition(":")
+    device = torch.device(args.device)
+    if kind == "train":
+        return time_training(variant, overrides, args)
+    if kind == "sampling":
+        from bench.sampling import build_model, measure
+
+        model = build_model(args.sd_cfg, args.device)
+        reset_peak(device)
+        return {**measure(model, args.sample_steps, args.images, args.size, cuda_graph=variant == "graph"),
+                **peaks(device)}
+    ref_cfg = reference.TINY_DIFFUSERS if args.tiny else reference.SD_V1_DIFFUSERS
+    unet, vae, text = reference.build_reference(ref_cfg, args.device)
+    if variant in ("train", "lowmem"):
+        return reference.time_reference_training(unet, vae, text, lowmem=variant == "lowmem", steps=args.steps,
+                                                 warmup=args.warmup, size=args.size)
+    if variant == "sampling":
+        return reference.time_reference_sampling(unet, vae, text, args.sample_steps, args.images, args.size)
+    raise ValueError(f"Unknown job {job!r}; see `python bench/train.py --help`.")
+
+
+def run_isolated(job: str, argv: list[str], timeout: float) -> dict:
+    """run_job in a child process; a failure comes back as {"error": ...} and the other jobs go on."""
+    started = time.perf_counter()
+    proc = subprocess.run([sys.executable, __file__, *argv, "--job", job], stdout=subprocess.PIPE, text=True,
+                          timeout=timeout, cwd=ROOT)
+    lines = [line for line in proc.stdout.splitlines() if line.startswith(RESULT_MARK)]
+    if proc.returncode or not lines:
+        return {"error": f"exit code {proc.returncode}", "output_tail": proc.stdout[-2000:]}
+    return {**json.loads(lines[-1][len(RESULT_MARK):]), "job_seconds": time.perf_counter() - started}
+
+
+def run_safely(job: str, args) -> dict:
+    try:
+        return run_job(job, args)
+    except Exception as e:  # noqa: BLE001 - a failed job is recorded; the others still run
+        return {"error": f"{type(e).__name__}: {e}"}
+
+
+# ---------------------------------------------------------------------------------------------------
+# Results
+# ---------------------------------------------------------------------------------------------------
+
+def summarize(jobs: dict[str, dict], date: str, device_name: str) -> dict:
+    """The schema of issue 5: per preset it/s, peak (reserved) GiB, reference it/s, speedup; sampling."""
+    def speedup(ours: float | None, ref: float | None) -> float | None:
+        return round(ours / ref, 2) if ours and ref else None
+
+    train = {}
+    for preset in PRESETS:
+        ours, ref = jobs.get(f"train:{preset}", {}), jobs.get(REFERENCE_FOR[preset], {})
+        train[preset] = {"it_per_s": rounded(ours.get("it_per_s")), "peak_vram_gib": rounded(ours.get("peak_reserved_gib")),
+                         "reference_it_per_s": rounded(ref.get("it_per_s")),
+                         "speedup_vs_reference": speedup(ours.get("it_per_s"), ref.get("it_per_s"))}
+    ours = jobs.get("sampling:graph") or jobs.get("sampling", {})
+    ref = jobs.get("reference:sampling", {})
+    sampling = {"it_per_s": rounded(ours.get("it_per_s")), "reference_it_per_s": rounded(ref.get("it_per_s")),
+                "speedup_vs_reference": speedup(ours.get("it_per_s"), ref.get("it_per_s")),
+                "seconds_per_image": rounded(ours.get("seconds_per_image"), 3)}
+    return {"date": date, "device": device_name, "torch": torch.__version__, "train": train, "sampling": sampling}
+
+
+def rounded(x: float | None, digits: int = 2) -> float | None:
+    return None if x is None else round(x, digits)
+
+
+def write_results(summary: dict, details: dict, out: Path) -> list[Path]:
+    out.mkdir(parents=True, exist_ok=True)
+    stem = f"train-{summary['date']}-{summary['device'].replace(' ', '_')}"
+    paths = [out / "latest.json", out / f"{stem}.json", out / f"{stem}-details.json"]
+    for path, data in zip(paths, (summary, summary, details)):
+        path.write_text(json.dumps(data, indent=1) + "\n")
+    return paths
+
+
+def table(summary: dict) -> str:
+    rows = [f"{p:>6}: {r['it_per_s']} it/s (reference {r['reference_it_per_s']}, x{r['speedup_vs_reference']}), "
+            f"peak {r['peak_vram_gib']} GiB" for p, r in summary["train"].items()]
+    s = summary["sampling"]
+    rows.append(f"sample: {s['it_per_s']} it/s (reference {s['reference_it_per_s']}, x{s['speedup_vs_reference']}), "
+                f"{s['seconds_per_image']} s/image")
+    return "\n".join(rows)
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
+    parser.add_argument("--tiny", action="store_true", help="the tiny model (64 px) instead of SD v1 (512 px)")
+    parser.add_argument("--device", default="cuda", choices=["cuda", "cpu"])
+    parser.add_argument("--jobs", nargs="*", help="default: every job of the docstring")
+    parser.add_argument("--steps", type=int, default=None, help="timed training steps (default 30; tiny 3)")
+    parser.add_argument("--warmup", type=int, default=None, help="untimed steps first (default 8; tiny 1)")
+    parser.add_argument("--sample-steps", type=int, default=20)
+    parser.add_argument("--images", type=int, default=3, help="timed sampling images (after one warm-up)")
+    parser.add_argument("--in-process", action="store_true", help="run the jobs in this process (CPU tests)")
+    parser.add_argument("--date", default=datetime.date.today().isoformat())
+    parser.add_argument("--out", default=str(ROOT / "bench" / "results"))
+    parser.add_argument("--merge", help="a details file of an earlier run on the same device: its jobs that this run "
+                                        "does not repeat are kept (listed under merged_jobs)")
+    parser.add_argument("--job", help=argparse.SUPPRESS)  # one job, in a child process
+    args = parser.parse_args(argv)
+    args.steps = args.steps or (3 if args.tiny else 30)
+    args.warmup = args.warmup or (1 if args.tiny else 8)
+    args.size = 64 if args.tiny else 512
+    from ldm.model import SD_V1, TINY
+
+    args.sd_cfg = TINY if args.tiny else SD_V1
+    return args
+
+
+def main(argv: list[str] | None = None) -> dict:
+    argv = sys.argv[1:] if argv is None else argv
+    args = parse_args(argv)
+    if args.job:
+        print(RESULT_MARK + json.dumps(run_job(args.job, args)), flush=True)
+        return {}
+    child_argv = ["--device", args.device, "--steps", str(args.steps), "--warmup", str(args.warmup),
+                  "--sample-steps", str(args.sample_steps), "--images", str(args.images)] + ["--tiny"] * args.tiny
+    device_name = torch.cuda.get_device_name() if args.device == "cuda" else "cpu"
+    earlier = json.loads(Path(args.merge).read_text()) if args.merge else {"jobs": {}}
+    jobs = {}
+    for job in args.jobs or default_jobs(args.device):
+        print(f"[bench] {job} ...", file=sys.stderr, flush=True)
+        jobs[job] = run_safely(job, args) if args.in_process else run_isolated(job, child_argv, timeout=480)
+        print(f"[bench] {job}: {json.dumps(jobs[job])[:400]}", file=sys.stderr, flush=True)
+        kept = {k: v for k, v in {**earlier.get("merged_jobs", {}), **earlier["jobs"]}.items() if k not in jobs}
+        summary = summarize({**kept, **jobs}, args.date, device_name)
+        details = {**summary, "command": "python bench/train.py " + " ".join(argv), "model": args.sd_cfg.name,
+                   "size": args.size, "timed_steps": args.steps, "warmup_steps": args.warmup, "jobs": jobs,
+                   "merged_jobs": {k: {"command": earlier.get("command"), **v} for k, v in kept.items()}}
+        paths = write_results(summary, details, Path(args.out))  # after every job: a killed run keeps its numbers
+    print(f"[bench] wrote {', '.join(str(p) for p in paths)}", file=sys.stderr)
+    print(table(summary))
+    return details
+
+
+if __name__ == "__main__":
+    main()
