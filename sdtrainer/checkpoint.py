@@ -42,6 +42,7 @@ from ldm.model import SD_V1, TINY, SDConfig, StableDiffusion
 from ldm.schedule import ddpm_buffers
 from ldm.text_encoder import TextEncoderConfig
 from ldm.unet import UNetConfig
+from sdtrainer.messages import Message, message_of
 
 UNET_PREFIX = "model.diffusion_model."
 VAE_PREFIX = "first_stage_model."
@@ -57,7 +58,7 @@ EXAMPLE_CHECKPOINT = "v1-5-pruned-emaonly.safetensors"
 SAFETENSORS_SUFFIXES = (".safetensors",)
 PICKLE_SUFFIXES = (".ckpt", ".pt", ".pth")
 KNOWN_CONFIGS = (SD_V1, TINY)
-NEED_SD_V1 = f"sdtrainer needs a Stable Diffusion v1 single-file checkpoint such as {EXAMPLE_CHECKPOINT}"
+NEED_SD_V1 = Message("ckpt_need_sd_v1", example=EXAMPLE_CHECKPOINT)
 
 
 # torch keeps the weights_only allow-list in one process-wide set; reads in two threads must not
@@ -108,16 +109,14 @@ def read_metadata(path: str | Path) -> dict[str, str]:
 
 def _readable_file(path: Path) -> Path:
     if path.is_dir():
-        hint = " (a diffusers folder)" if (path / "model_index.json").exists() else ""
-        raise CheckpointError(f"{path} is a folder{hint}; choose a single-file .safetensors or .ckpt checkpoint.")
+        diffusers = (path / "model_index.json").exists()
+        raise CheckpointError(Message("ckpt_diffusers_folder" if diffusers else "ckpt_folder", path=path))
     if not path.exists():
-        raise CheckpointError(f"Checkpoint not found: {path}. Check the path.")
+        raise CheckpointError(Message("ckpt_not_found", path=path))
     if path.suffix.lower() not in SAFETENSORS_SUFFIXES + PICKLE_SUFFIXES:
-        raise CheckpointError(f"{path.name}: unsupported file type '{path.suffix}'; "
-                              "use a .safetensors or .ckpt single-file checkpoint.")
+        raise CheckpointError(Message("ckpt_file_type", name=path.name, suffix=path.suffix))
     if path.stat().st_size == 0:
-        raise CheckpointError(f"{path.name} is empty (0 bytes); the download or save did not finish. "
-                              "Download it again.")
+        raise CheckpointError(Message("ckpt_empty", name=path.name))
     return path
 
 
@@ -132,9 +131,9 @@ def _safetensors_errors(path: Path):
     try:
         yield
     except (SafetensorError, OSError) as e:
-        hint = _renamed_hint(path) or "it is probably truncated or corrupt: download it again."
-        raise CheckpointError(f"{path.name} is not a readable .safetensors file ({_first_sentence(e)}); {hint}") \
-            from None
+        hint = _renamed_hint(path) or Message("ckpt_hint_corrupt")
+        raise CheckpointError(Message("ckpt_bad_safetensors", name=path.name, reason=_first_sentence(e),
+                                      hint=hint)) from None
 
 
 def _read_pickle(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
@@ -145,21 +144,19 @@ def _read_pickle(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
     except pickle.UnpicklingError as e:
         raise CheckpointError(_refused_message(path, e)) from None
     except Exception as e:  # noqa: BLE001 - a parser fed arbitrary bytes can fail in any way; all mean "unreadable"
-        reason = _first_sentence(e)
-        hint = _renamed_hint(path) or "it is probably truncated or corrupt: download it again."
-        raise CheckpointError(f"{path.name} is not a readable PyTorch checkpoint ({reason}); {hint}") from None
+        hint = _renamed_hint(path) or Message("ckpt_hint_corrupt")
+        raise CheckpointError(Message("ckpt_bad_pickle", name=path.name, reason=_first_sentence(e), hint=hint)) \
+            from None
     return _unwrap(path, obj)
 
 
-def _refused_message(path: Path, error: pickle.UnpicklingError) -> str:
+def _refused_message(path: Path, error: pickle.UnpicklingError) -> Message:
     found = re.search(r"GLOBAL ([\w.]+)|unrecognized function (\S+)|but got <class '([\w.]+)'>", str(error))
     if found is None and "global" not in str(error).lower():
-        hint = _renamed_hint(path) or "it is probably truncated or corrupt: download it again."
-        return f"{path.name} is not a readable PyTorch checkpoint (unexpected pickle data); {hint}"
-    what = f"`{next(g for g in found.groups() if g)}`" if found else "code outside the weights"
-    return (f"{path.name} tries to run code: its pickle asks for {what}, which a checkpoint does not need. "
-            "It was refused and nothing in it ran. Use a .safetensors version of this model, "
-            "or get the file from a source you trust.")
+        hint = _renamed_hint(path) or Message("ckpt_hint_corrupt")
+        return Message("ckpt_bad_pickle", name=path.name, reason=Message("ckpt_unexpected_pickle"), hint=hint)
+    what = f"`{next(g for g in found.groups() if g)}`" if found else Message("ckpt_code_outside")
+    return Message("ckpt_runs_code", name=path.name, what=what)
 
 
 def _first_sentence(error: BaseException) -> str:
@@ -167,14 +164,14 @@ def _first_sentence(error: BaseException) -> str:
     return text.split(". ")[0][:160]
 
 
-def _renamed_hint(path: Path) -> str:
+def _renamed_hint(path: Path) -> Message | str:
     """Says so when a file's bytes belong to the other format (a .ckpt renamed to .safetensors...)."""
     with open(path, "rb") as f:
         head = f.read(9)
     if path.suffix.lower() in SAFETENSORS_SUFFIXES and (head.startswith(b"PK") or head[:1] == b"\x80"):
-        return "it is really a PyTorch .ckpt file: rename it to .ckpt."
+        return Message("ckpt_hint_is_ckpt")
     if path.suffix.lower() in PICKLE_SUFFIXES and len(head) == 9 and head[8:9] == b"{":
-        return "it is really a .safetensors file: rename it to .safetensors."
+        return Message("ckpt_hint_is_safetensors")
     return ""
 
 
@@ -219,13 +216,13 @@ def _allowed_globals() -> list:
 def _unwrap(path: Path, obj) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
     """Lightning's {"state_dict": ...} -> the tensors; nested dicts (embeddings) flatten to dotted keys."""
     if not isinstance(obj, dict):
-        raise CheckpointError(f"{path.name} holds a {type(obj).__name__}, not a model's weights; {NEED_SD_V1}.")
+        raise CheckpointError(Message("ckpt_not_weights", name=path.name, type=type(obj).__name__, need=NEED_SD_V1))
     metadata = obj.get(METADATA_ENTRY)
     metadata = {k: v for k, v in metadata.items() if isinstance(v, str)} if isinstance(metadata, dict) else {}
     weights = obj["state_dict"] if isinstance(obj.get("state_dict"), dict) else obj
     tensors = dict(_flatten(weights))
     if not tensors:
-        raise CheckpointError(f"{path.name} holds no tensors; {NEED_SD_V1}.")
+        raise CheckpointError(Message("ckpt_no_tensors", name=path.name, need=NEED_SD_V1))
     return tensors, metadata
 
 
@@ -295,7 +292,7 @@ def ema_from_file(sd: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     unet_keys = [k for k in sd if k.startswith(UNET_PREFIX)]
     missing = [k for k in unet_keys if _ema_key(k) not in sd]
     if len(missing) == len(unet_keys):
-        raise CheckpointError("This file has no EMA weights (model_ema.*); turn off 'use EMA' to use its weights.")
+        raise CheckpointError(Message("ckpt_no_ema"))
     if missing:
         raise CheckpointError(f"The file's EMA weights are incomplete: {len(missing)} of {len(unet_keys)} UNet "
                               f"tensors have no model_ema copy (e.g. {missing[0]}); turn off 'use EMA'.")
@@ -331,11 +328,10 @@ def detect_config(state_dict: dict[str, torch.Tensor], metadata: dict[str, str] 
     sd = {to_model_key(k): v for k, v in state_dict.items()}
     kind = _unsupported_kind(sd)
     if kind:
-        raise CheckpointError(f"This is {kind}; {NEED_SD_V1}.")
+        raise CheckpointError(Message("ckpt_unsupported", kind=kind, need=NEED_SD_V1))
     unet, text = _infer_unet(sd), _infer_text(sd)
     if unet.context_dim != text.width:
-        raise CheckpointError(f"The text encoder's width ({text.width}) does not match the UNet's context width "
-                              f"({unet.context_dim}): the file mixes parts of different models; {NEED_SD_V1}.")
+        raise CheckpointError(Message("ckpt_mixed_parts", text=text.width, context=unet.context_dim, need=NEED_SD_V1))
     inferred = _known_or_custom(SDConfig(name="custom", unet=unet, vae=_infer_vae(sd), text=text))
     stored = _config_from_metadata(metadata or {})
     return stored if stored is not None and _same_shapes(stored, inferred) else inferred
@@ -352,48 +348,46 @@ def _unsupported_kind(sd: dict[str, torch.Tensor]) -> str | None:
         return any(k.startswith(prefixes) for k in keys)
 
     if has("lora_", "lora.", "hada_", "lokr_"):
-        return "a LoRA/LyCORIS file (an add-on for a model, not a model)"
+        return Message("kind_lora")
     if has("string_to_param", "emb_params") or {"clip_l", "clip_g"} & set(keys):
-        return "a textual-inversion embedding (a text-encoder add-on, not a model)"
+        return Message("kind_embedding")
     if starts("conditioner.embedders."):
-        return "an SDXL checkpoint"
+        return Message("kind_sdxl")
     if starts("cond_stage_model.model."):
-        return "a Stable Diffusion 2.x checkpoint (OpenCLIP text encoder)"
+        return Message("kind_sd2")
     if not starts(UNET_PREFIX) and has("down_blocks.", "mid_block.", "up_blocks.", "time_embedding."):
-        return ("a diffusers-format file (one part of a diffusers folder); "
-                "use a single-file .safetensors/.ckpt instead")
+        return Message("kind_diffusers_part")
     if starts(UNET_PREFIX):
         return _unsupported_unet(sd)
     if starts("encoder.", "decoder."):
-        return "a VAE alone (no UNet or text encoder)"
-    parts = [name for name, prefixes in (("VAE", (VAE_PREFIX,)),
-                                         ("text encoder", ("cond_stage_model.", "text_model.", "transformer.")))
-             if starts(*prefixes)]
-    if parts:
-        return f"a {' and '.join(parts)}{' alone' if len(parts) == 1 else ''} without a UNet"
-    return "not a Stable Diffusion model (it has no model.diffusion_model.* weights)"
+        return Message("kind_vae")
+    vae, text = starts(VAE_PREFIX), starts("cond_stage_model.", "text_model.", "transformer.")
+    if vae or text:
+        return Message("kind_vae_text_no_unet" if vae and text else "kind_vae_no_unet" if vae else "kind_text_no_unet")
+    return Message("kind_not_sd")
 
 
-def _unsupported_unet(sd: dict[str, torch.Tensor]) -> str | None:
+def _unsupported_unet(sd: dict[str, torch.Tensor]) -> Message | None:
     context = _shape(sd, UNET_PREFIX + "middle_block.1.transformer_blocks.0.attn2.to_k.weight")[1]
     in_channels = _shape(sd, UNET_PREFIX + "input_blocks.0.0.weight")[1]
     if context == 1024:
-        return "a Stable Diffusion 2.x checkpoint (context width 1024)"
+        return Message("kind_sd2_context")
     if context in (1280, 2048) or UNET_PREFIX + "label_emb.0.0.weight" in sd:
-        return f"an SDXL checkpoint (context width {context})"
+        return Message("kind_sdxl_context", context=context)
     if in_channels in (8, 9):
-        what = "an inpainting" if in_channels == 9 else "an instruct-pix2pix"
-        return f"{what} model (UNet input has {in_channels} channels, SD v1 has 4)"
+        return Message("kind_inpainting" if in_channels == 9 else "kind_pix2pix", channels=in_channels)
     if in_channels != 4:
-        return f"an unknown UNet with {in_channels} input channels (SD v1 has 4)"
-    lacking = [name for name, prefix in (("VAE", VAE_PREFIX), ("text encoder", TEXT_PREFIX))
-               if not any(k.startswith(prefix) for k in sd)]
-    return f"a UNet without its {' and '.join(lacking)}" if lacking else None
+        return Message("kind_unknown_unet", channels=in_channels)
+    no_vae, no_text = (not any(k.startswith(prefix) for k in sd) for prefix in (VAE_PREFIX, TEXT_PREFIX))
+    if no_vae or no_text:
+        return Message("kind_unet_no_vae_text" if no_vae and no_text else "kind_unet_no_vae" if no_vae else
+                       "kind_unet_no_text")
+    return None
 
 
 def _shape(sd: dict[str, torch.Tensor], key: str) -> tuple[int, ...]:
     if key not in sd:
-        raise CheckpointError(f"The file lacks {key}, so its architecture cannot be read; {NEED_SD_V1}.")
+        raise CheckpointError(Message("ckpt_lacks_key", key=key, need=NEED_SD_V1))
     return tuple(sd[key].shape)
 
 
@@ -500,7 +494,7 @@ def load_model(path: str | Path, device: str | torch.device = "cpu", dtype: torc
     try:
         config = detect_config(raw, metadata)
     except CheckpointError as e:
-        raise CheckpointError(f"{path.name}: {e}") from None
+        raise CheckpointError(Message("ckpt_in_file", name=path.name, error=message_of(e))) from None
     info = _info(path, raw, config, metadata)
     # 2. module keys, target dtype and device
     sd = normalize_state_dict(raw, use_ema=use_ema)
@@ -543,8 +537,8 @@ def _check_keys(path: Path, config: SDConfig, model: nn.Module, sd: dict[str, to
         parts = [f"{len(items)} {what}: {', '.join(items[:10])}{', ...' if len(items) > 10 else ''}"
                  for what, items in (("missing", missing), ("unexpected", unexpected), ("with other shapes", wrong))
                  if items]
-        raise CheckpointError(f"{path.name} does not match the {config.name} architecture ({'; '.join(parts)}). "
-                              f"It is damaged or a different model; {NEED_SD_V1}.")
+        raise CheckpointError(Message("ckpt_mismatch", name=path.name, config=config.name, parts="; ".join(parts),
+                                      need=NEED_SD_V1))
 
 
 def _fill_unsaved_buffers(model: nn.Module, device: torch.device) -> None:
@@ -589,11 +583,11 @@ def save_checkpoint(model_or_state_dict: nn.Module | dict[str, torch.Tensor], pa
 def _output_path(path: Path) -> Path:
     path = path if path.suffix else path.with_suffix(".safetensors")
     if path.suffix.lower() not in SAFETENSORS_SUFFIXES + PICKLE_SUFFIXES:
-        raise CheckpointError(f"Cannot save as '{path.suffix}': name the file .safetensors (or .ckpt).")
+        raise CheckpointError(Message("ckpt_save_suffix", suffix=path.suffix))
     if path.is_dir():
         raise CheckpointError(f"{path} is a folder; give a file name such as {path / 'model.safetensors'}.")
     if not path.parent.is_dir():
-        raise CheckpointError(f"The folder {path.parent} does not exist; create it or choose another.")
+        raise CheckpointError(Message("ckpt_no_folder", folder=path.parent))
     return path
 
 
@@ -637,8 +631,7 @@ def _write_atomic(path: Path, tensors: dict[str, torch.Tensor], metadata: dict[s
         if e.errno == errno.ENOSPC:
             raise _no_space(path, needed, shutil.disk_usage(path.parent).free) from None
         if isinstance(e, PermissionError):
-            raise CheckpointError(f"Cannot write {path}: permission denied; choose a folder you can write to.") \
-                from None
+            raise CheckpointError(Message("ckpt_permission", path=path)) from None
         raise
     finally:
         tmp.unlink(missing_ok=True)
@@ -658,5 +651,5 @@ def _fsync(path: Path) -> None:
 
 
 def _no_space(path: Path, needed: int, free: int) -> CheckpointError:
-    return CheckpointError(f"Not enough disk space to save {path.name}: it needs about {needed / 1e9:.2f} GB and "
-                           f"{path.parent} has {free / 1e9:.2f} GB free. Free some space or choose another folder.")
+    return CheckpointError(Message("ckpt_no_space", name=path.name, needed=f"{needed / 1e9:.2f}", folder=path.parent,
+                                   free=f"{free / 1e9:.2f}"))

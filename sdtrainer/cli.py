@@ -31,11 +31,12 @@ def run_generate(args) -> int:
 
     if not Path(args.model).is_file():
         raise ValueError(f"model file not found: {args.model}")
-    model, info = ModelCache().get(Path(args.model))
+    cache = ModelCache()
+    model, info = cache.get(Path(args.model))
     params = GenerationParams(prompt=args.prompt, negative_prompt=args.negative, sampler=args.sampler,
                               steps=args.steps, cfg_scale=args.cfg, seed=args.seed, width=args.width,
                               height=args.height, batch_size=args.batch, eta=args.eta)
-    results = generate(model, params, model_name=Path(args.model).stem)
+    results = generate(model, params, model_name=Path(args.model).stem, unet=cache.sampling_unet())
     for path in save_images(results, Path(args.out)):
         print(path)
     return 0

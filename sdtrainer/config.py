@@ -23,6 +23,7 @@ from omegaconf.errors import ConfigKeyError, OmegaConfBaseException
 
 from ldm.samplers import SamplerName
 from sdtrainer.dataset import Crop
+from sdtrainer.messages import Message
 
 PRESETS_DIR = Path(__file__).resolve().parent.parent / "configs" / "train"
 DEFAULT_PRESET = "24gb"
@@ -80,13 +81,29 @@ class Device(str, Enum):
 
 
 @dataclass
+class Concept:
+    """One subject of a run with several (the `concepts` list); the single-subject fields make one too."""
+
+    token: str = ""  # rare word that will stand for this subject, e.g. "effy"
+    class_word: str = ""  # what it is, e.g. "dog"; its captions are "<token> <class_word>"
+    images: str = ""  # folder of its photos (captions: .txt beside an image, `@` file-name template, or default)
+    reg_images: Optional[str] = None  # folder of class images for its prior term; None: the run's reg_images
+    #                                   (its <class_word>/ sub-folder, or its root for the run's class_word),
+    #                                   else `class_images` generated
+    class_images: Optional[int] = None  # class images to generate; None: the run's class_images
+    repeats: int = 1  # its share of the picks: repeats / sum of all repeats (1 each: every subject equally often,
+    #                   whatever its photo count)
+
+
+@dataclass
 class TrainConfig:
     # --- what to learn
     preset: str = DEFAULT_PRESET  # the preset this config started from (sets the VRAM gate and the OOM advice)
     model: str = ""  # base SD v1 checkpoint (.safetensors or .ckpt)
-    images: str = ""  # folder with 5-20 photos of the subject
+    images: str = ""  # folder with 5-20 photos of the subject; sub-folders <token>/<class>/ add more subjects
     token: str = ""  # rare word that will stand for the subject, e.g. "joepenna"
     class_word: str = ""  # what the subject is, e.g. "person"; captions are "<token> <class_word>"
+    concepts: list[Concept] = field(default_factory=list)  # more subjects trained in the same run (see Concept)
     reg_images: Optional[str] = None  # folder of regularization images of the bare class; None: generate them
     class_images: int = 200  # class images to generate with the base model when reg_images is None
     class_images_dir: Optional[str] = None  # where generated class images go (None: <run>/class_images); share
@@ -94,7 +111,8 @@ class TrainConfig:
     class_image_steps: int = 30  # sampler steps per generated class image
     # --- data
     resolution: int = 512  # training squares, pixels
-    repeats: int = 1  # instance images per shuffle epoch = images x repeats (each image equally often)
+    repeats: int = 1  # share of the picks of the subjects of `images` (see Concept.repeats); each photo of a
+    #                   subject is seen equally often
     flip_p: float = 0.5  # chance that a sample is mirrored left-right
     crop: Crop = Crop.CENTER  # how non-square photos become square: center or face
     # --- loss
@@ -170,7 +188,7 @@ def load_config(preset: str | None = None, yaml_path: str | Path | None = None, 
 def _read_preset(name: str) -> dict:
     path = PRESETS_DIR / f"{name}.yaml"
     if not path.is_file():
-        raise ConfigError(f"Unknown preset {name!r}; choose one of: {', '.join(preset_names())}.")
+        raise ConfigError(Message("cfg_unknown_preset", name=name, names=", ".join(preset_names())))
     return _read_yaml(path, "preset")
 
 
@@ -249,10 +267,16 @@ def save_config(cfg: TrainConfig, path: str | Path) -> Path:
 
 def check_config(cfg: TrainConfig) -> None:
     """Everything a run needs that types alone cannot say; ConfigError with what to set."""
-    for key, hint in (("model", "the base SD v1 checkpoint"), ("images", "the folder of subject photos"),
-                      ("token", "a rare word such as ohwx"), ("class_word", "e.g. person, dog, car")):
-        if not str(getattr(cfg, key)).strip():
-            raise ConfigError(f"Set {key}: {hint}.")
+    if not str(cfg.model).strip():
+        raise ConfigError("Set model: the base SD v1 checkpoint.")
+    if not cfg.images.strip() and not cfg.concepts:
+        raise ConfigError("Set images: the folder of subject photos (or list the subjects under concepts).")
+    if cfg.images.strip() and not has_subject_folders(cfg.images):
+        for key, hint in (("token", "a rare word such as ohwx"), ("class_word", "e.g. person, dog, car")):
+            if not str(getattr(cfg, key)).strip():
+                raise ConfigError(f"Set {key}: {hint}.")
+    for n, concept in enumerate(cfg.concepts):
+        _check_concept(n, concept)
     _check_ranges(cfg)
     if not cfg.cache_latents:
         raise ConfigError("cache_latents=false is not supported: the VAE is frozen, so latents are always "
@@ -261,34 +285,62 @@ def check_config(cfg: TrainConfig) -> None:
         raise ConfigError(f"Preset {cfg.preset!r} has no VRAM figure; set required_free_gib.")
 
 
+def has_subject_folders(images: str) -> bool:
+    """Whether the images folder has sub-folders (<token>/ or <token>/<class>/: more subjects)."""
+    folder = Path(images)
+    return folder.is_dir() and any(p.is_dir() and not p.name.startswith(".") for p in folder.iterdir())
+
+
+def _check_concept(n: int, concept: Concept) -> None:
+    for key in ("token", "class_word", "images"):
+        if not getattr(concept, key).strip():
+            raise ConfigError(f"concepts[{n}]: set {key}.")
+    if len(concept.token.split()) > 1:
+        raise ConfigError(f"concepts[{n}]: the token {concept.token!r} must be one word without spaces.")
+    if concept.repeats < 1:
+        raise ConfigError(f"concepts[{n}].repeats must be at least 1, got {concept.repeats}.")
+    if concept.class_images is not None and concept.class_images < 0:
+        raise ConfigError(f"concepts[{n}].class_images must be 0 or more, got {concept.class_images}.")
+
+
 def _check_ranges(cfg: TrainConfig) -> None:
-    rules = [
-        ("steps", cfg.steps >= 1, "at least 1"), ("learning_rate", cfg.learning_rate > 0, "above 0"),
-        ("batch_size", cfg.batch_size >= 1, "at least 1"), ("grad_accum", cfg.grad_accum >= 1, "at least 1"),
-        ("resolution", cfg.resolution >= 64 and cfg.resolution % 64 == 0, "a multiple of 64 (512 for SD v1)"),
-        ("repeats", cfg.repeats >= 1, "at least 1"), ("flip_p", 0 <= cfg.flip_p <= 1, "between 0 and 1"),
-        ("prior_loss_weight", cfg.prior_loss_weight >= 0, "0 or more"),
-        ("class_images", cfg.class_images >= 0, "0 or more"),
-        ("noise_offset", cfg.noise_offset >= 0, "0 or more"), ("min_snr_gamma", cfg.min_snr_gamma >= 0, "0 or more"),
-        ("ema_decay", 0 < cfg.ema_decay < 1, "between 0 and 1 (0.999 is usual)"),
-        ("warmup_steps", cfg.warmup_steps >= 0, "0 or more"), ("max_grad_norm", cfg.max_grad_norm >= 0, "0 or more"),
-        ("save_every", cfg.save_every >= 0, "0 or more"), ("preview_every", cfg.preview_every >= 0, "0 or more"),
-        ("preview_steps", 1 <= cfg.preview_steps <= 150, "between 1 and 150"),
-        ("text_encoder_lr", cfg.text_encoder_lr is None or cfg.text_encoder_lr > 0, "above 0 (or unset)"),
+    rules = [  # (setting, whether it is fine, the key of what it must be)
+        ("steps", cfg.steps >= 1, "at_least_1"), ("learning_rate", cfg.learning_rate > 0, "above_0"),
+        ("batch_size", cfg.batch_size >= 1, "at_least_1"), ("grad_accum", cfg.grad_accum >= 1, "at_least_1"),
+        ("resolution", cfg.resolution >= 64 and cfg.resolution % 64 == 0, "multiple_of_64"),
+        ("repeats", cfg.repeats >= 1, "at_least_1"), ("flip_p", 0 <= cfg.flip_p <= 1, "0_to_1"),
+        ("prior_loss_weight", cfg.prior_loss_weight >= 0, "0_or_more"),
+        ("class_images", cfg.class_images >= 0, "0_or_more"),
+        ("noise_offset", cfg.noise_offset >= 0, "0_or_more"), ("min_snr_gamma", cfg.min_snr_gamma >= 0, "0_or_more"),
+        ("ema_decay", 0 < cfg.ema_decay < 1, "ema_decay_range"),
+        ("warmup_steps", cfg.warmup_steps >= 0, "0_or_more"), ("max_grad_norm", cfg.max_grad_norm >= 0, "0_or_more"),
+        ("save_every", cfg.save_every >= 0, "0_or_more"), ("preview_every", cfg.preview_every >= 0, "0_or_more"),
+        ("preview_steps", 1 <= cfg.preview_steps <= 150, "1_to_150"),
+        ("text_encoder_lr", cfg.text_encoder_lr is None or cfg.text_encoder_lr > 0, "above_0_or_unset"),
     ]
     for key, ok, what in rules:
         if not ok:
-            raise ConfigError(f"{key} must be {what}, got {getattr(cfg, key)!r}.")
+            raise ConfigError(Message("cfg_must_be", key=key, what=Message(f"cfg_{what}"), value=getattr(cfg, key)))
 
 
 def uses_prior(cfg: TrainConfig) -> bool:
     """Whether class images take part: a prior weight above 0 and a reg folder or images to generate."""
-    return cfg.prior_loss_weight > 0 and (bool(cfg.reg_images) or cfg.class_images > 0)
+    sources = [(cfg.reg_images, cfg.class_images)] + [
+        (c.reg_images or cfg.reg_images, cfg.class_images if c.class_images is None else c.class_images)
+        for c in cfg.concepts]
+    return cfg.prior_loss_weight > 0 and any(bool(reg) or count > 0 for reg, count in sources)
 
 
-def preview_prompts(cfg: TrainConfig) -> list[str]:
-    """The preview prompts with {token} and {class} filled in."""
-    return [p.replace("{token}", cfg.token).replace("{class}", cfg.class_word) for p in cfg.preview_prompts]
+def preview_prompts(cfg: TrainConfig, subjects: list[tuple[str, str]] | None = None) -> list[str]:
+    """The preview prompts filled in for each subject: a prompt with {token} once per (token, class) pair,
+    a prompt with only {class} once per class word. `subjects` default: the run's token and class_word."""
+    subjects = subjects or [(cfg.token, cfg.class_word)]
+    classes = list(dict.fromkeys(c for _, c in subjects))
+    prompts = []
+    for p in cfg.preview_prompts:
+        pairs = subjects if "{token}" in p else [("", c) for c in classes] if "{class}" in p else [("", "")]
+        prompts += [p.replace("{token}", t).replace("{class}", c) for t, c in pairs]
+    return list(dict.fromkeys(prompts))
 
 
 def required_free_gib(cfg: TrainConfig) -> float:

@@ -34,6 +34,8 @@ import torch
 from PIL import Image, ImageOps
 from torch.utils.data import Dataset
 
+from sdtrainer.messages import MESSAGES as CORE_MESSAGES, Message
+
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".bmp")
 ERROR = "error"
 WARNING = "warning"
@@ -135,8 +137,7 @@ def list_images(folder: str | Path) -> list[Path]:
     """Image files directly inside ``folder``, sorted; extensions case-insensitive, hidden files ignored."""
     folder = Path(folder)
     if not folder.is_dir():
-        raise DatasetError(f"Image folder {folder} does not exist or is not a folder; choose the folder "
-                           "that holds the photos.")
+        raise DatasetError(Message("ds_folder_missing", folder=folder))
     return sorted(p for p in folder.iterdir()
                   if p.suffix.lower() in IMAGE_EXTENSIONS and not p.name.startswith(".") and p.is_file())
 
@@ -248,7 +249,7 @@ def parse_crop(crop: str | Crop) -> Crop:
     try:
         return Crop(crop)
     except ValueError:
-        raise DatasetError(f"Unknown crop {crop!r}; use one of: {', '.join(c.value for c in Crop)}.") from None
+        raise DatasetError(Message("ds_unknown_crop", crop=crop, choices=", ".join(c.value for c in Crop))) from None
 
 
 def read_rgb(path: str | Path) -> Image.Image:
@@ -550,8 +551,20 @@ def caption_from_filename(stem: str) -> str:
     return text
 
 
+def template_caption(stem: str, token: str, class_word: str) -> str | None:
+    """The caption template after ``@`` in a file name, or None: ``img-001@S_being_a_good_C`` with token
+    ``effy`` and class ``dog`` -> ``effy being a good dog`` (``_`` are spaces; the words ``S`` and ``C`` stand
+    for the token and the class word; a copy number `` (2)`` at the end is dropped)."""
+    if "@" not in stem:
+        return None
+    words = re.sub(r"\s*\(\d+\)\s*$", "", stem.split("@", 1)[1]).replace("_", " ").split()
+    text = " ".join({"S": token, "C": class_word}.get(w, w) for w in words).strip()
+    return " ".join(text.split()) or None
+
+
 def caption_for(image_path: str | Path, token: str, class_word: str) -> str:
-    """Instance caption: the ``.txt`` beside the image, else a file name holding the token, else ``token class``.
+    """Instance caption: the ``.txt`` beside the image, else an ``@`` template in the file name
+    (``template_caption``), else a file name holding the token, else ``token class``.
 
     A file-name caption that has the token but not the class word right after it gets the class word
     inserted (``joepenna at the beach`` -> ``joepenna person at the beach``), as ``prompt_lint`` advises.
@@ -560,6 +573,9 @@ def caption_for(image_path: str | Path, token: str, class_word: str) -> str:
     text = caption_text(image_path)
     if text is not None:
         return text
+    templated = template_caption(image_path.stem, token, class_word)
+    if templated is not None:
+        return templated
     name = caption_from_filename(image_path.stem)
     if re.search(word_pattern(token), name, re.IGNORECASE):
         return add_class_word(name, token, class_word)
@@ -567,8 +583,12 @@ def caption_for(image_path: str | Path, token: str, class_word: str) -> str:
 
 
 def class_caption_for(image_path: str | Path, class_word: str) -> str:
-    """Regularization caption: the ``.txt`` beside the image, else the class word."""
-    text = caption_text(Path(image_path))
+    """Regularization caption: the ``.txt`` beside the image, else an ``@`` template (``C`` = the class word),
+    else the class word."""
+    image_path = Path(image_path)
+    text = caption_text(image_path)
+    if text is None:
+        text = template_caption(image_path.stem, "", class_word)
     return text if text is not None else class_word
 
 
@@ -618,6 +638,58 @@ def token_advice(token: str, tokenizer) -> list[str]:
     return notes
 
 
+# ---------------------------------------------------------------- several subjects from a folder tree
+
+@dataclass
+class FolderSubject:
+    """One subject found by ``folder_subjects``: its token, class word and photos."""
+    token: str
+    class_word: str
+    paths: list[Path]
+
+
+def subfolders(folder: str | Path) -> list[Path]:
+    """The visible sub-folders of ``folder``, sorted ([] when it is not a folder)."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    return sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
+
+
+def folder_subjects(root: str | Path, token: str, class_word: str) -> list[FolderSubject]:
+    """The subjects of a folder tree (the old repos' convention): images at the root are ``token class``
+    (the arguments); ``<t>/<c>/`` images are ``t c``; images right inside ``<t>/`` are ``t class_word``.
+
+    ``images/photo.jpg`` -> (ohwx, person), ``images/effy/dog/a.jpg`` -> (effy, dog). Folders without
+    images are skipped; DatasetError when images need the token or class word and it is not set.
+    """
+    root = Path(root)
+    found = [FolderSubject(token, class_word, list_images(root))]
+    for first in subfolders(root):
+        found.append(FolderSubject(first.name, class_word, list_images(first)))
+        found += [FolderSubject(first.name, second.name, list_images(second)) for second in subfolders(first)]
+    found = [s for s in found if s.paths]
+    for s in found:
+        if not s.token.strip() or not s.class_word.strip():
+            where = s.paths[0].parent
+            raise DatasetError(f"The images in {where} need a token and a class word: set them, or move the images "
+                               "into <token>/<class>/ folders (e.g. effy/dog/).")
+    return found
+
+
+def class_folder(reg_root: str | Path, class_word: str, root_class_word: str) -> Path | None:
+    """Where the class images of ``class_word`` are in a regularization folder: its ``<class_word>/``
+    sub-folder when it holds images, else the root when it holds images and ``class_word`` is the root's
+    class (``root_class_word``); None when there are none (they are generated then)."""
+    reg_root = Path(reg_root)
+    named = reg_root / class_word
+    if named.is_dir() and list_images(named):
+        return named
+    if class_word == root_class_word and reg_root.is_dir() and list_images(reg_root):
+        return reg_root
+    return None
+
+
 # ---------------------------------------------------------------- torch datasets
 
 def flip_decision(seed: int, epoch: int, index: int, flip_p: float) -> bool:
@@ -639,16 +711,21 @@ def resolve_paths(images: str | Path | Sequence[str | Path]) -> tuple[list[Path]
     return [Path(p) for p in images], "the selected files"
 
 
-def empty_dataset_message(where: str, report: ValidationReport, what: str) -> str:
+def empty_dataset_message(where: str, report: ValidationReport, what: str) -> Message:
     """Why a dataset has no usable image, and what to add."""
     if not report.paths:
-        return (f"No images found in {where} (looked for {', '.join(IMAGE_EXTENSIONS)}). Add {what}.")
+        return Message("ds_no_images", where=where, extensions=", ".join(IMAGE_EXTENSIONS), what=what)
     by_code: dict[str, list[str]] = {}
     for err in report.errors:
         by_code.setdefault(err.code, []).append(err.path.name)
-    reasons = "; ".join(f"{len(names)} file{'s were' if len(names) > 1 else ' was'} {code.replace('_', ' ')} "
-                        f"({name_list(names)})" for code, names in by_code.items())
-    return f"No usable training images in {where}: {reasons}. Add {what}."
+    reasons = [Message("ds_files_were" if len(names) > 1 else "ds_file_was", n=len(names),
+                       problem=_problem(code), names=name_list(names)) for code, names in by_code.items()]
+    return Message("ds_no_usable", where=where, reasons=reasons, what=what)
+
+
+def _problem(code: str) -> Message | str:
+    key = f"ds_problem_{code}"
+    return Message(key) if key in CORE_MESSAGES else code.replace("_", " ")
 
 
 def name_list(names: list[str], limit: int = 5) -> str:
@@ -709,11 +786,10 @@ class InstanceDataset(ImageDataset):
     def __init__(self, images: str | Path | Sequence[str | Path], token: str, class_word: str, resolution: int,
                  repeats: int = 1, flip_p: float = 0.5, crop: str | Crop = Crop.CENTER, seed: int = 0):
         if not token.strip() or not class_word.strip():
-            raise DatasetError("Set both the token (e.g. `ohwx`) and the class word (e.g. `person`).")
+            raise DatasetError(Message("ds_token_class_unset"))
         paths, where = resolve_paths(images)
         super().__init__(paths, lambda p: caption_for(p, token, class_word), resolution, repeats, flip_p, crop,
-                         seed, where, f"{MIN_PHOTOS}-{MAX_PHOTOS} photos of the subject (sharp, varied, at least "
-                                      f"{resolution // 2} px on the short side)")
+                         seed, where, Message("ds_what_photos", low=MIN_PHOTOS, high=MAX_PHOTOS, side=resolution // 2))
 
 
 class ClassDataset(ImageDataset):
@@ -722,7 +798,7 @@ class ClassDataset(ImageDataset):
     def __init__(self, images: str | Path | Sequence[str | Path], class_word: str, resolution: int,
                  flip_p: float = 0.5, crop: str | Crop = Crop.CENTER, seed: int = 0, repeats: int = 1):
         if not class_word.strip():
-            raise DatasetError("Set the class word (e.g. `person`).")
+            raise DatasetError(Message("ds_class_unset"))
         paths, where = resolve_paths(images)
         super().__init__(paths, lambda p: class_caption_for(p, class_word), resolution, repeats, flip_p, crop,
-                         seed, where, f"regularization images of a {class_word} (or generate them with the base model)")
+                         seed, where, Message("ds_what_class", class_word=class_word))

@@ -36,6 +36,8 @@ from typing import Literal, Protocol
 
 import psutil
 
+from sdtrainer.messages import Message, say_in
+
 GIB = 1024**3
 MIB = 1024**2
 # Smallest total memory the 24gb preset accepts. An RTX 3090 / 4090 has 24576 MiB: NVML reports
@@ -72,10 +74,13 @@ class GpuProcess:
     kind: ProcessKind
     is_self: bool = False  # this program; listed, never blocks
 
-    def describe(self) -> str:
-        used = "memory use unknown" if self.used_mib is None else f"{self.used_mib} MiB"
-        own = " (this program)" if self.is_self else ""
-        return f"pid {self.pid} {self.name}{own} ({self.kind}, {used})"
+    def describe(self) -> Message:
+        own = Message("gate_this_program") if self.is_self else ""
+        return Message("gate_process", pid=self.pid, name=self.name, own=own, kind=self.kind, used=_used(self))
+
+
+def _used(process: GpuProcess) -> Message:
+    return Message("gate_used_unknown") if process.used_mib is None else Message("gate_used_mib", mib=process.used_mib)
 
 
 class GpuProbe(Protocol):
@@ -105,34 +110,34 @@ class GateReport:
     free_gib: float | None = None
     driver: str | None = None
     processes: list[GpuProcess] = field(default_factory=list)
-    reasons: list[str] = field(default_factory=list)
+    reasons: list[Message] = field(default_factory=list)  # English str()s with a key, for other languages
 
     @property
     def ok(self) -> bool:
         """True when training can start."""
         return not self.reasons
 
-    def format(self) -> str:
-        """Human-readable report: what was found, then the verdict."""
-        return "\n".join(self._found_lines() + self._verdict_lines())
+    def format(self, lang: str = "en") -> str:
+        """Human-readable report in `lang` (see sdtrainer.messages): what was found, then the verdict."""
+        return "\n".join(say_in(line, lang) for line in self._found_lines() + self._verdict_lines())
 
     def _found_lines(self) -> list[str]:
         if self.gpu_name is None:
-            return [f"GPU {self.device_index}: not available"]
+            return [Message("gate_gpu_missing", index=self.device_index)]
         lines = [
-            f"GPU {self.device_index}: {self.gpu_name}",
-            f"  memory: {self.free_gib:.1f} GiB free of {self.total_gib:.1f} GiB",
-            f"  driver: {self.driver}",
+            Message("gate_gpu", index=self.device_index, name=self.gpu_name),
+            Message("gate_memory", free=self.free_gib, total=self.total_gib),
+            Message("gate_driver", driver=self.driver),
         ]
         if not self.processes:
-            return lines + ["  processes on this GPU: none"]
-        return lines + ["  processes on this GPU:"] + [f"    {p.describe()}" for p in self.processes]
+            return lines + [Message("gate_no_processes")]
+        return lines + [Message("gate_processes")] + [_indented("    ", p.describe()) for p in self.processes]
 
     def _verdict_lines(self) -> list[str]:
-        need = f"Preset {self.preset_name} needs {_gib(self.required_free_gib)} GiB free."
+        need = Message("gate_needs", preset=self.preset_name, gib=_gib(self.required_free_gib))
         if self.ok:
-            return [need, "OK: training can start."]
-        return [need, "Training cannot start:"] + [f"  - {reason}" for reason in self.reasons]
+            return [need, Message("gate_ok")]
+        return [need, Message("gate_refused")] + [_indented("  - ", reason) for reason in self.reasons]
 
 
 def check_gpu(
@@ -174,10 +179,7 @@ def _read_gpu(report: GateReport, probe: GpuProbe) -> None:
     """Fill ``report`` from the probe; a missing device index becomes a reason."""
     count = probe.device_count()
     if not 0 <= report.device_index < count:
-        report.reasons.append(
-            f"There is no GPU with index {report.device_index}: the driver sees {count} GPU(s) "
-            f"(indices 0 to {count - 1}). Choose one of those indices."
-        )
+        report.reasons.append(Message("gate_no_index", index=report.device_index, count=count, last=count - 1))
         return
     info = probe.info(report.device_index)
     report.gpu_name, report.driver = info.name, info.driver
@@ -212,65 +214,44 @@ def _best_preset(presets: dict[str, float], below: float, fits_in: float) -> tup
     return max(fitting, key=lambda item: item[1], default=None)
 
 
-def _too_small_reason(report: GateReport, presets: dict[str, float], min_total_gib: float) -> str:
-    text = (
-        f"The GPU ({report.gpu_name}) has {report.total_gib:.1f} GiB in total; the {report.preset_name} "
-        f"preset needs a card with at least {_gib(min_total_gib)} GiB (24 GB, e.g. an RTX 3090 or 4090)."
-    )
+def _too_small_reason(report: GateReport, presets: dict[str, float], min_total_gib: float) -> Message:
     best = _best_preset(presets, report.required_free_gib, report.total_gib)
-    if best is None:
-        return text + " Choose a preset made for a smaller card."
-    return text + f" Choose the {best[0]} preset (needs {_gib(best[1])} GiB free)."
+    advice = (Message("gate_choose_smaller") if best is None else
+              Message("gate_choose_preset", preset=best[0], gib=_gib(best[1])))
+    return Message("gate_too_small", name=report.gpu_name, total=report.total_gib, preset=report.preset_name,
+                   min=_gib(min_total_gib), advice=advice)
 
 
-def _low_free_reason(report: GateReport, presets: dict[str, float]) -> str:
-    text = (
-        f"Only {report.free_gib:.1f} GiB free of {report.total_gib:.1f} GiB; "
-        f"the {report.preset_name} preset needs {_gib(report.required_free_gib)} GiB."
-    )
+def _low_free_reason(report: GateReport, presets: dict[str, float]) -> Message:
     close = _close_hint(report.processes)
     best = _best_preset(presets, report.required_free_gib, report.free_gib)
     if best is None:
-        missing = report.required_free_gib - report.free_gib
-        return text + f" {close} to free at least {missing:.1f} GiB more."
-    return text + f" {close} or choose the {best[0]} preset (needs {_gib(best[1])} GiB)."
-
-
-def _close_hint(processes: list[GpuProcess]) -> str:
-    if any(not p.is_self for p in processes):
-        return "Close the programs listed above"
-    return "Close programs that use the GPU (games, other AI tools, browsers with hardware acceleration)"
-
-
-def _compute_reason(process: GpuProcess) -> str:
-    used = "memory use unknown" if process.used_mib is None else f"{process.used_mib} MiB"
-    return (
-        f"Another program is computing on this GPU: pid {process.pid} {process.name} ({used}). "
-        "Close it, or wait until it finishes, then start again: two jobs on one card run out of memory."
-    )
-
-
-def _no_cuda_reason(cuda_build: str | None) -> str:
-    if cuda_build is None:
-        cause = (
-            "this PyTorch is a CPU-only build. Training a real model needs an NVIDIA GPU and the CUDA "
-            "build of PyTorch (delete the .venv folder and run the launcher again to reinstall it)"
-        )
+        advice = Message("gate_free_more", close=close, missing=report.required_free_gib - report.free_gib)
     else:
-        cause = (
-            f"PyTorch (built for CUDA {cuda_build}) cannot use any GPU. Training a real model needs an "
-            "NVIDIA GPU: check that `nvidia-smi` lists it, that the NVIDIA driver is recent enough, "
-            "and that CUDA_VISIBLE_DEVICES does not hide it"
-        )
-    return f"No CUDA GPU was found: {cause}. The demo model can train on the CPU with --device cpu."
+        advice = Message("gate_close_or_preset", close=close, preset=best[0], gib=_gib(best[1]))
+    return Message("gate_low_free", free=report.free_gib, total=report.total_gib, preset=report.preset_name,
+                   gib=_gib(report.required_free_gib), advice=advice)
 
 
-def _driver_reason(err: GpuQueryError) -> str:
-    return (
-        f"The NVIDIA driver was not found or could not be queried ({err}). Check that the NVIDIA "
-        "driver is installed and that `nvidia-smi` lists the GPU (install or update the driver and "
-        "restart if it does not), and that the nvidia-ml-py package is installed."
-    )
+def _close_hint(processes: list[GpuProcess]) -> Message:
+    return Message("gate_close_listed" if any(not p.is_self for p in processes) else "gate_close_any")
+
+
+def _compute_reason(process: GpuProcess) -> Message:
+    return Message("gate_compute_process", pid=process.pid, name=process.name, used=_used(process))
+
+
+def _no_cuda_reason(cuda_build: str | None) -> Message:
+    cause = Message("gate_cpu_torch") if cuda_build is None else Message("gate_cuda_unusable", build=cuda_build)
+    return Message("gate_no_cuda", cause=cause)
+
+
+def _driver_reason(err: GpuQueryError) -> Message:
+    return Message("gate_no_driver", error=str(err))
+
+
+def _indented(prefix: str, message: Message) -> Message:
+    return Message("indented", prefix=prefix, text=message)
 
 
 def _gib(value: float) -> str:

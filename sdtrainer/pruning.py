@@ -18,6 +18,7 @@ import torch
 
 from sdtrainer.checkpoint import (EMA_PREFIX, PICKLE_SUFFIXES, SAFETENSORS_SUFFIXES, CheckpointError, detect_config,
                                   load_model, normalize_state_dict, read_checkpoint, save_checkpoint, to_model_key)
+from sdtrainer.messages import Message, message_of
 
 
 class EmaMode(str, Enum):
@@ -55,7 +56,7 @@ def prune_checkpoint(src: str | Path, dst: str | Path, half: bool = True, ema: E
     try:
         detect_config(raw, metadata)  # names the file if it is not an SD v1 model
     except CheckpointError as e:
-        raise CheckpointError(f"{src.name}: {e}") from None
+        raise CheckpointError(Message("ckpt_in_file", name=src.name, error=message_of(e))) from None
     weights = normalize_state_dict(raw, use_ema=mode is EmaMode.USE)
     ema_weights = {k: v for k, v in raw.items() if k.startswith(EMA_PREFIX)} if mode is EmaMode.KEEP else {}
     dropped = sorted(k for k in raw if to_model_key(k) not in weights and k not in ema_weights)
@@ -84,16 +85,15 @@ def _ema_mode(ema: EmaMode | str) -> EmaMode:
 
 def _check_destination(src: Path, dst: Path, overwrite: bool) -> None:
     if not src.is_file():
-        raise CheckpointError(f"Checkpoint not found: {src}. Check the path.")
+        raise CheckpointError(Message("ckpt_not_found", path=src))
     if dst.exists() and (dst.resolve() == src.resolve() or os.path.samefile(src, dst)):
-        raise CheckpointError(f"{dst.name} is the file being pruned; choose another output name "
-                              "(delete the original yourself once the pruned file works).")
+        raise CheckpointError(Message("prune_same_file", name=dst.name))
     if dst.exists() and not overwrite:
-        raise CheckpointError(f"{dst} already exists; choose another name or allow overwriting.")
+        raise CheckpointError(Message("prune_exists", path=dst))
     if dst.suffix.lower() not in SAFETENSORS_SUFFIXES + PICKLE_SUFFIXES:
         raise CheckpointError(f"Cannot save as '{dst.suffix}': name the output .safetensors (or .ckpt).")
     if not dst.parent.is_dir():
-        raise CheckpointError(f"The folder {dst.parent} does not exist; create it or choose another.")
+        raise CheckpointError(Message("ckpt_no_folder", folder=dst.parent))
 
 
 def _verify(tmp: Path, src: Path) -> None:

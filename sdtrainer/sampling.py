@@ -20,6 +20,7 @@ from PIL.PngImagePlugin import PngInfo
 from ldm.model import SDConfig, StableDiffusion
 from ldm.samplers import CFGDenoiser, EpsDenoiser, SamplerName, get_sampler, sample
 from ldm.schedule import alphas_cumprod
+from sdtrainer.messages import Message
 
 # How AUTOMATIC1111 names our samplers in its infotext, so pasted parameters select the same one.
 A1111_SAMPLER_NAMES = {"euler": "Euler", "euler_a": "Euler a", "ddim": "DDIM", "dpmpp_2m": "DPM++ 2M Karras"}
@@ -65,14 +66,14 @@ def check_params(params: GenerationParams, cfg: SDConfig) -> GenerationParams:
     multiple = size_multiple(cfg)
     for side, value in (("width", params.width), ("height", params.height)):
         if value % multiple or not multiple <= value <= MAX_SIDE:
-            raise GenerationError(f"{side} {value} is not usable: use a multiple of {multiple} between "
-                                  f"{multiple} and {MAX_SIDE} (SD v1 works best at 512).")
+            raise GenerationError(Message("gen_side", side=Message(f"gen_{side}"), value=value, multiple=multiple,
+                                          max=MAX_SIDE))
     if not 1 <= params.steps <= MAX_STEPS:
-        raise GenerationError(f"steps must be between 1 and {MAX_STEPS} (20-30 is usual), got {params.steps}.")
+        raise GenerationError(Message("gen_steps", max=MAX_STEPS, value=params.steps))
     if not 1 <= params.batch_size <= MAX_BATCH:
-        raise GenerationError(f"batch size must be between 1 and {MAX_BATCH}, got {params.batch_size}.")
+        raise GenerationError(Message("gen_batch", max=MAX_BATCH, value=params.batch_size))
     if not math.isfinite(params.cfg_scale) or not 1.0 <= params.cfg_scale <= 30.0:
-        raise GenerationError(f"CFG scale must be between 1 and 30 (7 is usual), got {params.cfg_scale}.")
+        raise GenerationError(Message("gen_cfg", value=params.cfg_scale))
     seed = params.seed if params.seed >= 0 else random.randrange(2**32)
     return replace(params, seed=seed)
 

@@ -21,6 +21,7 @@ from pathlib import Path
 
 from sdtrainer.config import (PRESET_VRAM_GIB, Device, TrainConfig, lower_preset, min_total_gib,
                               required_free_gib)
+from sdtrainer.messages import Message, message_of
 from sdtrainer.preflight import GateReport, GpuProbe, check_gpu
 from sdtrainer.trainer import Event, EventKind, Preview, RunControl, RunPaths, is_out_of_memory, run_training
 
@@ -62,8 +63,10 @@ class SessionState:
     previews: list[Preview] = field(default_factory=list)
     checkpoints: list[Path] = field(default_factory=list)  # model files, oldest first
     log: list[str] = field(default_factory=list)  # the last LOG_LINES lines
-    message: str = ""  # why it failed, or how it finished
+    message: str = ""  # why it failed, or how it finished: English, a sdtrainer.messages.Message where it can be
     run_dir: Path | None = None
+    gate: GateReport | None = None  # the GPU gate's report (CUDA runs); a refused start failed because of it
+    active: bool = False  # preparing, running, paused or stopping: a second start is refused
 
 
 class TrainingSession:
@@ -84,7 +87,7 @@ class TrainingSession:
     def start(self) -> "TrainingSession":
         with self._lock:
             if self._thread is not None:
-                raise SessionBusy("This session has already been started; create a new one.")
+                raise SessionBusy(Message("run_started_twice"))
             self._state.status = Status.PREPARING
             self._thread = threading.Thread(target=self._run, name="sdtrainer-training", daemon=True)
         self._started = time.perf_counter()
@@ -125,7 +128,8 @@ class TrainingSession:
     def snapshot(self) -> SessionState:
         with self._lock:
             state = copy.deepcopy(self._state)
-        if state.status in ACTIVE:
+        state.active = state.status in ACTIVE
+        if state.active:
             state.elapsed_s = max(state.elapsed_s, time.perf_counter() - self._started)
         return state
 
@@ -150,6 +154,8 @@ class TrainingSession:
         if self.config.device is not Device.CUDA:
             return
         report = gate_report(self.config, self.probe)
+        with self._lock:
+            self._state.gate = report
         self._log(report.format())
         if not report.ok:
             raise GateRefused(report.format())
@@ -161,11 +167,12 @@ class TrainingSession:
         return self.cache.lock
 
     def _finish(self, result) -> None:
-        if result.stopped:
-            saved = f"; saved {result.model_file}" if result.model_file else ""
-            message = f"Stopped at step {result.step} of {result.total_steps}{saved}."
+        if result.stopped and result.model_file:
+            message = Message("run_stopped_saved", step=result.step, total=result.total_steps, path=result.model_file)
+        elif result.stopped:
+            message = Message("run_stopped", step=result.step, total=result.total_steps)
         else:
-            message = f"Finished {result.step} steps: {result.model_file}"
+            message = Message("run_finished", step=result.step, path=result.model_file)
         self._emit(Event(EventKind.FINISHED, result.step, {"message": message, "path": result.model_file}))
 
     def _fail(self, error: Exception) -> None:
@@ -173,9 +180,9 @@ class TrainingSession:
         if is_out_of_memory(error):
             message = oom_message(self.config, step, RunPaths(self.run_dir))
         elif isinstance(error, ValueError):
-            message = str(error)
+            message = message_of(error)
         else:
-            message = f"Training failed: {type(error).__name__}: {error}"
+            message = Message("run_failed", kind=type(error).__name__, error=str(error))
             for line in traceback.format_exception(error):
                 self._log(line.rstrip())
         self._emit(Event(EventKind.FAILED, step, {"message": message}))
@@ -214,13 +221,12 @@ class _NoLock:
         return False
 
 
-def oom_message(cfg: TrainConfig, step: int, paths: RunPaths) -> str:
+def oom_message(cfg: TrainConfig, step: int, paths: RunPaths) -> Message:
     lower = lower_preset(cfg.preset)
-    advice = (f"choose the {lower} preset (needs about {PRESET_VRAM_GIB[lower]:g} GiB free)" if lower else
-              "lower the resolution or the batch size, or turn off ema and train_text_encoder")
-    saved = f" The state at step {step} was saved; resume from {paths.root}." if paths.state.exists() else ""
-    return (f"Out of GPU memory at step {step} with the {cfg.preset} preset: {advice}, and close other "
-            f"programs that use the GPU.{saved}")
+    advice = (Message("run_oom_lower", preset=lower, gib=f"{PRESET_VRAM_GIB[lower]:g}") if lower else
+              Message("run_oom_smallest"))
+    saved = Message("run_oom_saved", step=step, root=paths.root) if paths.state.exists() else ""
+    return Message("run_oom", step=step, preset=cfg.preset, advice=advice, saved=saved)
 
 
 def _append_log(state: SessionState, message: str) -> None:
@@ -262,8 +268,8 @@ class SessionManager:
     def start(self, config: TrainConfig, run_dir: Path, resume: bool = False) -> TrainingSession:
         with self._lock:
             if self.current is not None and self.current.active:
-                raise SessionBusy(f"A training run is already active ({self.current.run_dir}, "
-                                  f"{self.current.snapshot().status.value}); stop it or wait until it ends.")
+                raise SessionBusy(Message("run_busy", run_dir=self.current.run_dir,
+                                          status=self.current.snapshot().status.value))
             self.current = TrainingSession(config, run_dir, self.cache, resume=resume, probe=self.probe)
             return self.current.start()
 

@@ -47,6 +47,7 @@ from ldm.schedule import NUM_TIMESTEPS, alphas_cumprod
 from ldm.tokenizer import get_tokenizer
 from sdtrainer.checkpoint import EMA_PREFIX, UNET_PREFIX, ema_from_file, ema_to_file, load_model, save_checkpoint
 from sdtrainer.class_images import generate_class_images
+from sdtrainer.concepts import Subject, generated_class_dir, run_subjects
 from sdtrainer.config import (ConfigError, Device, LRSchedule, OptimizerName, Precision, TrainConfig, check_config,
                               config_dict, preview_prompts, save_config, uses_prior)
 from sdtrainer.dataset import ClassDataset, ImageDataset, InstanceDataset
@@ -56,7 +57,7 @@ from sdtrainer.sampling import GenerationParams, check_params, infotext, sample_
 
 GIB = 1024**3
 ENCODE_BATCH = 4  # images per VAE call while caching latents
-INSTANCE_STREAM, CLASS_STREAM, STEP_STREAM = 0, 1, 2  # independent random streams of batch_for
+INSTANCE_STREAM, CLASS_STREAM, STEP_STREAM, SUBJECT_STREAM = 0, 1, 2, 3  # independent random streams of batch_for
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -188,43 +189,80 @@ def seeded_generator(seed: int, *keys: int) -> torch.Generator:
     return torch.Generator().manual_seed(int.from_bytes(digest, "big") & (2**63 - 1))
 
 
-@functools.lru_cache(maxsize=16)
-def epoch_order(seed: int, stream: int, epoch: int, n: int, repeats: int) -> torch.Tensor:
-    """Item order of one shuffle epoch: each of n items `repeats` times, shuffled."""
-    return torch.randperm(n * repeats, generator=seeded_generator(seed, stream, epoch)) % n
+@functools.lru_cache(maxsize=64)
+def epoch_order(seed: int, stream: int, subject: int, epoch: int, n: int) -> torch.Tensor:
+    """Item order of one shuffle epoch of a subject's n items."""
+    return torch.randperm(n, generator=seeded_generator(seed, stream, subject, epoch))
 
 
-def pick(seed: int, stream: int, n: int, repeats: int, start: int, count: int) -> torch.Tensor:
-    """Items start .. start+count-1 of the endless sequence of shuffle epochs."""
-    length = n * repeats
-    return torch.stack([epoch_order(seed, stream, p // length, n, repeats)[p % length]
-                        for p in range(start, start + count)])
+def draw(seed: int, stream: int, subject: int, n: int, j: int) -> int:
+    """Item j of a subject's endless sequence of shuffle epochs of its n items: each item equally often."""
+    return int(epoch_order(seed, stream, subject, j // n, n)[j % n])
+
+
+@functools.lru_cache(maxsize=64)
+def subject_round(seed: int, repeats: tuple[int, ...], rnd: int) -> torch.Tensor:
+    """The subjects of one round of picks: subject c repeats[c] times, shuffled."""
+    pool = torch.repeat_interleave(torch.arange(len(repeats)), torch.tensor(repeats))
+    return pool[torch.randperm(len(pool), generator=seeded_generator(seed, SUBJECT_STREAM, rnd))]
+
+
+def subject_at(seed: int, repeats: tuple[int, ...], p: int) -> tuple[int, int]:
+    """(subject of pick p, how many picks of that subject came before it): balanced by repeats, since
+    every round of sum(repeats) picks holds subject c exactly repeats[c] times."""
+    if len(repeats) == 1:
+        return 0, p
+    rnd, r = divmod(p, sum(repeats))
+    order = subject_round(seed, repeats, rnd)
+    c = int(order[r])
+    return c, rnd * repeats[c] + int((order[:r] == c).sum())
 
 
 @dataclass(frozen=True)
 class BatchPlan:
-    n_instance: int  # distinct instance images
-    n_class: int  # distinct class images (0 without prior preservation)
-    batch_size: int  # instance images per micro-batch; as many class images join them
-    repeats: int
+    instance_counts: tuple[int, ...]  # distinct instance images of each subject, stored subject after subject
+    class_counts: tuple[int, ...]  # class images of each subject, same order (all 0 without prior preservation)
+    repeats: tuple[int, ...]  # each subject's share of the picks: repeats[c] / sum(repeats)
+    batch_size: int  # instance images per micro-batch; as many class images (of the same subjects) join them
     flip_p: float
     latent_shape: tuple[int, int, int]
     noise_offset: float
     seed: int
 
+    def __post_init__(self):
+        if not len(self.instance_counts) == len(self.class_counts) == len(self.repeats) or not all(
+                self.instance_counts) or (any(self.class_counts) and not all(self.class_counts)):
+            raise ValueError(f"Every subject needs images (and class images when one has them): {self}")
+
+
+def offsets(counts: tuple[int, ...]) -> list[int]:
+    return [sum(counts[:c]) for c in range(len(counts))]
+
 
 def batch_for(plan: BatchPlan, k: int) -> dict[str, torch.Tensor]:
-    """Micro-batch k: which cached latents (instance then class), mirrored or not, timesteps and noise."""
+    """Micro-batch k: which cached latents (instance then class), mirrored or not, timesteps and noise.
+    Each class latent is one of the class images of the subject of the instance latent it pairs with."""
     b, g = plan.batch_size, seeded_generator(plan.seed, STEP_STREAM, k)
-    instance = pick(plan.seed, INSTANCE_STREAM, plan.n_instance, plan.repeats, k * b, b)
-    classes = (pick(plan.seed, CLASS_STREAM, plan.n_class, 1, k * b, b) if plan.n_class
-               else torch.zeros(0, dtype=torch.long))
+    picks = [subject_at(plan.seed, plan.repeats, p) for p in range(k * b, k * b + b)]
+    first_instance, first_class = offsets(plan.instance_counts), offsets(plan.class_counts)
+    instance = torch.tensor([first_instance[c] + draw(plan.seed, INSTANCE_STREAM, c, plan.instance_counts[c], j)
+                             for c, j in picks])
+    classes = torch.tensor([first_class[c] + draw(plan.seed, CLASS_STREAM, c, plan.class_counts[c], j)
+                            for c, j in picks] if all(plan.class_counts) else [], dtype=torch.long)
     n = b + len(classes)
     noise = torch.randn((n, *plan.latent_shape), generator=g)
     if plan.noise_offset:
         noise += plan.noise_offset * torch.randn((n, plan.latent_shape[0], 1, 1), generator=g)
     return {"instance": instance, "class": classes, "flip": torch.rand(n, generator=g) < plan.flip_p,
             "timesteps": torch.randint(0, NUM_TIMESTEPS, (n,), generator=g), "noise": noise}
+
+
+def batch_plan(cfg: TrainConfig, data: "CachedData") -> BatchPlan:
+    """The plan of a run's cached data (one subject when the data does not say how many)."""
+    instance = data.instance_counts or (len(data.instance_latents),)
+    classes = data.class_counts or (len(data.class_latents),)
+    return BatchPlan(tuple(instance), tuple(classes), tuple(data.repeats or (1,) * len(instance)), cfg.batch_size,
+                     cfg.flip_p, tuple(data.instance_latents.shape[2:]), cfg.noise_offset, cfg.seed)
 
 
 class StepBatches(IterableDataset):
@@ -248,9 +286,12 @@ class CachedData:
     instance_rows: torch.Tensor  # [N] row of `conds` holding each instance image's caption
     class_rows: torch.Tensor  # [M]
     conds: torch.Tensor  # [P, 77, width] text embeddings, or [P, 77] token ids when the text encoder trains
+    instance_counts: tuple[int, ...] = ()  # images of each subject, stored subject after subject; (): one subject
+    class_counts: tuple[int, ...] = ()  # class images of each subject, same order
+    repeats: tuple[int, ...] = ()  # each subject's share of the picks; (): equal shares
 
     def tensors(self) -> dict[str, torch.Tensor]:
-        return dict(self.__dict__)
+        return {k: v for k, v in self.__dict__.items() if isinstance(v, torch.Tensor)}
 
 
 @torch.no_grad()
@@ -282,16 +323,28 @@ def caption_table(model: StableDiffusion, captions: list[str], token_ids_only: b
     return table, [unique.index(c) for c in captions]
 
 
-def cache_data(model: StableDiffusion, instances: ImageDataset, classes: ImageDataset | None,
-               train_text_encoder: bool) -> CachedData:
-    instance_latents, class_latents = encode_dataset(model, instances), encode_dataset(model, classes)
-    captions = list(instances.captions) + (list(classes.captions) if classes is not None else [])
+def cache_data(model: StableDiffusion, instances: ImageDataset | list[ImageDataset],
+               classes: ImageDataset | None | list[ImageDataset | None], train_text_encoder: bool,
+               repeats: tuple[int, ...] = ()) -> CachedData:
+    """Latents and caption rows of every subject's photos and class images (one list entry per subject; a
+    class entry is None without prior preservation), stored subject after subject."""
+    instances = list(instances) if isinstance(instances, (list, tuple)) else [instances]
+    classes = list(classes) if isinstance(classes, (list, tuple)) else [classes]
+    encoded: dict[int, torch.Tensor] = {}  # a class set shared by subjects of one class word is encoded once
+    for dataset in instances + [d for d in classes if d is not None]:
+        if id(dataset) not in encoded:
+            encoded[id(dataset)] = encode_dataset(model, dataset)
+    instance_latents = torch.cat([encoded[id(d)] for d in instances])
+    present = [d for d in classes if d is not None]
+    class_latents = (torch.cat([encoded[id(d)] for d in present]) if present
+                     else instance_latents.new_zeros((0, *instance_latents.shape[1:])))
+    captions = [c for d in instances + present for c in d.captions]
     conds, rows = caption_table(model, captions, train_text_encoder)
-    n = len(instances.paths)
-    if classes is None:
-        class_latents = instance_latents.new_zeros((0, *instance_latents.shape[1:]))
+    n = len(instance_latents)
     return CachedData(instance_latents, class_latents, torch.tensor(rows[:n]), torch.tensor(rows[n:], dtype=torch.long),
-                      conds)
+                      conds, tuple(len(d.paths) for d in instances),
+                      tuple(len(d.paths) if d is not None else 0 for d in classes),
+                      tuple(repeats) or (1,) * len(instances))
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -384,8 +437,7 @@ class DreamBoothModule(pl.LightningModule):
         self.graphed: dict[str, torch.nn.Module] = {}  # the CUDA-graphed UNet call, made at the first step
         for name, tensor in data.tensors().items():
             self.register_buffer(name, tensor, persistent=False)
-        self.plan = BatchPlan(len(data.instance_latents), len(data.class_latents), cfg.batch_size, cfg.repeats,
-                              cfg.flip_p, tuple(data.instance_latents.shape[2:]), cfg.noise_offset, cfg.seed)
+        self.plan = batch_plan(cfg, data)
         self.acp = alphas_cumprod().float()  # not a buffer: bf16-true must not round it
         self.ema: EMA | None = None
         self.stepped = False  # an optimizer step ended the current micro-batch (callbacks read it)
@@ -527,9 +579,12 @@ def set_rng_state(state: dict) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
-def model_metadata(cfg: TrainConfig, step: int) -> dict[str, str]:
-    """What a model file says about its training. (`sdtrainer_config` is taken: it holds the architecture.)"""
-    return {"base_model": Path(cfg.model).name, "token": cfg.token, "class_word": cfg.class_word,
+def model_metadata(cfg: TrainConfig, step: int, subjects: list[tuple[str, str]] | None = None) -> dict[str, str]:
+    """What a model file says about its training. (`sdtrainer_config` is taken: it holds the architecture.)
+    `concepts` lists every (token, class word) trained; token and class_word are the first one's."""
+    subjects = subjects or [(cfg.token, cfg.class_word)]
+    return {"base_model": Path(cfg.model).name, "token": subjects[0][0], "class_word": subjects[0][1],
+            "concepts": json.dumps([list(words) for words in subjects]),
             "steps": str(step), "sdtrainer_train_config": json.dumps(config_dict(cfg))}
 
 
@@ -601,14 +656,16 @@ class MetricsReporter(pl.Callback):
 
 
 @torch.no_grad()
-def render_previews(model: StableDiffusion, cfg: TrainConfig, paths: RunPaths, step: int) -> list[Preview]:
-    """Each preview prompt with each preview seed, same seeds every time; the model is left as found."""
+def render_previews(model: StableDiffusion, cfg: TrainConfig, paths: RunPaths, step: int,
+                    subjects: list[tuple[str, str]] | None = None) -> list[Preview]:
+    """Each preview prompt (for each subject, see config.preview_prompts) with each preview seed, same seeds
+    every time; the model is left as found."""
     modes = [(m, m.training) for m in (model.unet, model.text_encoder)]
     model.eval()
     vae_dtype = next(model.vae.parameters()).dtype
     previews = []
     try:
-        for j, prompt in enumerate(preview_prompts(cfg)):
+        for j, prompt in enumerate(preview_prompts(cfg, subjects)):
             for seed in cfg.preview_seeds:
                 params = check_params(GenerationParams(
                     prompt=prompt, sampler=cfg.preview_sampler.value, steps=cfg.preview_steps, seed=seed,
@@ -625,8 +682,8 @@ def render_previews(model: StableDiffusion, cfg: TrainConfig, paths: RunPaths, s
 class PreviewMaker(pl.Callback):
     """Samples the preview prompts at step 0, every preview_every steps and at the last step."""
 
-    def __init__(self, cfg: TrainConfig, paths: RunPaths, emit: Emit):
-        self.cfg, self.paths, self.emit = cfg, paths, emit
+    def __init__(self, cfg: TrainConfig, paths: RunPaths, emit: Emit, subjects: list[tuple[str, str]] | None = None):
+        self.cfg, self.paths, self.emit, self.subjects = cfg, paths, emit, subjects
         self.done: set[int] = set()
 
     def on_train_start(self, trainer, module) -> None:
@@ -647,7 +704,7 @@ class PreviewMaker(pl.Callback):
             return
         self.done.add(step)
         with trainer.precision_plugin.forward_context():
-            previews = render_previews(module.sd, self.cfg, self.paths, step)
+            previews = render_previews(module.sd, self.cfg, self.paths, step, self.subjects)
         for preview in previews:
             self.emit(Event(EventKind.PREVIEW, step, {"preview": preview}))
 
@@ -661,8 +718,8 @@ class ModelSaver(pl.Callback):
     """Model files every save_every steps and at the end (also on stop and, if possible, after an
     out-of-memory error), each with the resumable training state."""
 
-    def __init__(self, cfg: TrainConfig, paths: RunPaths, emit: Emit):
-        self.cfg, self.paths, self.emit = cfg, paths, emit
+    def __init__(self, cfg: TrainConfig, paths: RunPaths, emit: Emit, subjects: list[tuple[str, str]] | None = None):
+        self.cfg, self.paths, self.emit, self.subjects = cfg, paths, emit, subjects
         self.saved_step: int | None = None
         self.last_model_file: Path | None = None
 
@@ -703,7 +760,8 @@ class ModelSaver(pl.Callback):
         weights = {k: cpu_copy(v, dtype) for k, v in module.sd.state_dict().items()}
         ema = {k: v.cpu() for k, v in module.ema.shadow.items()} if module.ema is not None else None
         path.parent.mkdir(parents=True, exist_ok=True)
-        save_checkpoint(weights, path, dtype=dtype, metadata=model_metadata(self.cfg, step), include_ema=ema)
+        save_checkpoint(weights, path, dtype=dtype, metadata=model_metadata(self.cfg, step, self.subjects),
+                        include_ema=ema)
 
     def write_state(self, trainer: pl.Trainer, step: int) -> None:
         """state/last.ckpt, replaced atomically (and kept as state/stepNNNNN.ckpt with keep_all_states)."""
@@ -775,22 +833,47 @@ def load_base_model(cfg: TrainConfig, device: torch.device, emit: Emit) -> Stabl
     return model.eval()
 
 
-def class_dataset(cfg: TrainConfig, model: StableDiffusion, paths: RunPaths, emit: Emit,
-                  control: RunControl) -> ClassDataset | None:
-    """The regularization images: the given folder, or `class_images` generated with the base model."""
+def check_prior(cfg: TrainConfig, subjects: list[Subject]) -> None:
+    """With prior preservation every subject needs class images (a folder or some to generate)."""
+    if not uses_prior(cfg):
+        return
+    for s in subjects:
+        if s.reg_images is None and s.class_images <= 0:
+            raise ConfigError(f"{s.token} {s.class_word} has no class images: give it a reg_images folder (or a "
+                              f"{s.class_word}/ folder in reg_images) or class_images above 0, or set "
+                              "prior_loss_weight 0.")
+
+
+def class_dataset(cfg: TrainConfig, subject: Subject, subjects: list[Subject], model: StableDiffusion,
+                  paths: RunPaths, emit: Emit, control: RunControl) -> ClassDataset | None:
+    """A subject's regularization images: its folder, or `class_images` generated with the base model."""
     if not uses_prior(cfg):
         return None
-    if cfg.reg_images:
-        return ClassDataset(cfg.reg_images, cfg.class_word, cfg.resolution, flip_p=0.0, crop=cfg.crop)
-    out_dir = Path(cfg.class_images_dir) if cfg.class_images_dir else paths.class_images
-    log(emit, 0, f"Class images: making {cfg.class_images} of '{cfg.class_word}' in {out_dir} (existing ones kept).")
+    if subject.reg_images is not None:
+        return ClassDataset(subject.reg_images, subject.class_word, cfg.resolution, flip_p=0.0, crop=cfg.crop)
+    base = Path(cfg.class_images_dir) if cfg.class_images_dir else paths.class_images
+    out_dir = generated_class_dir(base, subjects, subject.class_word)
+    count = subject.class_images
+    log(emit, 0, f"Class images: making {count} of '{subject.class_word}' in {out_dir} (existing ones kept).")
     generated = generate_class_images(
-        model, cfg.class_word, cfg.class_images, out_dir, seed=cfg.seed,
+        model, subject.class_word, count, out_dir, seed=cfg.seed,
         callback=lambda done, total, path: log(emit, 0, f"Class image {done}/{total}: {path.name}"),
         should_stop=lambda: control.stop_requested, resolution=cfg.resolution, steps=cfg.class_image_steps)
-    if len(generated) < cfg.class_images:
+    if len(generated) < count:
         return None
-    return ClassDataset(generated, cfg.class_word, cfg.resolution, flip_p=0.0, crop=cfg.crop)
+    return ClassDataset(generated, subject.class_word, cfg.resolution, flip_p=0.0, crop=cfg.crop)
+
+
+def class_datasets(cfg: TrainConfig, subjects: list[Subject], model: StableDiffusion, paths: RunPaths, emit: Emit,
+                   control: RunControl) -> list[ClassDataset | None]:
+    """Each subject's class images; subjects sharing a folder (or a generated class) share one dataset."""
+    shared: dict[tuple, ClassDataset | None] = {}
+    for s in subjects:
+        key = (str(s.reg_images), s.class_word if s.reg_images is None else "", s.class_images)
+        if key not in shared and not control.stop_requested:
+            shared[key] = class_dataset(cfg, s, subjects, model, paths, emit, control)
+    return [shared.get((str(s.reg_images), s.class_word if s.reg_images is None else "", s.class_images))
+            for s in subjects]
 
 
 def build_trainer(cfg: TrainConfig, callbacks: list[pl.Callback]) -> pl.Trainer:
@@ -818,27 +901,31 @@ def run_training(cfg: TrainConfig, run_dir: Path, emit: Emit, control: RunContro
     if cfg.optimizer is OptimizerName.ADAMW8BIT:
         import_bitsandbytes()
     check_run_folder(paths, resume)
-    instances = InstanceDataset(cfg.images, cfg.token, cfg.class_word, cfg.resolution, repeats=1, flip_p=0.0,
-                                crop=cfg.crop)
-    log(emit, 0, instances.report.format())
+    subjects = run_subjects(cfg)
+    check_prior(cfg, subjects)
+    words = [s.words for s in subjects]
+    instances = [InstanceDataset(s.paths, s.token, s.class_word, cfg.resolution, repeats=1, flip_p=0.0, crop=cfg.crop)
+                 for s in subjects]
+    for s, dataset in zip(subjects, instances):
+        log(emit, 0, (f"{s.token} {s.class_word}: " if len(subjects) > 1 else "") + dataset.report.format())
     paths.make()
     save_config(cfg, paths.config)
     # 2. base model, on the training device
     device = torch.device(cfg.device.value)
     model = load_base_model(cfg, device, emit)
     # 3. class images
-    classes = class_dataset(cfg, model, paths, emit, control)
+    classes = class_datasets(cfg, subjects, model, paths, emit, control)
     if control.stop_requested:
         return TrainResult(0, cfg.steps, None, stopped=True)
     # 4. latents and captions, once
-    data = cache_data(model, instances, classes, cfg.train_text_encoder)
+    data = cache_data(model, instances, classes, cfg.train_text_encoder, tuple(s.repeats for s in subjects))
     log(emit, 0, f"Cached {len(data.instance_latents)} instance and {len(data.class_latents)} class latents.")
     if cfg.precision is Precision.BF16_TRUE:
         log(emit, 0, "Note: bf16 weights round away updates smaller than ~1/256 of a weight; the subject may be "
                      "learnt more weakly than with the 12gb preset.")
     # 5. fit
-    saver = ModelSaver(cfg, paths, emit)
-    callbacks = [MetricsReporter(paths.metrics, emit, cfg.steps), PreviewMaker(cfg, paths, emit), saver,
+    saver = ModelSaver(cfg, paths, emit, words)
+    callbacks = [MetricsReporter(paths.metrics, emit, cfg.steps), PreviewMaker(cfg, paths, emit, words), saver,
                  Controller(control, emit)]
     quiet_lightning()
     pl.seed_everything(cfg.seed, verbose=False)

@@ -208,12 +208,12 @@ def test_adamw8bit_without_bitsandbytes_says_how_to_install_it(demo_file, subjec
 
 
 def test_batches_are_a_pure_function_of_seed_and_index():
-    plan = BatchPlan(n_instance=5, n_class=7, batch_size=2, repeats=3, flip_p=0.5, latent_shape=(4, 8, 8),
-                     noise_offset=0.1, seed=3)
+    plan = BatchPlan(instance_counts=(5,), class_counts=(7,), repeats=(3,), batch_size=2, flip_p=0.5,
+                     latent_shape=(4, 8, 8), noise_offset=0.1, seed=3)
     a, b = batch_for(plan, 11), batch_for(plan, 11)
     assert all(torch.equal(a[k], b[k]) for k in a)
     assert not torch.equal(a["noise"], batch_for(plan, 12)["noise"])
-    # over one shuffle epoch (5 images x 3 repeats = 15 picks) every instance image comes exactly 3 times
+    # over 15 picks (3 shuffle epochs of 5 images) every instance image comes exactly 3 times
     picks = torch.cat([batch_for(plan, k)["instance"] for k in range(15)])
     assert torch.bincount(picks[:15], minlength=5).tolist() == [3] * 5
 

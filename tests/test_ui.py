@@ -18,7 +18,14 @@ from gradio_client import Client, handle_file
 from gradio_client.exceptions import AppError
 from PIL import Image
 
+from safetensors.torch import save_file
+import torch
+
 from sdtrainer.checkpoint import load_model
+from sdtrainer.config import load_config
+from sdtrainer.preflight import GIB, GpuInfo, GpuProcess, check_gpu
+from sdtrainer.session import oom_message
+from sdtrainer.trainer import RunPaths
 from sdtrainer.ui.app import build_app
 from sdtrainer.ui.dataset_tab import DatasetTab  # noqa: F401 - importable on its own
 from sdtrainer.session import SessionState, Status
@@ -368,6 +375,84 @@ def test_check_gpu_shows_the_gate_report(client, french):
         client.predict(preset="no-such-preset", ema=False, api_name="/training_check_gpu")
 
 
+class FakeProbe:
+    """An RTX 3090 with `free` GiB free and one other program computing on it (see test_session.Probe)."""
+
+    def __init__(self, free=5.0, cuda=True):
+        self.free, self.cuda = free, cuda
+
+    def cuda_available(self):
+        return self.cuda
+
+    def cuda_build(self):
+        return None
+
+    def device_count(self):
+        return 1
+
+    def info(self, index):
+        return GpuInfo("NVIDIA GeForce RTX 3090", 24 * GIB, int(self.free * GIB), "550.54")
+
+    def processes(self, index):
+        return [GpuProcess(4242, "python", 3000, "compute")]
+
+
+def test_check_gpu_in_french_with_each_refusal(app, client, french):
+    app.state.sessions.probe = FakeProbe(free=5.0)
+    try:
+        text = french.predict(preset="24gb", ema=False, api_name="/training_check_gpu")
+        english = client.predict(preset="24gb", ema=False, api_name="/training_check_gpu")
+        app.state.sessions.probe = FakeProbe(cuda=False)
+        no_cuda = french.predict(preset="24gb", ema=False, api_name="/training_check_gpu")
+    finally:
+        app.state.sessions.probe = None
+    for part in ("✖ L'entraînement sur cette carte échouerait", "mémoire : 5.0 Gio libres sur 24.0 Gio",
+                 "pilote : 550.54", "Seulement 5.0 Gio libres sur 24.0 Gio", "Fermez les programmes listés",
+                 "pour libérer au moins 15.0 Gio de plus", "Un autre programme calcule sur cette carte : pid 4242 python (3000 Mio)",
+                 "L'entraînement ne peut pas commencer :"):
+        assert part in text, part
+    assert "Only 5.0 GiB free of 24.0 GiB" in english and "Another program is computing" in english
+    assert "Aucune carte CUDA trouvée : ce PyTorch est une version pour processeur seul" in no_cuda
+
+
+def test_a_refused_start_and_a_failure_show_in_french():
+    report = check_gpu(20, "24gb", {"12gb": 11, "8gb": 7.5}, probe=FakeProbe(free=14.0))
+    snap = SessionState(status=Status.FAILED, step=0, total_steps=10, run_dir=Path("outputs/runs/joe"),
+                        gate=report, message=report.format())
+    text = TrainingTab.progress_text(None, snap, Say("fr"))
+    assert "Seulement 14.0 Gio libres" in text and "préréglage 12gb" in text and "Only" not in text
+    oom = oom_message(load_config("24gb"), 3, RunPaths(Path("nowhere")))
+    snap = SessionState(status=Status.FAILED, step=3, total_steps=10, run_dir=Path("outputs/runs/joe"), message=oom)
+    assert "⚠ Mémoire de la carte épuisée à l'étape 3" in TrainingTab.progress_text(None, snap, Say("fr"))
+    assert "⚠ Out of GPU memory at step 3" in TrainingTab.progress_text(None, snap, Say("en"))
+
+
+def test_core_errors_come_back_in_french(client, french, demo_model, tmp_path):
+    lora = tmp_path / "my-lora.safetensors"
+    save_file({"lora_unet_down_blocks_0.lora_down.weight": torch.zeros(4, 4)}, str(lora))
+    generate = dict(model=str(lora), prompt="x", batch_size=1, token="", class_word="", negative_prompt="",
+                    sampler="euler_a", steps=3, cfg_scale=7, seed=1, width=64, height=64, api_name="/test_generate")
+    empty = tmp_path / "empty.safetensors"
+    empty.write_bytes(b"")
+    fake = tmp_path / "notes.ckpt"
+    fake.write_text("this is not a checkpoint")
+    prune = dict(source=None, half=True, ema="drop", fmt=".safetensors", out_name="", overwrite=False,
+                 api_name="/prune")
+    cases = [
+        (generate, "This is a LoRA/LyCORIS file", "C'est un fichier LoRA/LyCORIS (un complément pour un modèle"),
+        ({**prune, "upload": handle_file(empty)}, "is empty (0 bytes)", "est vide (0 octet)"),
+        ({**prune, "upload": handle_file(fake)}, "is not a readable PyTorch checkpoint",
+         "n'est pas un modèle PyTorch lisible"),
+        ({**prune, "source": demo_model, "upload": None, "ema": "use"}, "has no EMA weights", "n'a pas de poids EMA"),
+    ]
+    for kwargs, english, french_text in cases:
+        with pytest.raises(AppError, match=re.escape(english)):
+            client.predict(**kwargs)
+        with pytest.raises(AppError) as caught:
+            french.predict(**kwargs)
+        assert french_text in str(caught.value) and "Impossible" not in str(caught.value)
+
+
 def test_progress_line_has_step_speed_eta_and_loss():
     snap = SessionState(status=Status.RUNNING, step=5, total_steps=10, loss=0.1234, it_per_s=2.5, eta_s=65,
                         elapsed_s=3, run_dir=Path("outputs/runs/joe"), checkpoints=[Path("joe-step00004.safetensors")])
@@ -385,6 +470,7 @@ def test_short_cpu_training_shows_previews(app, client, project, demo_model):
                                   api_name="/training_start", **params)
     assert "started" in message
     client.predict(api_name="/training_pause")  # held in preparation: a second Start must be refused
+    assert TrainingTab(app.state).start_enabled()["interactive"] is False  # Start is greyed out while it runs
     with pytest.raises(AppError, match="already running"):
         client.predict(project=project, model=demo_model, preset="24gb", run_name="other", resume_run=False,
                        api_name="/training_start", **params)
@@ -400,6 +486,10 @@ def test_short_cpu_training_shows_previews(app, client, project, demo_model):
     assert "Finished" in text, log
     assert {p["caption"].split(" · ")[0] for p in previews} >= {"step 0", "step 2", "step 4"}
     assert client.predict(api_name="/training_stop") == "No training is running."
+    assert TrainingTab(app.state).start_enabled()["interactive"] is True
+    french_text, *_ = Client(client.src, verbose=False, headers={"Cookie": "sdtrainer_lang=fr"}).predict(
+        api_name="/training_state")
+    assert "✔ 4 étapes terminées" in french_text and "Terminé" in french_text
     # a page opened afterwards (a new browser session) shows the same run, its previews and its log tail
     text, _, _, gallery, log = Client(client.src, verbose=False).predict(api_name="/training_state")
     assert "Finished" in text and run in text and len(gallery["value"]) == len(previews) and "Finished" in log

@@ -10,6 +10,10 @@ Text the server writes (status lines, warnings, errors) uses the request's langu
 
     say = Say(request_lang(request, default="fr"))
     gr.Warning(say("msg_added_photos", n=3, total=12))
+    say.message(state.message)            # a core module's Message (sdtrainer.messages) in that language
+
+Core errors raised with a Message (CheckpointError, DatasetError, ...) are shown in the page's language by
+`with say.errors(...)`; the few raised with plain English text are shown as "Impossible : <English>".
 
 The language is the browser's, unless the user picked one with the switch at the top of the page
 (remembered in the browser) or the server was started with --lang. The page tells the server which
@@ -18,6 +22,8 @@ one it shows through the `sdtrainer_lang` cookie, set by LANGUAGE_JS.
 from contextlib import contextmanager
 
 import gradio as gr
+
+from sdtrainer.messages import Message, message_of, say_in
 
 LANGUAGES = ("en", "fr")
 COOKIE = "sdtrainer_lang"
@@ -68,15 +74,22 @@ class Say:
     def __call__(self, key: str, **fmt) -> str:
         return text(key, self.lang, **fmt)
 
+    def message(self, message: str) -> str:
+        """A core module's message (a sdtrainer.messages.Message) in this language; plain text as it is."""
+        return say_in(message, self.lang)
+
     @contextmanager
     def errors(self, *user_errors: type[Exception]):
-        """Turn UIError, and the given exception types (their English message), into gr.Error."""
+        """Turn UIError, and the given exception types (translated when raised with a Message), into gr.Error."""
         try:
             yield
         except UIError as e:
             raise gr.Error(self(e.key, **e.fmt)) from None
         except user_errors as e:
-            raise gr.Error(self("err_detail", error=str(e))) from None
+            message = message_of(e)
+            if isinstance(message, Message):
+                raise gr.Error(self.message(message)) from None
+            raise gr.Error(self("err_detail", error=message)) from None
 
 
 def language_js(default: str | None) -> tuple[str, str]:

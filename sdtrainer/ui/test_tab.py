@@ -182,7 +182,8 @@ class TestTab:
                 loaded, info = self.state.cache.get(path)
                 self.check_size(params, info.config)
                 try:
-                    results = generate(loaded, params, model_name=path.stem, callback=stop_check(stop, step))
+                    results = generate(loaded, params, model_name=path.stem, callback=stop_check(stop, step),
+                                       unet=self.state.cache.sampling_unet())
                 except Stopped:
                     return gr.skip(), gr.skip(), say("msg_stopped")
         paths = save_images(results, self.state.txt2img_dir)[: len(results)]
@@ -239,7 +240,8 @@ class TestTab:
                                  desc=say("progress_compare", name=path.stem))
                         params = GenerationParams(**{**base.__dict__, "prompt": line, "batch_size": 1})
                         try:
-                            column.append(generate(loaded, params, path.stem, callback=stop_check(stop))[0].image)
+                            column.append(generate(loaded, params, path.stem, callback=stop_check(stop),
+                                                   unet=self.state.cache.sampling_unet())[0].image)
                         except Stopped:
                             return None
                 columns.append(column)

@@ -22,7 +22,7 @@ import torch
 from ldm.samplers import SamplerName
 from sdtrainer.config import (DEFAULT_PRESET, PRESET_VRAM_GIB, Device, LRSchedule, OptimizerName, Precision,
                               SaveFormat, TrainConfig, load_config, min_total_gib, preset_names, required_free_gib)
-from sdtrainer.preflight import check_gpu
+from sdtrainer.preflight import GateReport, check_gpu
 from sdtrainer.session import SessionBusy, SessionState, Status
 from sdtrainer.ui.common import USER_ERRORS, Lists
 from sdtrainer.ui.i18n import Say, UIError
@@ -209,7 +209,9 @@ class TrainingTab:
                     api_name="training_check_gpu")
         start.click(self.start, inputs_kwargs={"project": project, "model": model, "preset": preset,
                                                "run_name": run_name, "resume_run": resume_run, **settings},
-                    outputs=[message, run_name], api_name="training_start")
+                    outputs=[message, run_name], api_name="training_start"
+                    ).success(lambda: gr.update(interactive=False), outputs=start,
+                              api_visibility="private")
         pause.click(self.pause, outputs=message, api_name="training_pause")
         resume.click(self.resume, outputs=message, api_name="training_resume")
         stop.click(self.stop, outputs=message, api_name="training_stop")
@@ -217,6 +219,8 @@ class TrainingTab:
         outputs = [live["progress"], live["loss"], live["vram"], live["previews"], live["log"], live["seen"]]
         timer.tick(self.poll, inputs=live["seen"], outputs=outputs, api_name="training_state",
                    show_progress="hidden", concurrency_limit=None)
+        timer.tick(self.start_enabled, outputs=start, api_name="training_start_enabled", show_progress="hidden",
+                   concurrency_limit=None)
         return Lists(models=[model], projects=[project])
 
     def render_live(self, T: gr.I18n) -> dict:
@@ -275,11 +279,9 @@ class TrainingTab:
         with say.errors(*USER_ERRORS):
             cfg = load_config(preset, values={"ema": bool(ema)})
         others = {n: g for n, g in PRESET_VRAM_GIB.items() if n != cfg.preset}
-        report = check_gpu(required_free_gib(cfg), cfg.preset, others, min_total_gib(cfg))
-        verdict = say("tr_gate_ok") if report.ok else say("tr_gate_refused")
-        if not torch.cuda.is_available():
-            verdict += " " + say("tr_gate_cpu")
-        return f"{verdict}\n\n```\n{report.format()}\n```"
+        report = check_gpu(required_free_gib(cfg), cfg.preset, others, min_total_gib(cfg),
+                           probe=self.state.sessions.probe)
+        return gate_text(report, say, note="" if torch.cuda.is_available() else say("tr_gate_cpu"))
 
     # ------------------------------------------------------------------ controls
     def start(self, project: str | None, model: str | None, preset: str, run_name: str, resume_run: bool,
@@ -309,6 +311,11 @@ class TrainingTab:
         if not all(c.isalnum() or c in RUN_NAME_CHARS for c in name) or name.startswith("."):
             raise UIError("err_run_name", name=name)
         return name
+
+    def start_enabled(self):
+        """Start is greyed out while a run is active (preparing, running, paused or stopping)."""
+        snap = self.state.sessions.snapshot()
+        return gr.update(interactive=snap is None or not snap.active)
 
     def active_session(self):
         session = self.state.sessions.current
@@ -361,8 +368,10 @@ class TrainingTab:
         if snap.loss is not None:
             parts.append(say("tr_loss_value", loss=f"{snap.loss:.4f}"))
         lines = [progress_bar(snap.step, snap.total_steps), " · ".join(parts), say("tr_run_folder", folder=snap.run_dir)]
-        if snap.status is Status.FAILED and snap.message:  # how it went otherwise shows in the lines above
-            lines.append("⚠ " + snap.message)
+        if snap.status is Status.FAILED and snap.gate is not None and not snap.gate.ok:
+            lines.append(gate_text(snap.gate, say))
+        elif snap.status in (Status.FAILED, Status.FINISHED) and snap.message:
+            lines.append(("⚠ " if snap.status is Status.FAILED else "✔ ") + say.message(snap.message))
         if snap.checkpoints:
             lines.append(say("tr_checkpoints", n=len(snap.checkpoints), last=snap.checkpoints[-1].name))
         return "\n\n".join(lines)
@@ -390,3 +399,9 @@ def plot_frame(rows: list[dict]) -> pd.DataFrame:
     """Typed columns even when empty: an untyped empty frame makes the plot's axes categorical for good."""
     frame = pd.DataFrame(rows, columns=["step", "value", "series"])
     return frame.astype({"step": "int64", "value": "float64", "series": "str"})
+
+
+def gate_text(report: GateReport, say: Say, note: str = "") -> str:
+    """The GPU gate's verdict (and a note after it) and its report, in the page's language."""
+    verdict = say("tr_gate_ok") if report.ok else say("tr_gate_refused")
+    return f"{verdict}{' ' + note if note else ''}\n\n```\n{report.format(say.lang)}\n```"

@@ -1,0 +1,66 @@
+"""The subjects of a run: the config's single-subject fields, its `concepts` list and the folder tree.
+
+    subjects = run_subjects(cfg)     # [Subject(token, class_word, paths, reg_images, class_images, repeats)]
+    [(s.token, s.class_word) for s in subjects]
+
+`cfg.images` follows the old repos' convention (dataset.folder_subjects): images at its root are
+`<token> <class_word>` of the config, `images/<t>/<c>/` images are `t c`. Each entry of `cfg.concepts`
+adds a subject with its own folder. A subject's class images come from its own `reg_images`, else
+from the run's `reg_images` (its `<class_word>/` sub-folder, or the root for the run's class word),
+else `class_images` are generated (into `<folder>/<class_word>/` when the run has several class words).
+"""
+from dataclasses import dataclass
+from pathlib import Path
+
+from sdtrainer.config import ConfigError, TrainConfig
+from sdtrainer.dataset import DatasetError, class_folder, folder_subjects, list_images
+
+
+@dataclass
+class Subject:
+    token: str
+    class_word: str
+    paths: list[Path]  # its photos
+    reg_images: Path | None  # the folder of its class images, None: generate `class_images` of them
+    class_images: int  # how many to generate when reg_images is None
+    repeats: int  # its share of the picks: repeats / sum of all subjects' repeats
+
+    @property
+    def words(self) -> tuple[str, str]:
+        return self.token, self.class_word
+
+
+def run_subjects(cfg: TrainConfig) -> list[Subject]:
+    """Every subject the run trains, in a fixed order: the images folder's, then cfg.concepts'."""
+    found = []
+    if cfg.images.strip():
+        for s in folder_subjects(cfg.images, cfg.token.strip(), " ".join(cfg.class_word.split())):
+            found.append(Subject(s.token, s.class_word, s.paths, reg_for(cfg.reg_images, s.class_word, cfg.class_word),
+                                 cfg.class_images, cfg.repeats))
+    for n, c in enumerate(cfg.concepts):
+        paths = list_images(c.images)
+        if not paths:
+            raise DatasetError(f"concepts[{n}]: no images in {c.images}; add photos of {c.token} {c.class_word}.")
+        count = cfg.class_images if c.class_images is None else c.class_images
+        found.append(Subject(c.token.strip(), " ".join(c.class_word.split()), paths,
+                             reg_for(c.reg_images or cfg.reg_images, c.class_word,
+                                     c.class_word if c.reg_images else cfg.class_word), count, c.repeats))
+    if not found:
+        raise ConfigError(f"No photos found in {cfg.images}; add photos (or <token>/<class>/ folders of them).")
+    return found
+
+
+def reg_for(reg_root: str | None, class_word: str, root_class_word: str) -> Path | None:
+    """The class images folder of a subject (see dataset.class_folder); a reg folder that is not there fails."""
+    if not reg_root:
+        return None
+    if not Path(reg_root).is_dir():
+        raise DatasetError(f"The class images folder {reg_root} does not exist; check the path (or leave it empty "
+                           "to generate class images).")
+    return class_folder(reg_root, " ".join(class_word.split()), " ".join(root_class_word.split()))
+
+
+def generated_class_dir(base: Path, subjects: list[Subject], class_word: str) -> Path:
+    """Where generated class images of `class_word` go: `base` itself for a run of one class word (as before),
+    else `base/<class_word>/` (the layout `reg_images` reads back)."""
+    return base if len({s.class_word for s in subjects}) == 1 else base / class_word

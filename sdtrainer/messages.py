@@ -1,0 +1,360 @@
+"""Messages the core modules show to people, each under a key, in English and French.
+
+A core error is raised with a `Message`: a `str` holding its English text (so `str(error)`, the CLI and
+the logs read exactly as before) that also keeps its key and fields, so the web UI can say it in the
+page's language:
+
+    raise CheckpointError(Message("ckpt_not_found", path=path))
+    str(error)                           # "Checkpoint not found: /x.ckpt. Check the path."
+    say_in(message_of(error), "fr")      # "Modèle introuvable : /x.ckpt. Vérifiez le chemin."
+
+A field may itself be a Message (a hint several errors share), or a list of them (joined by "; "):
+it is said in the same language. Plain text (file names, numbers, an exception's own words) stays as it
+is. Errors raised with plain text are shown in English. The GPU gate's reasons and report
+(`GateReport.format(lang)`) and the training session's outcome use the same catalogue.
+"""
+from string import Formatter
+
+LANGUAGES = ("en", "fr")
+
+
+class Message(str):
+    """English text that remembers its key and fields, so it can be said in another language."""
+
+    key: str
+    fields: dict
+
+    def __new__(cls, key: str, /, **fields):
+        self = super().__new__(cls, say_in_fields(key, fields, "en"))
+        self.key, self.fields = key, fields
+        return self
+
+    def __reduce__(self):  # copy.deepcopy (session snapshots) and pickle rebuild it from key and fields
+        return _rebuild, (self.key, self.fields)
+
+    def said(self, lang: str) -> str:
+        return say_in(self, lang)
+
+
+def _rebuild(key: str, fields: dict) -> Message:
+    return Message(key, **fields)
+
+
+def say_in(message: str, lang: str) -> str:
+    """`message` in `lang` when it is a Message (English where `lang` lacks it); other text unchanged."""
+    if not isinstance(message, Message):
+        return str(message)
+    return say_in_fields(message.key, message.fields, lang)
+
+
+def say_in_fields(key: str, fields: dict, lang: str) -> str:
+    entry = MESSAGES[key]
+    said = {name: "; ".join(say_in(v, lang) for v in value) if isinstance(value, (list, tuple)) else
+            say_in(value, lang) if isinstance(value, Message) else value for name, value in fields.items()}
+    return (entry.get(lang) or entry["en"]).format(**said)
+
+
+def message_of(error: BaseException) -> str:
+    """The error's Message when it was raised with one, else its (English) text."""
+    first = error.args[0] if error.args else None
+    return first if isinstance(first, Message) and len(error.args) == 1 else str(error)
+
+
+def field_names(template: str) -> set[str]:
+    """{"path", "name"} for "Checkpoint {path}: {name!r}" (what the tests compare between languages)."""
+    return {name for _, name, _, _ in Formatter().parse(template) if name}
+
+
+# Keys by module: ckpt_/kind_ checkpoint.py, ds_ dataset.py, cfg_ config.py, gen_ sampling.py,
+# gate_ preflight.py, run_ session.py.
+MESSAGES: dict[str, dict[str, str]] = {
+    # ------------------------------------------------------------------ checkpoint.py
+    "ckpt_in_file": {"en": "{name}: {error}", "fr": "{name} : {error}"},
+    "ckpt_need_sd_v1": {
+        "en": "sdtrainer needs a Stable Diffusion v1 single-file checkpoint such as {example}",
+        "fr": "sdtrainer a besoin d'un modèle Stable Diffusion v1 en un seul fichier, par exemple {example}",
+    },
+    "ckpt_folder": {
+        "en": "{path} is a folder; choose a single-file .safetensors or .ckpt checkpoint.",
+        "fr": "{path} est un dossier ; choisissez un modèle en un seul fichier .safetensors ou .ckpt.",
+    },
+    "ckpt_diffusers_folder": {
+        "en": "{path} is a folder (a diffusers folder); choose a single-file .safetensors or .ckpt checkpoint.",
+        "fr": "{path} est un dossier (un dossier diffusers) ; choisissez un modèle en un seul fichier .safetensors "
+              "ou .ckpt.",
+    },
+    "ckpt_not_found": {"en": "Checkpoint not found: {path}. Check the path.",
+                       "fr": "Modèle introuvable : {path}. Vérifiez le chemin."},
+    "ckpt_file_type": {
+        "en": "{name}: unsupported file type '{suffix}'; use a .safetensors or .ckpt single-file checkpoint.",
+        "fr": "{name} : type de fichier « {suffix} » non pris en charge ; utilisez un modèle en un seul fichier "
+              ".safetensors ou .ckpt.",
+    },
+    "ckpt_empty": {
+        "en": "{name} is empty (0 bytes); the download or save did not finish. Download it again.",
+        "fr": "{name} est vide (0 octet) : le téléchargement ou l'enregistrement n'a pas abouti. "
+              "Téléchargez-le à nouveau.",
+    },
+    "ckpt_hint_corrupt": {"en": "it is probably truncated or corrupt: download it again.",
+                          "fr": "il est sans doute tronqué ou abîmé : téléchargez-le à nouveau."},
+    "ckpt_hint_is_ckpt": {"en": "it is really a PyTorch .ckpt file: rename it to .ckpt.",
+                          "fr": "c'est en fait un fichier PyTorch .ckpt : renommez-le en .ckpt."},
+    "ckpt_hint_is_safetensors": {"en": "it is really a .safetensors file: rename it to .safetensors.",
+                                 "fr": "c'est en fait un fichier .safetensors : renommez-le en .safetensors."},
+    "ckpt_bad_safetensors": {"en": "{name} is not a readable .safetensors file ({reason}); {hint}",
+                             "fr": "{name} n'est pas un fichier .safetensors lisible ({reason}) ; {hint}"},
+    "ckpt_bad_pickle": {"en": "{name} is not a readable PyTorch checkpoint ({reason}); {hint}",
+                        "fr": "{name} n'est pas un modèle PyTorch lisible ({reason}) ; {hint}"},
+    "ckpt_unexpected_pickle": {"en": "unexpected pickle data", "fr": "données pickle inattendues"},
+    "ckpt_code_outside": {"en": "code outside the weights", "fr": "du code en dehors des poids"},
+    "ckpt_runs_code": {
+        "en": "{name} tries to run code: its pickle asks for {what}, which a checkpoint does not need. It was "
+              "refused and nothing in it ran. Use a .safetensors version of this model, or get the file from a "
+              "source you trust.",
+        "fr": "{name} essaie d'exécuter du code : son pickle demande {what}, dont un modèle n'a pas besoin. Il a "
+              "été refusé et rien n'a été exécuté. Utilisez une version .safetensors de ce modèle, ou prenez le "
+              "fichier d'une source de confiance.",
+    },
+    "ckpt_not_weights": {"en": "{name} holds a {type}, not a model's weights; {need}.",
+                         "fr": "{name} contient un {type}, pas les poids d'un modèle ; {need}."},
+    "ckpt_no_tensors": {"en": "{name} holds no tensors; {need}.", "fr": "{name} ne contient aucun tenseur ; {need}."},
+    "ckpt_no_ema": {
+        "en": "This file has no EMA weights (model_ema.*); turn off 'use EMA' to use its weights.",
+        "fr": "Ce fichier n'a pas de poids EMA (model_ema.*) ; n'utilisez pas l'EMA pour prendre ses poids.",
+    },
+    "ckpt_unsupported": {"en": "This is {kind}; {need}.", "fr": "C'est {kind} ; {need}."},
+    "ckpt_mixed_parts": {
+        "en": "The text encoder's width ({text}) does not match the UNet's context width ({context}): the file "
+              "mixes parts of different models; {need}.",
+        "fr": "La largeur de l'encodeur de texte ({text}) ne correspond pas à celle du contexte de l'UNet "
+              "({context}) : le fichier mélange des parties de modèles différents ; {need}.",
+    },
+    "ckpt_lacks_key": {"en": "The file lacks {key}, so its architecture cannot be read; {need}.",
+                       "fr": "Il manque {key} dans le fichier : son architecture ne peut pas être lue ; {need}."},
+    "ckpt_mismatch": {
+        "en": "{name} does not match the {config} architecture ({parts}). It is damaged or a different model; {need}.",
+        "fr": "{name} ne correspond pas à l'architecture {config} ({parts}). Il est abîmé ou c'est un autre "
+              "modèle ; {need}.",
+    },
+    "ckpt_save_suffix": {"en": "Cannot save as '{suffix}': name the file .safetensors (or .ckpt).",
+                         "fr": "Impossible d'enregistrer en « {suffix} » : nommez le fichier .safetensors (ou .ckpt)."},
+    "ckpt_no_folder": {"en": "The folder {folder} does not exist; create it or choose another.",
+                       "fr": "Le dossier {folder} n'existe pas ; créez-le ou choisissez-en un autre."},
+    "ckpt_permission": {"en": "Cannot write {path}: permission denied; choose a folder you can write to.",
+                        "fr": "Impossible d'écrire {path} : permission refusée ; choisissez un dossier où vous "
+                              "pouvez écrire."},
+    "ckpt_no_space": {
+        "en": "Not enough disk space to save {name}: it needs about {needed} GB and {folder} has {free} GB free. "
+              "Free some space or choose another folder.",
+        "fr": "Pas assez de place sur le disque pour enregistrer {name} : il faut environ {needed} Go et {folder} "
+              "n'a que {free} Go libres. Libérez de la place ou choisissez un autre dossier.",
+    },
+    # what a file is, when it is not an SD v1 model (the {kind} of ckpt_unsupported)
+    "kind_lora": {"en": "a LoRA/LyCORIS file (an add-on for a model, not a model)",
+                  "fr": "un fichier LoRA/LyCORIS (un complément pour un modèle, pas un modèle)"},
+    "kind_embedding": {"en": "a textual-inversion embedding (a text-encoder add-on, not a model)",
+                       "fr": "un embedding textual inversion (un complément de l'encodeur de texte, pas un modèle)"},
+    "kind_sdxl": {"en": "an SDXL checkpoint", "fr": "un modèle SDXL"},
+    "kind_sdxl_context": {"en": "an SDXL checkpoint (context width {context})",
+                          "fr": "un modèle SDXL (largeur de contexte {context})"},
+    "kind_sd2": {"en": "a Stable Diffusion 2.x checkpoint (OpenCLIP text encoder)",
+                 "fr": "un modèle Stable Diffusion 2.x (encodeur de texte OpenCLIP)"},
+    "kind_sd2_context": {"en": "a Stable Diffusion 2.x checkpoint (context width 1024)",
+                         "fr": "un modèle Stable Diffusion 2.x (largeur de contexte 1024)"},
+    "kind_diffusers_part": {
+        "en": "a diffusers-format file (one part of a diffusers folder); use a single-file .safetensors/.ckpt instead",
+        "fr": "un fichier au format diffusers (une partie d'un dossier diffusers) ; utilisez plutôt un modèle en un "
+              "seul fichier .safetensors/.ckpt",
+    },
+    "kind_vae": {"en": "a VAE alone (no UNet or text encoder)", "fr": "un VAE seul (sans UNet ni encodeur de texte)"},
+    "kind_vae_no_unet": {"en": "a VAE alone without a UNet", "fr": "un VAE seul, sans UNet"},
+    "kind_text_no_unet": {"en": "a text encoder alone without a UNet", "fr": "un encodeur de texte seul, sans UNet"},
+    "kind_vae_text_no_unet": {"en": "a VAE and text encoder without a UNet",
+                              "fr": "un VAE et un encodeur de texte sans UNet"},
+    "kind_not_sd": {"en": "not a Stable Diffusion model (it has no model.diffusion_model.* weights)",
+                    "fr": "pas un modèle Stable Diffusion (il n'a pas de poids model.diffusion_model.*)"},
+    "kind_inpainting": {"en": "an inpainting model (UNet input has {channels} channels, SD v1 has 4)",
+                        "fr": "un modèle d'inpainting (l'entrée de l'UNet a {channels} canaux, SD v1 en a 4)"},
+    "kind_pix2pix": {"en": "an instruct-pix2pix model (UNet input has {channels} channels, SD v1 has 4)",
+                     "fr": "un modèle instruct-pix2pix (l'entrée de l'UNet a {channels} canaux, SD v1 en a 4)"},
+    "kind_unknown_unet": {"en": "an unknown UNet with {channels} input channels (SD v1 has 4)",
+                          "fr": "un UNet inconnu à {channels} canaux d'entrée (SD v1 en a 4)"},
+    "kind_unet_no_vae": {"en": "a UNet without its VAE", "fr": "un UNet sans son VAE"},
+    "kind_unet_no_text": {"en": "a UNet without its text encoder", "fr": "un UNet sans son encodeur de texte"},
+    "kind_unet_no_vae_text": {"en": "a UNet without its VAE and text encoder",
+                              "fr": "un UNet sans son VAE ni son encodeur de texte"},
+    # ------------------------------------------------------------------ pruning.py
+    "prune_same_file": {
+        "en": "{name} is the file being pruned; choose another output name (delete the original yourself once the "
+              "pruned file works).",
+        "fr": "{name} est le fichier à élaguer ; choisissez un autre nom (supprimez vous-même l'original une fois "
+              "le fichier élagué vérifié).",
+    },
+    "prune_exists": {"en": "{path} already exists; choose another name or allow overwriting.",
+                     "fr": "{path} existe déjà ; choisissez un autre nom ou autorisez le remplacement."},
+    # ------------------------------------------------------------------ dataset.py
+    "ds_folder_missing": {
+        "en": "Image folder {folder} does not exist or is not a folder; choose the folder that holds the photos.",
+        "fr": "Le dossier d'images {folder} n'existe pas ou n'est pas un dossier ; choisissez le dossier qui "
+              "contient les photos.",
+    },
+    "ds_no_images": {"en": "No images found in {where} (looked for {extensions}). Add {what}.",
+                     "fr": "Aucune image trouvée dans {where} (extensions cherchées : {extensions}). Ajoutez {what}."},
+    "ds_no_usable": {"en": "No usable training images in {where}: {reasons}. Add {what}.",
+                     "fr": "Aucune image d'entraînement utilisable dans {where} : {reasons}. Ajoutez {what}."},
+    "ds_files_were": {"en": "{n} files were {problem} ({names})", "fr": "{n} fichiers : {problem} ({names})"},
+    "ds_file_was": {"en": "1 file was {problem} ({names})", "fr": "1 fichier : {problem} ({names})"},
+    "ds_problem_unreadable": {"en": "unreadable", "fr": "illisible"},
+    "ds_problem_too_small": {"en": "too small", "fr": "trop petit"},
+    "ds_what_photos": {
+        "en": "{low}-{high} photos of the subject (sharp, varied, at least {side} px on the short side)",
+        "fr": "{low} à {high} photos du sujet (nettes, variées, au moins {side} px sur le petit côté)",
+    },
+    "ds_what_class": {"en": "regularization images of a {class_word} (or generate them with the base model)",
+                      "fr": "des images de régularisation de « {class_word} » (ou générez-les avec le modèle de "
+                            "base)"},
+    "ds_token_class_unset": {"en": "Set both the token (e.g. `ohwx`) and the class word (e.g. `person`).",
+                             "fr": "Indiquez le jeton (par ex. `ohwx`) et le mot de classe (par ex. `person`)."},
+    "ds_class_unset": {"en": "Set the class word (e.g. `person`).",
+                       "fr": "Indiquez le mot de classe (par ex. `person`)."},
+    "ds_unknown_crop": {"en": "Unknown crop {crop!r}; use one of: {choices}.",
+                        "fr": "Recadrage {crop!r} inconnu ; utilisez l'un de : {choices}."},
+    # ------------------------------------------------------------------ config.py
+    "cfg_unknown_preset": {"en": "Unknown preset {name!r}; choose one of: {names}.",
+                           "fr": "Préréglage {name!r} inconnu ; choisissez l'un de : {names}."},
+    "cfg_set": {"en": "Set {key}: {hint}.", "fr": "Indiquez {key} : {hint}."},
+    "cfg_hint_model": {"en": "the base SD v1 checkpoint", "fr": "le modèle SD v1 de départ"},
+    "cfg_hint_images": {"en": "the folder of subject photos", "fr": "le dossier des photos du sujet"},
+    "cfg_hint_token": {"en": "a rare word such as ohwx", "fr": "un mot rare comme ohwx"},
+    "cfg_hint_class_word": {"en": "e.g. person, dog, car", "fr": "par ex. person, dog, car"},
+    "cfg_must_be": {"en": "{key} must be {what}, got {value!r}.", "fr": "{key} doit être {what}, pas {value!r}."},
+    "cfg_at_least_1": {"en": "at least 1", "fr": "au moins 1"},
+    "cfg_above_0": {"en": "above 0", "fr": "supérieur à 0"},
+    "cfg_above_0_or_unset": {"en": "above 0 (or unset)", "fr": "supérieur à 0 (ou non défini)"},
+    "cfg_0_or_more": {"en": "0 or more", "fr": "0 ou plus"},
+    "cfg_0_to_1": {"en": "between 0 and 1", "fr": "entre 0 et 1"},
+    "cfg_ema_decay_range": {"en": "between 0 and 1 (0.999 is usual)", "fr": "entre 0 et 1 (0,999 en général)"},
+    "cfg_1_to_150": {"en": "between 1 and 150", "fr": "entre 1 et 150"},
+    "cfg_multiple_of_64": {"en": "a multiple of 64 (512 for SD v1)", "fr": "un multiple de 64 (512 pour SD v1)"},
+    # ------------------------------------------------------------------ sampling.py
+    "gen_side": {
+        "en": "{side} {value} is not usable: use a multiple of {multiple} between {multiple} and {max} "
+              "(SD v1 works best at 512).",
+        "fr": "{side} {value} ne convient pas : utilisez un multiple de {multiple} entre {multiple} et {max} "
+              "(SD v1 donne le meilleur à 512).",
+    },
+    "gen_width": {"en": "width", "fr": "Largeur"},
+    "gen_height": {"en": "height", "fr": "Hauteur"},
+    "gen_steps": {"en": "steps must be between 1 and {max} (20-30 is usual), got {value}.",
+                  "fr": "Le nombre d'étapes doit être entre 1 et {max} (20 à 30 en général), pas {value}."},
+    "gen_batch": {"en": "batch size must be between 1 and {max}, got {value}.",
+                  "fr": "Le nombre d'images doit être entre 1 et {max}, pas {value}."},
+    "gen_cfg": {"en": "CFG scale must be between 1 and 30 (7 is usual), got {value}.",
+                "fr": "L'échelle CFG doit être entre 1 et 30 (7 en général), pas {value}."},
+    # ------------------------------------------------------------------ preflight.py: the report
+    "indented": {"en": "{prefix}{text}", "fr": "{prefix}{text}"},  # a report line under a heading
+    "gate_gpu_missing": {"en": "GPU {index}: not available", "fr": "GPU {index} : indisponible"},
+    "gate_gpu": {"en": "GPU {index}: {name}", "fr": "GPU {index} : {name}"},
+    "gate_memory": {"en": "  memory: {free:.1f} GiB free of {total:.1f} GiB",
+                    "fr": "  mémoire : {free:.1f} Gio libres sur {total:.1f} Gio"},
+    "gate_driver": {"en": "  driver: {driver}", "fr": "  pilote : {driver}"},
+    "gate_no_processes": {"en": "  processes on this GPU: none", "fr": "  programmes sur ce GPU : aucun"},
+    "gate_processes": {"en": "  processes on this GPU:", "fr": "  programmes sur ce GPU :"},
+    "gate_process": {"en": "pid {pid} {name}{own} ({kind}, {used})", "fr": "pid {pid} {name}{own} ({kind}, {used})"},
+    "gate_this_program": {"en": " (this program)", "fr": " (ce programme)"},
+    "gate_used_unknown": {"en": "memory use unknown", "fr": "mémoire utilisée inconnue"},
+    "gate_used_mib": {"en": "{mib} MiB", "fr": "{mib} Mio"},
+    "gate_needs": {"en": "Preset {preset} needs {gib} GiB free.",
+                   "fr": "Le préréglage {preset} demande {gib} Gio libres."},
+    "gate_ok": {"en": "OK: training can start.", "fr": "OK : l'entraînement peut commencer."},
+    "gate_refused": {"en": "Training cannot start:", "fr": "L'entraînement ne peut pas commencer :"},
+    # ------------------------------------------------------------------ preflight.py: reasons for refusing
+    "gate_no_index": {
+        "en": "There is no GPU with index {index}: the driver sees {count} GPU(s) (indices 0 to {last}). "
+              "Choose one of those indices.",
+        "fr": "Il n'y a pas de GPU d'indice {index} : le pilote voit {count} GPU (indices 0 à {last}). "
+              "Choisissez l'un de ces indices.",
+    },
+    "gate_too_small": {
+        "en": "The GPU ({name}) has {total:.1f} GiB in total; the {preset} preset needs a card with at least "
+              "{min} GiB (24 GB, e.g. an RTX 3090 or 4090). {advice}",
+        "fr": "La carte ({name}) a {total:.1f} Gio en tout ; le préréglage {preset} demande une carte d'au moins "
+              "{min} Gio (24 Go, par ex. une RTX 3090 ou 4090). {advice}",
+    },
+    "gate_choose_smaller": {"en": "Choose a preset made for a smaller card.",
+                            "fr": "Choisissez un préréglage fait pour une carte plus petite."},
+    "gate_choose_preset": {"en": "Choose the {preset} preset (needs {gib} GiB free).",
+                           "fr": "Choisissez le préréglage {preset} (il demande {gib} Gio libres)."},
+    "gate_low_free": {
+        "en": "Only {free:.1f} GiB free of {total:.1f} GiB; the {preset} preset needs {gib} GiB. {advice}",
+        "fr": "Seulement {free:.1f} Gio libres sur {total:.1f} Gio ; le préréglage {preset} demande {gib} Gio. "
+              "{advice}",
+    },
+    "gate_free_more": {"en": "{close} to free at least {missing:.1f} GiB more.",
+                       "fr": "{close} pour libérer au moins {missing:.1f} Gio de plus."},
+    "gate_close_or_preset": {"en": "{close} or choose the {preset} preset (needs {gib} GiB).",
+                             "fr": "{close} ou choisissez le préréglage {preset} (il demande {gib} Gio)."},
+    "gate_close_listed": {"en": "Close the programs listed above", "fr": "Fermez les programmes listés ci-dessus"},
+    "gate_close_any": {
+        "en": "Close programs that use the GPU (games, other AI tools, browsers with hardware acceleration)",
+        "fr": "Fermez les programmes qui utilisent la carte (jeux, autres outils d'IA, navigateurs avec "
+              "l'accélération matérielle)",
+    },
+    "gate_compute_process": {
+        "en": "Another program is computing on this GPU: pid {pid} {name} ({used}). Close it, or wait until it "
+              "finishes, then start again: two jobs on one card run out of memory.",
+        "fr": "Un autre programme calcule sur cette carte : pid {pid} {name} ({used}). Fermez-le, ou attendez "
+              "qu'il finisse, puis relancez : deux travaux sur une même carte manquent de mémoire.",
+    },
+    "gate_no_cuda": {"en": "No CUDA GPU was found: {cause}. The demo model can train on the CPU with --device cpu.",
+                     "fr": "Aucune carte CUDA trouvée : {cause}. Le modèle de démonstration peut s'entraîner sur le "
+                           "processeur."},
+    "gate_cpu_torch": {
+        "en": "this PyTorch is a CPU-only build. Training a real model needs an NVIDIA GPU and the CUDA build of "
+              "PyTorch (delete the .venv folder and run the launcher again to reinstall it)",
+        "fr": "ce PyTorch est une version pour processeur seul. Entraîner un vrai modèle demande une carte NVIDIA "
+              "et la version CUDA de PyTorch (supprimez le dossier .venv et relancez le lanceur pour la "
+              "réinstaller)",
+    },
+    "gate_cuda_unusable": {
+        "en": "PyTorch (built for CUDA {build}) cannot use any GPU. Training a real model needs an NVIDIA GPU: "
+              "check that `nvidia-smi` lists it, that the NVIDIA driver is recent enough, and that "
+              "CUDA_VISIBLE_DEVICES does not hide it",
+        "fr": "PyTorch (compilé pour CUDA {build}) ne peut utiliser aucune carte. Entraîner un vrai modèle demande "
+              "une carte NVIDIA : vérifiez que `nvidia-smi` la liste, que le pilote NVIDIA est assez récent et que "
+              "CUDA_VISIBLE_DEVICES ne la cache pas",
+    },
+    "gate_no_driver": {
+        "en": "The NVIDIA driver was not found or could not be queried ({error}). Check that the NVIDIA driver is "
+              "installed and that `nvidia-smi` lists the GPU (install or update the driver and restart if it does "
+              "not), and that the nvidia-ml-py package is installed.",
+        "fr": "Le pilote NVIDIA est introuvable ou ne répond pas ({error}). Vérifiez que le pilote NVIDIA est "
+              "installé et que `nvidia-smi` liste la carte (sinon installez ou mettez à jour le pilote et "
+              "redémarrez), et que le paquet nvidia-ml-py est installé.",
+    },
+    # ------------------------------------------------------------------ session.py: how a run ended
+    "run_finished": {"en": "Finished {step} steps: {path}", "fr": "{step} étapes terminées : {path}"},
+    "run_stopped": {"en": "Stopped at step {step} of {total}.", "fr": "Arrêté à l'étape {step} sur {total}."},
+    "run_stopped_saved": {"en": "Stopped at step {step} of {total}; saved {path}.",
+                          "fr": "Arrêté à l'étape {step} sur {total} ; enregistré dans {path}."},
+    "run_failed": {"en": "Training failed: {kind}: {error}", "fr": "L'entraînement a échoué : {kind} : {error}"},
+    "run_busy": {"en": "A training run is already active ({run_dir}, {status}); stop it or wait until it ends.",
+                 "fr": "Un entraînement est déjà en cours ({run_dir}, {status}) ; arrêtez-le ou attendez la fin."},
+    "run_started_twice": {"en": "This session has already been started; create a new one.",
+                          "fr": "Cette session a déjà été lancée ; créez-en une nouvelle."},
+    "run_oom": {
+        "en": "Out of GPU memory at step {step} with the {preset} preset: {advice}, and close other programs that "
+              "use the GPU.{saved}",
+        "fr": "Mémoire de la carte épuisée à l'étape {step} avec le préréglage {preset} : {advice}, et fermez les "
+              "autres programmes qui utilisent la carte.{saved}",
+    },
+    "run_oom_lower": {"en": "choose the {preset} preset (needs about {gib} GiB free)",
+                      "fr": "choisissez le préréglage {preset} (il demande environ {gib} Gio libres)"},
+    "run_oom_smallest": {
+        "en": "lower the resolution or the batch size, or turn off ema and train_text_encoder",
+        "fr": "baissez la résolution ou la taille de lot, ou désactivez l'EMA et l'entraînement de l'encodeur de "
+              "texte",
+    },
+    "run_oom_saved": {"en": " The state at step {step} was saved; resume from {root}.",
+                      "fr": " L'état à l'étape {step} est enregistré ; reprenez depuis {root}."},
+}
