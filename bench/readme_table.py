@@ -16,11 +16,11 @@ COMMAND = "python bench/train.py"
 PRESET_SETUP = {  # what each preset and its reference run, for the table's first column
     "en": {"24gb": ("`24gb`: bf16 autocast, fused AdamW, UNet as CUDA graphs", "fp32, AdamW"),
            "12gb": ("`12gb`: bf16 autocast, gradient checkpointing, 8-bit AdamW", "fp32, AdamW"),
-           "8gb": ("`8gb`: bf16 weights, gradient checkpointing, 8-bit AdamW",
+           "8gb": ("`8gb`: bf16 weights, gradient checkpointing, 8-bit AdamW, UNet as CUDA graphs",
                    "bf16 autocast, checkpointing, 8-bit AdamW")},
     "fr": {"24gb": ("`24gb` : autocast bf16, AdamW fusionné, UNet en graphes CUDA", "fp32, AdamW"),
            "12gb": ("`12gb` : autocast bf16, gradient checkpointing, AdamW 8 bits", "fp32, AdamW"),
-           "8gb": ("`8gb` : poids bf16, gradient checkpointing, AdamW 8 bits",
+           "8gb": ("`8gb` : poids bf16, gradient checkpointing, AdamW 8 bits, UNet en graphes CUDA",
                    "autocast bf16, checkpointing, AdamW 8 bits")},
 }
 HEADERS = {

@@ -223,8 +223,10 @@ class _NoLock:
 
 def oom_message(cfg: TrainConfig, step: int, paths: RunPaths) -> Message:
     lower = lower_preset(cfg.preset)
-    advice = (Message("run_oom_lower", preset=lower, gib=f"{PRESET_VRAM_GIB[lower]:g}") if lower else
-              Message("run_oom_smallest"))
+    if lower:
+        advice = Message("run_oom_lower", preset=lower, gib=f"{PRESET_VRAM_GIB[lower]:g}")
+    else:  # the CUDA graphs' buffers are the smallest preset's largest optional cost (~1.5 GiB)
+        advice = Message("run_oom_graphs" if cfg.cuda_graphs else "run_oom_smallest")
     saved = Message("run_oom_saved", step=step, root=paths.root) if paths.state.exists() else ""
     return Message("run_oom", step=step, preset=cfg.preset, advice=advice, saved=saved)
 

@@ -63,6 +63,10 @@ def test_out_of_memory_advice_in_french(tmp_path):
     assert message.startswith("Out of GPU memory at step 3 with the 24gb preset")
     assert say_in(message, "fr").startswith("Mémoire de la carte épuisée à l'étape 3 avec le préréglage 24gb")
     assert "12gb" in say_in(message, "fr")
+    smallest = oom_message(load_config("8gb"), 5, RunPaths(tmp_path))  # graphed: turning the graphs off is the way
+    assert "cuda_graphs to false" in smallest and "cuda_graphs sur false" in say_in(smallest, "fr")
+    eager = oom_message(load_config("8gb", values={"cuda_graphs": False}), 5, RunPaths(tmp_path))
+    assert "cuda_graphs" not in eager and "lower the resolution" in eager
 
 
 def test_message_of_plain_errors_is_their_text():

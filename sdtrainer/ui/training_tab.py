@@ -61,6 +61,7 @@ SETTINGS = (
     Setting("precision", "choice", choices=Precision),
     Setting("optimizer", "choice", choices=OptimizerName),
     Setting("gradient_checkpointing", "bool"),
+    Setting("cuda_graphs", "bool"),
     Setting("train_text_encoder", "bool"),
     Setting("text_encoder_lr", "optional_float", 0, 1e-2),
     Setting("ema", "bool"),
