@@ -6,6 +6,7 @@ AppError of a gr.Error (in the language of the request: the `sdtrainer_lang` coo
 """
 import ast
 import hashlib
+import json
 import re
 import shutil
 import socket
@@ -18,18 +19,23 @@ from gradio_client import Client, handle_file
 from gradio_client.exceptions import AppError
 from PIL import Image
 
-from safetensors.torch import save_file
+from safetensors.torch import load_file, save_file
 import torch
 
-from sdtrainer.checkpoint import load_model
-from sdtrainer.config import load_config
+from sdtrainer.checkpoint import load_model, read_metadata
+from sdtrainer.concepts import run_subjects
+from sdtrainer.config import Concept, load_config
+from sdtrainer.dataset import caption_for
 from sdtrainer.preflight import GIB, GpuInfo, GpuProcess, check_gpu
 from sdtrainer.session import oom_message
 from sdtrainer.trainer import RunPaths
 from sdtrainer.ui.app import build_app
 from sdtrainer.ui.dataset_tab import DatasetTab  # noqa: F401 - importable on its own
 from sdtrainer.session import SessionState, Status
+from sdtrainer.ui.common import parse_concepts
 from sdtrainer.ui.i18n import LANGUAGES, STRINGS, Say
+from sdtrainer.ui.projects import Project
+from sdtrainer.ui.test_tab import concept_pairs
 from sdtrainer.ui.training_tab import SETTINGS, TrainingTab
 
 TRAIN_TIMEOUT_S = 120
@@ -123,6 +129,7 @@ def test_every_message_exists_in_english_and_french():
              "near_duplicate", "no_face", "same_background")
     used |= {f"issue_{c}" for c in codes} | {f"issue_short_{c}" for c in codes}
     used |= {f"status_{s.value}" for s in Status}
+    used |= {f"ds_caption_from_{rule}" for rule in ("txt", "template", "file_name", "default")}
     assert not used - set(STRINGS), "keys used but not defined"
     for key, entry in STRINGS.items():
         assert set(entry) == set(LANGUAGES) and all(entry.values()), f"{key} lacks a language"
@@ -191,9 +198,11 @@ def test_dataset_prepare_caption_remove(client, project):
     assert len(gallery) == 5 and all(Path(item["image"]).suffix == ".png" for item in gallery)
     assert "broken.jpg" in report and "5 of 6 images prepared" in status
     assert all("no face" in caption for caption in captions(gallery).values())  # class "person", noise photos
-    gallery, message = client.predict(name=project, image="joe0.png", caption="ohwx person at the beach",
-                                      api_name="/dataset_save_caption")
+    gallery, caption, note, message = client.predict(name=project, image="joe0.png",
+                                                     caption="ohwx person at the beach",
+                                                     api_name="/dataset_save_caption")
     assert "saved" in message and "at the beach" in " ".join(item["caption"] for item in gallery)
+    assert caption == "ohwx person at the beach" and "From its .txt file" in note
     gallery, *_, message = client.predict(name=project, image="joe4.png", api_name="/dataset_remove")
     assert len(gallery) == 4 and "removed" in message
     gallery, *_ = client.predict(name=project, crop="face", api_name="/dataset_prepare")
@@ -554,6 +563,190 @@ def test_bad_input_gives_messages_and_the_app_keeps_working(client, french, demo
                                    negative_prompt="", sampler="euler_a", steps=3, cfg_scale=7, seed=1, width=64,
                                    height=64, api_name="/test_generate")
     assert len(gallery) == 1
+
+
+# ------------------------------------------------------------------ several subjects in one project (issue 6)
+
+@pytest.fixture(scope="module")
+def pair(client, tmp_path_factory) -> str:
+    """A project 'pair' whose first subject is ohwx person (3 prepared photos); tests add effy dog to it."""
+    src = tmp_path_factory.mktemp("pair")
+    client.predict(new_name="pair", api_name="/dataset_create")
+    client.predict(name="pair", token="ohwx", class_word="person", resolution=64, api_name="/dataset_save_settings")
+    client.predict(name="pair", files=[handle_file(photo(src / f"p{i}.png", i)) for i in range(3)],
+                   api_name="/dataset_add_photos")
+    client.predict(name="pair", crop="center", api_name="/dataset_prepare")
+    return "pair"
+
+
+def test_an_added_subject_has_its_own_photos_captions_and_class_images(app, client, french, pair, demo_model,
+                                                                      tmp_path):
+    root = app.state.projects_dir / pair
+    choices, new_token, new_class, status, *shown = client.predict(name=pair, token=" effy ", class_word="dog",
+                                                                  api_name="/dataset_add_subject")
+    assert choices["choices"] == [["ohwx person", "ohwx"], ["effy dog", "effy"]] and choices["value"] == "effy"
+    assert (new_token, new_class) == ("", "") and "“effy dog” added (2 subjects" in status
+    assert shown[:2] == ["effy", "dog"] and shown[3] == []  # the new subject is shown: no photos yet
+    names = ["e0@S_asleep_on_the_C_bed.png", "e1.png", "e2.png"]
+    files = [photo(tmp_path / name, 10 + i) for i, name in enumerate(names)]
+    (tmp_path / "e1.txt").write_text("effy dog in the snow")
+    client.predict(name=pair, subject="effy", files=[handle_file(f) for f in files + [tmp_path / "e1.txt"]],
+                   api_name="/dataset_add_photos")
+    gallery, _, status = client.predict(name=pair, subject="effy", crop="center", api_name="/dataset_prepare")
+    prepared = root / "subjects" / "effy" / "prepared"
+    assert "3 of 3 images prepared" in status and sorted(p.name for p in prepared.glob("*.png")) == sorted(names)
+    assert len(list((root / "prepared").glob("*.png"))) == 3  # the first subject's squares are its own
+    cards = captions(gallery)  # each card ends with the caption training reads (.txt, @ template, default)
+    assert cards["e0@S_asleep_on_the_C_bed.png"].endswith("“effy asleep on the dog bed”")
+    assert cards["e1.png"].endswith("“effy dog in the snow”") and cards["e2.png"].endswith("“effy dog”")
+    assert all(cards[p.name].endswith(f"“{caption_for(p, 'effy', 'dog')}”") for p in prepared.glob("*.png"))
+    _, caption, note, message = client.predict(name=pair, subject="effy", image="e2.png", caption="effy dog  on a sofa",
+                                               api_name="/dataset_save_caption")
+    assert caption == "effy dog on a sofa" == caption_for(prepared / "e2.png", "effy", "dog") and ".txt" in note
+    _, caption, note, message = client.predict(name=pair, subject="effy", image="e1.png", caption="",
+                                               api_name="/dataset_save_caption")
+    assert caption == "effy dog" and "The default" in note and "it will use “effy dog”" in message
+    _, caption, note, _ = french.predict(name=pair, subject="effy", image=names[0], caption="",
+                                         api_name="/dataset_save_caption")
+    assert caption == "effy asleep on the dog bed" and "modèle @" in note
+    _, _, status = client.predict(name=pair, subject="effy", image="e2.png", where="start", api_name="/dataset_recrop")
+    saved = json.loads((root / "project.json").read_text())
+    assert "cropped again" in status and saved["subjects"][0]["crops"] == {"e2.png": "start"} and saved["crops"] == {}
+    gallery, text = client.predict(name=pair, subject="effy", model=demo_model, count=2,
+                                   api_name="/dataset_generate_class_images")
+    assert len(gallery) == 2 and "2 class images of “dog”" in text
+    assert len(list((root / "reg" / "dog").glob("*.png"))) == 2 and not list((root / "reg").glob("*.png"))
+    token, class_word, *_ = client.predict(name=pair, subject="ohwx", api_name="/dataset_open_subject")
+    assert (token, class_word) == ("ohwx", "person")
+    *_, subject_list = client.predict(pair, api_name="/dataset_open")
+    assert subject_list["value"] == "ohwx" and len(subject_list["choices"]) == 2
+
+
+def test_subject_mistakes_are_refused_clearly_and_lose_nothing(app, client, french, pair):
+    root = app.state.projects_dir / pair
+    before = (root / "project.json").read_text()
+    folders = sorted(str(p) for p in root.rglob("*"))
+    add = {"api_name": "/dataset_add_subject"}
+    cases = [
+        (dict(name=pair, token="", class_word="dog", **add), "Enter a token", "Saisissez un jeton"),
+        (dict(name=pair, token="EFFY", class_word="cat", **add), "“EFFY” is already a subject", "déjà un sujet"),
+        (dict(name=pair, token="big rex", class_word="dog", **add), "one word, without spaces", "un seul mot"),
+        (dict(name=pair, token="../rex", class_word="dog", **add), "cannot be a subject's token", "ne peut pas être"),
+        (dict(name=pair, token="rex", class_word="", **add), "Enter a class word", "Saisissez un mot de classe"),
+        (dict(name=pair, token="rex", class_word="dog/cat", **add), "cannot be a class word", "mot de classe"),
+        (dict(name=None, token="rex", class_word="dog", **add), "Pick or create a project", "Choisissez ou créez"),
+        (dict(name=pair, subject="effy", token="ohwx", class_word="dog", resolution=64,
+              api_name="/dataset_save_settings"), "“ohwx” is already a subject", "déjà un sujet"),
+        (dict(name=pair, subject="ohwx", api_name="/dataset_remove_subject"), "first subject cannot be removed",
+         "premier sujet"),
+        (dict(name=pair, subject="nobody", crop="center", api_name="/dataset_prepare"), "no subject “nobody”",
+         "pas de sujet « nobody »"),
+        (dict(name=None, subject="effy", crop="center", api_name="/dataset_prepare"), "Pick or create a project",
+         "Choisissez"),
+    ]
+    for kwargs, english, french_text in cases:
+        with pytest.raises(AppError, match=re.escape(english)):
+            client.predict(**kwargs)
+        with pytest.raises(AppError, match=re.escape(french_text)):
+            french.predict(**kwargs)
+    assert (root / "project.json").read_text() == before and sorted(str(p) for p in root.rglob("*")) == folders
+    client.predict(new_name="blank", api_name="/dataset_create")
+    with pytest.raises(AppError, match="Save the project's token and class first"):
+        client.predict(name="blank", token="rex", class_word="dog", api_name="/dataset_add_subject")
+
+
+def test_a_project_json_from_before_several_subjects_opens(app, client, demo_model):
+    root = app.state.projects_dir / "legacy"
+    for folder in ("instance", "prepared", "reg"):
+        (root / folder).mkdir(parents=True)
+    photo(root / "prepared" / "a.png", 1)
+    (root / "project.json").write_text(json.dumps({"token": "zwx", "class_word": "cat", "resolution": 64,
+                                                   "crop": "center", "warnings": {}, "crops": {}}))
+    token, class_word, *_, subject_list = client.predict("legacy", api_name="/dataset_open")
+    assert (token, class_word) == ("zwx", "cat") and subject_list["choices"] == [["zwx cat", "zwx"]]
+    assert "Trains `zwx cat` on 1 prepared photos" in client.predict("legacy", api_name="/training_project_summary")
+    tab = TrainingTab(app.state)
+    cfg = tab.config(Project.open(root), Path(demo_model), "24gb", dict(zip([s.name for s in SETTINGS],
+                                                                          tab.preset_values("24gb"))), Say("en"))
+    assert cfg.concepts == [] and cfg.images == str(root / "prepared") and cfg.token == "zwx"
+
+
+def test_training_config_has_a_concept_for_each_added_subject(app, client, pair, demo_model):
+    root = app.state.projects_dir / pair
+    tab = TrainingTab(app.state)
+    values = dict(zip([s.name for s in SETTINGS], tab.preset_values("24gb")), repeats=2)
+    cfg = tab.config(Project.open(root), Path(demo_model), "24gb", values, Say("en"))
+    assert (cfg.images, cfg.token, cfg.class_word) == (str(root / "prepared"), "ohwx", "person")
+    assert cfg.concepts == [Concept(token="effy", class_word="dog", images=str(root / "subjects" / "effy" / "prepared"),
+                                    reg_images=str(root / "reg" / "dog"), class_images=None, repeats=2)]
+    assert cfg.reg_images is None and cfg.class_images_dir == str(root / "reg")  # no person images: generated there
+    assert [(s.token, s.class_word, s.reg_images, len(s.paths), s.repeats) for s in run_subjects(cfg)] == [
+        ("ohwx", "person", None, 3, 2), ("effy", "dog", root / "reg" / "dog", 3, 2)]
+    summary = client.predict(pair, api_name="/training_project_summary")
+    assert "Trains 2 subjects together, at 64 px" in summary
+    assert "`ohwx person`: 3 prepared photos, 0 class images" in summary
+    assert "`effy dog`: 3 prepared photos, 2 class images" in summary
+
+
+def test_two_subjects_train_in_one_run(app, client, pair, demo_model):
+    root = app.state.projects_dir / pair
+    client.predict(name=pair, token="rex", class_word="cat", api_name="/dataset_add_subject")
+    params = settings(client, steps=2, save_every=0, preview_every=0, preview_steps=2, class_images=1)
+    start = dict(project=pair, model=demo_model, preset="24gb", run_name="pair-run", resume_run=False,
+                 api_name="/training_start", **params)
+    with pytest.raises(AppError, match="“rex cat” has no prepared images"):
+        client.predict(**start)
+    choices, status, *_ = client.predict(name=pair, subject="rex", api_name="/dataset_remove_subject")
+    assert "“rex cat” and its photos removed" in status and [v for _, v in choices["choices"]] == ["ohwx", "effy"]
+    assert not (root / "subjects" / "rex").exists()
+    client.predict(**start)
+    deadline = time.time() + TRAIN_TIMEOUT_S
+    while time.time() < deadline:
+        text, _, _, gallery, log = client.predict(api_name="/training_state")
+        if "Finished" in text or "Failed" in text:
+            break
+        time.sleep(0.3)
+    assert "Finished" in text, log
+    final = app.state.runs_dir / "pair-run" / "pair-run-final.safetensors"
+    assert json.loads(read_metadata(final)["concepts"]) == [["ohwx", "person"], ["effy", "dog"]]
+    assert {p["caption"].split(" · ")[1] for p in gallery["value"]} >= {"ohwx person", "effy dog", "person", "dog"}
+    assert (root / "reg" / "person" / "class-00000.png").is_file()  # made for the run, where the next one finds it
+    assert "`ohwx person`: 3 prepared photos, 1 class images" in client.predict(pair,
+                                                                                api_name="/training_project_summary")
+
+
+def model_with_concepts(demo_model: str, path: Path, pairs: list[list[str]]) -> str:
+    """The demo model saved again with a trained model's `concepts` metadata."""
+    metadata = {**read_metadata(Path(demo_model)), "token": pairs[0][0], "class_word": pairs[0][1],
+                "concepts": json.dumps(pairs)}
+    save_file(load_file(demo_model), str(path), metadata=metadata)
+    return str(path)
+
+
+def test_prompt_lint_per_concept(client, french, demo_model, tmp_path):
+    model = model_with_concepts(demo_model, tmp_path / "pair.safetensors", [["ohwx", "person"], ["effy", "dog"]])
+    token, class_word, _, _, note = client.predict(model=model, width=64, height=64, api_name="/test_model_changed")
+    assert (token, class_word) == ("ohwx", "person") and "trained on: `ohwx person`, `effy dog`" in note
+    lint = dict(token="ohwx", class_word="person", model=model, api_name="/test_lint_0")
+    warning = client.predict(prompt="ohwx and effy on a sofa", **lint)
+    assert "`ohwx person`, `effy dog`" in warning and "Suggested: `ohwx person and effy dog on a sofa`" in warning
+    assert client.predict(prompt="ohwx and effy on a sofa", token="ohwx", class_word="person", model=model,
+                          api_name="/test_fix_prompt") == "ohwx person and effy dog on a sofa"
+    warning = client.predict(prompt="ohwx person and effy", **lint)
+    assert "not `effy` alone" in warning and "ohwx` alone" not in warning
+    assert client.predict(prompt="ohwx person and effy dog", **lint) == ""
+    typed = client.predict(prompt="zwx next to ohwx person and effy dog", **{**lint, "token": "zwx",
+                                                                            "class_word": "cat"})
+    assert "Write `zwx cat`" in typed  # what the user types is checked too
+    assert "Écrivez chaque jeton" in french.predict(prompt="ohwx and effy", **lint)
+
+
+def test_concept_pairs_from_metadata_and_typing(demo_model, tmp_path):
+    model = model_with_concepts(demo_model, tmp_path / "m.safetensors", [["ohwx", "person"], ["effy", "dog"]])
+    assert concept_pairs("OHWX", "man", [model, None]) == [("OHWX", "man"), ("effy", "dog")]  # typed words win
+    assert concept_pairs("", "", [demo_model]) == []
+    assert parse_concepts('[["a", "b"], ["c"], [1, 2], "x"]') == [("a", "b")]
+    assert parse_concepts("not json") == [] and parse_concepts('{"a": "b"}') == []
 
 
 def test_refresh_lists_picks_up_a_real_model_and_drops_the_demo(app, client, demo_model):

@@ -4,6 +4,7 @@
     with state.jobs.run("test", request.session_hash) as stop:     # Stop buttons call jobs.stop(...)
         generate(..., callback=stop_check(stop))
 """
+import json
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -75,14 +76,29 @@ def stop_check(stop: threading.Event, then: Callable[[dict], None] | None = None
 
 
 def model_facts(path: Path) -> dict:
-    """What the file's header says without loading it: demo or not, token and class word (safetensors only;
-    a .ckpt is a pickle that would have to be read whole)."""
+    """What the file's header says without loading it: demo or not, token and class word, and every
+    (token, class word) trained as `concepts` (safetensors only; a .ckpt is a pickle that would have to be
+    read whole)."""
     try:
         meta = read_metadata(path) if path.suffix.lower() == ".safetensors" else {}
     except CheckpointError:
         meta = {}
     demo = meta.get("sdtrainer_demo") == "true" or '"name": "tiny"' in meta.get("sdtrainer_config", "")
-    return {"demo": demo, "token": meta.get("token", ""), "class_word": meta.get("class_word", "")}
+    token, class_word = meta.get("token", ""), meta.get("class_word", "")
+    concepts = parse_concepts(meta.get("concepts", "")) or ([(token, class_word)] if token and class_word else [])
+    return {"demo": demo, "token": token, "class_word": class_word, "concepts": concepts}
+
+
+def parse_concepts(text: str) -> list[tuple[str, str]]:
+    """The `concepts` metadata (a JSON list of [token, class word] pairs) as pairs; [] when absent or malformed."""
+    try:
+        pairs = json.loads(text) if text else []
+    except ValueError:
+        return []
+    if not isinstance(pairs, list):
+        return []
+    return [(p[0], p[1]) for p in pairs if isinstance(p, list) and len(p) == 2 and all(isinstance(w, str) and w
+                                                                                      for w in p)]
 
 
 def model_label(path: Path, roots: list[Path]) -> str:

@@ -1,4 +1,4 @@
-"""Dataset tab: a project's photos, their check and square crops, captions, token advice, class images.
+"""Dataset tab: a project's subjects, their photos, checks and square crops, captions, token advice, class images.
 
     tab = DatasetTab(state)
     with gr.Tab(T("tab_dataset")):
@@ -16,11 +16,11 @@ import gradio as gr
 from ldm.tokenizer import get_tokenizer
 from sdtrainer.class_images import generate_class_images
 from sdtrainer.config import TrainConfig
-from sdtrainer.dataset import (IMAGE_EXTENSIONS, DatasetError, ValidationReport, caption_text, is_common_token,
-                               list_images, prepare_images, prompt_lint, subject_issues)
+from sdtrainer.dataset import (IMAGE_EXTENSIONS, DatasetError, ValidationReport, is_common_token, list_images,
+                               prepare_images, prompt_lint, subject_issues)
 from sdtrainer.ui.common import USER_ERRORS, Lists
 from sdtrainer.ui.i18n import Say, UIError
-from sdtrainer.ui.projects import Project, import_class_images, import_files, list_projects
+from sdtrainer.ui.projects import Project, SubjectFiles, import_class_images, import_files, list_projects
 
 if TYPE_CHECKING:
     from sdtrainer.ui.app import AppState
@@ -82,6 +82,7 @@ class DatasetTab:
             refresh = gr.Button("⟳", scale=0, min_width=48, size="sm")
             new_name = gr.Textbox(label=T("ds_new_name"), placeholder=T("ds_new_name_placeholder"), scale=2)
             create = gr.Button(T("ds_create"), variant="primary", scale=1)
+        subjects = self.render_subjects(T)
         with gr.Row():
             with gr.Column(scale=1):
                 gr.Markdown(T("ds_subject_heading"))
@@ -112,6 +113,7 @@ class DatasetTab:
                 selected = gr.Textbox(label=T("ds_selected"), interactive=False)
                 selected_warnings = gr.Markdown(elem_classes=["sdt-warning"])
                 caption = gr.Textbox(label=T("ds_caption"), info=T("ds_caption_info"), lines=2)
+                caption_note = gr.Markdown(elem_classes=["sdt-status"])
                 with gr.Row():
                     save_caption = gr.Button(T("ds_save_caption"))
                     remove = gr.Button(T("ds_remove"), variant="stop")
@@ -120,37 +122,63 @@ class DatasetTab:
                                              (T("crop_start"), "start"), (T("crop_end"), "end")], value="face",
                                             label=T("ds_recrop"), info=T("ds_recrop_info"), scale=3)
                     recrop = gr.Button(T("ds_recrop_button"), scale=1)
-        reg = self.render_regularization(T, project)
+        subject = subjects["subject"]
+        reg = self.render_regularization(T, project, subject)
 
-        outputs_on_open = [token, class_word, resolution, crop, advice, gallery, report, selected, caption,
-                           selected_warnings, reg["gallery"], reg["count_text"]]
+        # what shows one subject (see subject_outputs); opening a project also sets its resolution, crop, subjects
+        on_subject = [token, class_word, advice, gallery, report, selected, caption, selected_warnings, caption_note,
+                      reg["gallery"], reg["count_text"]]
         refresh.click(self.refresh_projects, inputs=project, outputs=project, api_name="dataset_refresh")
         create.click(self.create_project, inputs=new_name, outputs=[project, new_name, status],
                      api_name="dataset_create")
-        project.change(self.open_project, inputs=project, outputs=outputs_on_open, api_name="dataset_open")
-        save.click(self.save_settings, inputs_kwargs={"name": project, "token": token, "class_word": class_word,
-                                                      "resolution": resolution},
-                   outputs=[status, advice], api_name="dataset_save_settings")
+        project.change(self.open_project, inputs=project, outputs=[*on_subject, resolution, crop, subject],
+                       api_name="dataset_open")
+        subject.input(self.open_subject, inputs_kwargs={"name": project, "subject": subject}, outputs=on_subject,
+                      api_name="dataset_open_subject")
+        subjects["add"].click(self.add_subject, inputs_kwargs={"name": project, "token": subjects["token"],
+                                                              "class_word": subjects["class_word"]},
+                              outputs=[subject, subjects["token"], subjects["class_word"], status, *on_subject],
+                              api_name="dataset_add_subject")
+        subjects["remove"].click(self.remove_subject, inputs_kwargs={"name": project, "subject": subject},
+                                 outputs=[subject, status, *on_subject], api_name="dataset_remove_subject")
+        save.click(self.save_settings, inputs_kwargs={"name": project, "subject": subject, "token": token,
+                                                      "class_word": class_word, "resolution": resolution},
+                   outputs=[status, advice, subject], api_name="dataset_save_settings")
         for box in (token, class_word):
             box.change(self.advice, inputs=[token, class_word], outputs=advice, api_name=f"dataset_advice_{box.elem_id}",
                        trigger_mode="always_last", show_progress="hidden")
-        upload.upload(self.add_photos, inputs_kwargs={"name": project, "files": upload},
+        upload.upload(self.add_photos, inputs_kwargs={"name": project, "subject": subject, "files": upload},
                       outputs=[upload, status], api_name="dataset_add_photos")
-        prepare.click(self.prepare, inputs_kwargs={"name": project, "crop": crop},
+        prepare.click(self.prepare, inputs_kwargs={"name": project, "subject": subject, "crop": crop},
                       outputs=[gallery, report, status], api_name="dataset_prepare")
-        gallery.select(self.select_image, inputs=project, outputs=[selected, caption, selected_warnings],
-                       api_name="dataset_select",
+        gallery.select(self.select_image, inputs=[project, subject],
+                       outputs=[selected, caption, selected_warnings, caption_note], api_name="dataset_select",
                        api_visibility="undocumented")
-        save_caption.click(self.save_caption, inputs_kwargs={"name": project, "image": selected, "caption": caption},
-                           outputs=[gallery, status], api_name="dataset_save_caption")
-        remove.click(self.remove_image, inputs_kwargs={"name": project, "image": selected},
+        save_caption.click(self.save_caption, inputs_kwargs={"name": project, "subject": subject, "image": selected,
+                                                             "caption": caption},
+                           outputs=[gallery, caption, caption_note, status], api_name="dataset_save_caption")
+        remove.click(self.remove_image, inputs_kwargs={"name": project, "subject": subject, "image": selected},
                      outputs=[gallery, selected, caption, status], api_name="dataset_remove").then(
-            lambda: "", outputs=selected_warnings, api_name="dataset_remove_clear", api_visibility="private")
-        recrop.click(self.recrop_image, inputs_kwargs={"name": project, "image": selected, "where": recrop_where},
+            lambda: ("", ""), outputs=[selected_warnings, caption_note], api_name="dataset_remove_clear",
+            api_visibility="private")
+        recrop.click(self.recrop_image, inputs_kwargs={"name": project, "subject": subject, "image": selected,
+                                                       "where": recrop_where},
                      outputs=[gallery, selected_warnings, status], api_name="dataset_recrop")
         return Lists(models=[reg["model"]], projects=[project])
 
-    def render_regularization(self, T: gr.I18n, project: gr.Dropdown) -> dict:
+    def render_subjects(self, T: gr.I18n) -> dict:
+        """The subject picker (every action below works on the chosen subject) and the fields to add one."""
+        with gr.Row(equal_height=True):
+            # choices come with each project; any value is accepted here and checked by the handlers
+            subject = gr.Dropdown([], value=None, label=T("ds_subject"), info=T("ds_subject_info"), scale=3,
+                                  allow_custom_value=True, elem_id="subject")
+            token = gr.Textbox(label=T("ds_new_token"), placeholder=T("ds_new_token_placeholder"), scale=2)
+            class_word = gr.Textbox(label=T("ds_new_class"), placeholder=T("ds_new_class_placeholder"), scale=2)
+            add = gr.Button(T("ds_add_subject"), scale=1)
+            remove = gr.Button(T("ds_remove_subject"), variant="stop", scale=1)
+        return {"subject": subject, "token": token, "class_word": class_word, "add": add, "remove": remove}
+
+    def render_regularization(self, T: gr.I18n, project: gr.Dropdown, subject: gr.Dropdown) -> dict:
         with gr.Accordion(T("ds_reg_heading"), open=True):
             gr.Markdown(T("ds_reg_help"))
             with gr.Row(equal_height=True):
@@ -173,12 +201,13 @@ class DatasetTab:
             count_text = gr.Markdown()
             gallery = gr.Gallery(label=T("ds_reg_gallery"), columns=8, height=220, object_fit="cover",
                                  allow_preview=False)
-        upload.upload(self.import_class_images, inputs_kwargs={"name": project, "files": upload},
+        upload.upload(self.import_class_images, inputs_kwargs={"name": project, "subject": subject, "files": upload},
                       outputs=[upload, gallery, count_text], api_name="dataset_import_class_images")
-        import_folder.click(self.import_class_folder, inputs_kwargs={"name": project, "folder": folder},
+        import_folder.click(self.import_class_folder, inputs_kwargs={"name": project, "subject": subject,
+                                                                     "folder": folder},
                             outputs=[gallery, count_text], api_name="dataset_import_class_folder")
-        event = generate.click(self.generate_class_images, inputs_kwargs={"name": project, "model": model,
-                                                                          "count": count},
+        event = generate.click(self.generate_class_images, inputs_kwargs={"name": project, "subject": subject,
+                                                                          "model": model, "count": count},
                                outputs=[gallery, count_text], api_name="dataset_generate_class_images",
                                concurrency_id="gpu")
         stop.click(self.stop_class_images, outputs=count_text, cancels=[event], api_name="dataset_stop")
@@ -190,30 +219,51 @@ class DatasetTab:
             raise UIError("err_no_project")
         return Project.open(self.state.projects_dir / Path(name).name)
 
-    def gallery_items(self, project: Project, say: Say) -> list[tuple[str, str]]:
-        """(image, label): the label starts with its warnings, so they show on the thumbnail."""
+    def subject(self, name: str | None, subject: str | None) -> SubjectFiles:
+        """The chosen subject of the chosen project (its first subject when none is chosen)."""
+        return self.project(name).subject(subject)
+
+    def subject_outputs(self, subject: SubjectFiles, say: Say) -> list:
+        """What shows one subject: token, class word, advice, gallery, then the report, selected image, its
+        caption, warnings and caption note emptied, then its class images and their count."""
+        return [subject.token, subject.class_word, token_advice_text(subject.token, subject.class_word, say),
+                self.gallery_items(subject, say), "", "", "", "", "", self.class_gallery(subject),
+                self.class_count_text(subject, say)]
+
+    def subject_choices(self, project: Project, chosen: SubjectFiles):
+        """The subject picker's update: every subject with a token, `token class` as its label."""
+        choices = [(s.label, s.token) for s in project.all_subjects() if s.token]
+        return gr.update(choices=choices, value=chosen.token or None)
+
+    def gallery_items(self, subject: SubjectFiles, say: Say) -> list[tuple[str, str]]:
+        """(image, label): the label starts with its warnings, so they show on the thumbnail, and ends with the
+        caption training will give it."""
         items = []
-        for path in project.prepared():
-            codes = [code for code, _ in project.warnings.get(path.name, [])]
+        for path in subject.prepared():
+            codes = [code for code, _ in subject.warnings.get(path.name, [])]
             flags = "⚠ " + ", ".join(say(f"issue_short_{code}") for code in codes) + " · " if codes else ""
-            caption = caption_text(path)
-            items.append((str(path), flags + path.name + (f" · “{caption}”" if caption else "")))
+            items.append((str(path), f"{flags}{path.name} · “{subject.caption(path)}”"))
         return items
 
-    def warnings_text(self, project: Project, name: str, say: Say) -> str:
+    def caption_note(self, subject: SubjectFiles, path: Path, say: Say) -> str:
+        """Where the caption comes from (.txt, `@` template, file name, default), in the user's language."""
+        return say(f"ds_caption_from_{subject.caption_source(path)}", token=subject.token,
+                   class_word=subject.class_word)
+
+    def warnings_text(self, subject: SubjectFiles, name: str, say: Say) -> str:
         """The full warnings of one prepared image, in the user's language."""
-        found = project.warnings.get(name, [])
+        found = subject.warnings.get(name, [])
         if not found:
             return say("ds_no_warnings")
         return "\n".join(f"- ⚠ {message if say.lang == 'en' else say(f'issue_{code}')}" for code, message in found)
 
-    def class_gallery(self, project: Project) -> list[str]:
-        return [str(p) for p in project.class_images()[:REG_GALLERY_MAX]]
+    def class_gallery(self, subject: SubjectFiles) -> list[str]:
+        return [str(p) for p in subject.class_images()[:REG_GALLERY_MAX]]
 
-    def class_count_text(self, project: Project, say: Say) -> str:
-        return say("ds_reg_count_text", n=len(project.class_images()), class_word=project.class_word)
+    def class_count_text(self, subject: SubjectFiles, say: Say) -> str:
+        return say("ds_reg_count_text", n=len(subject.class_images()), class_word=subject.class_word)
 
-    # ------------------------------------------------------------------ handlers
+    # ------------------------------------------------------------------ handlers: projects and subjects
     def refresh_projects(self, current: str | None):
         names = list_projects(self.state.projects_dir)
         return gr.update(choices=names, value=current if current in names else None)
@@ -230,68 +280,101 @@ class DatasetTab:
     def open_project(self, name: str | None, request: gr.Request):
         say = self.state.say(request)
         if not name:
-            return [gr.skip()] * 12
+            return [gr.skip()] * 14
         with say.errors():
             project = self.project(name)
-        return (project.token, project.class_word, project.resolution, project.crop,
-                token_advice_text(project.token, project.class_word, say), self.gallery_items(project, say), "",
-                "", "", "", self.class_gallery(project), self.class_count_text(project, say))
+        first = project.subject()
+        return [*self.subject_outputs(first, say), project.resolution, project.crop,
+                self.subject_choices(project, first)]
 
-    def save_settings(self, name: str | None, token: str, class_word: str, resolution: float,
-                      request: gr.Request):
+    def open_subject(self, name: str | None, subject: str | None, request: gr.Request):
+        say = self.state.say(request)
+        with say.errors():
+            chosen = self.subject(name, subject)
+        return self.subject_outputs(chosen, say)
+
+    def add_subject(self, name: str | None, token: str, class_word: str, request: gr.Request):
+        """A new subject (token, class word) in the project, chosen at once so its photos can be dropped."""
         say = self.state.say(request)
         with say.errors():
             project = self.project(name)
-            project.set_subject(token, class_word, int(resolution or 0))
+            added = project.add_subject(token, class_word)
             project.save()
-        return say("msg_settings_saved", name=project.name), token_advice_text(token, class_word, say)
+        message = say("msg_subject_added", subject=added.label, n=len(project.all_subjects()))
+        return [self.subject_choices(project, added), "", "", message, *self.subject_outputs(added, say)]
+
+    def remove_subject(self, name: str | None, subject: str | None, request: gr.Request):
+        """Delete an added subject with its photos; the first subject is shown then."""
+        say = self.state.say(request)
+        with say.errors():
+            project = self.project(name)
+            removed = project.subject(subject)
+            project.remove_subject(removed.token)
+            project.save()
+        first = project.subject()
+        message = say("msg_subject_removed", subject=removed.label)
+        return [self.subject_choices(project, first), message, *self.subject_outputs(first, say)]
+
+    def save_settings(self, name: str | None, token: str, class_word: str, resolution: float,
+                      request: gr.Request, subject: str | None = None):
+        say = self.state.say(request)
+        with say.errors():
+            project = self.project(name)
+            chosen = project.subject(subject)
+            project.set_resolution(int(resolution or 0))
+            project.set_words(chosen, token, class_word)
+            project.save()
+        return (say("msg_settings_saved", name=project.name), token_advice_text(token, class_word, say),
+                self.subject_choices(project, chosen))
 
     def advice(self, token: str, class_word: str, request: gr.Request) -> str:
         return token_advice_text(token, class_word, self.state.say(request))
 
-    def add_photos(self, name: str | None, files: list[str] | None, request: gr.Request):
+    # ------------------------------------------------------------------ handlers: photos and captions
+    def add_photos(self, name: str | None, files: list[str] | None, request: gr.Request, subject: str | None = None):
         say = self.state.say(request)
         with say.errors():
-            project = self.project(name)
+            chosen = self.subject(name, subject)
             if not files:
                 raise UIError("err_no_files")
-            copied, skipped = import_files(files, project.instance_dir)
+            copied, skipped = import_files(files, chosen.instance_dir)
         if skipped:
             gr.Warning(say("warn_not_images", n=len(skipped), names=", ".join(skipped[:5])))
-        message = say("msg_added_photos", n=len(copied), total=len(project.photos()))
+        message = say("msg_added_photos", n=len(copied), total=len(chosen.photos()))
         return None, message
 
-    def prepare(self, name: str | None, crop: str, request: gr.Request, progress=gr.Progress()):
+    def prepare(self, name: str | None, crop: str, request: gr.Request, subject: str | None = None,
+                progress=gr.Progress()):
         say = self.state.say(request)
         with say.errors(DatasetError):
-            project = self.project(name)
-            if not project.token:
+            chosen = self.subject(name, subject)
+            if not chosen.token:
                 raise UIError("err_save_settings_first")
-            photos = project.photos()
+            photos = chosen.photos()
             if not photos:
                 raise UIError("err_no_photos")
-            for old in project.prepared_dir.iterdir():  # a fresh set: removed photos must not linger
+            for old in chosen.prepared_dir.iterdir():  # a fresh set: removed photos must not linger
                 old.unlink()
-            result = prepare_images(photos, project.prepared_dir, project.resolution, crop or "center",
+            result = prepare_images(photos, chosen.prepared_dir, chosen.project.resolution, crop or "center",
                                     progress=lambda done, total: progress(done / total, desc=say("progress_preparing")))
-        project.crop = crop or "center"
-        project.warnings = {out.name: [[i.code, i.message] for i in result.report.issues_for(src)
-                                       if i.severity == "warning"]
-                            for src, out in zip(result.report.ok_paths, result.written)}
-        project.crops = {name: where for name, where in project.crops.items() if (project.prepared_dir / name).is_file()}
-        for name, where in project.crops.items():  # crops chosen by hand survive preparing again
-            project.recrop(name, where)
-        result.report.issues += self.check_subject(project)
-        project.save()
-        return self.gallery_items(project, say), report_text(result.report, say), self.prepare_summary(result, say)
+        chosen.project.crop = crop or "center"
+        chosen.warnings = {out.name: [[i.code, i.message] for i in result.report.issues_for(src)
+                                      if i.severity == "warning"]
+                           for src, out in zip(result.report.ok_paths, result.written)}
+        chosen.crops = {name: where for name, where in chosen.crops.items() if (chosen.prepared_dir / name).is_file()}
+        for name, where in chosen.crops.items():  # crops chosen by hand survive preparing again
+            chosen.recrop(name, where)
+        result.report.issues += self.check_subject(chosen)
+        chosen.project.save()
+        return self.gallery_items(chosen, say), report_text(result.report, say), self.prepare_summary(result, say)
 
-    def check_subject(self, project: Project) -> list:
+    def check_subject(self, subject: SubjectFiles) -> list:
         """Check the prepared set again for the whole-set warnings (no face, same background) and store them."""
-        found = subject_issues(project.prepared(), project.class_word)
-        for name in project.warnings:
-            project.warnings[name] = [w for w in project.warnings[name] if w[0] not in SUBJECT_CODES]
+        found = subject_issues(subject.prepared(), subject.class_word)
+        for name in subject.warnings:
+            subject.warnings[name] = [w for w in subject.warnings[name] if w[0] not in SUBJECT_CODES]
         for i in found:
-            project.warnings.setdefault(i.path.name, []).append([i.code, i.message])
+            subject.warnings.setdefault(i.path.name, []).append([i.code, i.message])
         return found
 
     def prepare_summary(self, result, say: Say) -> str:
@@ -304,94 +387,113 @@ class DatasetTab:
             lines.append(say("warn_many_photos", n=len(result.written), high=MAX_PHOTOS))
         return "\n\n".join(lines)
 
-    def select_image(self, name: str | None, evt: gr.SelectData, request: gr.Request):
+    def select_image(self, name: str | None, subject: str | None, evt: gr.SelectData, request: gr.Request):
+        """The clicked image's name, the caption training gives it, its warnings and where its caption comes from."""
         if not name or evt.index is None:
-            return "", "", ""
-        project = self.project(name)
-        prepared = project.prepared()
+            return "", "", "", ""
+        say = self.state.say(request)
+        with say.errors():
+            chosen = self.subject(name, subject)
+        prepared = chosen.prepared()
         if not 0 <= evt.index < len(prepared):
-            return "", "", ""
+            return "", "", "", ""
         path = prepared[evt.index]
-        return path.name, caption_text(path) or "", self.warnings_text(project, path.name, self.state.say(request))
+        return (path.name, chosen.caption(path), self.warnings_text(chosen, path.name, say),
+                self.caption_note(chosen, path, say))
 
-    def save_caption(self, name: str | None, image: str, caption: str, request: gr.Request):
+    def save_caption(self, name: str | None, image: str, caption: str, request: gr.Request,
+                     subject: str | None = None):
+        """Write the caption as a .txt (empty: remove it); answers with the caption training will now use."""
         say = self.state.say(request)
         caption = " ".join((caption or "").split())
         with say.errors():
-            project = self.project(name)
+            chosen = self.subject(name, subject)
             if not image:
                 raise UIError("err_no_selection")
-            path = project.set_caption(image, caption)
+            path = chosen.set_caption(image, caption)
+        effective = chosen.caption(path)
         if not caption:
-            message = say("msg_caption_cleared", name=path.name, default=f"{project.token} {project.class_word}")
+            message = say("msg_caption_cleared", name=path.name, default=effective)
         else:
             message = say("msg_caption_saved", name=path.name)
-            if prompt_lint(caption, project.token, project.class_word):
-                gr.Warning(say("lint_bare_token", token=project.token, class_word=project.class_word))
-            elif project.token and project.token.lower() not in caption.lower():
-                gr.Warning(say("warn_caption_no_token", token=project.token, class_word=project.class_word))
-        return self.gallery_items(project, say), message
+            self.lint_caption(chosen, caption, say)
+        return self.gallery_items(chosen, say), effective, self.caption_note(chosen, path, say), message
 
-    def remove_image(self, name: str | None, image: str, request: gr.Request):
+    def lint_caption(self, subject: SubjectFiles, caption: str, say: Say) -> None:
+        """Warn about every token of the project written without its class word, and a caption without the
+        subject's own token."""
+        for other in subject.project.all_subjects():
+            if other.token and prompt_lint(caption, other.token, other.class_word):
+                gr.Warning(say("lint_bare_token", token=other.token, class_word=other.class_word))
+        if subject.token and subject.token.lower() not in caption.lower():
+            gr.Warning(say("warn_caption_no_token", token=subject.token, class_word=subject.class_word))
+
+    def remove_image(self, name: str | None, image: str, request: gr.Request, subject: str | None = None):
         say = self.state.say(request)
         with say.errors():
-            project = self.project(name)
+            chosen = self.subject(name, subject)
             if not image:
                 raise UIError("err_no_selection")
-            project.remove_prepared(image)
-        return self.gallery_items(project, say), "", "", say("msg_removed", name=image)
+            chosen.remove_prepared(image)
+        return self.gallery_items(chosen, say), "", "", say("msg_removed", name=image)
 
-    def recrop_image(self, name: str | None, image: str, where: str, request: gr.Request):
+    def recrop_image(self, name: str | None, image: str, where: str, request: gr.Request,
+                     subject: str | None = None):
         say = self.state.say(request)
         with say.errors(DatasetError):
-            project = self.project(name)
+            chosen = self.subject(name, subject)
             if not image:
                 raise UIError("err_no_selection")
-            found_face = project.recrop(image, where)
-            self.check_subject(project)
-            project.save()
+            found_face = chosen.recrop(image, where)
+            self.check_subject(chosen)
+            chosen.project.save()
         message = say("msg_recropped", name=image) if found_face else say("msg_recrop_no_face", name=image)
-        return self.gallery_items(project, say), self.warnings_text(project, image, say), message
+        return self.gallery_items(chosen, say), self.warnings_text(chosen, image, say), message
 
-    def import_class_images(self, name: str | None, files: list[str] | None, request: gr.Request):
+    # ------------------------------------------------------------------ handlers: class images
+    def import_class_images(self, name: str | None, files: list[str] | None, request: gr.Request,
+                            subject: str | None = None):
         say = self.state.say(request)
         with say.errors(DatasetError):
-            project = self.project(name)
+            chosen = self.subject(name, subject)
             images = [Path(f) for f in files or [] if Path(f).suffix.lower() in IMAGE_EXTENSIONS]
             if not images:
                 raise UIError("err_no_files")
-        return None, *self.imported(project, images, say)
+        return None, *self.imported(chosen, images, say)
 
-    def import_class_folder(self, name: str | None, folder: str, request: gr.Request):
-        """Import every image of a folder on this computer (sub-folders left out) as class images."""
+    def import_class_folder(self, name: str | None, folder: str, request: gr.Request, subject: str | None = None):
+        """Import every image of a folder on this computer (sub-folders left out) as the subject's class images."""
         say = self.state.say(request)
         with say.errors(DatasetError):
-            project = self.project(name)
+            chosen = self.subject(name, subject)
             path = Path((folder or "").strip().strip('"')).expanduser()
             if not (folder or "").strip() or not path.is_dir():
                 raise UIError("err_folder_missing", folder=folder or "")
-            if path.resolve() == project.reg_dir.resolve():
+            if path.resolve() in (chosen.project.reg_dir.resolve(), chosen.class_dir.resolve()):
                 raise UIError("err_folder_is_reg")
             images = list_images(path)
             if not images:
                 raise UIError("err_folder_empty", folder=path)
-        return self.imported(project, images, say)
+        return self.imported(chosen, images, say)
 
-    def imported(self, project: Project, images: list[Path], say: Say) -> tuple[list[str], str]:
+    def imported(self, subject: SubjectFiles, images: list[Path], say: Say) -> tuple[list[str], str]:
         with say.errors(DatasetError):
-            result = import_class_images(project, images)
+            folder = subject.class_dir
+            folder.mkdir(parents=True, exist_ok=True)
+            result = import_class_images(folder, subject.project.resolution, images)
         if result.report.errors:
             gr.Warning(say("warn_class_skipped", n=len(result.report.errors),
                            names=", ".join(i.path.name for i in result.report.errors[:5])))
-        text = say("msg_class_imported", n=len(result.written)) + " " + self.class_count_text(project, say)
-        return self.class_gallery(project), text
+        text = say("msg_class_imported", n=len(result.written)) + " " + self.class_count_text(subject, say)
+        return self.class_gallery(subject), text
 
     def generate_class_images(self, name: str | None, model: str | None, count: float, request: gr.Request,
-                              progress=gr.Progress()):
-        """Sample class images `class-00000.png`... into reg/ until `count` exist (existing ones are kept)."""
+                              subject: str | None = None, progress=gr.Progress()):
+        """Sample class images `class-00000.png`... of the subject's class word into its class folder until
+        `count` exist (existing ones are kept)."""
         say = self.state.say(request)
         with say.errors(*USER_ERRORS):
-            project = self.project(name)
+            chosen = self.subject(name, subject)
             target = int(count or 0)
             if not 1 <= target <= MAX_CLASS_IMAGES:
                 raise UIError("err_count_range", low=1, high=MAX_CLASS_IMAGES)
@@ -403,11 +505,11 @@ class DatasetTab:
             with self.state.jobs.run("class_images", request.session_hash) as stop, self.state.model_lock():
                 loaded, info = self.state.cache.get(path)
                 steps = DEMO_CLASS_STEPS if self.state.is_demo(info) else TrainConfig.class_image_steps
-                made = generate_class_images(loaded, project.class_word, target, project.reg_dir, seed=0,
+                made = generate_class_images(loaded, chosen.class_word, target, chosen.class_dir, seed=0,
                                              callback=report, should_stop=stop.is_set,
-                                             resolution=project.resolution, steps=steps)
+                                             resolution=chosen.project.resolution, steps=steps)
         head = say("msg_stopped_kept") if stop.is_set() else say("msg_class_ready", n=len(made))
-        return self.class_gallery(project), head + " " + self.class_count_text(project, say)
+        return self.class_gallery(chosen), head + " " + self.class_count_text(chosen, say)
 
     def stop_class_images(self, request: gr.Request) -> str:
         say = self.state.say(request)

@@ -152,12 +152,15 @@ STRINGS: dict[str, dict[str, str]] = {
     "stop": {"en": "■ Stop", "fr": "■ Arrêter"},
     # ------------------------------------------------------------------ Dataset tab
     "ds_intro": {
-        "en": "A **project** holds the photos of one subject with its token and class word. Use **5 to 20 "
-              "photos**, and **vary backgrounds, clothes, light and angles**: whatever is the same in every photo "
-              "is learnt as part of the subject.",
-        "fr": "Un **projet** réunit les photos d'un sujet, son jeton et son mot de classe. Utilisez **5 à 20 "
-              "photos** et **variez les fonds, les vêtements, la lumière et les angles** : tout ce qui est "
-              "identique sur toutes les photos est appris comme faisant partie du sujet.",
+        "en": "A **project** holds the photos of one subject with its token and class word, or of several subjects "
+              "trained together (a couple, a person and their dog): **+ Add subject** gives each its own token, class "
+              "word and photos. Use **5 to 20 photos** per subject, and **vary backgrounds, clothes, light and "
+              "angles**: whatever is the same in every photo is learnt as part of the subject.",
+        "fr": "Un **projet** réunit les photos d'un sujet, son jeton et son mot de classe, ou de plusieurs sujets "
+              "entraînés ensemble (un couple, une personne et son chien) : **+ Ajouter le sujet** donne à chacun son "
+              "jeton, son mot de classe et ses photos. Utilisez **5 à 20 photos** par sujet et **variez les fonds, "
+              "les vêtements, la lumière et les angles** : tout ce qui est identique sur toutes les photos est "
+              "appris comme faisant partie du sujet.",
     },
     "ds_project": {"en": "Project", "fr": "Projet"},
     "ds_project_info": {"en": "Pick a project, or create one on the right.",
@@ -165,6 +168,15 @@ STRINGS: dict[str, dict[str, str]] = {
     "ds_new_name": {"en": "New project name", "fr": "Nom du nouveau projet"},
     "ds_new_name_placeholder": {"en": "e.g. joe", "fr": "par ex. joe"},
     "ds_create": {"en": "+ Create project", "fr": "+ Créer le projet"},
+    "ds_subject": {"en": "Subject", "fr": "Sujet"},
+    "ds_subject_info": {"en": "The photos, captions and class images below are this subject's.",
+                        "fr": "Les photos, légendes et images de classe ci-dessous sont celles de ce sujet."},
+    "ds_new_token": {"en": "Another subject: its token", "fr": "Un autre sujet : son jeton"},
+    "ds_new_token_placeholder": {"en": "e.g. effy", "fr": "par ex. effy"},
+    "ds_new_class": {"en": "Its class word", "fr": "Son mot de classe"},
+    "ds_new_class_placeholder": {"en": "e.g. dog", "fr": "par ex. dog"},
+    "ds_add_subject": {"en": "+ Add subject", "fr": "+ Ajouter le sujet"},
+    "ds_remove_subject": {"en": "✖ Remove subject", "fr": "✖ Retirer le sujet"},
     "ds_subject_heading": {"en": "### Token and class", "fr": "### Jeton et classe"},
     "ds_token": {"en": "Token", "fr": "Jeton"},
     "ds_token_info": {
@@ -199,13 +211,23 @@ STRINGS: dict[str, dict[str, str]] = {
                   "fr": "Rapport de vérification (chaque image, chaque avertissement)"},
     "ds_selected": {"en": "Selected image", "fr": "Image sélectionnée"},
     "ds_no_warnings": {"en": "No warning for this image.", "fr": "Aucun avertissement pour cette image."},
-    "ds_caption": {"en": "Caption (optional)", "fr": "Légende (facultative)"},
+    "ds_caption": {"en": "Caption training gives it", "fr": "Légende utilisée à l'entraînement"},
     "ds_caption_info": {
-        "en": "Saved as a .txt beside the image. Empty: “token class” is used. If you write one, include the "
-              "token AND the class word, e.g. “ohwx person at the beach”.",
-        "fr": "Enregistrée dans un .txt à côté de l'image. Vide : « jeton classe » est utilisé. Si vous en écrivez "
-              "une, mettez le jeton ET le mot de classe, par ex. « ohwx person at the beach ».",
+        "en": "Edit and save to write a .txt beside the image; empty it and save to go back to the file name or "
+              "“token class”. Without a .txt, text after @ in the file name is a template (S = token, C = class: "
+              "img@S_at_the_beach_C.jpg). Include the token AND the class word, e.g. “ohwx person at the beach”.",
+        "fr": "Modifiez et enregistrez pour écrire un .txt à côté de l'image ; videz et enregistrez pour revenir "
+              "au nom du fichier ou à « jeton classe ». Sans .txt, le texte après @ dans le nom du fichier est un "
+              "modèle (S = jeton, C = classe : img@S_at_the_beach_C.jpg). Mettez le jeton ET le mot de classe, "
+              "par ex. « ohwx person at the beach ».",
     },
+    "ds_caption_from_txt": {"en": "From its .txt file.", "fr": "Tirée de son fichier .txt."},
+    "ds_caption_from_template": {"en": "From the @ template in its file name (S = {token}, C = {class_word}).",
+                                 "fr": "Tirée du modèle @ de son nom de fichier (S = {token}, C = {class_word})."},
+    "ds_caption_from_file_name": {"en": "From its file name, which holds the token {token}.",
+                                  "fr": "Tirée de son nom de fichier, qui contient le jeton {token}."},
+    "ds_caption_from_default": {"en": "The default, “{token} {class_word}”: no .txt, no @ template.",
+                                "fr": "Par défaut, « {token} {class_word} » : ni .txt, ni modèle @."},
     "ds_save_caption": {"en": "✔ Save caption", "fr": "✔ Enregistrer la légende"},
     "ds_remove": {"en": "✖ Remove this image", "fr": "✖ Retirer cette image"},
     "ds_recrop": {"en": "Crop this image again", "fr": "Recadrer cette image"},
@@ -380,6 +402,14 @@ STRINGS: dict[str, dict[str, str]] = {
         "fr": "Entraîne `{token} {class_word}` sur {photos} photos préparées et {classes} images de classe, en "
               "{resolution} px.",
     },
+    "tr_project_summary_many": {
+        "en": "Trains {n} subjects together, at {resolution} px:",
+        "fr": "Entraîne {n} sujets ensemble, en {resolution} px :",
+    },
+    "tr_summary_subject": {
+        "en": "`{token} {class_word}`: {photos} prepared photos, {classes} class images",
+        "fr": "`{token} {class_word}` : {photos} photos préparées, {classes} images de classe",
+    },
     "tr_no_class_images": {
         "en": "No class images yet: training first generates “Class images to generate” (Advanced settings) with the "
               "base model, or set the prior weight to 0 to train without them.",
@@ -530,6 +560,7 @@ STRINGS: dict[str, dict[str, str]] = {
     "te_generate": {"en": "▶ Generate", "fr": "▶ Générer"},
     "te_gallery": {"en": "Images", "fr": "Images"},
     "te_info": {"en": "Parameters (paste into AUTOMATIC1111)", "fr": "Paramètres (à coller dans AUTOMATIC1111)"},
+    "te_concepts": {"en": "This model was trained on: {concepts}.", "fr": "Ce modèle a appris : {concepts}."},
     "te_demo_note": {"en": "(Demo model: noise is expected.)", "fr": "(Modèle de démonstration : du bruit, c'est "
                                                                      "normal.)"},
     "te_compare_heading": {"en": "Compare checkpoints (pick the best step)",
@@ -595,6 +626,11 @@ STRINGS: dict[str, dict[str, str]] = {
     # ------------------------------------------------------------------ messages
     "msg_project_created": {"en": "Project “{name}” created. Next: token and class, then drop photos.",
                             "fr": "Projet « {name} » créé. Ensuite : jeton et classe, puis déposez les photos."},
+    "msg_subject_added": {"en": "Subject “{subject}” added ({n} subjects in the project). Next: drop its photos.",
+                          "fr": "Sujet « {subject} » ajouté ({n} sujets dans le projet). Ensuite : déposez ses "
+                                "photos."},
+    "msg_subject_removed": {"en": "Subject “{subject}” and its photos removed (class images are kept).",
+                            "fr": "Sujet « {subject} » et ses photos retirés (les images de classe restent)."},
     "msg_settings_saved": {"en": "Token and class of “{name}” saved.", "fr": "Jeton et classe de « {name} » "
                                                                              "enregistrés."},
     "msg_added_photos": {"en": "Added {n} photos ({total} in the project). Next: ✂ Prepare images.",
@@ -640,6 +676,12 @@ STRINGS: dict[str, dict[str, str]] = {
         "fr": "Écrivez `{token} {class_word}`, pas `{token}` seul : c'est le mot de classe qui fait la "
               "ressemblance (l'erreur numéro un avec ces modèles).",
     },
+    "lint_bare_tokens": {
+        "en": "Write each token with its own class word, {pairs}, never a token alone: the class word is what makes "
+              "the likeness work (the number one mistake with these models).",
+        "fr": "Écrivez chaque jeton avec son propre mot de classe, {pairs}, jamais un jeton seul : c'est le mot de "
+              "classe qui fait la ressemblance (l'erreur numéro un avec ces modèles).",
+    },
     "lint_fixed": {"en": "Suggested: `{prompt}`", "fr": "Proposition : `{prompt}`"},
     "warn_not_images": {"en": "Skipped {n} files that are not images: {names}.",
                         "fr": "{n} fichiers ignorés, ce ne sont pas des images : {names}."},
@@ -662,6 +704,26 @@ STRINGS: dict[str, dict[str, str]] = {
                            "fr": "Un projet « {name} » existe déjà : choisissez-le dans la liste."},
     "err_project_missing": {"en": "The project “{name}” is gone; press ⟳ to refresh the list.",
                             "fr": "Le projet « {name} » a disparu ; cliquez sur ⟳ pour actualiser la liste."},
+    "err_subject_missing": {"en": "The project has no subject “{token}”; pick one in the list.",
+                            "fr": "Le projet n'a pas de sujet « {token} » ; choisissez-en un dans la liste."},
+    "err_token_used": {"en": "“{token}” is already a subject of this project: give each subject its own token.",
+                       "fr": "« {token} » est déjà un sujet de ce projet : donnez à chaque sujet son propre jeton."},
+    "err_token_chars": {"en": "“{word}” cannot be a subject's token (it names its folder): use letters, digits, - "
+                              "or _.",
+                        "fr": "« {word} » ne peut pas être le jeton d'un sujet (il nomme son dossier) : lettres, "
+                              "chiffres, - ou _."},
+    "err_class_chars": {"en": "“{word}” cannot be a class word (it names the class images' folder): use letters, "
+                              "digits, spaces, - or _.",
+                        "fr": "« {word} » ne peut pas être un mot de classe (il nomme le dossier des images de "
+                              "classe) : lettres, chiffres, espaces, - ou _."},
+    "err_remove_first_subject": {"en": "The project's first subject cannot be removed; change its token and class "
+                                       "instead, or make another project.",
+                                 "fr": "Le premier sujet du projet ne peut pas être retiré ; changez plutôt son jeton "
+                                       "et sa classe, ou créez un autre projet."},
+    "err_subject_no_prepared": {"en": "The subject “{subject}” has no prepared images: prepare its photos in the "
+                                      "Dataset tab, or remove it.",
+                                "fr": "Le sujet « {subject} » n'a pas d'images préparées : préparez ses photos dans "
+                                      "l'onglet Jeu de données, ou retirez-le."},
     "err_token_empty": {"en": "Enter a token (a rare word such as ohwx).",
                         "fr": "Saisissez un jeton (un mot rare comme ohwx)."},
     "err_token_space": {"en": "The token must be one word, without spaces.",

@@ -1,8 +1,16 @@
-"""A project: the photos of one subject, its token and class word, under outputs/projects/<name>/.
+"""A project: the photos of one or more subjects, their tokens and class words, under outputs/projects/<name>/.
 
     project = Project.create(projects_dir, "joe")   # instance/ (photos as dropped), prepared/ (squares
     project.token = "ohwx"; project.save()          # the trainer reads), reg/ (class images), project.json
     project = Project.open(projects_dir / "joe")
+    effy = project.add_subject("effy", "dog")       # subjects/effy/{instance,prepared}/, class images in reg/dog/
+    project.save()
+    for subject in project.all_subjects():          # SubjectFiles: photos(), prepared(), class_images(), caption()
+        print(subject.label, len(subject.prepared()))
+
+The first subject is the project's own token and class word (the only one before several subjects were
+possible, so older project.json files open unchanged); class images of another class word go to
+reg/<class_word>/, the layout the trainer reads (dataset.class_folder).
 
 Problems the user can fix raise UIError with a translation key (see sdtrainer/ui/i18n.py).
 """
@@ -12,15 +20,27 @@ import shutil
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from sdtrainer.dataset import (IMAGE_EXTENSIONS, PrepareResult, face_center, list_images, prepare_images, read_rgb,
-                               resize_and_crop)
+from sdtrainer.dataset import (IMAGE_EXTENSIONS, PrepareResult, caption_for, caption_from_filename, caption_text,
+                               class_folder, face_center, list_images, prepare_images, read_rgb, resize_and_crop,
+                               template_caption, word_pattern)
 from sdtrainer.ui.i18n import UIError
 
 PROJECT_FILE = "project.json"
 NAME_PATTERN = re.compile(r"^\w[\w .-]{0,63}$")
+FOLDER_WORD = re.compile(r"^\w[\w '-]{0,63}$")  # an added subject's token, any class word: they name folders
 MIN_RESOLUTION, MAX_RESOLUTION, RESOLUTION_STEP = 64, 1024, 64
 # How one image can be cropped again: the middle, on the face, or against the top/left or bottom/right edge.
 RECROPS = ("center", "face", "start", "end")
+
+
+@dataclass
+class Subject:
+    """A subject of a project after the first (the project's own token and class word): its words and, as for
+    the first, its prepared images' warnings and hand-made crops. Its photos are under subjects/<token>/."""
+    token: str
+    class_word: str
+    warnings: dict[str, list[list[str]]] = field(default_factory=dict)
+    crops: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -34,6 +54,8 @@ class Project:
     warnings: dict[str, list[list[str]]] = field(default_factory=dict)
     # prepared image name -> how it was cropped again by hand (one of RECROPS); kept when preparing again
     crops: dict[str, str] = field(default_factory=dict)
+    # more subjects trained in the same run (old project.json files have none)
+    subjects: list[Subject] = field(default_factory=list)
 
     @property
     def name(self) -> str:
@@ -50,6 +72,10 @@ class Project:
     @property
     def reg_dir(self) -> Path:
         return self.root / "reg"
+
+    @property
+    def subjects_dir(self) -> Path:
+        return self.root / "subjects"
 
     @classmethod
     def create(cls, projects_dir: Path, name: str) -> "Project":
@@ -70,10 +96,14 @@ class Project:
         if not file.is_file():
             raise UIError("err_project_missing", name=root.name)
         data = json.loads(file.read_text(encoding="utf-8"))
-        known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__ and k != "root"}
-        project = cls(root, **known)
-        for folder in (project.instance_dir, project.prepared_dir, project.reg_dir):
-            folder.mkdir(parents=True, exist_ok=True)
+        known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__ and k not in ("root", "subjects")}
+        subjects = [Subject(**{k: v for k, v in s.items() if k in Subject.__dataclass_fields__})
+                    for s in data.get("subjects") or []]
+        project = cls(root, **known, subjects=subjects)
+        for subject in project.all_subjects():
+            for folder in (subject.instance_dir, subject.prepared_dir):
+                folder.mkdir(parents=True, exist_ok=True)
+        project.reg_dir.mkdir(exist_ok=True)
         return project
 
     def save(self) -> None:
@@ -81,7 +111,62 @@ class Project:
         (self.root / PROJECT_FILE).write_text(json.dumps(data, indent=2, ensure_ascii=False), encoding="utf-8")
 
     def set_subject(self, token: str, class_word: str, resolution: int) -> None:
-        """Check and store the token, class word and training resolution (not saved yet)."""
+        """Check and store the first subject's token and class word and the training resolution (not saved yet)."""
+        self.set_resolution(resolution)
+        self.set_words(self.subject(), token, class_word)
+
+    def set_resolution(self, resolution: int) -> None:
+        if resolution is None or resolution % RESOLUTION_STEP or not MIN_RESOLUTION <= resolution <= MAX_RESOLUTION:
+            raise UIError("err_resolution", value=resolution, low=MIN_RESOLUTION, high=MAX_RESOLUTION)
+        self.resolution = int(resolution)
+
+    # ------------------------------------------------------------------ subjects
+    def all_subjects(self) -> list["SubjectFiles"]:
+        """The first subject (the project's own words, instance/ and prepared/), then the added ones."""
+        return [SubjectFiles(self, self, self.root)] + [SubjectFiles(self, s, self.subjects_dir / s.token)
+                                                        for s in self.subjects]
+
+    def subject(self, token: str | None = None) -> "SubjectFiles":
+        """The subject of that token; the first one for None or ''."""
+        everyone = self.all_subjects()
+        if not token:
+            return everyone[0]
+        for s in everyone:
+            if s.token == token:
+                return s
+        raise UIError("err_subject_missing", token=token)
+
+    def add_subject(self, token: str, class_word: str) -> "SubjectFiles":
+        """A new subject with its own photos under subjects/<token>/ (not saved yet)."""
+        if not self.token:
+            raise UIError("err_save_settings_first")
+        token, class_word = self.checked_words(token, class_word, None)
+        check_folder_word(token, "err_token_chars")
+        self.subjects.append(Subject(token, class_word))
+        added = self.all_subjects()[-1]
+        for folder in (added.instance_dir, added.prepared_dir):
+            folder.mkdir(parents=True, exist_ok=True)
+        return added
+
+    def remove_subject(self, token: str) -> None:
+        """Delete an added subject and its photos (its class images stay: another subject may share them)."""
+        subject = self.subject(token)
+        if subject.first:
+            raise UIError("err_remove_first_subject")
+        self.subjects.remove(subject.record)
+        shutil.rmtree(subject.root, ignore_errors=True)
+
+    def set_words(self, subject: "SubjectFiles", token: str, class_word: str) -> None:
+        """Change a subject's token and class word (an added subject's folder follows its token; not saved yet)."""
+        token, class_word = self.checked_words(token, class_word, subject)
+        if not subject.first and token != subject.token:
+            check_folder_word(token, "err_token_chars")
+            subject.root.rename(self.subjects_dir / token)
+        subject.record.token, subject.record.class_word = token, class_word
+
+    def checked_words(self, token: str, class_word: str, subject: "SubjectFiles | None") -> tuple[str, str]:
+        """The token and class word, tidied; UIError when one is empty, the token is not one word or is
+        another subject's already, or the class word cannot name a folder."""
         token, class_word = (token or "").strip(), " ".join((class_word or "").split())
         if not token:
             raise UIError("err_token_empty")
@@ -89,9 +174,89 @@ class Project:
             raise UIError("err_token_space")
         if not class_word:
             raise UIError("err_class_empty")
-        if resolution is None or resolution % RESOLUTION_STEP or not MIN_RESOLUTION <= resolution <= MAX_RESOLUTION:
-            raise UIError("err_resolution", value=resolution, low=MIN_RESOLUTION, high=MAX_RESOLUTION)
-        self.token, self.class_word, self.resolution = token, class_word, int(resolution)
+        check_folder_word(class_word, "err_class_chars")
+        others = [s.token.lower() for s in self.all_subjects()
+                  if s.token and (subject is None or s.root != subject.root)]
+        if token.lower() in others:
+            raise UIError("err_token_used", token=token)
+        return token, class_word
+
+    def class_dir(self, class_word: str) -> Path:
+        """Where the class images of `class_word` are (dataset.class_folder's layout, what training reads):
+        reg/ for the first subject's class word (reg/<class_word>/ once that holds images), reg/<class_word>/
+        for any other."""
+        found = class_folder(self.reg_dir, class_word, self.class_word)
+        return found or (self.reg_dir if class_word == self.class_word else self.reg_dir / class_word)
+
+    # the first subject's files (what a project of one subject always had)
+    def photos(self) -> list[Path]:
+        return self.subject().photos()
+
+    def prepared(self) -> list[Path]:
+        return self.subject().prepared()
+
+    def class_images(self) -> list[Path]:
+        return self.subject().class_images()
+
+
+def check_folder_word(word: str, key: str) -> None:
+    """UIError `key` when `word` cannot be a folder name on every system."""
+    if not FOLDER_WORD.match(word):
+        raise UIError(key, word=word)
+
+
+@dataclass
+class SubjectFiles:
+    """One subject's files in its project: photos as dropped (instance/), the squares the trainer reads
+    (prepared/, with captions), class images (Project.class_dir). Its words, warnings and crops are kept
+    in `record` (the Project itself for the first subject), saved with project.save()."""
+    project: Project
+    record: Project | Subject
+    root: Path  # holds instance/ and prepared/
+
+    @property
+    def first(self) -> bool:
+        return self.record is self.project
+
+    @property
+    def token(self) -> str:
+        return self.record.token
+
+    @property
+    def class_word(self) -> str:
+        return self.record.class_word
+
+    @property
+    def warnings(self) -> dict[str, list[list[str]]]:
+        return self.record.warnings
+
+    @warnings.setter
+    def warnings(self, value: dict[str, list[list[str]]]) -> None:
+        self.record.warnings = value
+
+    @property
+    def crops(self) -> dict[str, str]:
+        return self.record.crops
+
+    @crops.setter
+    def crops(self, value: dict[str, str]) -> None:
+        self.record.crops = value
+
+    @property
+    def instance_dir(self) -> Path:
+        return self.root / "instance"
+
+    @property
+    def prepared_dir(self) -> Path:
+        return self.root / "prepared"
+
+    @property
+    def class_dir(self) -> Path:
+        return self.project.class_dir(self.class_word)
+
+    @property
+    def label(self) -> str:
+        return f"{self.token} {self.class_word}".strip()
 
     def photos(self) -> list[Path]:
         return list_images(self.instance_dir)
@@ -100,7 +265,22 @@ class Project:
         return list_images(self.prepared_dir)
 
     def class_images(self) -> list[Path]:
-        return list_images(self.reg_dir)
+        folder = self.class_dir
+        return list_images(folder) if folder.is_dir() else []
+
+    def caption(self, path: Path) -> str:
+        """The caption training gives this prepared image (dataset.caption_for)."""
+        return caption_for(path, self.token, self.class_word)
+
+    def caption_source(self, path: Path) -> str:
+        """Which of caption_for's rules gives the caption: txt, template (`@` in the name), file_name or default."""
+        if caption_text(path) is not None:
+            return "txt"
+        if template_caption(path.stem, self.token, self.class_word) is not None:
+            return "template"
+        if self.token and re.search(word_pattern(self.token), caption_from_filename(path.stem), re.IGNORECASE):
+            return "file_name"
+        return "default"
 
     def remove_prepared(self, name: str) -> None:
         """Delete a prepared image, its caption, warnings and its source photo (so it stays out)."""
@@ -111,7 +291,7 @@ class Project:
             file.unlink(missing_ok=True)
         self.warnings.pop(path.name, None)
         self.crops.pop(path.name, None)
-        self.save()
+        self.project.save()
 
     def recrop(self, name: str, where: str) -> bool:
         """Crop one prepared image again from its source photo (see RECROPS) and remember it (not saved yet).
@@ -125,7 +305,7 @@ class Project:
         image = read_rgb(self.source_of(path.stem))
         face = face_center(image) if where == "face" else None
         center = {"center": None, "face": face, "start": (0, 0), "end": image.size}[where]
-        resize_and_crop(image, self.resolution, center).save(path, format="PNG")
+        resize_and_crop(image, self.project.resolution, center).save(path, format="PNG")
         self.crops[path.name] = where
         return where != "face" or face is not None
 
@@ -190,16 +370,16 @@ def import_files(files: list[str], folder: Path) -> tuple[list[Path], list[str]]
     return copied, skipped
 
 
-def import_class_images(project: Project, images: list[Path]) -> PrepareResult:
-    """Square the images into the project's reg/ folder under names not taken yet (generated class images and
+def import_class_images(folder: Path, resolution: int, images: list[Path]) -> PrepareResult:
+    """Square the images into a class images folder under names not taken yet (generated class images and
     earlier imports are never overwritten); their .txt captions come along."""
-    staging = project.reg_dir / ".import"
+    staging = folder / ".import"
     shutil.rmtree(staging, ignore_errors=True)
     try:
-        result = prepare_images(images, staging, project.resolution, "center")
+        result = prepare_images(images, staging, resolution, "center")
         moved = []
         for path in result.written:
-            moved.append(free_path(project.reg_dir, path.stem, ".png"))
+            moved.append(free_path(folder, path.stem, ".png"))
             path.replace(moved[-1])
             if path.with_suffix(".txt").is_file():
                 path.with_suffix(".txt").replace(moved[-1].with_suffix(".txt"))

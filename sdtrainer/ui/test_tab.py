@@ -30,6 +30,26 @@ MAX_GRID_CELLS = 64
 DEMO_SIZE, DEMO_MULTIPLE, SD_SIZE, SD_MULTIPLE = 64, 16, 512, 64
 
 
+def concept_pairs(token: str, class_word: str, models: list[str | None]) -> list[tuple[str, str]]:
+    """The (token, class word) pairs to check prompts against: the typed pair first, then every concept the
+    model files' metadata name (a token typed with another class word keeps the typed one)."""
+    typed = [((token or "").strip(), " ".join((class_word or "").split()))]
+    from_files = [pair for m in models if m and Path(m).is_file() for pair in model_facts(Path(m))["concepts"]]
+    pairs, seen = [], set()
+    for t, c in typed + from_files:
+        if t and c and t.lower() not in seen:
+            pairs.append((t, c))
+            seen.add(t.lower())
+    return pairs
+
+
+def fix_prompt(prompt: str, pairs: list[tuple[str, str]]) -> str:
+    """add_class_word for each pair: `ohwx and effy` -> `ohwx person and effy dog`."""
+    for token, class_word in pairs:
+        prompt = add_class_word(prompt, token, class_word)
+    return prompt
+
+
 def checkpoint_title(path: Path) -> str:
     """A grid column's title: the file name without its suffix (a run's files say run and step)."""
     return path.stem
@@ -83,10 +103,11 @@ class TestTab:
                     "height": height, "negative_prompt": negative}
         model.change(self.model_changed, inputs=[model, width, height], outputs=[token, class_word, width, height, status],
                      api_name="test_model_changed")
-        for n, box in enumerate((prompt, token, class_word)):
-            box.change(self.lint, inputs=[prompt, token, class_word], outputs=[lint, fix], api_name=f"test_lint_{n}",
-                       trigger_mode="always_last", show_progress="hidden")
-        fix.click(add_class_word, inputs=[prompt, token, class_word], outputs=prompt, api_name="test_fix_prompt")
+        for n, box in enumerate((prompt, token, class_word, model)):
+            box.change(self.lint, inputs=[prompt, token, class_word, model], outputs=[lint, fix],
+                       api_name=f"test_lint_{n}", trigger_mode="always_last", show_progress="hidden")
+        fix.click(self.fix_prompt, inputs=[prompt, token, class_word, model], outputs=prompt,
+                  api_name="test_fix_prompt")
         event = run.click(self.generate, inputs_kwargs={"model": model, "prompt": prompt, "batch_size": batch,
                                                          "token": token, "class_word": class_word, **settings},
                           outputs=[gallery, info, status], api_name="test_generate", concurrency_id="gpu")
@@ -127,21 +148,33 @@ class TestTab:
             return gr.update(minimum=multiple, step=multiple,
                              value=value if fits else (DEMO_SIZE if facts["demo"] else SD_SIZE))
 
-        note = say("te_demo_note") if facts["demo"] else ""
-        return facts["token"] or gr.skip(), facts["class_word"] or gr.skip(), side(width), side(height), note
+        notes = [say("te_demo_note")] if facts["demo"] else []
+        if len(facts["concepts"]) > 1:
+            notes.append(say("te_concepts", concepts=", ".join(f"`{t} {c}`" for t, c in facts["concepts"])))
+        return (facts["token"] or gr.skip(), facts["class_word"] or gr.skip(), side(width), side(height),
+                " ".join(notes))
 
-    def lint(self, prompt: str, token: str, class_word: str, request: gr.Request):
+    def lint(self, prompt: str, token: str, class_word: str, model: str | None, request: gr.Request):
         """The warning (with the prompt as it should read) and the Fix button, shown only when needed."""
-        text = self.lint_text([prompt], token, class_word, self.state.say(request))
+        text = self.lint_text([prompt], concept_pairs(token, class_word, [model]), self.state.say(request))
         return text, gr.update(visible=bool(text))
 
-    def lint_text(self, prompts: list[str], token: str, class_word: str, say: Say) -> str:
-        token, class_word = (token or "").strip(), (class_word or "").strip()
-        bad = [p for p in prompts if token and class_word and prompt_lint(p or "", token, class_word)]
-        if not bad:
+    def fix_prompt(self, prompt: str, token: str, class_word: str, model: str | None) -> str:
+        """The prompt with the right class word after each token written alone."""
+        return fix_prompt(prompt or "", concept_pairs(token, class_word, [model]))
+
+    def lint_text(self, prompts: list[str], pairs: list[tuple[str, str]], say: Say) -> str:
+        """A warning naming each token written without its class word, then the first such prompt fixed ('' when
+        every token has its class word)."""
+        bad_pairs = [(t, c) for t, c in pairs if any(prompt_lint(p or "", t, c) for p in prompts)]
+        if not bad_pairs:
             return ""
-        return "⚠ " + say("lint_bare_token", token=token, class_word=class_word) + "\n\n" + say(
-            "lint_fixed", prompt=add_class_word(bad[0], token, class_word))
+        first = next(p for p in prompts if any(prompt_lint(p or "", t, c) for t, c in bad_pairs))
+        if len(bad_pairs) == 1:
+            warning = say("lint_bare_token", token=bad_pairs[0][0], class_word=bad_pairs[0][1])
+        else:
+            warning = say("lint_bare_tokens", pairs=", ".join(f"`{t} {c}`" for t, c in bad_pairs))
+        return "⚠ " + warning + "\n\n" + say("lint_fixed", prompt=fix_prompt(first, pairs))
 
     def params(self, prompt: str, *, negative_prompt: str, sampler: str, steps: float, cfg_scale: float,
                seed: float, width: float, height: float, batch_size: float = 1) -> GenerationParams:
@@ -172,7 +205,7 @@ class TestTab:
         with say.errors(*USER_ERRORS):
             params = self.params(prompt, batch_size=batch_size, **settings)
             path = self.state.checked_model(model)
-            if lint := self.lint_text([params.prompt], token, class_word, say):
+            if lint := self.lint_text([params.prompt], concept_pairs(token, class_word, [model]), say):
                 gr.Warning(lint)
 
             def step(info: dict) -> None:
@@ -211,7 +244,7 @@ class TestTab:
             seed = settings.pop("seed")
             seed = int(seed) if seed is not None and seed >= 0 else random.randrange(2**32)
             base = self.params(lines[0], seed=seed, **settings)
-            if lint := self.lint_text(lines, token, class_word, say):
+            if lint := self.lint_text(lines, concept_pairs(token, class_word, models), say):
                 gr.Warning(lint)
             columns = self.compare_columns(paths, lines, base, request, progress, say)
         if columns is None:

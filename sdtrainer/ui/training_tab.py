@@ -20,13 +20,13 @@ import pandas as pd
 import torch
 
 from ldm.samplers import SamplerName
-from sdtrainer.config import (DEFAULT_PRESET, PRESET_VRAM_GIB, Device, LRSchedule, OptimizerName, Precision,
+from sdtrainer.config import (DEFAULT_PRESET, PRESET_VRAM_GIB, Concept, Device, LRSchedule, OptimizerName, Precision,
                               SaveFormat, TrainConfig, load_config, min_total_gib, preset_names, required_free_gib)
 from sdtrainer.preflight import GateReport, check_gpu
 from sdtrainer.session import SessionBusy, SessionState, Status
 from sdtrainer.ui.common import USER_ERRORS, Lists
 from sdtrainer.ui.i18n import Say, UIError
-from sdtrainer.ui.projects import Project, list_projects
+from sdtrainer.ui.projects import Project, SubjectFiles, list_projects
 
 if TYPE_CHECKING:
     from sdtrainer.ui.app import AppState
@@ -242,7 +242,7 @@ class TrainingTab:
         return gr.update(choices=names, value=current if current in names else None)
 
     def project_summary(self, project: str | None, request: gr.Request) -> str:
-        """What the chosen project will train: token, class, photo and class image counts, resolution."""
+        """What the chosen project will train: each subject's token, class, photo and class image counts."""
         say = self.state.say(request)
         if not project:
             return ""
@@ -250,11 +250,19 @@ class TrainingTab:
             proj = Project.open(self.state.projects_dir / Path(project).name)
         except UIError as e:
             return "⚠ " + say(e.key, **e.fmt)
-        text = say("tr_project_summary", token=proj.token or "?", class_word=proj.class_word,
-                   photos=len(proj.prepared()), classes=len(proj.class_images()), resolution=proj.resolution)
+        subjects = proj.all_subjects()
+        if len(subjects) == 1:
+            text = say("tr_project_summary", token=proj.token or "?", class_word=proj.class_word,
+                       photos=len(proj.prepared()), classes=len(proj.class_images()), resolution=proj.resolution)
+        else:
+            text = "\n".join([say("tr_project_summary_many", n=len(subjects), resolution=proj.resolution)] + [
+                "- " + say("tr_summary_subject", token=s.token, class_word=s.class_word, photos=len(s.prepared()),
+                           classes=len(s.class_images())) for s in subjects])
         if not proj.prepared():
             text += "\n\n⚠ " + say("err_no_prepared")
-        elif not proj.class_images():
+        elif empty := [s for s in subjects if not s.prepared()]:
+            text += "\n\n⚠ " + say("err_subject_no_prepared", subject=empty[0].label)
+        elif not all(s.class_images() for s in subjects):
             text += "\n\n" + say("tr_no_class_images")
         return text
 
@@ -263,14 +271,19 @@ class TrainingTab:
         return [shown(s, getattr(cfg, s.name)) for s in SETTINGS]
 
     def config(self, project: Project, model: Path, preset: str, settings: dict[str, Any], say: Say) -> TrainConfig:
-        """The run's TrainConfig: preset, then the UI's settings, then the project's folders and words."""
+        """The run's TrainConfig: preset, then the UI's settings, then the project's folders and words.
+
+        The first subject is `images`/`token`/`class_word`, each added one a `concepts` entry (with the same
+        repeats: every subject equally often). Class images missing for a class word are generated into the
+        project's reg/ (reg/<class_word>/ when the run has several class words), where the next run finds them."""
         values = {s.name: parsed(s, settings[s.name], say) for s in SETTINGS}
         has_reg = bool(project.class_images())
         device = default_device()
         values.update(model=str(model), images=str(project.prepared_dir), token=project.token,
                       class_word=project.class_word, resolution=project.resolution, crop="center",
-                      reg_images=str(project.reg_dir) if has_reg else None,
-                      class_images_dir=None if has_reg else str(project.reg_dir), device=device.value)
+                      reg_images=str(project.reg_dir) if has_reg else None, class_images_dir=str(project.reg_dir),
+                      concepts=[concept(s, values["repeats"]) for s in project.all_subjects()[1:]],
+                      device=device.value)
         if device is Device.CPU:
             values["precision"] = Precision.FP32.value  # bf16 autocast on a CPU only makes it slower
         return load_config(preset, values=values)
@@ -296,6 +309,9 @@ class TrainingTab:
                 raise UIError("err_save_settings_first")
             if not proj.prepared():
                 raise UIError("err_no_prepared")
+            for subject in proj.all_subjects()[1:]:
+                if not subject.prepared():
+                    raise UIError("err_subject_no_prepared", subject=subject.label)
             path = self.state.checked_model(model)
             name = self.run_name(run_name, proj)
             cfg = self.config(proj, path, preset, settings, say)
@@ -394,6 +410,13 @@ class TrainingTab:
         items = [(str(p.path), say("tr_preview_caption", step=p.step, prompt=p.prompt, seed=p.seed))
                  for p in order if Path(p.path).is_file()]
         return gr.update(value=items, columns=min(per_step, 6))
+
+
+def concept(subject: SubjectFiles, repeats: int) -> Concept:
+    """An added subject as a run's concept: its prepared squares, and its class images folder when it holds
+    some (else the run's class_images of its class word are generated)."""
+    return Concept(token=subject.token, class_word=subject.class_word, images=str(subject.prepared_dir),
+                   reg_images=str(subject.class_dir) if subject.class_images() else None, repeats=repeats)
 
 
 def plot_frame(rows: list[dict]) -> pd.DataFrame:
