@@ -393,12 +393,12 @@ class TrainingTab:
             lines.append(say("tr_checkpoints", n=len(snap.checkpoints), last=snap.checkpoints[-1].name))
         return "\n\n".join(lines)
 
-    def loss_frame(self, snap: SessionState, say: Say) -> pd.DataFrame:
+    def loss_frame(self, snap: SessionState, say: Say) -> pd.DataFrame | None:
         rows = [{"step": s, "value": loss, "series": say("tr_series_loss")} for s, loss, _ in snap.history]
         rows += [{"step": s, "value": prior, "series": say("tr_series_prior")} for s, _, prior in snap.history]
         return plot_frame(rows)
 
-    def vram_frame(self, snap: SessionState, say: Say) -> pd.DataFrame:
+    def vram_frame(self, snap: SessionState, say: Say) -> pd.DataFrame | None:
         rows = [{"step": s, "value": alloc, "series": say("tr_series_allocated")} for s, alloc, _ in snap.vram]
         rows += [{"step": s, "value": reserved, "series": say("tr_series_reserved")} for s, _, reserved in snap.vram]
         return plot_frame(rows)
@@ -419,8 +419,11 @@ def concept(subject: SubjectFiles, repeats: int) -> Concept:
                    reg_images=str(subject.class_dir) if subject.class_images() else None, repeats=repeats)
 
 
-def plot_frame(rows: list[dict]) -> pd.DataFrame:
-    """Typed columns even when empty: an untyped empty frame makes the plot's axes categorical for good."""
+def plot_frame(rows: list[dict]) -> pd.DataFrame | None:
+    """Typed columns (untyped ones make the axes categorical for good), and None rather than an empty frame:
+    a plot whose colours were set from an empty frame never draws its lines (Gradio 6.31)."""
+    if not rows:
+        return None
     frame = pd.DataFrame(rows, columns=["step", "value", "series"])
     return frame.astype({"step": "int64", "value": "float64", "series": "str"})
 
