@@ -1,5 +1,6 @@
 """The app in a real browser (Debian's chromium, headless, through Playwright): switch to French, generate
-an image in the Test tab, train a few CPU steps and see a preview. Screenshots go to tests/artifacts/.
+an image in the Test tab, train a few CPU steps and see a preview, add a second subject in the Dataset tab.
+Screenshots go to tests/artifacts/.
 
 Skipped only when /usr/bin/chromium is missing.
 """
@@ -12,6 +13,7 @@ from gradio_client import Client, handle_file
 from PIL import Image
 
 from sdtrainer.ui.app import build_app
+from sdtrainer.ui.projects import Project
 
 CHROMIUM = Path("/usr/bin/chromium")
 ARGS = ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -129,3 +131,29 @@ def test_image_card_shows_its_warnings(page, project):
     panel.get_by_text("Aucun visage trouvé").first.wait_for()  # class "person", photos of noise
     assert panel.get_by_label("Image sélectionnée").input_value() == "p0.png"
     page.screenshot(path=ARTIFACTS / "dataset-tab.png", full_page=True)
+
+
+def test_add_a_second_subject(app, page, project):
+    """Dataset tab: + Add subject makes a second subject of the project, chosen at once in the subject list;
+    choosing the first one again shows its token."""
+    from playwright.sync_api import expect
+
+    page.get_by_label("Français").check()
+    page.get_by_role("tab", name="1. Jeu de données").click()
+    panel = page.locator("[role=tabpanel]:visible").first
+    panel.get_by_label("Projet", exact=True).click()
+    page.get_by_role("option", name=project).click()
+    subject, token = panel.get_by_label("Sujet", exact=True), panel.locator("#token").get_by_role("textbox")
+    expect(subject).to_have_value("ohwx person", timeout=TIMEOUT_MS)
+    panel.get_by_label("Un autre sujet : son jeton").fill("effy")
+    panel.get_by_label("Son mot de classe").fill("dog")
+    panel.get_by_role("button", name="+ Ajouter le sujet").click()
+    panel.get_by_text("Sujet « effy dog » ajouté").wait_for()
+    expect(subject).to_have_value("effy dog", timeout=TIMEOUT_MS)
+    expect(token).to_have_value("effy", timeout=TIMEOUT_MS)
+    subject.click()
+    expect(page.get_by_role("option")).to_contain_text(["ohwx person", "effy dog"], timeout=TIMEOUT_MS)
+    page.get_by_role("option", name="ohwx person").click()
+    expect(token).to_have_value("ohwx", timeout=TIMEOUT_MS)
+    saved = Project.open(app.state.projects_dir / project)
+    assert [(s.token, s.class_word) for s in saved.subjects] == [("effy", "dog")]
