@@ -105,6 +105,9 @@ def test_short_training_shows_a_preview(page, project):
     previews = panel.locator(".gallery-container img, button.thumbnail-item img")
     previews.first.wait_for()
     assert previews.count() >= 3
+    # the loss plot draws its lines (Vega's SVG line marks with a path), not only its axes
+    page.wait_for_function("() => Array.from(document.querySelectorAll('.mark-line path'))"
+                           ".some(p => (p.getAttribute('d') || '').includes('L'))", timeout=10_000)
     page.screenshot(path=ARTIFACTS / "training-tab.png", full_page=True)
 
 
