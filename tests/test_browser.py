@@ -108,6 +108,9 @@ def test_short_training_shows_a_preview(page, project):
     # the loss plot draws its lines (Vega's SVG line marks with a path), not only its axes
     page.wait_for_function("() => Array.from(document.querySelectorAll('.mark-line path'))"
                            ".some(p => (p.getAttribute('d') || '').includes('L'))", timeout=10_000)
+    legend = panel.locator(".sdt-plot .role-legend-label text", has_text="perte de l'a priori").first  # which line is which
+    box, plot = legend.bounding_box(), panel.locator(".sdt-plot").first.bounding_box()
+    assert box is not None and box["y"] + box["height"] <= plot["y"] + plot["height"]  # inside the plot's box
     page.screenshot(path=ARTIFACTS / "training-tab.png", full_page=True)
 
 

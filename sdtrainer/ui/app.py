@@ -35,6 +35,9 @@ CSS = """
 .sdt-warning p { color: #a05a00; font-weight: 500; }
 .sdt-advice ul { margin-top: 0; }
 .sdt-title h1 { margin-bottom: 0; }
+/* Gradio 6.31 cuts a plot's legend (which line is which) off below its fixed height: give it room */
+.sdt-plot { padding-bottom: 30px; }
+.sdt-plot, .sdt-plot * { overflow: visible !important; }
 """
 
 

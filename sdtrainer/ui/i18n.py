@@ -369,6 +369,7 @@ STRINGS: dict[str, dict[str, str]] = {
     "tr_previews": {"en": "Previews: one row per step, same prompts and seeds each time (newest first)",
                     "fr": "Aperçus : une ligne par étape, mêmes prompts et graines à chaque fois (plus récents en haut)"},
     "tr_plot_step": {"en": "step", "fr": "étape"},
+    "tr_plot_series": {"en": "curve", "fr": "courbe"},
     "tr_plot_loss": {"en": "loss", "fr": "perte"},
     "tr_plot_gib": {"en": "GiB", "fr": "Gio"},
     "tr_series_loss": {"en": "loss", "fr": "perte"},

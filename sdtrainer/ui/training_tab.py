@@ -228,8 +228,10 @@ class TrainingTab:
         progress = gr.Markdown(elem_classes=["sdt-status"])
         with gr.Row():
             # axis titles and series names come with the data, in the page's language (see loss_frame)
-            loss = gr.LinePlot(x="step", y="value", color="series", label=T("tr_loss"), height=300)
-            vram = gr.LinePlot(x="step", y="value", color="series", label=T("tr_vram"), height=300)
+            loss = gr.LinePlot(x="step", y="value", color="series", label=T("tr_loss"), height=300,
+                                elem_classes=["sdt-plot"])
+            vram = gr.LinePlot(x="step", y="value", color="series", label=T("tr_vram"), height=300,
+                                elem_classes=["sdt-plot"])
         previews = gr.Gallery(label=T("tr_previews"), columns=3, height=420, object_fit="contain")
         with gr.Accordion(T("tr_log"), open=False):
             log = gr.Textbox(lines=12, max_lines=12, show_label=False, autoscroll=True, interactive=False)
@@ -369,9 +371,9 @@ class TrainingTab:
         if key == seen:
             return text, gr.skip(), gr.skip(), gr.skip(), gr.skip(), seen
         on_gpu = session.config.device is Device.CUDA
-        loss = gr.update(value=self.loss_frame(snap, say), x_title=say("tr_plot_step"), y_title=say("tr_plot_loss"))
-        vram = gr.update(value=self.vram_frame(snap, say), visible=on_gpu, x_title=say("tr_plot_step"),
-                         y_title=say("tr_plot_gib"))
+        titles = {"x_title": say("tr_plot_step"), "color_title": say("tr_plot_series")}
+        loss = gr.update(value=self.loss_frame(snap, say), y_title=say("tr_plot_loss"), **titles)
+        vram = gr.update(value=self.vram_frame(snap, say), visible=on_gpu, y_title=say("tr_plot_gib"), **titles)
         return text, loss, vram, self.preview_items(snap, say), "\n".join(snap.log), key
 
     def progress_text(self, snap: SessionState, say: Say) -> str:
