@@ -715,6 +715,17 @@ def test_two_subjects_train_in_one_run(app, client, pair, demo_model):
                                                                                 api_name="/training_project_summary")
 
 
+def test_renaming_an_added_subject_moves_its_photos(app, client, pair):
+    root = app.state.projects_dir / pair
+    status, _, choices = client.predict(name=pair, subject="effy", token="effie", class_word="puppy", resolution=64,
+                                        api_name="/dataset_save_settings")
+    assert "saved" in status and choices["value"] == "effie" and ["effie puppy", "effie"] in choices["choices"]
+    assert len(list((root / "subjects" / "effie" / "prepared").glob("*.png"))) == 3
+    assert not (root / "subjects" / "effy").exists()
+    token, class_word, *_, class_count = client.predict(name=pair, subject="effie", api_name="/dataset_open_subject")
+    assert (token, class_word) == ("effie", "puppy") and "0 class images of “puppy”" in class_count  # reg/puppy/
+
+
 def model_with_concepts(demo_model: str, path: Path, pairs: list[list[str]]) -> str:
     """The demo model saved again with a trained model's `concepts` metadata."""
     metadata = {**read_metadata(Path(demo_model)), "token": pairs[0][0], "class_word": pairs[0][1],

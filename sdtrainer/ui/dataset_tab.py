@@ -110,24 +110,13 @@ class DatasetTab:
                 with gr.Accordion(T("ds_report"), open=False):
                     report = gr.Markdown()
             with gr.Column(scale=2):
-                selected = gr.Textbox(label=T("ds_selected"), interactive=False)
-                selected_warnings = gr.Markdown(elem_classes=["sdt-warning"])
-                caption = gr.Textbox(label=T("ds_caption"), info=T("ds_caption_info"), lines=2)
-                caption_note = gr.Markdown(elem_classes=["sdt-status"])
-                with gr.Row():
-                    save_caption = gr.Button(T("ds_save_caption"))
-                    remove = gr.Button(T("ds_remove"), variant="stop")
-                with gr.Row(equal_height=True):
-                    recrop_where = gr.Radio([(T("crop_center"), "center"), (T("crop_face"), "face"),
-                                             (T("crop_start"), "start"), (T("crop_end"), "end")], value="face",
-                                            label=T("ds_recrop"), info=T("ds_recrop_info"), scale=3)
-                    recrop = gr.Button(T("ds_recrop_button"), scale=1)
+                one = self.render_selected(T)
         subject = subjects["subject"]
         reg = self.render_regularization(T, project, subject)
 
         # what shows one subject (see subject_outputs); opening a project also sets its resolution, crop, subjects
-        on_subject = [token, class_word, advice, gallery, report, selected, caption, selected_warnings, caption_note,
-                      reg["gallery"], reg["count_text"]]
+        on_subject = [token, class_word, advice, gallery, report, one["selected"], one["caption"], one["warnings"],
+                      one["caption_note"], reg["gallery"], reg["count_text"]]
         refresh.click(self.refresh_projects, inputs=project, outputs=project, api_name="dataset_refresh")
         create.click(self.create_project, inputs=new_name, outputs=[project, new_name, status],
                      api_name="dataset_create")
@@ -151,20 +140,42 @@ class DatasetTab:
                       outputs=[upload, status], api_name="dataset_add_photos")
         prepare.click(self.prepare, inputs_kwargs={"name": project, "subject": subject, "crop": crop},
                       outputs=[gallery, report, status], api_name="dataset_prepare")
-        gallery.select(self.select_image, inputs=[project, subject],
-                       outputs=[selected, caption, selected_warnings, caption_note], api_name="dataset_select",
-                       api_visibility="undocumented")
-        save_caption.click(self.save_caption, inputs_kwargs={"name": project, "subject": subject, "image": selected,
-                                                             "caption": caption},
-                           outputs=[gallery, caption, caption_note, status], api_name="dataset_save_caption")
-        remove.click(self.remove_image, inputs_kwargs={"name": project, "subject": subject, "image": selected},
-                     outputs=[gallery, selected, caption, status], api_name="dataset_remove").then(
-            lambda: ("", ""), outputs=[selected_warnings, caption_note], api_name="dataset_remove_clear",
-            api_visibility="private")
-        recrop.click(self.recrop_image, inputs_kwargs={"name": project, "subject": subject, "image": selected,
-                                                       "where": recrop_where},
-                     outputs=[gallery, selected_warnings, status], api_name="dataset_recrop")
+        self.wire_selected(one, project, subject, gallery, status)
         return Lists(models=[reg["model"]], projects=[project])
+
+    def render_selected(self, T: gr.I18n) -> dict:
+        """The clicked image: its name, warnings, the caption training gives it (editable), remove, recrop."""
+        selected = gr.Textbox(label=T("ds_selected"), interactive=False)
+        warnings = gr.Markdown(elem_classes=["sdt-warning"])
+        caption = gr.Textbox(label=T("ds_caption"), info=T("ds_caption_info"), lines=2)
+        caption_note = gr.Markdown(elem_classes=["sdt-status"])
+        with gr.Row():
+            save_caption = gr.Button(T("ds_save_caption"))
+            remove = gr.Button(T("ds_remove"), variant="stop")
+        with gr.Row(equal_height=True):
+            recrop_where = gr.Radio([(T("crop_center"), "center"), (T("crop_face"), "face"),
+                                     (T("crop_start"), "start"), (T("crop_end"), "end")], value="face",
+                                    label=T("ds_recrop"), info=T("ds_recrop_info"), scale=3)
+            recrop = gr.Button(T("ds_recrop_button"), scale=1)
+        return {"selected": selected, "warnings": warnings, "caption": caption, "caption_note": caption_note,
+                "save_caption": save_caption, "remove": remove, "recrop_where": recrop_where, "recrop": recrop}
+
+    def wire_selected(self, one: dict, project: gr.Dropdown, subject: gr.Dropdown, gallery: gr.Gallery,
+                      status: gr.Markdown) -> None:
+        """Clicking a card fills render_selected's fields; its buttons act on that image of the chosen subject."""
+        image = {"name": project, "subject": subject, "image": one["selected"]}
+        gallery.select(self.select_image, inputs=[project, subject],
+                       outputs=[one["selected"], one["caption"], one["warnings"], one["caption_note"]],
+                       api_name="dataset_select", api_visibility="undocumented")
+        one["save_caption"].click(self.save_caption, inputs_kwargs={**image, "caption": one["caption"]},
+                                  outputs=[gallery, one["caption"], one["caption_note"], status],
+                                  api_name="dataset_save_caption")
+        one["remove"].click(self.remove_image, inputs_kwargs=image,
+                            outputs=[gallery, one["selected"], one["caption"], status], api_name="dataset_remove").then(
+            lambda: ("", ""), outputs=[one["warnings"], one["caption_note"]], api_name="dataset_remove_clear",
+            api_visibility="private")
+        one["recrop"].click(self.recrop_image, inputs_kwargs={**image, "where": one["recrop_where"]},
+                            outputs=[gallery, one["warnings"], status], api_name="dataset_recrop")
 
     def render_subjects(self, T: gr.I18n) -> dict:
         """The subject picker (every action below works on the chosen subject) and the fields to add one."""
