@@ -110,12 +110,8 @@ class Project:
         data = {k: v for k, v in asdict(self).items() if k != "root"}
         (self.root / PROJECT_FILE).write_text(json.dumps(data, indent=2, ensure_ascii=False), encoding="utf-8")
 
-    def set_subject(self, token: str, class_word: str, resolution: int) -> None:
-        """Check and store the first subject's token and class word and the training resolution (not saved yet)."""
-        self.set_resolution(resolution)
-        self.set_words(self.subject(), token, class_word)
-
     def set_resolution(self, resolution: int) -> None:
+        """Check and store the training resolution of every subject (not saved yet)."""
         if resolution is None or resolution % RESOLUTION_STEP or not MIN_RESOLUTION <= resolution <= MAX_RESOLUTION:
             raise UIError("err_resolution", value=resolution, low=MIN_RESOLUTION, high=MAX_RESOLUTION)
         self.resolution = int(resolution)
