@@ -472,11 +472,13 @@ def subject_issues(paths: Iterable[str | Path], class_word: str) -> list[ImageIs
 # ---------------------------------------------------------------- preparing a folder
 
 def unique_name(stem: str, taken: set[str]) -> str:
-    """``stem.png``, or ``stem_1.png``, ``stem_2.png``... when taken (case-insensitively)."""
+    """``stem.png``, or ``stem_1.png``, ``stem_2.png``... when taken (case-insensitively). The number goes
+    before an ``@`` caption template (``a_1@S_C.png``), so it does not become a word of the caption."""
+    head, at, template = stem.partition("@")
     name, n = f"{stem}.png", 0
     while name.lower() in taken:
         n += 1
-        name = f"{stem}_{n}.png"
+        name = f"{head}_{n}{at}{template}.png"
     taken.add(name.lower())
     return name
 

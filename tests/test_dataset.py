@@ -11,7 +11,8 @@ from ldm.tokenizer import get_tokenizer
 from sdtrainer import dataset
 from sdtrainer.dataset import (
     ClassDataset, DatasetError, InstanceDataset, caption_for, class_caption_for, crop_box, load_image,
-    list_images, prepare_images, prompt_lint, read_rgb, to_tensor, token_advice, validate_images,
+    list_images, prepare_images, prompt_lint, read_rgb, template_caption, to_tensor, token_advice, unique_name,
+    validate_images,
 )
 
 RED = (255, 0, 0)
@@ -348,3 +349,10 @@ def test_class_dataset_keeps_report_and_uses_class_captions(photos):
     data = ClassDataset(photos, "person", 32, flip_p=0.0)
     assert len(data) == 3 and [e.path.name for e in data.report.errors] == ["broken.jpg"]
     assert [data[i]["caption"] for i in range(3)] == ["person", "person", "a person on a bike"]
+
+
+def test_a_taken_name_is_numbered_before_its_caption_template():
+    taken: set[str] = set()
+    names = [unique_name(stem, taken) for stem in ("a@S_at_the_beach", "A@S_at_the_beach", "a@S_at_the_beach", "b")]
+    assert names == ["a@S_at_the_beach.png", "A_1@S_at_the_beach.png", "a_2@S_at_the_beach.png", "b.png"]
+    assert {template_caption(n.removesuffix(".png"), "effy", "dog") for n in names[:3]} == {"effy at the beach"}
