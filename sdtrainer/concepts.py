@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from sdtrainer.config import ConfigError, TrainConfig
-from sdtrainer.dataset import DatasetError, class_folder, folder_subjects, list_images
+from sdtrainer.dataset import DatasetError, class_folder, folder_subjects, list_images, subfolders
 
 
 @dataclass
@@ -42,21 +42,27 @@ def run_subjects(cfg: TrainConfig) -> list[Subject]:
         if not paths:
             raise DatasetError(f"concepts[{n}]: no images in {c.images}; add photos of {c.token} {c.class_word}.")
         count = cfg.class_images if c.class_images is None else c.class_images
-        found.append(Subject(c.token.strip(), " ".join(c.class_word.split()), paths,
-                             reg_for(c.reg_images or cfg.reg_images, c.class_word,
-                                     c.class_word if c.reg_images else cfg.class_word), count, c.repeats))
+        reg = reg_for(c.reg_images or cfg.reg_images, c.class_word, c.class_word if c.reg_images else cfg.class_word)
+        if c.reg_images and reg is None:
+            raise DatasetError(f"concepts[{n}]: {c.reg_images} holds no images of {c.class_word} (at its root or in "
+                               f"{c.class_word}/); add some, or remove its reg_images to generate class images.")
+        found.append(Subject(c.token.strip(), " ".join(c.class_word.split()), paths, reg, count, c.repeats))
     if not found:
         raise ConfigError(f"No photos found in {cfg.images}; add photos (or <token>/<class>/ folders of them).")
     return found
 
 
 def reg_for(reg_root: str | None, class_word: str, root_class_word: str) -> Path | None:
-    """The class images folder of a subject (see dataset.class_folder); a reg folder that is not there fails."""
+    """The class images folder of a subject (see dataset.class_folder); a reg folder that is not there, or
+    holds no images at all (none at its root nor in its sub-folders), fails: it is the wrong folder."""
     if not reg_root:
         return None
     if not Path(reg_root).is_dir():
         raise DatasetError(f"The class images folder {reg_root} does not exist; check the path (or leave it empty "
                            "to generate class images).")
+    if not list_images(reg_root) and not any(list_images(folder) for folder in subfolders(reg_root)):
+        raise DatasetError(f"The class images folder {reg_root} holds no images; add class images (or <class>/ "
+                           "folders of them), or leave it empty to generate class images.")
     return class_folder(reg_root, " ".join(class_word.split()), " ".join(root_class_word.split()))
 
 

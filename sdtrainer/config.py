@@ -223,21 +223,39 @@ def _enum_values_as_str(data: dict) -> dict:
             and isinstance(v, (int, float)) and not isinstance(v, bool) else v for k, v in data.items()}
 
 
-def _merge(cfg, data: dict, source: str):
+def _merge(cfg, data: dict, source: str, schema: type = TrainConfig, prefix: str = ""):
+    if schema is TrainConfig and "concepts" in data:
+        _check_concept_entries(data["concepts"], source)
     try:
         return OmegaConf.merge(cfg, data)
     except ConfigKeyError as e:
         key = str(e.full_key or e.key)
-        close = difflib.get_close_matches(key, [f.name for f in dataclasses.fields(TrainConfig)], n=1)
-        hint = f"; did you mean {close[0]!r}?" if close else "; see sdtrainer/config.py for the settings."
-        raise ConfigError(f"{source}: unknown setting {key!r}{hint}") from None
+        close = difflib.get_close_matches(key, [f.name for f in dataclasses.fields(schema)], n=1)
+        hint = f"; did you mean {prefix + close[0]!r}?" if close else "; see sdtrainer/config.py for the settings."
+        raise ConfigError(f"{source}: unknown setting {prefix + key!r}{hint}") from None
     except OmegaConfBaseException as e:
         key = str(getattr(e, "full_key", None) or getattr(e, "key", None) or "?")
-        raise ConfigError(f"{source}: bad value for {key!r}: {str(e).splitlines()[0]}{_choices(key)}") from None
+        raise ConfigError(f"{source}: bad value for {prefix + key!r}: {str(e).splitlines()[0]}"
+                          f"{_choices(key, schema)}") from None
 
 
-def _choices(key: str) -> str:
-    kind = typing.get_type_hints(TrainConfig).get(key)
+def _check_concept_entries(concepts: Any, source: str) -> None:
+    """Each `concepts` entry merged on its own, so a bad key or value is named with its index
+    (`concepts[1].repeats`): merged as a whole list, OmegaConf names the key alone."""
+    example = "concepts=[{token: effy, class_word: dog, images: photos/effy}]"
+    if not isinstance(concepts, list):
+        raise ConfigError(f"{source}: concepts must be a list of subjects, e.g. {example} (got {concepts!r}).")
+    for n, entry in enumerate(concepts):
+        if isinstance(entry, Concept):
+            continue
+        if not isinstance(entry, dict):
+            raise ConfigError(f"{source}: concepts[{n}] must be a subject with token, class_word and images, "
+                              f"e.g. {example} (got {entry!r}).")
+        _merge(OmegaConf.structured(Concept), entry, source, Concept, f"concepts[{n}].")
+
+
+def _choices(key: str, schema: type = TrainConfig) -> str:
+    kind = typing.get_type_hints(schema).get(key)
     if isinstance(kind, type) and issubclass(kind, Enum):
         return f" (choose one of: {', '.join(m.value for m in kind)})."
     return "."
@@ -324,10 +342,11 @@ def _check_ranges(cfg: TrainConfig) -> None:
 
 
 def uses_prior(cfg: TrainConfig) -> bool:
-    """Whether class images take part: a prior weight above 0 and a reg folder or images to generate."""
-    sources = [(cfg.reg_images, cfg.class_images)] + [
-        (c.reg_images or cfg.reg_images, cfg.class_images if c.class_images is None else c.class_images)
-        for c in cfg.concepts]
+    """Whether class images take part: a prior weight above 0 and a reg folder or images to generate (for the
+    images folder's subjects when there is one, for the concepts' own)."""
+    sources = [(cfg.reg_images, cfg.class_images)] if cfg.images.strip() else []
+    sources += [(c.reg_images or cfg.reg_images, cfg.class_images if c.class_images is None else c.class_images)
+                for c in cfg.concepts]
     return cfg.prior_loss_weight > 0 and any(bool(reg) or count > 0 for reg, count in sources)
 
 

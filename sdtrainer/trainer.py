@@ -426,9 +426,10 @@ class DreamBoothModule(pl.LightningModule):
     loss = instance eps-MSE + prior_loss_weight * class eps-MSE.
     """
 
-    def __init__(self, cfg: TrainConfig, model: StableDiffusion, data: CachedData):
+    def __init__(self, cfg: TrainConfig, model: StableDiffusion, data: CachedData,
+                 subjects: list[tuple[str, str]] | None = None):
         super().__init__()
-        self.cfg, self.sd = cfg, model
+        self.cfg, self.sd, self.subjects = cfg, model, subjects  # subjects: (token, class word) pairs, for metadata
         model.vae.requires_grad_(False)
         model.text_encoder.requires_grad_(cfg.train_text_encoder)
         model.unet.requires_grad_(True)
@@ -549,7 +550,7 @@ class DreamBoothModule(pl.LightningModule):
             weights.update(ema_to_file({UNET_PREFIX + k: v for k, v in self.ema.shadow.items()}))
         checkpoint["state_dict"] = weights
         checkpoint["sdtrainer"] = {"rng": rng_state(), "ema_updates": self.ema.updates if self.ema else 0}
-        checkpoint["sdtrainer_metadata"] = model_metadata(self.cfg, self.global_step)
+        checkpoint["sdtrainer_metadata"] = model_metadata(self.cfg, self.global_step, self.subjects)
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         weights = checkpoint["state_dict"]
@@ -932,7 +933,7 @@ def run_training(cfg: TrainConfig, run_dir: Path, emit: Emit, control: RunContro
     trainer = build_trainer(cfg, callbacks)
     if cfg.compile and cfg.device is Device.CUDA:
         log(emit, 0, "Compiling the UNet: the first step takes a minute or two (once per run).")
-    trainer.fit(DreamBoothModule(cfg, model, data), ckpt_path=paths.state if resume else None, weights_only=True)
+    trainer.fit(DreamBoothModule(cfg, model, data, words), ckpt_path=paths.state if resume else None, weights_only=True)
     # 6. what was written
     return TrainResult(trainer.global_step, cfg.steps, saver.last_model_file,
                        stopped=trainer.global_step < cfg.steps)
