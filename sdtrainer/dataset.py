@@ -662,14 +662,16 @@ def folder_subjects(root: str | Path, token: str, class_word: str) -> list[Folde
     """The subjects of a folder tree (the old repos' convention): images at the root are ``token class``
     (the arguments); ``<t>/<c>/`` images are ``t c``; images right inside ``<t>/`` are ``t class_word``.
 
-    ``images/photo.jpg`` -> (ohwx, person), ``images/effy/dog/a.jpg`` -> (effy, dog). Folders without
+    ``images/photo.jpg`` -> (ohwx, person), ``images/effy/dog/a.jpg`` -> (effy, dog); ``_`` in a class
+    folder's name are spaces (``rex/golden_retriever/`` -> (rex, golden retriever)). Folders without
     images are skipped; DatasetError when images need the token or class word and it is not set.
     """
     root = Path(root)
     found = [FolderSubject(token, class_word, list_images(root))]
     for first in subfolders(root):
         found.append(FolderSubject(first.name, class_word, list_images(first)))
-        found += [FolderSubject(first.name, second.name, list_images(second)) for second in subfolders(first)]
+        found += [FolderSubject(first.name, " ".join(second.name.replace("_", " ").split()), list_images(second))
+                  for second in subfolders(first)]
     found = [s for s in found if s.paths]
     for s in found:
         if not s.token.strip() or not s.class_word.strip():
@@ -682,11 +684,12 @@ def folder_subjects(root: str | Path, token: str, class_word: str) -> list[Folde
 def class_folder(reg_root: str | Path, class_word: str, root_class_word: str) -> Path | None:
     """Where the class images of ``class_word`` are in a regularization folder: its ``<class_word>/``
     sub-folder when it holds images, else the root when it holds images and ``class_word`` is the root's
-    class (``root_class_word``); None when there are none (they are generated then)."""
+    class (``root_class_word``); None when there are none (they are generated then). The sub-folder of
+    ``golden retriever`` may also be written ``golden_retriever/``."""
     reg_root = Path(reg_root)
-    named = reg_root / class_word
-    if named.is_dir() and list_images(named):
-        return named
+    for named in (reg_root / class_word, reg_root / class_word.replace(" ", "_")):
+        if named.is_dir() and list_images(named):
+            return named
     if class_word == root_class_word and reg_root.is_dir() and list_images(reg_root):
         return reg_root
     return None

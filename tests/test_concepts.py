@@ -6,6 +6,7 @@ import bisect
 import itertools
 import json
 import re
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -18,7 +19,7 @@ from sdtrainer.checkpoint import load_model, read_metadata, save_checkpoint
 from sdtrainer.concepts import generated_class_dir, run_subjects
 from sdtrainer.config import Concept, ConfigError, check_config, load_config, preview_prompts, save_config, uses_prior
 from sdtrainer.dataset import (ClassDataset, DatasetError, InstanceDataset, caption_for, class_caption_for,
-                               folder_subjects, template_caption)
+                               class_folder, folder_subjects, template_caption)
 from sdtrainer.trainer import (BatchPlan, EventKind, RunControl, RunPaths, batch_for, batch_plan, cache_data,
                                check_prior, class_datasets)
 from test_trainer import config, denoising_error, latents_of, metrics, train
@@ -105,6 +106,11 @@ def test_the_folder_tree_names_the_subjects(tree):
         ("effy", "dog", ["img-001@S_being_a_good_C.png", "img-002.png", "img-003@S_asleep.png"]),  # <t>/<c>/
         ("joe", "person", ["joe-0.png", "joe-1.png"]),  # <t>/: the run's class word
     ]
+    photos(tree / "rex" / "golden_retriever", "disc", 1)  # _ in a class folder's name are spaces
+    assert words(folder_subjects(tree, "ohwx", "person"))[-1] == ("rex", "golden retriever", ["golden_retriever-0.png"])
+    reg = photos(tree.parent / "reg" / "golden_retriever", "bands", 1).parent  # reg/golden_retriever/
+    assert class_folder(reg, "golden retriever", "person") == reg / "golden_retriever"
+    shutil.rmtree(tree / "rex")
     with pytest.raises(DatasetError, match=re.escape(str(tree)) + ".*<token>/<class>/"):
         folder_subjects(tree, "", "person")  # root photos need the run's token
     for path in tree.glob("*.png"):
