@@ -49,7 +49,19 @@ def run_subjects(cfg: TrainConfig) -> list[Subject]:
         found.append(Subject(c.token.strip(), " ".join(c.class_word.split()), paths, reg, count, c.repeats))
     if not found:
         raise ConfigError(f"No photos found in {cfg.images}; add photos (or <token>/<class>/ folders of them).")
+    _check_tokens_unique(found)
     return found
+
+
+def _check_tokens_unique(subjects: list[Subject]) -> None:
+    """A token stands for one subject: two subjects (from the folder tree, `concepts`, or both) may not share one."""
+    seen: dict[str, Subject] = {}
+    for s in subjects:
+        other = seen.setdefault(s.token.lower(), s)
+        if other is not s:
+            raise ConfigError(f"Two subjects use the token {s.token!r} ({other.token} {other.class_word}: "
+                              f"{other.paths[0].parent}; {s.token} {s.class_word}: {s.paths[0].parent}); give each "
+                              "subject its own token, or put their photos in one folder.")
 
 
 def reg_for(reg_root: str | None, class_word: str, root_class_word: str) -> Path | None:

@@ -401,3 +401,12 @@ def test_preview_prompts_for_each_subject():
         "a portrait of ohwx thing, oil painting", "a portrait of zkq widget, oil painting",
         "a portrait of effy thing, oil painting",
         "thing", "widget"]  # a class-only prompt once per class word
+
+
+def test_two_subjects_may_not_share_a_token(tree, tmp_path):
+    """The same token from the folder tree and from `concepts` (or twice in `concepts`) is refused, naming both."""
+    more = photos(tmp_path / "more-effy", "checks", 2)
+    cfg = load_config(values={"model": "m", "images": str(tree), "token": "ohwx", "class_word": "person",
+                              "concepts": [{"token": "Effy", "class_word": "dog", "images": str(more)}]})
+    with pytest.raises(ConfigError, match=r"token 'Effy'.*effy dog: .*dog; Effy dog: .*more-effy"):
+        run_subjects(cfg)
