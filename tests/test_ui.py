@@ -697,8 +697,10 @@ def test_two_subjects_train_in_one_run(app, client, pair, demo_model):
     with pytest.raises(AppError, match="“rex cat” has no prepared images"):
         client.predict(**start)
     choices, status, *_ = client.predict(name=pair, subject="rex", api_name="/dataset_remove_subject")
-    assert "“rex cat” and its photos removed" in status and [v for _, v in choices["choices"]] == ["ohwx", "effy"]
+    assert "“rex cat” removed from the project" in status and [v for _, v in choices["choices"]] == ["ohwx", "effy"]
     assert not (root / "subjects" / "rex").exists()
+    kept = [p for p in (root / "removed").iterdir() if p.name.startswith("rex-")]  # moved aside, not deleted
+    assert len(kept) == 1 and str(kept[0]) in status and (kept[0] / "instance").is_dir()
     client.predict(**start)
     deadline = time.time() + TRAIN_TIMEOUT_S
     while time.time() < deadline:

@@ -315,15 +315,16 @@ class DatasetTab:
         return [self.subject_choices(project, added), "", "", message, *self.subject_outputs(added, say)]
 
     def remove_subject(self, name: str | None, subject: str | None, request: gr.Request):
-        """Delete an added subject with its photos; the first subject is shown then."""
+        """Take an added subject out (its files are moved aside, see Project.remove_subject); the first
+        subject is shown then."""
         say = self.state.say(request)
         with say.errors():
             project = self.project(name)
             removed = project.subject(subject)
-            project.remove_subject(removed.token)
+            kept = project.remove_subject(removed.token)
             project.save()
         first = project.subject()
-        message = say("msg_subject_removed", subject=removed.label)
+        message = say("msg_subject_removed", subject=removed.label, folder=kept)
         return [self.subject_choices(project, first), message, *self.subject_outputs(first, say)]
 
     def save_settings(self, name: str | None, token: str, class_word: str, resolution: float,

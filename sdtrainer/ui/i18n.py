@@ -630,8 +630,10 @@ STRINGS: dict[str, dict[str, str]] = {
     "msg_subject_added": {"en": "Subject “{subject}” added ({n} subjects in the project). Next: drop its photos.",
                           "fr": "Sujet « {subject} » ajouté ({n} sujets dans le projet). Ensuite : déposez ses "
                                 "photos."},
-    "msg_subject_removed": {"en": "Subject “{subject}” and its photos removed (class images are kept).",
-                            "fr": "Sujet « {subject} » et ses photos retirés (les images de classe restent)."},
+    "msg_subject_removed": {"en": "Subject “{subject}” removed from the project; its photos and captions were moved "
+                                  "to {folder} (class images are kept).",
+                            "fr": "Sujet « {subject} » retiré du projet ; ses photos et légendes ont été déplacées "
+                                  "dans {folder} (les images de classe restent)."},
     "msg_settings_saved": {"en": "Token and class of “{name}” saved.", "fr": "Jeton et classe de « {name} » "
                                                                              "enregistrés."},
     "msg_added_photos": {"en": "Added {n} photos ({total} in the project). Next: ✂ Prepare images.",

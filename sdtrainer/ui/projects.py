@@ -17,6 +17,7 @@ Problems the user can fix raise UIError with a translation key (see sdtrainer/ui
 import json
 import re
 import shutil
+import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -144,13 +145,23 @@ class Project:
             folder.mkdir(parents=True, exist_ok=True)
         return added
 
-    def remove_subject(self, token: str) -> None:
-        """Delete an added subject and its photos (its class images stay: another subject may share them)."""
+    def remove_subject(self, token: str) -> Path:
+        """Take an added subject out of the project (not saved yet). Its folder (photos, prepared squares,
+        captions) is moved to removed/<token>-<time>/, returned, so a wrong click loses nothing; its class
+        images stay where they are (another subject may share them)."""
         subject = self.subject(token)
         if subject.first:
             raise UIError("err_remove_first_subject")
+        stem, n = f"{subject.token}-{time.strftime('%Y%m%d-%H%M%S')}", 0
+        kept = self.root / "removed" / stem
+        while kept.exists():  # removed twice within a second
+            n += 1
+            kept = kept.with_name(f"{stem}-{n}")
+        kept.parent.mkdir(exist_ok=True)
+        if subject.root.exists():
+            subject.root.rename(kept)
         self.subjects.remove(subject.record)
-        shutil.rmtree(subject.root, ignore_errors=True)
+        return kept
 
     def set_words(self, subject: "SubjectFiles", token: str, class_word: str) -> None:
         """Change a subject's token and class word (an added subject's folder follows its token; not saved yet)."""
