@@ -1,3 +1,4 @@
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -134,3 +135,15 @@ def test_class_images_are_resumable(demo_file, tmp_path, capsys):
     out = capsys.readouterr().out
     assert "3/3" in out and "3 class images" in out
     assert (tmp_path / "class-00000.png").read_bytes() == first  # kept, not redone
+
+
+@pytest.mark.parametrize("preset_value, expected", [(None, "expandable_segments:True"),
+                                                    ("max_split_size_mb:128", "max_split_size_mb:128")])
+def test_importing_sdtrainer_asks_for_expandable_cuda_segments_unless_set(preset_value, expected):
+    """Set before torch touches CUDA (the graphed 8gb preset's peak depends on it); the user's own value is kept."""
+    env = {k: v for k, v in os.environ.items() if k != "PYTORCH_CUDA_ALLOC_CONF"}
+    if preset_value:
+        env["PYTORCH_CUDA_ALLOC_CONF"] = preset_value
+    out = subprocess.run([sys.executable, "-c", "import os, sdtrainer; print(os.environ['PYTORCH_CUDA_ALLOC_CONF'])"],
+                         env=env, capture_output=True, text=True, check=True, cwd=Path(__file__).parents[1])
+    assert out.stdout.strip() == expected
