@@ -571,17 +571,22 @@ def caption_for(image_path: str | Path, token: str, class_word: str) -> str:
     A file-name caption that has the token but not the class word right after it gets the class word
     inserted (``joepenna at the beach`` -> ``joepenna person at the beach``), as ``prompt_lint`` advises.
     """
+    return caption_and_source(image_path, token, class_word)[0]
+
+
+def caption_and_source(image_path: str | Path, token: str, class_word: str) -> tuple[str, str]:
+    """``caption_for``'s caption and the rule that gave it: ``txt``, ``template``, ``file_name`` or ``default``."""
     image_path = Path(image_path)
     text = caption_text(image_path)
     if text is not None:
-        return text
+        return text, "txt"
     templated = template_caption(image_path.stem, token, class_word)
     if templated is not None:
-        return templated
+        return templated, "template"
     name = caption_from_filename(image_path.stem)
-    if re.search(word_pattern(token), name, re.IGNORECASE):
-        return add_class_word(name, token, class_word)
-    return f"{token} {class_word}"
+    if token and re.search(word_pattern(token), name, re.IGNORECASE):
+        return add_class_word(name, token, class_word), "file_name"
+    return f"{token} {class_word}", "default"
 
 
 def class_caption_for(image_path: str | Path, class_word: str) -> str:

@@ -48,10 +48,14 @@ def say_in(message: str, lang: str) -> str:
 
 
 def say_in_fields(key: str, fields: dict, lang: str) -> str:
-    entry = MESSAGES[key]
     said = {name: "; ".join(say_in(v, lang) for v in value) if isinstance(value, (list, tuple)) else
             say_in(value, lang) if isinstance(value, Message) else value for name, value in fields.items()}
-    return (entry.get(lang) or entry["en"]).format(**said)
+    return in_language(MESSAGES[key], lang).format(**said)
+
+
+def in_language(entry: dict[str, str], lang: str) -> str:
+    """A catalogue entry's text in `lang`, English where `lang` lacks it (this catalogue and the UI's)."""
+    return entry.get(lang) or entry["en"]
 
 
 def message_of(error: BaseException) -> str:

@@ -234,9 +234,14 @@ class BatchPlan:
                 self.instance_counts) or (any(self.class_counts) and not all(self.class_counts)):
             raise ValueError(f"Every subject needs images (and class images when one has them): {self}")
 
+    @functools.cached_property
+    def first_instance(self) -> list[int]:
+        """Index of each subject's first instance latent (they are stored subject after subject)."""
+        return [sum(self.instance_counts[:c]) for c in range(len(self.instance_counts))]
 
-def offsets(counts: tuple[int, ...]) -> list[int]:
-    return [sum(counts[:c]) for c in range(len(counts))]
+    @functools.cached_property
+    def first_class(self) -> list[int]:
+        return [sum(self.class_counts[:c]) for c in range(len(self.class_counts))]
 
 
 def batch_for(plan: BatchPlan, k: int) -> dict[str, torch.Tensor]:
@@ -244,10 +249,9 @@ def batch_for(plan: BatchPlan, k: int) -> dict[str, torch.Tensor]:
     Each class latent is one of the class images of the subject of the instance latent it pairs with."""
     b, g = plan.batch_size, seeded_generator(plan.seed, STEP_STREAM, k)
     picks = [subject_at(plan.seed, plan.repeats, p) for p in range(k * b, k * b + b)]
-    first_instance, first_class = offsets(plan.instance_counts), offsets(plan.class_counts)
-    instance = torch.tensor([first_instance[c] + draw(plan.seed, INSTANCE_STREAM, c, plan.instance_counts[c], j)
+    instance = torch.tensor([plan.first_instance[c] + draw(plan.seed, INSTANCE_STREAM, c, plan.instance_counts[c], j)
                              for c, j in picks])
-    classes = torch.tensor([first_class[c] + draw(plan.seed, CLASS_STREAM, c, plan.class_counts[c], j)
+    classes = torch.tensor([plan.first_class[c] + draw(plan.seed, CLASS_STREAM, c, plan.class_counts[c], j)
                             for c, j in picks] if all(plan.class_counts) else [], dtype=torch.long)
     n = b + len(classes)
     noise = torch.randn((n, *plan.latent_shape), generator=g)
@@ -323,13 +327,10 @@ def caption_table(model: StableDiffusion, captions: list[str], token_ids_only: b
     return table, [unique.index(c) for c in captions]
 
 
-def cache_data(model: StableDiffusion, instances: ImageDataset | list[ImageDataset],
-               classes: ImageDataset | None | list[ImageDataset | None], train_text_encoder: bool,
-               repeats: tuple[int, ...] = ()) -> CachedData:
+def cache_data(model: StableDiffusion, instances: list[ImageDataset], classes: list[ImageDataset | None],
+               train_text_encoder: bool, repeats: tuple[int, ...]) -> CachedData:
     """Latents and caption rows of every subject's photos and class images (one list entry per subject; a
     class entry is None without prior preservation), stored subject after subject."""
-    instances = list(instances) if isinstance(instances, (list, tuple)) else [instances]
-    classes = list(classes) if isinstance(classes, (list, tuple)) else [classes]
     encoded: dict[int, torch.Tensor] = {}  # a class set shared by subjects of one class word is encoded once
     for dataset in instances + [d for d in classes if d is not None]:
         if id(dataset) not in encoded:
@@ -343,8 +344,7 @@ def cache_data(model: StableDiffusion, instances: ImageDataset | list[ImageDatas
     n = len(instance_latents)
     return CachedData(instance_latents, class_latents, torch.tensor(rows[:n]), torch.tensor(rows[n:], dtype=torch.long),
                       conds, tuple(len(d.paths) for d in instances),
-                      tuple(len(d.paths) if d is not None else 0 for d in classes),
-                      tuple(repeats) or (1,) * len(instances))
+                      tuple(len(d.paths) if d is not None else 0 for d in classes), tuple(repeats))
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -868,13 +868,14 @@ def class_dataset(cfg: TrainConfig, subject: Subject, subjects: list[Subject], m
 def class_datasets(cfg: TrainConfig, subjects: list[Subject], model: StableDiffusion, paths: RunPaths, emit: Emit,
                    control: RunControl) -> list[ClassDataset | None]:
     """Each subject's class images; subjects sharing a folder (or a generated class) share one dataset."""
+    def source(s: Subject) -> tuple:  # a folder, or the class word and count to generate
+        return (str(s.reg_images), s.class_word if s.reg_images is None else "", s.class_images)
+
     shared: dict[tuple, ClassDataset | None] = {}
     for s in subjects:
-        key = (str(s.reg_images), s.class_word if s.reg_images is None else "", s.class_images)
-        if key not in shared and not control.stop_requested:
-            shared[key] = class_dataset(cfg, s, subjects, model, paths, emit, control)
-    return [shared.get((str(s.reg_images), s.class_word if s.reg_images is None else "", s.class_images))
-            for s in subjects]
+        if source(s) not in shared and not control.stop_requested:
+            shared[source(s)] = class_dataset(cfg, s, subjects, model, paths, emit, control)
+    return [shared.get(source(s)) for s in subjects]
 
 
 def build_trainer(cfg: TrainConfig, callbacks: list[pl.Callback]) -> pl.Trainer:

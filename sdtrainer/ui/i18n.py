@@ -23,9 +23,8 @@ from contextlib import contextmanager
 
 import gradio as gr
 
-from sdtrainer.messages import Message, message_of, say_in
+from sdtrainer.messages import LANGUAGES, Message, in_language, message_of, say_in
 
-LANGUAGES = ("en", "fr")
 COOKIE = "sdtrainer_lang"
 STORAGE_KEY = "sdtrainer-lang"
 
@@ -40,14 +39,12 @@ class UIError(Exception):
 
 def text(key: str, lang: str, **fmt) -> str:
     """The message `key` in `lang` (English if missing there), with `{name}` fields filled."""
-    entry = STRINGS[key]
-    message = entry.get(lang) or entry["en"]
+    message = in_language(STRINGS[key], lang)
     return message.format(**fmt) if fmt else message
 
 
 def translations() -> gr.I18n:
-    return gr.I18n(**{lang: {key: entry.get(lang) or entry["en"] for key, entry in STRINGS.items()}
-                      for lang in LANGUAGES})
+    return gr.I18n(**{lang: {key: in_language(entry, lang) for key, entry in STRINGS.items()} for lang in LANGUAGES})
 
 
 def normalize(lang: str | None) -> str | None:

@@ -21,9 +21,8 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from sdtrainer.dataset import (IMAGE_EXTENSIONS, PrepareResult, caption_for, caption_from_filename, caption_text,
-                               class_folder, face_center, list_images, prepare_images, read_rgb, resize_and_crop,
-                               template_caption, word_pattern)
+from sdtrainer.dataset import (IMAGE_EXTENSIONS, PrepareResult, caption_and_source, caption_for, class_folder,
+                               face_center, list_images, prepare_images, read_rgb, resize_and_crop)
 from sdtrainer.ui.i18n import UIError
 
 PROJECT_FILE = "project.json"
@@ -63,14 +62,6 @@ class Project:
         return self.root.name
 
     @property
-    def instance_dir(self) -> Path:
-        return self.root / "instance"
-
-    @property
-    def prepared_dir(self) -> Path:
-        return self.root / "prepared"
-
-    @property
     def reg_dir(self) -> Path:
         return self.root / "reg"
 
@@ -86,7 +77,8 @@ class Project:
         if (projects_dir / name).exists():
             raise UIError("err_project_exists", name=name)
         project = cls(projects_dir / name)
-        for folder in (project.instance_dir, project.prepared_dir, project.reg_dir):
+        first = project.subject()
+        for folder in (first.instance_dir, first.prepared_dir, project.reg_dir):
             folder.mkdir(parents=True)
         project.save()
         return project
@@ -281,13 +273,7 @@ class SubjectFiles:
 
     def caption_source(self, path: Path) -> str:
         """Which of caption_for's rules gives the caption: txt, template (`@` in the name), file_name or default."""
-        if caption_text(path) is not None:
-            return "txt"
-        if template_caption(path.stem, self.token, self.class_word) is not None:
-            return "template"
-        if self.token and re.search(word_pattern(self.token), caption_from_filename(path.stem), re.IGNORECASE):
-            return "file_name"
-        return "default"
+        return caption_and_source(path, self.token, self.class_word)[1]
 
     def remove_prepared(self, name: str) -> None:
         """Delete a prepared image, its caption, warnings and its source photo (so it stays out)."""

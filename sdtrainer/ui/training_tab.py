@@ -281,7 +281,7 @@ class TrainingTab:
         values = {s.name: parsed(s, settings[s.name], say) for s in SETTINGS}
         has_reg = bool(project.class_images())
         device = default_device()
-        values.update(model=str(model), images=str(project.prepared_dir), token=project.token,
+        values.update(model=str(model), images=str(project.subject().prepared_dir), token=project.token,
                       class_word=project.class_word, resolution=project.resolution, crop="center",
                       reg_images=str(project.reg_dir) if has_reg else None, class_images_dir=str(project.reg_dir),
                       concepts=[concept(s, values["repeats"]) for s in project.all_subjects()[1:]],
