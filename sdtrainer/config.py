@@ -22,7 +22,7 @@ from omegaconf import OmegaConf
 from omegaconf.errors import ConfigKeyError, OmegaConfBaseException
 
 from ldm.samplers import SamplerName
-from sdtrainer.dataset import Crop
+from sdtrainer.dataset import Crop, subfolders
 from sdtrainer.messages import Message
 
 PRESETS_DIR = Path(__file__).resolve().parent.parent / "configs" / "train"
@@ -289,7 +289,7 @@ def check_config(cfg: TrainConfig) -> None:
         raise ConfigError("Set model: the base SD v1 checkpoint.")
     if not cfg.images.strip() and not cfg.concepts:
         raise ConfigError("Set images: the folder of subject photos (or list the subjects under concepts).")
-    if cfg.images.strip() and not has_subject_folders(cfg.images):
+    if cfg.images.strip() and not subfolders(cfg.images):  # <token>/ folders name their own subjects
         for key, hint in (("token", "a rare word such as ohwx"), ("class_word", "e.g. person, dog, car")):
             if not str(getattr(cfg, key)).strip():
                 raise ConfigError(f"Set {key}: {hint}.")
@@ -303,22 +303,14 @@ def check_config(cfg: TrainConfig) -> None:
         raise ConfigError(f"Preset {cfg.preset!r} has no VRAM figure; set required_free_gib.")
 
 
-def has_subject_folders(images: str) -> bool:
-    """Whether the images folder has sub-folders (<token>/ or <token>/<class>/: more subjects)."""
-    folder = Path(images)
-    return folder.is_dir() and any(p.is_dir() and not p.name.startswith(".") for p in folder.iterdir())
-
-
 def _check_concept(n: int, concept: Concept) -> None:
     for key in ("token", "class_word", "images"):
         if not getattr(concept, key).strip():
             raise ConfigError(f"concepts[{n}]: set {key}.")
     if len(concept.token.split()) > 1:
         raise ConfigError(f"concepts[{n}]: the token {concept.token!r} must be one word without spaces.")
-    if concept.repeats < 1:
-        raise ConfigError(f"concepts[{n}].repeats must be at least 1, got {concept.repeats}.")
-    if concept.class_images is not None and concept.class_images < 0:
-        raise ConfigError(f"concepts[{n}].class_images must be 0 or more, got {concept.class_images}.")
+    _check_rules(f"concepts[{n}].", concept, [("repeats", concept.repeats >= 1, "at_least_1"),
+                                             ("class_images", (concept.class_images or 0) >= 0, "0_or_more")])
 
 
 def _check_ranges(cfg: TrainConfig) -> None:
@@ -336,9 +328,15 @@ def _check_ranges(cfg: TrainConfig) -> None:
         ("preview_steps", 1 <= cfg.preview_steps <= 150, "1_to_150"),
         ("text_encoder_lr", cfg.text_encoder_lr is None or cfg.text_encoder_lr > 0, "above_0_or_unset"),
     ]
+    _check_rules("", cfg, rules)
+
+
+def _check_rules(prefix: str, settings: TrainConfig | Concept, rules: list[tuple[str, bool, str]]) -> None:
+    """ConfigError naming the first setting that breaks its rule: (name, whether it is fine, what it must be)."""
     for key, ok, what in rules:
         if not ok:
-            raise ConfigError(Message("cfg_must_be", key=key, what=Message(f"cfg_{what}"), value=getattr(cfg, key)))
+            raise ConfigError(Message("cfg_must_be", key=prefix + key, what=Message(f"cfg_{what}"),
+                                      value=getattr(settings, key)))
 
 
 def uses_prior(cfg: TrainConfig) -> bool:

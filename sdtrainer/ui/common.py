@@ -4,6 +4,7 @@
     with state.jobs.run("test", request.session_hash) as stop:     # Stop buttons call jobs.stop(...)
         generate(..., callback=stop_check(stop))
 """
+import functools
 import json
 import threading
 from collections.abc import Callable, Iterator
@@ -79,14 +80,30 @@ def model_facts(path: Path) -> dict:
     """What the file's header says without loading it: demo or not, token and class word, and every
     (token, class word) trained as `concepts` (safetensors only; a .ckpt is a pickle that would have to be
     read whole)."""
-    try:
-        meta = read_metadata(path) if path.suffix.lower() == ".safetensors" else {}
-    except CheckpointError:
-        meta = {}
+    meta = dict(_header(str(path), *_stamp(path))) if path.suffix.lower() == ".safetensors" else {}
     demo = meta.get("sdtrainer_demo") == "true" or '"name": "tiny"' in meta.get("sdtrainer_config", "")
     token, class_word = meta.get("token", ""), meta.get("class_word", "")
     concepts = parse_concepts(meta.get("concepts", "")) or ([(token, class_word)] if token and class_word else [])
     return {"demo": demo, "token": token, "class_word": class_word, "concepts": concepts}
+
+
+def _stamp(path: Path) -> tuple[int, int]:
+    """(modification time, size): a file saved again reads again."""
+    try:
+        stat = path.stat()
+    except OSError:
+        return 0, 0
+    return stat.st_mtime_ns, stat.st_size
+
+
+@functools.lru_cache(maxsize=32)
+def _header(path: str, mtime_ns: int, size: int) -> tuple[tuple[str, str], ...]:
+    """A safetensors file's metadata, read once per version of the file (the Test tab's prompt check asks for
+    it at every keystroke); () when unreadable."""
+    try:
+        return tuple(read_metadata(path).items())
+    except CheckpointError:
+        return ()
 
 
 def parse_concepts(text: str) -> list[tuple[str, str]]:

@@ -187,17 +187,6 @@ class Project:
         found = class_folder(self.reg_dir, class_word, self.class_word)
         return found or (self.reg_dir if class_word == self.class_word else self.reg_dir / class_word)
 
-    # the first subject's files (what a project of one subject always had)
-    def photos(self) -> list[Path]:
-        return self.subject().photos()
-
-    def prepared(self) -> list[Path]:
-        return self.subject().prepared()
-
-    def class_images(self) -> list[Path]:
-        return self.subject().class_images()
-
-
 def check_folder_word(word: str, key: str) -> None:
     """UIError `key` when `word` cannot be a folder name on every system."""
     if not FOLDER_WORD.match(word):

@@ -252,19 +252,17 @@ class TrainingTab:
             proj = Project.open(self.state.projects_dir / Path(project).name)
         except UIError as e:
             return "⚠ " + say(e.key, **e.fmt)
-        subjects = proj.all_subjects()
-        if len(subjects) == 1:
+        counts = [(s, len(s.prepared()), len(s.class_images())) for s in proj.all_subjects()]
+        if len(counts) == 1:
             text = say("tr_project_summary", token=proj.token or "?", class_word=proj.class_word,
-                       photos=len(proj.prepared()), classes=len(proj.class_images()), resolution=proj.resolution)
+                       photos=counts[0][1], classes=counts[0][2], resolution=proj.resolution)
         else:
-            text = "\n".join([say("tr_project_summary_many", n=len(subjects), resolution=proj.resolution)] + [
-                "- " + say("tr_summary_subject", token=s.token, class_word=s.class_word, photos=len(s.prepared()),
-                           classes=len(s.class_images())) for s in subjects])
-        if not proj.prepared():
-            text += "\n\n⚠ " + say("err_no_prepared")
-        elif empty := [s for s in subjects if not s.prepared()]:
-            text += "\n\n⚠ " + say("err_subject_no_prepared", subject=empty[0].label)
-        elif not all(s.class_images() for s in subjects):
+            text = "\n".join([say("tr_project_summary_many", n=len(counts), resolution=proj.resolution)] + [
+                "- " + say("tr_summary_subject", token=s.token, class_word=s.class_word, photos=photos,
+                           classes=classes) for s, photos, classes in counts])
+        if missing := unprepared(proj):
+            text += "\n\n⚠ " + say(missing.key, **missing.fmt)
+        elif not all(classes for _, _, classes in counts):
             text += "\n\n" + say("tr_no_class_images")
         return text
 
@@ -279,7 +277,7 @@ class TrainingTab:
         repeats: every subject equally often). Class images missing for a class word are generated into the
         project's reg/ (reg/<class_word>/ when the run has several class words), where the next run finds them."""
         values = {s.name: parsed(s, settings[s.name], say) for s in SETTINGS}
-        has_reg = bool(project.class_images())
+        has_reg = bool(project.subject().class_images())
         device = default_device()
         values.update(model=str(model), images=str(project.subject().prepared_dir), token=project.token,
                       class_word=project.class_word, resolution=project.resolution, crop="center",
@@ -309,11 +307,8 @@ class TrainingTab:
             proj = Project.open(self.state.projects_dir / Path(project).name)
             if not proj.token or not proj.class_word:
                 raise UIError("err_save_settings_first")
-            if not proj.prepared():
-                raise UIError("err_no_prepared")
-            for subject in proj.all_subjects()[1:]:
-                if not subject.prepared():
-                    raise UIError("err_subject_no_prepared", subject=subject.label)
+            if missing := unprepared(proj):
+                raise missing
             path = self.state.checked_model(model)
             name = self.run_name(run_name, proj)
             cfg = self.config(proj, path, preset, settings, say)
@@ -412,6 +407,15 @@ class TrainingTab:
         items = [(str(p.path), say("tr_preview_caption", step=p.step, prompt=p.prompt, seed=p.seed))
                  for p in order if Path(p.path).is_file()]
         return gr.update(value=items, columns=min(per_step, 6))
+
+
+def unprepared(project: Project) -> UIError | None:
+    """What to do about the first subject without prepared images (training reads only those); None when
+    every subject has some."""
+    for s in project.all_subjects():
+        if not s.prepared():
+            return UIError("err_no_prepared") if s.first else UIError("err_subject_no_prepared", subject=s.label)
+    return None
 
 
 def concept(subject: SubjectFiles, repeats: int) -> Concept:
