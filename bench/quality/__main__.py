@@ -30,8 +30,9 @@ from bench.quality.runs import LR_SCALE, RunSpec, prepare, reference_run, train_
 from bench.quality.world import SUBJECT, TINY_WORLD, TOKEN, WORLD, World, render, to_model_range  # noqa: E402
 from sdtrainer.checkpoint import load_model, save_checkpoint  # noqa: E402
 
-SIZES = {"world": (WORLD, WORLD_SD, Budget(vae_steps=1200, unet_steps=20_000, unet_seconds=150)),
-         "tiny": (TINY_WORLD, TINY_WORLD_SD, Budget(vae_steps=1500, unet_steps=20_000, unet_seconds=60, pool=30_000))}
+SIZES = {"world": (WORLD, WORLD_SD, Budget(vae_steps=1200, unet_steps=50_000, unet_seconds=240)),
+         "tiny": (TINY_WORLD, TINY_WORLD_SD, Budget(vae_steps=1500, unet_steps=50_000, unet_seconds=120, pool=30_000))}
+CHECK_SEED = 20_000  # captions of the accuracy checks during pretraining (the reported accuracy uses others)
 DEFAULT_RUNS = ["24gb", "24gb+prior=0", "24gb+te=1", "24gb+te=1+prior=0", "classic", "classic+prior=0",
                 "12gb", "12gb+prior=0", "8gb", "8gb+prior=0"]
 
@@ -64,7 +65,13 @@ def base_model(args, world: World, config, budget: Budget, record: dict) -> Path
     budget.unet_seconds = args.pretrain_seconds or budget.unet_seconds
     budget.vae_steps = args.vae_steps or budget.vae_steps
     budget.pool = args.pool or budget.pool
-    model, report = pretrain(world, config, args.device, budget)
+    def good_enough(model, step: int) -> bool:
+        accuracy = caption_accuracy(model, world, 128, seed=CHECK_SEED)["mean"]
+        record["base"].setdefault("checks", []).append((step, round(accuracy, 4)))
+        print(f"  unet step {step}: caption accuracy {accuracy:.3f} (EMA weights, 128 samples)")
+        return accuracy >= args.target_accuracy
+
+    model, report = pretrain(world, config, args.device, budget, good_enough=good_enough)
     keep_vocabulary(model, world_words(world) + [args.token])
     path.parent.mkdir(parents=True, exist_ok=True)
     save_checkpoint(model, path, dtype=torch.float16, metadata={"base_model": f"bench.quality pretrain ({config.name})"})
@@ -128,6 +135,8 @@ def parse_args(argv):
     p.add_argument("--base", help="base checkpoint (pretrained and written there if missing)")
     p.add_argument("--pretrain", action="store_true", help="pretrain even if --base exists")
     p.add_argument("--pretrain-seconds", type=float, help="cap on the UNet's pretraining")
+    p.add_argument("--target-accuracy", type=float, default=0.93,
+                   help="pretraining stops once the base's caption accuracy reaches this")
     p.add_argument("--vae-steps", type=int, help="VAE pretraining steps")
     p.add_argument("--pool", type=int, help="distinct images and captions of the UNet's pretraining")
     p.add_argument("--runs", nargs="*", default=DEFAULT_RUNS)

@@ -1,13 +1,15 @@
 """The world's base model: a small SD v1-family model pretrained on world images and captions.
 
     model, report = pretrain(WORLD, WORLD_SD, "cuda", Budget(vae_steps=1500, unet_seconds=150))
+    model, report = pretrain(..., good_enough=lambda model, step: caption_accuracy(model, WORLD, 128)["mean"] >= 0.92)
     save_checkpoint(model, "outputs/quality/world-base.safetensors")   # loads like any base model
 
 1. the VAE learns to reconstruct world images (then its latents are rescaled so that LATENT_SCALE
    brings them to unit variance, as SD v1's are);  2. a pool of world images, their latents and
    captions (some attributes named, some not, some captions empty for classifier-free guidance);
-3. the UNet and the text encoder learn eps-prediction on the pool (AdamW, bf16 autocast on CUDA,
-   an EMA copy of the UNet is what gets saved).
+3. the UNet learns eps-prediction on the pool under the frozen random text encoder (AdamW, bf16 autocast
+   and CUDA graphs on CUDA), until the caption accuracy of its EMA weights is good enough or the time is
+   up; the EMA weights are what gets saved.
 """
 import math
 import time
@@ -19,6 +21,7 @@ import torch.nn.functional as F
 
 from bench.quality.world import World, render, to_model_range
 from ldm.autoencoder import VAEConfig
+from ldm.cuda_graph import graphed_training_call
 from ldm.model import SDConfig, StableDiffusion
 from ldm.schedule import LATENT_SCALE, NUM_TIMESTEPS, alphas_cumprod
 from ldm.text_encoder import TextEncoderConfig
@@ -54,6 +57,8 @@ class Budget:
     unet_batch: int = 256
     pool: int = 100_000  # distinct (image, caption) pairs the UNet sees
     lr: float = 3e-4
+    cuda_graphs: bool = True  # on CUDA, the UNet's forward and backward as two CUDA graphs (ldm.cuda_graph)
+    check_seconds: float = 30.0  # how often pretrain's `good_enough` looks at the EMA weights
     ema_decay: float = 0.999
     seed: int = 0
 
@@ -114,53 +119,87 @@ def rescale_latents(model: StableDiffusion, world: World, device: torch.device, 
 
 @torch.no_grad()
 def make_pool(model: StableDiffusion, world: World, n: int, seed: int, device: torch.device):
-    """(scaled latents [n, 4, h, w], token ids [n, 77]) of n random world images and training captions."""
+    """(scaled latents [n, 4, h, w], text contexts [n, 77, width]) of n random world images and their
+    training captions, encoded once by the frozen VAE and the frozen text encoder."""
     rng = np.random.default_rng(seed)
-    latents, ids = [], []
+    latents, contexts = [], []
     for start in range(0, n, 1024):
         things = world.sample(min(1024, n - start), rng)
         latents.append(model.encode_images(to_model_range(render(world, things, device))).float())
-        ids.append(get_tokenizer()([world.training_caption(t, rng) for t in things]).to(device))
-    return torch.cat(latents), torch.cat(ids)
+        ids = get_tokenizer()([world.training_caption(t, rng) for t in things]).to(device)
+        contexts.append(model.text_encoder(ids).to(torch.bfloat16 if device.type == "cuda" else torch.float32))
+    return torch.cat(latents), torch.cat(contexts)
+
+
+class _EMA:
+    """An exponential moving average of the UNet's weights (decay warmed up as CompVis LitEma does)."""
+
+    def __init__(self, params: list[torch.Tensor], decay: float):
+        self.params, self.decay, self.updates = params, decay, 0
+        self.shadow = [p.detach().clone() for p in params]
+
+    @torch.no_grad()
+    def update(self) -> None:
+        self.updates += 1
+        decay = min(self.decay, (1 + self.updates) / (10 + self.updates))
+        torch._foreach_lerp_(self.shadow, [p.detach() for p in self.params], 1 - decay)
+
+    @torch.no_grad()
+    def swap(self) -> None:
+        """Exchanges the live weights and the average (twice: back as they were)."""
+        for p, e in zip(self.params, self.shadow):
+            tmp = p.detach().clone()
+            p.copy_(e)
+            e.copy_(tmp)
 
 
 def train_unet(model: StableDiffusion, world: World, budget: Budget, device: torch.device, report: PretrainReport,
-               log=print) -> None:
-    """eps-prediction on the pool, UNet and text encoder together; the UNet ends as its EMA."""
-    latents, ids = make_pool(model, world, budget.pool, budget.seed + 1, device)
-    params = list(model.unet.parameters()) + list(model.text_encoder.parameters())
-    opt = torch.optim.AdamW(params, lr=budget.lr, weight_decay=0.0)
-    ema = [p.detach().clone() for p in model.unet.parameters()]
-    acp = alphas_cumprod().float().to(device)
+               log=print, good_enough=None) -> None:
+    """eps-prediction on the pool with the text encoder frozen (random: the UNet learns to read it); on CUDA
+    the UNet's forward and backward run as CUDA graphs. Every `check_seconds` the EMA weights are handed to
+    `good_enough(step)`, which may end the stage early. The UNet ends as its EMA."""
+    latents, contexts = make_pool(model, world, budget.pool, budget.seed + 1, device)
+    params = list(model.unet.parameters())
+    opt = torch.optim.AdamW(params, lr=budget.lr, weight_decay=0.0, fused=device.type == "cuda" or None)
+    ema, acp = _EMA(params, budget.ema_decay), alphas_cumprod().float().to(device)
     g = torch.Generator(device).manual_seed(budget.seed)
+    unet_call, amp = model.unet, torch.autocast(device.type, torch.bfloat16, enabled=device.type == "cuda",
+                                                 cache_enabled=False)
     model.unet.train()
-    model.text_encoder.train()
-    start, recent, step = time.perf_counter(), [], 0
+    start, checked, recent, step = time.perf_counter(), time.perf_counter(), [], 0
     while step < budget.unet_steps and time.perf_counter() - start < budget.unet_seconds:
         pick = torch.randint(0, len(latents), (budget.unet_batch,), generator=g, device=device)
         x0, t = latents[pick], torch.randint(0, NUM_TIMESTEPS, (budget.unet_batch,), generator=g, device=device)
         noise = torch.randn(x0.shape, generator=g, device=device)
         a = acp[t].view(-1, 1, 1, 1)
-        with autocast(device):
-            eps = model.unet(a.sqrt() * x0 + (1 - a).sqrt() * noise, t, model.text_encoder(ids[pick]))
-            loss = F.mse_loss(eps.float(), noise)
+        noisy, cond = a.sqrt() * x0 + (1 - a).sqrt() * noise, contexts[pick]
+        with amp:
+            if device.type == "cuda" and budget.cuda_graphs and unet_call is model.unet:
+                unet_call = graphed_training_call(model.unet, noisy, t, cond)
+            loss = F.mse_loss(unet_call(noisy, t, cond).float(), noise)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         for group in opt.param_groups:
             group["lr"] = budget.lr * min(1.0, (step + 1) / 200)
         opt.step()
         opt.zero_grad(set_to_none=True)
-        torch._foreach_lerp_(ema, [p.detach() for p in model.unet.parameters()],
-                             1 - min(budget.ema_decay, (1 + step) / (10 + step)))
+        ema.update()
         recent.append(loss.detach())
         step += 1
         if step % 500 == 0:
             report.losses.append((step, float(torch.stack(recent).mean())))
             log(f"  unet step {step}: loss {report.losses[-1][1]:.4f} ({time.perf_counter() - start:.0f} s)")
             recent = []
-    with torch.no_grad():
-        for p, e in zip(model.unet.parameters(), ema):
-            p.copy_(e)
+        if good_enough is not None and time.perf_counter() - checked > budget.check_seconds:
+            ema.swap()
+            model.unet.eval()
+            done = good_enough(step)
+            model.unet.train()
+            ema.swap()
+            checked = time.perf_counter()
+            if done:
+                break
+    ema.swap()
     report.unet_steps, report.unet_seconds = step, time.perf_counter() - start
     report.unet_loss = float(torch.stack(recent).mean()) if recent else report.losses[-1][1]
     model.eval().requires_grad_(False)
@@ -187,9 +226,10 @@ def keep_vocabulary(model: StableDiffusion, words: list[str]) -> None:
     table[~keep] = 0
 
 
-def pretrain(world: World, config: SDConfig, device: str | torch.device, budget: Budget,
-             log=print) -> tuple[StableDiffusion, PretrainReport]:
-    """A base model of `config` that draws the world's captions (VAE first, then UNet and text encoder)."""
+def pretrain(world: World, config: SDConfig, device: str | torch.device, budget: Budget, log=print,
+             good_enough=None) -> tuple[StableDiffusion, PretrainReport]:
+    """A base model of `config` that draws the world's captions: the VAE first, then the UNet under a frozen
+    random text encoder, until `good_enough(model, step)` says so or the budget is spent."""
     device = torch.device(device)
     torch.manual_seed(budget.seed)
     model, report = StableDiffusion(config).to(device), PretrainReport()
@@ -198,6 +238,6 @@ def pretrain(world: World, config: SDConfig, device: str | torch.device, budget:
     train_vae(model, world, budget, device, report)
     log(f"  vae: {report.vae_steps} steps, loss {report.vae_loss:.5f}, {report.vae_seconds:.0f} s")
     model.unet.requires_grad_(True)
-    model.text_encoder.requires_grad_(True)
-    train_unet(model, world, budget, device, report, log)
+    check = (lambda step: good_enough(model, step)) if good_enough is not None else None
+    train_unet(model, world, budget, device, report, log, check)
     return model, report

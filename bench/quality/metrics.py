@@ -61,10 +61,11 @@ def draw(model: StableDiffusion, prompts: list[str], seeds: list[int], side: int
     return torch.cat(images)
 
 
-def caption_accuracy(model: StableDiffusion, world: World, n: int, seed: int = EVAL_SEED) -> dict[str, float]:
+def caption_accuracy(model: StableDiffusion, world: World, n: int, seed: int = EVAL_SEED,
+                     settings: SampleSettings = EVAL) -> dict[str, float]:
     """How well samples of fully specified captions show what the caption says (per attribute, `mean`, `all`)."""
     things = world.sample(n, np.random.default_rng(seed))
-    images = draw(model, [world.caption(t) for t in things], [seed + i for i in range(n)], world.image_size)
+    images = draw(model, [world.caption(t) for t in things], [seed + i for i in range(n)], world.image_size, settings)
     return attribute_accuracy(read(world, images), things)
 
 
@@ -82,14 +83,14 @@ def prompt_backgrounds(world: World, subject: Thing) -> list[str]:
 
 
 def subject_scores(model: StableDiffusion, world: World, subject: Thing, token: str, n: int,
-                   seed: int = EVAL_SEED) -> dict[str, float]:
+                   seed: int = EVAL_SEED, settings: SampleSettings = EVAL) -> dict[str, float]:
     """fidelity, prompt_fidelity, class_drift and diversity of a model, n samples each."""
     backgrounds = prompt_backgrounds(world, subject)
     on_bg = [backgrounds[i % len(backgrounds)] for i in range(n)]
     prompts = ([f"{token} {subject.shape}"] * n + [f"{token} {subject.shape} on a {bg} background" for bg in on_bg]
                + [subject.shape] * n)
     seeds = [seed + i for i in range(n)] * 3  # the same starts for each kind of prompt
-    readings = read(world, draw(model, prompts, seeds, world.image_size))
+    readings = read(world, draw(model, prompts, seeds, world.image_size, settings))
     own, asked, plain = readings[:n], readings[n:2 * n], readings[2 * n:]
     target = identity(subject)
     return {"fidelity": float(np.mean([r.identity == target for r in own])),

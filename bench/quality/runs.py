@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from bench.quality.metrics import EVAL_SEED, draw, subject_scores
+from bench.quality.metrics import EVAL, SampleSettings, draw, subject_scores
 from bench.quality.world import Thing, World, render, save_pngs, to_model_range
 from bench.reference import reference_optimizer, reference_step, synchronize
 from ldm.schedule import alphas_cumprod
@@ -46,6 +46,7 @@ class Setup:
     work: Path
     device: str
     eval_n: int = 64
+    settings: SampleSettings = EVAL  # how samples are drawn, for class images and scores
     base_scores: dict = field(default_factory=dict)
 
 
@@ -60,16 +61,21 @@ class RunSpec:
 
 
 def prepare(base: Path, world: World, subject: Thing, token: str, work: Path, n_photos: int, n_class: int,
-            device: str, eval_n: int = 64) -> Setup:
+            device: str, eval_n: int = 64, settings: SampleSettings = EVAL) -> Setup:
     """Writes the subject's photos and the class images (the base model's own `<class>` samples, as the
     DreamBooth paper makes them and `class_images: N` would), and scores the base model."""
     model, _ = load_model(base, device=device, dtype=torch.float32)
     photos = save_pngs(render(world, world.photos(subject, n_photos, seed=1)), work / "photos", "photo")[0].parent
     seeds = [CLASS_IMAGE_SEED + i for i in range(n_class)]
-    reg = save_pngs(draw(model, [subject.shape] * n_class, seeds, world.image_size), work / "reg", "class")[0].parent
-    setup = Setup(base, world, subject, token, photos, reg, work, device, eval_n)
-    setup.base_scores = subject_scores(model, world, subject, token, eval_n)
+    reg = save_pngs(draw(model, [subject.shape] * n_class, seeds, world.image_size, settings), work / "reg",
+                    "class")[0].parent
+    setup = Setup(base, world, subject, token, photos, reg, work, device, eval_n, settings)
+    setup.base_scores = score(model, setup)
     return setup
+
+
+def score(model, setup: Setup) -> dict[str, float]:
+    return subject_scores(model, setup.world, setup.subject, setup.token, setup.eval_n, settings=setup.settings)
 
 
 def run_config(setup: Setup, spec: RunSpec, steps: int, save_every: int):
@@ -101,7 +107,7 @@ def train_run(setup: Setup, spec: RunSpec, steps: tuple[int, ...], log=print) ->
         name = f"{run_dir.name}-final" if step == cfg.steps else f"{run_dir.name}-step{step:05d}"
         path = (run_dir / f"{name}.safetensors") if step == cfg.steps else run_dir / "checkpoints" / f"{name}.safetensors"
         model, _ = load_model(path, device=setup.device, dtype=torch.float32)
-        scores = subject_scores(model, setup.world, setup.subject, setup.token, setup.eval_n)
+        scores = score(model, setup)
         rows.append({"name": spec.name, "preset": spec.preset, "prior_loss_weight": cfg.prior_loss_weight,
                      "train_text_encoder": cfg.train_text_encoder, "steps": step, **scores,
                      "wall_s": round(elapsed[step], 2), "run_wall_s": round(total, 2)})
@@ -201,7 +207,7 @@ def reference_run(setup: Setup, steps: tuple[int, ...], lr: float = 1e-6 * LR_SC
         elapsed += time.perf_counter() - start
         if step in steps:
             model.unet.eval()
-            scores = subject_scores(model, setup.world, setup.subject, setup.token, setup.eval_n)
+            scores = score(model, setup)
             model.unet.train()
             rows.append({"steps": step, **scores, "wall_s": round(elapsed, 2)})
             log(f"  reference step {step}: " + ", ".join(f"{k} {v:.3f}" for k, v in scores.items())
