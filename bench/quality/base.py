@@ -127,7 +127,7 @@ def make_pool(model: StableDiffusion, world: World, n: int, seed: int, device: t
         things = world.sample(min(1024, n - start), rng)
         latents.append(model.encode_images(to_model_range(render(world, things, device))).float())
         ids = get_tokenizer()([world.training_caption(t, rng) for t in things]).to(device)
-        contexts.append(model.text_encoder(ids).to(torch.bfloat16 if device.type == "cuda" else torch.float32))
+        contexts.append(model.text_encoder(ids).float())
     return torch.cat(latents), torch.cat(contexts)
 
 

@@ -47,6 +47,7 @@ class Setup:
     device: str
     eval_n: int = 64
     settings: SampleSettings = EVAL  # how samples are drawn, for class images and scores
+    prompts: bool = True  # score prompt fidelity too
     base_scores: dict = field(default_factory=dict)
 
 
@@ -61,7 +62,7 @@ class RunSpec:
 
 
 def prepare(base: Path, world: World, subject: Thing, token: str, work: Path, n_photos: int, n_class: int,
-            device: str, eval_n: int = 64, settings: SampleSettings = EVAL) -> Setup:
+            device: str, eval_n: int = 64, settings: SampleSettings = EVAL, prompts: bool = True) -> Setup:
     """Writes the subject's photos and the class images (the base model's own `<class>` samples, as the
     DreamBooth paper makes them and `class_images: N` would), and scores the base model."""
     model, _ = load_model(base, device=device, dtype=torch.float32)
@@ -69,13 +70,14 @@ def prepare(base: Path, world: World, subject: Thing, token: str, work: Path, n_
     seeds = [CLASS_IMAGE_SEED + i for i in range(n_class)]
     reg = save_pngs(draw(model, [subject.shape] * n_class, seeds, world.image_size, settings), work / "reg",
                     "class")[0].parent
-    setup = Setup(base, world, subject, token, photos, reg, work, device, eval_n, settings)
+    setup = Setup(base, world, subject, token, photos, reg, work, device, eval_n, settings, prompts)
     setup.base_scores = score(model, setup)
     return setup
 
 
 def score(model, setup: Setup) -> dict[str, float]:
-    return subject_scores(model, setup.world, setup.subject, setup.token, setup.eval_n, settings=setup.settings)
+    return subject_scores(model, setup.world, setup.subject, setup.token, setup.eval_n, settings=setup.settings,
+                          prompts=setup.prompts)
 
 
 def run_config(setup: Setup, spec: RunSpec, steps: int, save_every: int):
