@@ -22,7 +22,8 @@ import torch
 
 from bench.quality.metrics import EVAL, SampleSettings, draw, subject_scores
 from bench.quality.world import Thing, World, render, save_pngs, to_model_range
-from bench.reference import reference_optimizer, reference_step, synchronize
+from bench import reference
+from bench.reference import reference_step, synchronize
 from ldm.schedule import alphas_cumprod
 from ldm.tokenizer import get_tokenizer
 from sdtrainer.checkpoint import load_model
@@ -30,7 +31,7 @@ from sdtrainer.config import load_config
 from sdtrainer.trainer import EventKind, RunControl, run_training
 
 CLASS_IMAGE_SEED = 50_000
-LR_SCALE = 20.0
+LR_SCALE = 50.0
 
 
 @dataclass
@@ -178,6 +179,13 @@ class RefScheduler:
         return a.sqrt() * x + (1 - a).sqrt() * noise
 
 
+def _reference_optimizer(params, device: torch.device, lr: float) -> torch.optim.Optimizer:
+    """The script's default optimizer (torch AdamW, fp32), through bench/reference.py's recipes where they exist."""
+    if hasattr(reference, "RECIPES"):
+        return reference.reference_optimizer(params, reference.RECIPES["default"], device, lr=lr)
+    return reference.reference_optimizer(params, lowmem=False, lr=lr)
+
+
 def _pixels(folder: Path, device) -> torch.Tensor:
     from PIL import Image
 
@@ -195,7 +203,7 @@ def reference_run(setup: Setup, steps: tuple[int, ...], lr: float = 1e-6 * LR_SC
     model.unet.requires_grad_(True).train()
     photos, classes = _pixels(setup.photos, device), _pixels(setup.class_images, device)
     ids = get_tokenizer()([f"{setup.token} {setup.subject.shape}", setup.subject.shape]).to(device)
-    optimizer = reference_optimizer(model.unet.parameters(), lowmem=False, lr=lr)
+    optimizer = _reference_optimizer(model.unet.parameters(), device, lr)
     unet, vae, text, scheduler = RefUNet(model.unet), RefVAE(model.vae), RefText(model.text_encoder), RefScheduler(device)
     g, rows, elapsed = torch.Generator().manual_seed(seed), [], 0.0
     torch.manual_seed(seed)
