@@ -102,7 +102,7 @@ def dreambooth(tmp_path_factory):
     return setup.base_scores, runs
 
 
-STEPS, LR_SCALE, EVAL_N, SAMPLE_STEPS = 200, 100.0, 24, 10
+STEPS, LR_SCALE, EVAL_N, SAMPLE_STEPS = 300, 100.0, 32, 10
 
 
 def test_fine_tuning_makes_the_subject(dreambooth):
