@@ -89,7 +89,13 @@ def dreambooth(tmp_path_factory):
     and 1, scored after STEPS steps (fidelity and class drift, EVAL_N samples each)."""
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
-    work = tmp_path_factory.mktemp("quality")
+    try:
+        yield _train_both(tmp_path_factory.mktemp("quality"))
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _train_both(work: Path) -> tuple[dict, dict]:
     base = work / "tiny-base.safetensors"
     with gzip.open(TINY_BASE) as src, open(base, "wb") as dst:
         shutil.copyfileobj(src, dst)
@@ -98,7 +104,6 @@ def dreambooth(tmp_path_factory):
     runs = {prior: train_run(setup, RunSpec(f"prior{prior:g}", "24gb", prior_loss_weight=prior, lr_scale=LR_SCALE,
                                             overrides=("precision=32",)), (STEPS,), log=lambda _: None)[-1]
             for prior in (0.0, 1.0)}
-    torch.set_num_threads(threads)
     return setup.base_scores, runs
 
 

@@ -200,7 +200,7 @@ def main(argv=None) -> dict:
     # 6. files
     write(record, Path(args.out))
     plot(record, Path(args.out) / "quality-latest.png")
-    print(f"wrote {args.out}/quality-latest.json and quality-latest.png; timings {record['timings_s']}")
+    print(f"wrote {args.out}/quality-latest.json; timings {record['timings_s']}")
     return record
 
 
