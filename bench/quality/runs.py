@@ -179,13 +179,6 @@ class RefScheduler:
         return a.sqrt() * x + (1 - a).sqrt() * noise
 
 
-def _reference_optimizer(params, device: torch.device, lr: float) -> torch.optim.Optimizer:
-    """The script's default optimizer (torch AdamW, fp32), through bench/reference.py's recipes where they exist."""
-    if hasattr(reference, "RECIPES"):
-        return reference.reference_optimizer(params, reference.RECIPES["default"], device, lr=lr)
-    return reference.reference_optimizer(params, lowmem=False, lr=lr)
-
-
 def _pixels(folder: Path, device) -> torch.Tensor:
     from PIL import Image
 
@@ -203,7 +196,7 @@ def reference_run(setup: Setup, steps: tuple[int, ...], lr: float = 1e-6 * LR_SC
     model.unet.requires_grad_(True).train()
     photos, classes = _pixels(setup.photos, device), _pixels(setup.class_images, device)
     ids = get_tokenizer()([f"{setup.token} {setup.subject.shape}", setup.subject.shape]).to(device)
-    optimizer = _reference_optimizer(model.unet.parameters(), device, lr)
+    optimizer = reference.reference_optimizer(model.unet.parameters(), reference.RECIPES["default"], device, lr=lr)
     unet, vae, text, scheduler = RefUNet(model.unet), RefVAE(model.vae), RefText(model.text_encoder), RefScheduler(device)
     g, rows, elapsed = torch.Generator().manual_seed(seed), [], 0.0
     torch.manual_seed(seed)
