@@ -78,7 +78,7 @@ def test_train_then_resume_from_the_command_line(demo_file, subject_photos, clas
     assert code == 0, err
     assert "step 2/2 [" in err and "it/s" in err and "Finished 2 steps" in err
     assert (run / "joe-final.safetensors").is_file()
-    assert "gradient_checkpointing: true" in (run / "config.yaml").read_text()  # the 12gb preset, resolved
+    assert "preset: 12gb" in (run / "config.yaml").read_text()  # the preset, kept for resume and the OOM advice
     # more steps on the same run: resume reads the run's config.yaml, --set changes the step count
     assert main(["train", "--resume", str(run), "--set", "steps=4"]) == 0
     assert "Finished 4 steps" in capsys.readouterr().err

@@ -19,8 +19,12 @@ def test_presets_say_what_they_are():
     default, small, tiny, classic = load_config(), load_config("12gb"), load_config("8gb"), load_config("classic")
     assert default.preset == "24gb" and default.precision is Precision.BF16_MIXED
     assert default.optimizer is OptimizerName.ADAMW and not default.gradient_checkpointing
-    assert small.optimizer is OptimizerName.ADAMW8BIT and small.gradient_checkpointing
-    assert tiny.precision is Precision.BF16_TRUE
+    # 12gb: bf16 weights (stochastically rounded updates), 8-bit states, graphed; 8gb adds checkpointing
+    assert (small.precision, small.optimizer, small.cuda_graphs, small.gradient_checkpointing) == (
+        Precision.BF16_TRUE, OptimizerName.ADAMW8BIT, True, False)
+    assert (tiny.precision, tiny.optimizer, tiny.cuda_graphs, tiny.gradient_checkpointing) == (
+        Precision.BF16_TRUE, OptimizerName.ADAMW8BIT, True, True)
+    assert default.learning_rate == small.learning_rate == tiny.learning_rate == 1e-6
     # the old repos' recipe: UNet and text encoder unfrozen, fp32, lr 1e-6, batch 1, prior weight 1, ~2000 steps
     assert (classic.train_text_encoder, classic.precision, classic.learning_rate, classic.batch_size,
             classic.prior_loss_weight, classic.steps) == (True, Precision.FP32, 1e-6, 1, 1.0, 2000)
