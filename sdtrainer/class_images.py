@@ -2,13 +2,15 @@
 
     paths = generate_class_images(model, "person", 200, Path("outputs/class_images/person"), seed=0,
                                   callback=lambda done, total, path: print(done, total),
-                                  should_stop=lambda: False)
+                                  should_stop=lambda: False, batch_size=class_image_batch("24gb", "cuda"))
 
 Image i is `class-{i:05d}.png`, sampled from the prompt = class word with seed + i. Files already
-there are kept, so an interrupted call continues where it stopped and ends with the same set as an
-uninterrupted one; each file is written under a hidden temporary name and renamed, so a stop never
+there are kept, so an interrupted call continues where it stopped and ends with the same files as an
+uninterrupted one (with an ancestral sampler such as euler_a an image's pixels also depend on the batch
+it was sampled in); each file is written under a hidden temporary name and renamed, so a stop never
 leaves half an image. On a GPU the sampling runs under fp16 autocast (the training copy of the model
-keeps fp32 weights).
+keeps fp32 weights). Images are sampled `batch_size` at a time (seeds in a row, so the set does not depend
+on the batch size); `class_image_batch` gives the most that fits beside a preset's training memory.
 """
 import os
 from collections.abc import Callable
@@ -21,6 +23,19 @@ from ldm.samplers import SamplerName
 from sdtrainer.sampling import GenerationParams, generate, save_png
 
 CLASS_IMAGE_PATTERN = "class-{index:05d}.png"
+# Class images sampled at once (classifier-free guidance doubles the UNet's batch), by training preset: the
+# most that fits in the free VRAM the preset asks for, next to the fp32 training copy of the model that
+# samples them. Per image, batch 8 at 512 px is several times faster than one by one on a GPU (see
+# bench/results/class-images-*.json); a bigger batch gains little more.
+CLASS_IMAGE_BATCH = {"24gb": 8, "classic": 8, "12gb": 4, "8gb": 2}
+CPU_CLASS_IMAGE_BATCH = 4  # the demo model at 64 px: fewer, larger calls on the CPU
+
+
+def class_image_batch(preset: str, device_type: str) -> int:
+    """Class images per sampler call for a run of this preset on this device (1 for an unknown preset)."""
+    if device_type == "cpu":
+        return CPU_CLASS_IMAGE_BATCH
+    return CLASS_IMAGE_BATCH.get(preset, 1)
 
 
 def class_image_path(out_dir: Path, index: int) -> Path:
@@ -40,19 +55,22 @@ def consecutive_runs(indices: list[int], size: int) -> list[list[int]]:
 
 @torch.no_grad()
 def generate_class_images(model: StableDiffusion, class_word: str, count: int, out_dir: str | Path, seed: int = 0,
-                          callback: Callable[[int, int, Path], None] | None = None,
+                          callback: Callable[[int, int, Path | None], None] | None = None,
                           should_stop: Callable[[], bool] | None = None, *, resolution: int = 512, steps: int = 30,
                           sampler: str = SamplerName.EULER_A.value, cfg_scale: float = 7.0,
                           batch_size: int = 1) -> list[Path]:
     """Make sure class-00000.png .. class-{count-1}.png exist; returns those that do (all unless stopped).
 
-    callback(done, count, path) follows each new image; should_stop() is asked before each batch.
+    callback(done, count, None) comes first (done: the images already there), then callback(done, count, path)
+    after each new image; should_stop() is asked before each batch.
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     missing = [i for i in range(count) if not class_image_path(out_dir, i).exists()]
     done = count - len(missing)
     device = next(model.unet.parameters()).device
+    if callback is not None:
+        callback(done, count, None)
     with torch.autocast(device.type, torch.float16, enabled=device.type == "cuda"):
         for run in consecutive_runs(missing, max(1, batch_size)):
             if should_stop is not None and should_stop():

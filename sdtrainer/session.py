@@ -60,6 +60,10 @@ class SessionState:
     elapsed_s: float = 0.0
     history: list[tuple[int, float, float]] = field(default_factory=list)  # (step, loss, prior_loss)
     vram: list[tuple[int, float, float]] = field(default_factory=list)  # (step, allocated GiB, reserved GiB)
+    class_word: str = ""  # class images being generated before training: of which class word, how many done
+    class_done: int = 0
+    class_total: int = 0
+    class_eta_s: float | None = None
     previews: list[Preview] = field(default_factory=list)
     checkpoints: list[Path] = field(default_factory=list)  # model files, oldest first
     log: list[str] = field(default_factory=list)  # the last LOG_LINES lines
@@ -247,6 +251,9 @@ def apply_event(state: SessionState, event: Event) -> None:
         state.eta_s, state.elapsed_s = data["eta_s"], data["elapsed_s"]
         state.history.append((event.step, data["loss"], data["prior_loss"]))
         state.vram.append((event.step, data["vram_alloc_gib"], data["vram_reserved_gib"]))
+    elif event.kind is EventKind.CLASS_IMAGES:
+        state.class_word, state.class_done, state.class_total = data["class_word"], data["done"], data["total"]
+        state.class_eta_s = data["eta_s"]
     elif event.kind is EventKind.PREVIEW:
         state.previews.append(data["preview"])
     elif event.kind is EventKind.CHECKPOINT and data["kind"] == "model":

@@ -46,7 +46,7 @@ from ldm.model import TINY, StableDiffusion
 from ldm.schedule import NUM_TIMESTEPS, alphas_cumprod
 from ldm.tokenizer import get_tokenizer
 from sdtrainer.checkpoint import EMA_PREFIX, UNET_PREFIX, ema_from_file, ema_to_file, load_model, save_checkpoint
-from sdtrainer.class_images import generate_class_images
+from sdtrainer.class_images import class_image_batch, generate_class_images
 from sdtrainer.concepts import Subject, generated_class_dir, run_subjects
 from sdtrainer.config import (ConfigError, Device, LRSchedule, OptimizerName, Precision, TrainConfig, check_config,
                               config_dict, preview_prompts, save_config, uses_prior)
@@ -66,6 +66,7 @@ INSTANCE_STREAM, CLASS_STREAM, STEP_STREAM, SUBJECT_STREAM = 0, 1, 2, 3  # indep
 
 class EventKind(str, Enum):
     PROGRESS = "progress"  # data: loss, prior_loss, lr, it_per_s, eta_s, elapsed_s, vram_*_gib, total_steps
+    CLASS_IMAGES = "class_images"  # data: class_word, done, total, eta_s (None before the first new image), elapsed_s
     PREVIEW = "preview"  # data: preview (a Preview)
     CHECKPOINT = "checkpoint"  # data: path, kind ("model" or "state")
     LOG = "log"  # data: message
@@ -855,14 +856,39 @@ def class_dataset(cfg: TrainConfig, subject: Subject, subjects: list[Subject], m
     base = Path(cfg.class_images_dir) if cfg.class_images_dir else paths.class_images
     out_dir = generated_class_dir(base, subjects, subject.class_word)
     count = subject.class_images
-    log(emit, 0, f"Class images: making {count} of '{subject.class_word}' in {out_dir} (existing ones kept).")
+    batch = class_image_batch(cfg.preset, next(model.unet.parameters()).device.type)
+    log(emit, 0, f"Class images: making {count} of '{subject.class_word}' in {out_dir}, {batch} at a time "
+                 "(existing ones kept).")
+    progress = ClassImageProgress(emit, subject.class_word)
     generated = generate_class_images(
-        model, subject.class_word, count, out_dir, seed=cfg.seed,
-        callback=lambda done, total, path: log(emit, 0, f"Class image {done}/{total}: {path.name}"),
-        should_stop=lambda: control.stop_requested, resolution=cfg.resolution, steps=cfg.class_image_steps)
+        model, subject.class_word, count, out_dir, seed=cfg.seed, callback=progress,
+        should_stop=lambda: control.stop_requested, resolution=cfg.resolution, steps=cfg.class_image_steps,
+        batch_size=batch)
+    log(emit, 0, f"Class images: {len(generated)} of {count} of '{subject.class_word}' there "
+                 f"({progress.elapsed():.0f} s).")
     if len(generated) < count:
         return None
     return ClassDataset(generated, subject.class_word, cfg.resolution, flip_p=0.0, crop=cfg.crop)
+
+
+class ClassImageProgress:
+    """generate_class_images' callback: a CLASS_IMAGES event per image, with an ETA from this call's pace."""
+
+    def __init__(self, emit: Emit, class_word: str):
+        self.emit, self.class_word = emit, class_word
+        self.started = time.perf_counter()
+        self.first_done: int | None = None  # the images already there when the call began
+
+    def elapsed(self) -> float:
+        return time.perf_counter() - self.started
+
+    def __call__(self, done: int, total: int, path: Path | None) -> None:
+        if self.first_done is None:
+            self.first_done = done
+        made, elapsed = done - self.first_done, self.elapsed()
+        eta = elapsed / made * (total - done) if made else None
+        self.emit(Event(EventKind.CLASS_IMAGES, 0, {"class_word": self.class_word, "done": done, "total": total,
+                                                    "eta_s": eta, "elapsed_s": elapsed}))
 
 
 def class_datasets(cfg: TrainConfig, subjects: list[Subject], model: StableDiffusion, paths: RunPaths, emit: Emit,
@@ -887,10 +913,13 @@ def build_trainer(cfg: TrainConfig, callbacks: list[pl.Callback]) -> pl.Trainer:
 
 
 def quiet_lightning() -> None:
-    """Lightning's banners ("GPU available: ...") and its single-worker warning say nothing useful here."""
+    """Lightning's banners ("GPU available: ..."), its single-worker warning and its note about modules in eval
+    mode (the frozen VAE and text encoder are, on purpose) say nothing useful here."""
     logging.getLogger("pytorch_lightning").setLevel(logging.WARNING)
     logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
     warnings.filterwarnings("ignore", message=".*does not have many workers.*")
+    warnings.filterwarnings("ignore", message=r".*module\(s\) in eval mode.*")
+    warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)` is deprecated.*")
     warnings.filterwarnings("ignore", message=".*resuming from a checkpoint that ended before the epoch ended.*")
 
 

@@ -378,6 +378,8 @@ STRINGS: dict[str, dict[str, str]] = {
     "tr_no_run": {"en": "No training yet.", "fr": "Aucun entraînement pour l'instant."},
     "tr_step": {"en": "step {step} / {total}", "fr": "étape {step} / {total}"},
     "tr_eta": {"en": "{eta} left", "fr": "reste {eta}"},
+    "tr_class_images_progress": {"en": "Class images of “{class_word}”: {done} / {total}",
+                                 "fr": "Images de classe « {class_word} » : {done} / {total}"},
     "tr_elapsed": {"en": "{elapsed} elapsed", "fr": "{elapsed} écoulé"},
     "tr_run_folder": {"en": "Run folder: `{folder}`", "fr": "Dossier : `{folder}`"},
     "tr_checkpoints": {"en": "Model files: {n}, the last `{last}` (compare them in the Test tab).",

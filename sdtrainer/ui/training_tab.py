@@ -381,7 +381,8 @@ class TrainingTab:
         parts.append(say("tr_elapsed", elapsed=duration(snap.elapsed_s)))
         if snap.loss is not None:
             parts.append(say("tr_loss_value", loss=f"{snap.loss:.4f}"))
-        lines = [progress_bar(snap.step, snap.total_steps), " · ".join(parts), say("tr_run_folder", folder=snap.run_dir)]
+        lines = class_images_lines(snap, say) + [progress_bar(snap.step, snap.total_steps), " · ".join(parts),
+                                                 say("tr_run_folder", folder=snap.run_dir)]
         if snap.status is Status.FAILED and snap.gate is not None and not snap.gate.ok:
             lines.append(gate_text(snap.gate, say))
         elif snap.status in (Status.FAILED, Status.FINISHED) and snap.message:
@@ -407,6 +408,16 @@ class TrainingTab:
         items = [(str(p.path), say("tr_preview_caption", step=p.step, prompt=p.prompt, seed=p.seed))
                  for p in order if Path(p.path).is_file()]
         return gr.update(value=items, columns=min(per_step, 6))
+
+
+def class_images_lines(snap: SessionState, say: Say) -> list[str]:
+    """The class images' own bar and ETA while they are made before step 1 (nothing once training runs)."""
+    if not snap.class_total or snap.history or snap.status not in (Status.PREPARING, Status.PAUSED, Status.STOPPING):
+        return []
+    parts = [say("tr_class_images_progress", class_word=snap.class_word, done=snap.class_done, total=snap.class_total)]
+    if snap.class_eta_s is not None and snap.class_done < snap.class_total:
+        parts.append(say("tr_eta", eta=duration(snap.class_eta_s)))
+    return [progress_bar(snap.class_done, snap.class_total), " · ".join(parts)]
 
 
 def unprepared(project: Project) -> UIError | None:
