@@ -25,8 +25,10 @@ from sdtrainer.sampling import GenerationParams, generate, save_png
 CLASS_IMAGE_PATTERN = "class-{index:05d}.png"
 # Class images sampled at once (classifier-free guidance doubles the UNet's batch), by training preset: the
 # most that fits in the free VRAM the preset asks for, next to the fp32 training copy of the model that
-# samples them. Per image, batch 8 at 512 px is several times faster than one by one on a GPU (see
-# bench/results/class-images-*.json); a bigger batch gains little more.
+# samples them. Measured at 512 px, 30 steps, on an H200 (bench/class_images.py, bench/results/
+# class-images-2026-12-02-NVIDIA_H200.json): seconds per image 1.57 / 0.66 / 0.42 / 0.32 / 0.37 at batch
+# 1 / 2 / 4 / 8 / 12, peak reserved 4.5 / 5.4 / 7.1 / 10.6 / 14.2 GiB. So 8 (4.9x faster than one by one)
+# where 20 GiB are free, 4 under 11 GiB, 2 under 7.5 GiB.
 CLASS_IMAGE_BATCH = {"24gb": 8, "classic": 8, "12gb": 4, "8gb": 2}
 CPU_CLASS_IMAGE_BATCH = 4  # the demo model at 64 px: fewer, larger calls on the CPU
 
