@@ -31,12 +31,16 @@ CLASS_IMAGE_PATTERN = "class-{index:05d}.png"
 # where 20 GiB are free, 4 under 11 GiB, 2 under 7.5 GiB.
 CLASS_IMAGE_BATCH = {"24gb": 8, "classic": 8, "12gb": 4, "8gb": 2}
 CPU_CLASS_IMAGE_BATCH = 4  # the demo model at 64 px: fewer, larger calls on the CPU
+SAMPLING_CLASS_IMAGE_BATCH = 4  # outside training the model is loaded in fp16 for sampling alone: fits 8 GB cards
 
 
-def class_image_batch(preset: str, device_type: str) -> int:
-    """Class images per sampler call for a run of this preset on this device (1 for an unknown preset)."""
+def class_image_batch(preset: str | None, device_type: str) -> int:
+    """Class images per sampler call for a run of this preset on this device (1 for an unknown preset; None:
+    the sampling model of the Dataset tab and the class-images command, not a training run)."""
     if device_type == "cpu":
         return CPU_CLASS_IMAGE_BATCH
+    if preset is None:
+        return SAMPLING_CLASS_IMAGE_BATCH
     return CLASS_IMAGE_BATCH.get(preset, 1)
 
 

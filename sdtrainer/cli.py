@@ -81,7 +81,8 @@ def progress_line(state) -> str:
     """`step 120/2000 [###.......] loss 0.1234 1.85 it/s ETA 0:16:56` from a session snapshot."""
     loss = f" loss {state.loss:.4f}" if state.loss is not None else ""
     speed = f" {state.it_per_s:.2f} it/s" if state.it_per_s else ""
-    return f"step {state.step}/{state.total_steps} {bar(state.step, state.total_steps)}{loss}{speed}{eta_text(state.eta_s)}"
+    steps = f"step {state.step}/{state.total_steps} {bar(state.step, state.total_steps)}"
+    return f"{steps}{loss}{speed}{eta_text(state.eta_s)}"
 
 
 def class_images_line(class_word: str, done: int, total: int, eta_s: float | None) -> str:
@@ -90,12 +91,13 @@ def class_images_line(class_word: str, done: int, total: int, eta_s: float | Non
 
 
 def run_train(args) -> int:
-    from sdtrainer.config import check_config, load_config
+    from sdtrainer.config import Device, TrainConfig, check_config, defaults_for, load_config
     from sdtrainer.session import EventKind, Status, TrainingSession
 
     run_dir = Path(args.resume or args.out)
     yaml_path = run_dir / "config.yaml" if args.resume else args.config
-    cfg = load_config(args.preset, yaml_path, args.set, values=train_values(args))
+    device = Device(args.device or TrainConfig.device.value)
+    cfg = load_config(args.preset, yaml_path, args.set, values=train_values(args), device_defaults=defaults_for(device))
     check_config(cfg)
     session = TrainingSession(cfg, run_dir, resume=bool(args.resume))
 
@@ -187,14 +189,13 @@ def add_preflight(sub) -> None:
 
 def run_class_images(args) -> int:
     from sdtrainer.class_images import class_image_batch, generate_class_images
-    from sdtrainer.config import DEFAULT_PRESET
     from sdtrainer.models import ModelCache
 
     if not Path(args.model).is_file():
         raise ValueError(f"model file not found: {args.model}")
     cache = ModelCache()
     model, _ = cache.get(Path(args.model))
-    batch = args.batch or class_image_batch(DEFAULT_PRESET, cache.device.type)
+    batch = args.batch or class_image_batch(None, cache.device.type)
     started, first = time.perf_counter(), []
 
     def show(done: int, total: int, path: Path | None) -> None:
@@ -218,7 +219,7 @@ def add_class_images(sub) -> None:
     p.add_argument("--seed", type=int, default=0, help="image i uses seed + i")
     p.add_argument("--steps", type=int, default=30)
     p.add_argument("--resolution", type=int, default=512)
-    p.add_argument("--batch", type=int, help="images per sampler call (default: 8 on a GPU, 4 on the CPU)")
+    p.add_argument("--batch", type=int, help="images per sampler call (default 4)")
     p.set_defaults(run=run_class_images)
 
 

@@ -22,6 +22,7 @@ from pathlib import Path
 from sdtrainer.config import (PRESET_VRAM_GIB, Device, TrainConfig, lower_preset, min_total_gib,
                               required_free_gib)
 from sdtrainer.messages import Message, message_of
+from sdtrainer.models import demo_threads
 from sdtrainer.preflight import GateReport, GpuProbe, check_gpu
 from sdtrainer.trainer import Event, EventKind, Preview, RunControl, RunPaths, is_out_of_memory, run_training
 
@@ -147,7 +148,7 @@ class TrainingSession:
     def _run(self) -> None:
         try:
             self._gate()
-            with self._gpu_lock():
+            with self._gpu_lock(), demo_threads(Path(self.config.model), self.config.device.value):
                 result = run_training(self.config, self.run_dir, self._emit, self.control, resume=self.resume_run)
             self._finish(result)
         except Exception as error:  # noqa: BLE001 - every failure must reach the state, not kill the thread

@@ -46,6 +46,20 @@ def finished(session: TrainingSession):
     return session.snapshot()
 
 
+def test_a_demo_run_on_the_cpu_uses_one_thread_then_gives_them_back(demo_file, subject_photos, tmp_path):
+    torch.set_num_threads(2)
+    try:
+        session = TrainingSession(cfg(demo_file, subject_photos, steps=1, preview_prompts=[]), tmp_path / "run")
+        threads = {}
+        session.subscribe(lambda event: threads.setdefault(event.kind, set()).add(torch.get_num_threads()))
+        assert finished(session.start()).status is Status.FINISHED
+        assert threads.pop(EventKind.FINISHED) == {2}  # after the run: given back
+        assert set().union(*threads.values()) == {1} and EventKind.PROGRESS in threads
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(1)
+
+
 def test_a_run_reports_progress_previews_and_its_model(demo_file, subject_photos, tmp_path):
     session = TrainingSession(cfg(demo_file, subject_photos), tmp_path / "run")
     seen = []

@@ -14,8 +14,8 @@ from typing import TYPE_CHECKING
 import gradio as gr
 
 from ldm.tokenizer import get_tokenizer
-from sdtrainer.class_images import generate_class_images
-from sdtrainer.config import TrainConfig
+from sdtrainer.class_images import class_image_batch, generate_class_images
+from sdtrainer.config import DEMO_CLASS_IMAGE_STEPS, TrainConfig
 from sdtrainer.dataset import (IMAGE_EXTENSIONS, DatasetError, ValidationReport, is_common_token, list_images,
                                prepare_images, prompt_lint, subject_issues)
 from sdtrainer.ui.common import USER_ERRORS, Lists
@@ -28,7 +28,6 @@ if TYPE_CHECKING:
 MIN_PHOTOS, MAX_PHOTOS = 5, 20
 REG_GALLERY_MAX = 24
 MAX_CLASS_IMAGES = 5000
-DEMO_CLASS_STEPS = 8  # the demo model draws noise anyway: keep the CPU quick
 SUBJECT_CODES = ("no_face", "same_background")  # warnings about the whole set, checked again after each change
 
 
@@ -516,10 +515,11 @@ class DatasetTab:
 
             with self.state.jobs.run("class_images", request.session_hash) as stop, self.state.model_lock():
                 loaded, info = self.state.cache.get(path)
-                steps = DEMO_CLASS_STEPS if self.state.is_demo(info) else TrainConfig.class_image_steps
+                steps = DEMO_CLASS_IMAGE_STEPS if self.state.is_demo(info) else TrainConfig.class_image_steps
                 made = generate_class_images(loaded, chosen.class_word, target, chosen.class_dir, seed=0,
                                              callback=report, should_stop=stop.is_set,
-                                             resolution=chosen.project.resolution, steps=steps)
+                                             resolution=chosen.project.resolution, steps=steps,
+                                             batch_size=class_image_batch(None, self.state.cache.device.type))
         head = say("msg_stopped_kept") if stop.is_set() else say("msg_class_ready", n=len(made))
         return self.class_gallery(chosen), head + " " + self.class_count_text(chosen, say)
 

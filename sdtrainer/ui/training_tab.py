@@ -21,7 +21,8 @@ import torch
 
 from ldm.samplers import SamplerName
 from sdtrainer.config import (DEFAULT_PRESET, PRESET_VRAM_GIB, Concept, Device, LRSchedule, OptimizerName, Precision,
-                              SaveFormat, TrainConfig, load_config, min_total_gib, preset_names, required_free_gib)
+                              SaveFormat, TrainConfig, defaults_for, load_config, min_total_gib, preset_names,
+                              required_free_gib)
 from sdtrainer.preflight import GateReport, check_gpu
 from sdtrainer.session import SessionBusy, SessionState, Status
 from sdtrainer.ui.common import USER_ERRORS, Lists
@@ -164,7 +165,7 @@ class TrainingTab:
     # ------------------------------------------------------------------ layout
     def render(self, T: gr.I18n) -> Lists:
         """Lay the tab out and wire it; returns its dropdowns of models and projects (refreshed on page load)."""
-        defaults = load_config(DEFAULT_PRESET)
+        defaults = load_config(DEFAULT_PRESET, device_defaults=defaults_for(default_device()))
         gr.Markdown(T("tr_intro"))
         with gr.Row():
             project = gr.Dropdown(list_projects(self.state.projects_dir), value=None, label=T("tr_project"),
@@ -267,7 +268,8 @@ class TrainingTab:
         return text
 
     def preset_values(self, preset: str):
-        cfg = load_config(preset if preset in preset_names() else DEFAULT_PRESET)
+        cfg = load_config(preset if preset in preset_names() else DEFAULT_PRESET,
+                          device_defaults=defaults_for(default_device()))
         return [shown(s, getattr(cfg, s.name)) for s in SETTINGS]
 
     def config(self, project: Project, model: Path, preset: str, settings: dict[str, Any], say: Say) -> TrainConfig:
@@ -286,7 +288,7 @@ class TrainingTab:
                       device=device.value)
         if device is Device.CPU:
             values["precision"] = Precision.FP32.value  # bf16 autocast on a CPU only makes it slower
-        return load_config(preset, values=values)
+        return load_config(preset, values=values, device_defaults=defaults_for(device))
 
     def check_gpu(self, preset: str, ema: bool, request: gr.Request) -> str:
         say = self.state.say(request)
