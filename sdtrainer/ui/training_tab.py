@@ -23,6 +23,7 @@ from ldm.samplers import SamplerName
 from sdtrainer.config import (DEFAULT_PRESET, PRESET_VRAM_GIB, Concept, Device, LRSchedule, OptimizerName, Precision,
                               SaveFormat, TrainConfig, defaults_for, load_config, min_total_gib, preset_names,
                               required_free_gib)
+from sdtrainer.estimate import estimate, minutes
 from sdtrainer.preflight import GateReport, check_gpu
 from sdtrainer.session import SessionBusy, SessionState, Status
 from sdtrainer.ui.common import USER_ERRORS, Lists
@@ -35,6 +36,8 @@ if TYPE_CHECKING:
 POLL_S = 1.0
 BAR_WIDTH = 24
 RUN_NAME_CHARS = "-_."
+ESTIMATE_SETTINGS = ("steps", "class_images", "preview_every", "prior_loss_weight", "batch_size", "grad_accum",
+                     "preview_steps")
 
 
 @dataclass(frozen=True)
@@ -193,6 +196,7 @@ class TrainingTab:
                         settings[s.name] = component(s, T, shown(s, getattr(defaults, s.name)))
         if default_device() is Device.CPU:
             gr.Markdown(T("tr_cpu_note"), elem_classes=["sdt-warning"])
+        estimate = gr.Markdown(elem_classes=["sdt-status"], elem_id="sdt-estimate")
         with gr.Row():
             check = gr.Button(T("tr_check_gpu"))
             start = gr.Button(T("tr_start"), variant="primary")
@@ -207,6 +211,10 @@ class TrainingTab:
                        show_progress="hidden")
         preset.change(self.preset_values, inputs=preset, outputs=list(settings.values()),
                       api_name="training_preset_values")
+        estimated = {"project": project, "model": model, "preset": preset,
+                     **{k: settings[k] for k in ESTIMATE_SETTINGS}}
+        gr.on([c.change for c in estimated.values()], self.estimate, inputs_kwargs=estimated, outputs=estimate,
+              api_name="training_estimate", show_progress="hidden", trigger_mode="always_last")
         check.click(self.check_gpu, inputs_kwargs={"preset": preset, "ema": settings["ema"]}, outputs=message,
                     api_name="training_check_gpu")
         start.click(self.start, inputs_kwargs={"project": project, "model": model, "preset": preset,
@@ -266,6 +274,25 @@ class TrainingTab:
         elif not all(classes for _, _, classes in counts):
             text += "\n\n" + say("tr_no_class_images")
         return text
+
+    def estimate(self, project: str | None, model: str | None, preset: str, request: gr.Request, **settings) -> str:
+        """About how long Start will take: the class images the project still lacks, then the steps."""
+        say = self.state.say(request)
+        try:
+            proj = Project.open(self.state.projects_dir / Path(project or "").name) if project else None
+            values = {s.name: parsed(s, settings[s.name], say) for s in SETTINGS if s.name in settings}
+            cfg = load_config(preset if preset in preset_names() else DEFAULT_PRESET, values=values,
+                              device_defaults=defaults_for(default_device()))
+        except (UIError, *USER_ERRORS):
+            return ""
+        if proj is None or not proj.token:
+            return ""
+        demo = bool(model) and Path(model).is_file() and self.state.is_demo_file(Path(model))
+        to_make = class_images_to_make(proj, cfg.class_images)
+        est = estimate(cfg, to_make, demo)
+        text = (say("tr_estimate", classes=minutes(est.class_images_s), n=to_make, training=minutes(est.training_s))
+                if est.class_images_s else say("tr_estimate_training", training=minutes(est.training_s)))
+        return "⏱ " + text + ("" if demo or cfg.device is Device.CPU else " " + say("tr_estimate_gpu_note"))
 
     def preset_values(self, preset: str):
         cfg = load_config(preset if preset in preset_names() else DEFAULT_PRESET,
@@ -420,6 +447,11 @@ def class_images_lines(snap: SessionState, say: Say) -> list[str]:
     if snap.class_eta_s is not None and snap.class_done < snap.class_total:
         parts.append(say("tr_eta", eta=duration(snap.class_eta_s)))
     return [progress_bar(snap.class_done, snap.class_total), " · ".join(parts)]
+
+
+def class_images_to_make(project: Project, count: int) -> int:
+    """Class images a run of the project generates first: `count` of each class word whose subjects have none."""
+    return count * len({s.class_word for s in project.all_subjects() if not s.class_images()})
 
 
 def unprepared(project: Project) -> UIError | None:
