@@ -124,7 +124,7 @@ def run_train(args) -> int:
         session.wait()
     state = session.snapshot()
     print(f"\n{state.message}", file=sys.stderr)
-    return 0 if state.status is Status.FINISHED else 1
+    return 0 if state.status in (Status.FINISHED, Status.STOPPED) else 1
 
 
 def add_train(sub) -> None:

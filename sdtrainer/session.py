@@ -38,6 +38,7 @@ class Status(str, Enum):
     RUNNING = "running"
     PAUSED = "paused"
     STOPPING = "stopping"
+    STOPPED = "stopped"  # ended early on a stop request (a model file is saved when a step was trained)
     FINISHED = "finished"
     FAILED = "failed"
 
@@ -178,7 +179,8 @@ class TrainingSession:
             message = Message("run_stopped", step=result.step, total=result.total_steps)
         else:
             message = Message("run_finished", step=result.step, path=result.model_file)
-        self._emit(Event(EventKind.FINISHED, result.step, {"message": message, "path": result.model_file}))
+        self._emit(Event(EventKind.FINISHED, result.step, {"message": message, "path": result.model_file,
+                                                          "stopped": result.stopped}))
 
     def _fail(self, error: Exception) -> None:
         step = self._state.step
@@ -262,7 +264,10 @@ def apply_event(state: SessionState, event: Event) -> None:
     elif event.kind is EventKind.LOG:
         _append_log(state, data["message"])
     elif event.kind in (EventKind.FINISHED, EventKind.FAILED):
-        state.status = Status.FINISHED if event.kind is EventKind.FINISHED else Status.FAILED
+        if event.kind is EventKind.FAILED:
+            state.status = Status.FAILED
+        else:
+            state.status = Status.STOPPED if data.get("stopped") else Status.FINISHED
         state.message = data["message"]
         _append_log(state, data["message"])
 

@@ -52,6 +52,7 @@ from sdtrainer.config import (ConfigError, Device, LRSchedule, OptimizerName, Pr
                               config_dict, preview_prompts, save_config, uses_prior)
 from sdtrainer.dataset import ClassDataset, ImageDataset, InstanceDataset
 from sdtrainer.flat_params import flatten_
+from sdtrainer.messages import Message
 from sdtrainer.preflight import cpu_warning
 from sdtrainer.sampling import GenerationParams, check_params, infotext, sample_latents, save_png, to_pil
 
@@ -731,6 +732,8 @@ class ModelSaver(pl.Callback):
             self.save(trainer, module, final=False)
 
     def on_train_end(self, trainer, module) -> None:
+        if trainer.global_step == 0:  # stopped before step 1: the base model is not a result
+            return
         self.save(trainer, module, final=trainer.global_step >= self.cfg.steps)
 
     def on_exception(self, trainer, module, exception: BaseException) -> None:
@@ -812,11 +815,11 @@ class Controller(pl.Callback):
 # ---------------------------------------------------------------------------------------------------
 
 def check_run_folder(paths: RunPaths, resume: bool) -> None:
+    """A new run needs a folder without a run; continuing needs one with a saved state (ConfigError else)."""
     if resume and not paths.state.is_file():
-        raise ConfigError(f"Nothing to resume in {paths.root}: {paths.state} does not exist. Start a new run.")
+        raise ConfigError(Message("run_nothing_to_resume", root=paths.root))
     if not resume and paths.state.exists():
-        raise ConfigError(f"{paths.root} already holds a run (state/last.ckpt): resume it, or choose a new "
-                          "output folder.")
+        raise ConfigError(Message("run_exists", root=paths.root))
 
 
 def load_base_model(cfg: TrainConfig, device: torch.device, emit: Emit) -> StableDiffusion:
@@ -951,6 +954,8 @@ def run_training(cfg: TrainConfig, run_dir: Path, emit: Emit, control: RunContro
     # 4. latents and captions, once
     data = cache_data(model, instances, classes, cfg.train_text_encoder, tuple(s.repeats for s in subjects))
     log(emit, 0, f"Cached {len(data.instance_latents)} instance and {len(data.class_latents)} class latents.")
+    if control.stop_requested:  # before step 1 there is nothing to save: the base model is not a result
+        return TrainResult(0, cfg.steps, None, stopped=True)
     if cfg.precision is Precision.BF16_TRUE:
         log(emit, 0, "Note: bf16 weights round away updates smaller than ~1/256 of a weight; the subject may be "
                      "learnt more weakly than with the 12gb preset.")

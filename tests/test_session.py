@@ -78,7 +78,7 @@ def test_two_starts_never_run_two_trainings(demo_file, subject_photos, tmp_path)
     with pytest.raises(SessionBusy, match="already active"):
         manager.start(cfg(demo_file, subject_photos), tmp_path / "b")
     first.stop()
-    assert finished(first).status is Status.FINISHED
+    assert finished(first).status is Status.STOPPED
     assert not (tmp_path / "b").exists()
     second = manager.start(cfg(demo_file, subject_photos, steps=1), tmp_path / "b")  # free again
     assert finished(second).status is Status.FINISHED
@@ -99,7 +99,7 @@ def test_pause_holds_the_step_and_resume_and_stop_finish_cleanly(demo_file, subj
     time.sleep(0.5)
     session.stop()
     state = finished(session)
-    assert state.status is Status.FINISHED and held.step < state.step < 50
+    assert state.status is Status.STOPPED and held.step < state.step < 50
     assert f"Stopped at step {state.step} of 50" in state.message
     assert (tmp_path / "run" / "state" / "last.ckpt").is_file()
     assert state.checkpoints[-1].name == f"run-step{state.step:05d}.safetensors"

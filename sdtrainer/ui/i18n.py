@@ -428,6 +428,9 @@ STRINGS: dict[str, dict[str, str]] = {
     "status_running": {"en": "Training", "fr": "Entraînement en cours"},
     "status_paused": {"en": "Paused", "fr": "En pause"},
     "status_stopping": {"en": "Stopping (saving a model)…", "fr": "Arrêt (enregistrement d'un modèle)…"},
+    "status_stopped": {"en": "Stopped", "fr": "Arrêté"},
+    "status_stopping_preparing": {"en": "Stopping (nothing trained yet: no model file)…",
+                                  "fr": "Arrêt (rien n'est encore entraîné : pas de fichier modèle)…"},
     "status_finished": {"en": "Finished", "fr": "Terminé"},
     "status_failed": {"en": "Failed", "fr": "Échec"},
     # settings (TrainConfig fields)
@@ -677,6 +680,11 @@ STRINGS: dict[str, dict[str, str]] = {
     "msg_training_resumed": {"en": "Resumed.", "fr": "Reprise."},
     "msg_training_stopping": {"en": "Stopping after the current step; a model file is saved.",
                               "fr": "Arrêt après l'étape en cours ; un fichier modèle est enregistré."},
+    "msg_training_stopping_preparing": {
+        "en": "Stopping before the first step: nothing is trained yet, so no model file is written (the class "
+              "images made so far are kept).",
+        "fr": "Arrêt avant la première étape : rien n'est encore entraîné, aucun fichier modèle n'est écrit (les "
+              "images de classe déjà faites sont gardées)."},
     "msg_no_training": {"en": "No training is running.", "fr": "Aucun entraînement en cours."},
     "lint_bare_token": {
         "en": "Write `{token} {class_word}`, not `{token}` alone: the class word is what makes the likeness work "

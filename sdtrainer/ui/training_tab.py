@@ -26,6 +26,7 @@ from sdtrainer.config import (DEFAULT_PRESET, PRESET_VRAM_GIB, Concept, Device, 
 from sdtrainer.estimate import estimate, minutes
 from sdtrainer.preflight import GateReport, check_gpu
 from sdtrainer.session import SessionBusy, SessionState, Status
+from sdtrainer.trainer import RunPaths, check_run_folder
 from sdtrainer.ui.common import USER_ERRORS, Lists
 from sdtrainer.ui.i18n import Say, UIError
 from sdtrainer.ui.projects import Project, SubjectFiles, list_projects
@@ -231,6 +232,9 @@ class TrainingTab:
                    show_progress="hidden", concurrency_limit=None)
         timer.tick(self.start_enabled, outputs=start, api_name="training_start_enabled", show_progress="hidden",
                    concurrency_limit=None)
+        # class images made by a run (or in the Dataset tab) change the project's counts behind the page's back
+        timer.tick(self.summary_if_changed, inputs=[project, summary], outputs=summary,
+                   api_name="training_summary_refresh", show_progress="hidden", concurrency_limit=None)
         return Lists(models=[model], projects=[project])
 
     def render_live(self, T: gr.I18n) -> dict:
@@ -294,6 +298,10 @@ class TrainingTab:
                 if est.class_images_s else say("tr_estimate_training", training=minutes(est.training_s)))
         return "⏱ " + text + ("" if demo or cfg.device is Device.CPU else " " + say("tr_estimate_gpu_note"))
 
+    def summary_if_changed(self, project: str | None, shown: str | None, request: gr.Request):
+        text = self.project_summary(project, request)
+        return gr.skip() if text == (shown or "") else text
+
     def preset_values(self, preset: str):
         cfg = load_config(preset if preset in preset_names() else DEFAULT_PRESET,
                           device_defaults=defaults_for(default_device()))
@@ -340,6 +348,7 @@ class TrainingTab:
                 raise missing
             path = self.state.checked_model(model)
             name = self.run_name(run_name, proj)
+            check_run_folder(RunPaths(self.state.runs_dir / name), bool(resume_run))  # before "started", not after
             cfg = self.config(proj, path, preset, settings, say)
             try:
                 session = self.state.sessions.start(cfg, self.state.runs_dir / name, resume=bool(resume_run))
@@ -371,7 +380,10 @@ class TrainingTab:
         return self.control(request, "resume", "msg_training_resumed")
 
     def stop(self, request: gr.Request) -> str:
-        return self.control(request, "stop", "msg_training_stopping")
+        snap = self.state.sessions.snapshot()
+        before_step_1 = snap is not None and not snap.history
+        return self.control(request, "stop", "msg_training_stopping_preparing" if before_step_1
+                            else "msg_training_stopping")
 
     def control(self, request: gr.Request, action: str, done_key: str) -> str:
         say = self.state.say(request)
@@ -401,7 +413,8 @@ class TrainingTab:
         return text, loss, vram, self.preview_items(snap, say), "\n".join(snap.log), key
 
     def progress_text(self, snap: SessionState, say: Say) -> str:
-        status = say(f"status_{snap.status.value}")
+        before_step_1 = snap.status is Status.STOPPING and not snap.history
+        status = say("status_stopping_preparing" if before_step_1 else f"status_{snap.status.value}")
         parts = [f"**{status}**", say("tr_step", step=snap.step, total=snap.total_steps)]
         if snap.it_per_s:
             parts.append(f"{snap.it_per_s:.2f} it/s")
@@ -414,7 +427,7 @@ class TrainingTab:
                                                  say("tr_run_folder", folder=snap.run_dir)]
         if snap.status is Status.FAILED and snap.gate is not None and not snap.gate.ok:
             lines.append(gate_text(snap.gate, say))
-        elif snap.status in (Status.FAILED, Status.FINISHED) and snap.message:
+        elif snap.status in (Status.FAILED, Status.FINISHED, Status.STOPPED) and snap.message:
             lines.append(("⚠ " if snap.status is Status.FAILED else "✔ ") + say.message(snap.message))
         if snap.checkpoints:
             lines.append(say("tr_checkpoints", n=len(snap.checkpoints), last=snap.checkpoints[-1].name))
