@@ -526,14 +526,22 @@ def test_a_used_run_name_is_refused_before_anything_starts(app, client, french, 
 
 
 def test_a_stop_before_step_1_says_no_model_is_written_and_writes_none(app, client, project, demo_model):
-    message, run = client.predict(project=project, model=demo_model, preset="24gb", run_name="", resume_run=False,
+    message, run = client.predict(project=project, model=demo_model, preset="12gb", run_name="", resume_run=False,
                                   api_name="/training_start", **settings(client, steps=50, class_images=0))
     client.predict(api_name="/training_pause")  # held before step 1
+    assert [u["interactive"] for u in TrainingTab(app.state).controls()] == [False, False, True, True]
+    # a page loaded now (a reload) shows the run's settings, not the form's defaults
+    restored = client.predict(api_name="/training_restore_form")
+    assert restored[:5] == (project, demo_model, "12gb", run, False)
+    assert dict(zip([s.name for s in SETTINGS], restored[5:]))["steps"] == 50
     assert "nothing is trained yet, so no model file is written" in client.predict(api_name="/training_stop")
     assert app.state.sessions.current.wait(TRAIN_TIMEOUT_S)
     text, *_ = client.predict(api_name="/training_state")
     assert "**Stopped**" in text and "Finished" not in text
     assert not list((app.state.runs_dir / run).rglob("*.safetensors"))
+    assert [u["interactive"] for u in TrainingTab(app.state).controls()] == [True, False, False, False]
+    idle = client.predict(api_name="/training_restore_form")
+    assert all(v == {"__type__": "update"} for v in idle)  # idle: the form is left as it is (skipped)
 
 
 def test_stopped_runs_and_class_images_read_as_what_they_are():

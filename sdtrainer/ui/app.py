@@ -173,9 +173,9 @@ def build_app(models_dir: Path | str = "models", outputs_dir: Path | str = "outp
     T = translations()
     with TrainerApp(state, title="sdtrainer") as app:
         banner, refresh, lang_switch = render_header(state, T)
-        lists, tabs = Lists(), {}
+        lists, tabs, training = Lists(), {}, TrainingTab(state)
         with gr.Tabs():
-            for tab, label in ((DatasetTab(state), "tab_dataset"), (TrainingTab(state), "tab_training"),
+            for tab, label in ((DatasetTab(state), "tab_dataset"), (training, "tab_training"),
                                (TestTab(state), "tab_test"), (PruningTab(state), "tab_pruning")):
                 with gr.Tab(T(label), id=label) as tabs[label]:
                     found = tab.render(T)
@@ -192,9 +192,13 @@ def build_app(models_dir: Path | str = "models", outputs_dir: Path | str = "outp
         # Files change behind the page's back (a model dropped into models/, a run's checkpoints, a project made
         # in another tab): every list is read again on page load, on the header's button and on each tab switch.
         current = lists.models + lists.projects
-        gr.on([app.load, refresh.click, *(tab.select for tab in tabs.values())],
-              lambda *values: refreshed_lists(state, lists, values), inputs=current, outputs=[banner, *current],
-              api_name="refresh_lists", show_progress="hidden", trigger_mode="always_last")
+        refresh_lists = {"fn": lambda *values: refreshed_lists(state, lists, values), "inputs": current,
+                         "outputs": [banner, *current], "show_progress": "hidden"}
+        gr.on([refresh.click, *(tab.select for tab in tabs.values())], api_name="refresh_lists",
+              trigger_mode="always_last", **refresh_lists)
+        # on page load, after the lists: a reload during a run shows that run's settings in the Training form
+        app.load(api_name="refresh_lists_on_load", api_visibility="private", **refresh_lists).then(
+            training.restore_form, outputs=training.form, api_name="training_restore_form", show_progress="hidden")
     return app
 
 

@@ -200,18 +200,19 @@ class TrainingTab:
         estimate = gr.Markdown(elem_classes=["sdt-status"], elem_id="sdt-estimate")
         with gr.Row():
             check = gr.Button(T("tr_check_gpu"))
-            start = gr.Button(T("tr_start"), variant="primary")
-            pause = gr.Button(T("tr_pause"))
-            resume = gr.Button(T("tr_resume"))
-            stop = gr.Button(T("tr_stop"), variant="stop")
+            start = gr.Button(T("tr_start"), variant="primary", elem_id="sdt-start")
+            pause = gr.Button(T("tr_pause"), interactive=False, elem_id="sdt-pause")  # see controls()
+            resume = gr.Button(T("tr_resume"), interactive=False, elem_id="sdt-resume")
+            stop = gr.Button(T("tr_stop"), variant="stop", interactive=False, elem_id="sdt-stop")
         message = gr.Markdown(elem_classes=["sdt-status"])
         live = self.render_live(T)
 
         refresh.click(self.refresh_projects, inputs=project, outputs=project, api_name="training_refresh_projects")
         project.change(self.project_summary, inputs=project, outputs=summary, api_name="training_project_summary",
                        show_progress="hidden")
-        preset.change(self.preset_values, inputs=preset, outputs=list(settings.values()),
-                      api_name="training_preset_values")
+        # .input, not .change: a preset picked by the user fills the settings, one restored from a run does not
+        preset.input(self.preset_values, inputs=preset, outputs=list(settings.values()),
+                     api_name="training_preset_values")
         estimated = {"project": project, "model": model, "preset": preset,
                      **{k: settings[k] for k in ESTIMATE_SETTINGS}}
         gr.on([c.change for c in estimated.values()], self.estimate, inputs_kwargs=estimated, outputs=estimate,
@@ -230,8 +231,9 @@ class TrainingTab:
         outputs = [live["progress"], live["loss"], live["vram"], live["previews"], live["log"], live["seen"]]
         timer.tick(self.poll, inputs=live["seen"], outputs=outputs, api_name="training_state",
                    show_progress="hidden", concurrency_limit=None)
-        timer.tick(self.start_enabled, outputs=start, api_name="training_start_enabled", show_progress="hidden",
-                   concurrency_limit=None)
+        timer.tick(self.controls, outputs=[start, pause, resume, stop], api_name="training_controls",
+                   show_progress="hidden", concurrency_limit=None)
+        self.form = [project, model, preset, run_name, resume_run, *settings.values()]
         # class images made by a run (or in the Dataset tab) change the project's counts behind the page's back
         timer.tick(self.summary_if_changed, inputs=[project, summary], outputs=summary,
                    api_name="training_summary_refresh", show_progress="hidden", concurrency_limit=None)
@@ -368,6 +370,27 @@ class TrainingTab:
         """Start is greyed out while a run is active (preparing, running, paused or stopping)."""
         snap = self.state.sessions.snapshot()
         return gr.update(interactive=snap is None or not snap.active)
+
+    def controls(self):
+        """Start, Pause, Resume and Stop, each clickable only when it applies: Pause while steps run, Resume
+        while paused, Stop while a run is active and not already stopping."""
+        snap = self.state.sessions.snapshot()
+        status = snap.status if snap is not None else Status.IDLE
+        return (self.start_enabled(), gr.update(interactive=status is Status.RUNNING),
+                gr.update(interactive=status is Status.PAUSED),
+                gr.update(interactive=status in (Status.PREPARING, Status.RUNNING, Status.PAUSED)))
+
+    def restore_form(self):
+        """After a reload during a run, the form shows that run's project, model, preset, name and settings
+        (the page's defaults otherwise would claim settings the run does not use); nothing changes when idle."""
+        session = self.state.sessions.current
+        if session is None or not session.active:
+            return [gr.skip()] * len(self.form)
+        cfg = session.config
+        project = Path(cfg.images).resolve().relative_to(self.state.projects_dir).parts[0] \
+            if Path(cfg.images).resolve().is_relative_to(self.state.projects_dir) else None
+        return [project, cfg.model, cfg.preset, session.run_dir.name, session.resume_run,
+                *(shown(s, getattr(cfg, s.name)) for s in SETTINGS)]
 
     def active_session(self):
         session = self.state.sessions.current
