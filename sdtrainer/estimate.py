@@ -10,7 +10,7 @@ training table). A home card is slower than an H200, so on a GPU the figures are
 from dataclasses import dataclass
 
 from sdtrainer.class_images import class_image_batch
-from sdtrainer.config import Device, TrainConfig, preview_prompts, uses_prior
+from sdtrainer.config import Device, TrainConfig, preview_prompts
 
 MEASURED_CLASS_STEPS = 30  # class-image speeds below are per image at this many sampler steps
 # SD v1, 512 px, seconds per class image by batch size (fp32 UNet under fp16 autocast, as a run samples them)
@@ -42,7 +42,7 @@ def estimate(cfg: TrainConfig, to_generate: int, demo: bool) -> Estimate:
         class_s = GPU_CLASS_IMAGE_S[batch] * cfg.class_image_steps / MEASURED_CLASS_STEPS
         step_s = 1 / GPU_STEPS_PER_S.get(cfg.preset, min(GPU_STEPS_PER_S.values()))
         preview_s = GPU_PREVIEW_S * cfg.preview_steps / 20
-    made = to_generate if uses_prior(cfg) else 0
+    made = to_generate if cfg.prior_loss_weight > 0 else 0  # without prior preservation none are made
     return Estimate(made * class_s, START_S + steps * step_s + previews * preview_s)
 
 

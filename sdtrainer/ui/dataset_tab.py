@@ -117,21 +117,23 @@ class DatasetTab:
         on_subject = [token, class_word, advice, gallery, report, one["selected"], one["caption"], one["warnings"],
                       one["caption_note"], reg["gallery"], reg["count_text"]]
         refresh.click(self.refresh_projects, inputs=project, outputs=project, api_name="dataset_refresh")
+        # errors (and progress) show on the status line, never over the fields the user has to fix
         create.click(self.create_project, inputs=new_name, outputs=[project, new_name, status],
-                     api_name="dataset_create")
+                     api_name="dataset_create", show_progress_on=status)
         project.change(self.open_project, inputs=project, outputs=[*on_subject, resolution, crop, subject],
-                       api_name="dataset_open")
+                       api_name="dataset_open", show_progress_on=status)
         subject.input(self.open_subject, inputs_kwargs={"name": project, "subject": subject}, outputs=on_subject,
-                      api_name="dataset_open_subject")
+                      api_name="dataset_open_subject", show_progress_on=status)
         subjects["add"].click(self.add_subject, inputs_kwargs={"name": project, "token": subjects["token"],
                                                               "class_word": subjects["class_word"]},
                               outputs=[subject, subjects["token"], subjects["class_word"], status, *on_subject],
-                              api_name="dataset_add_subject")
+                              api_name="dataset_add_subject", show_progress_on=status)
         subjects["remove"].click(self.remove_subject, inputs_kwargs={"name": project, "subject": subject},
-                                 outputs=[subject, status, *on_subject], api_name="dataset_remove_subject")
+                                 outputs=[subject, status, *on_subject], api_name="dataset_remove_subject",
+                                 show_progress_on=status)
         save.click(self.save_settings, inputs_kwargs={"name": project, "subject": subject, "token": token,
                                                       "class_word": class_word, "resolution": resolution},
-                   outputs=[status, advice, subject], api_name="dataset_save_settings")
+                   outputs=[status, advice, subject], api_name="dataset_save_settings", show_progress_on=status)
         for box in (token, class_word):
             box.change(self.advice, inputs=[token, class_word], outputs=advice, api_name=f"dataset_advice_{box.elem_id}",
                        trigger_mode="always_last", show_progress="hidden")

@@ -99,7 +99,8 @@ def language_js(default: str | None) -> tuple[str, str]:
       if (core) {{ try {{ (await import(core)).changeLocale(lang); }} catch (err) {{ console.warn(err); }} }}
       return lang;
     }};"""
-    browser = '(navigator.language || "en").toLowerCase().startsWith("fr") ? "fr" : "en"'
+    # in parentheses: `a || b || c ? x : y` reads as `(a || b || c) ? x : y`, which made every page French
+    browser = '((navigator.language || "en").toLowerCase().startsWith("fr") ? "fr" : "en")'
     on_load = f"""async () => {{{apply}
       return await apply(localStorage.getItem("{STORAGE_KEY}") || "{normalize(default) or ''}" || {browser});
     }}"""

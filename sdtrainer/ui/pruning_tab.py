@@ -46,7 +46,7 @@ class PruningTab:
         with gr.Row():
             with gr.Column(scale=3):
                 source = gr.Dropdown(self.state.model_choices(), value=None, label=T("pr_source"),
-                                     allow_custom_value=True,
+                                     allow_custom_value=True, elem_id="sdt-prune-source",
                                      info=T("pr_source_info"))
                 upload = gr.File(file_types=[".safetensors", ".ckpt"], label=T("pr_upload"), height=110)
             with gr.Column(scale=2):
@@ -62,7 +62,8 @@ class PruningTab:
         result = gr.Markdown(elem_classes=["sdt-status"])
         run.click(self.prune, inputs_kwargs={"source": source, "upload": upload, "half": half, "ema": ema,
                                              "fmt": fmt, "out_name": out_name, "overwrite": overwrite},
-                  outputs=[result, source], api_name="prune", concurrency_id="gpu")
+                  outputs=[result, source], api_name="prune", concurrency_id="gpu",
+                  show_progress_on=result)  # an error shows there, not over the list it asks to choose from
         return Lists(models=[source])
 
     def prune(self, source: str | None, upload: str | None, half: bool, ema: str, fmt: str, out_name: str,

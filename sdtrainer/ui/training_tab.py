@@ -183,7 +183,7 @@ class TrainingTab:
                                  label=T("tr_preset"), info=T("tr_preset_info"), scale=2)
         summary = gr.Markdown(elem_classes=["sdt-status"])
         with gr.Row(equal_height=True):
-            run_name = gr.Textbox(label=T("tr_run_name"), info=T("tr_run_name_info"), scale=3)
+            run_name = gr.Textbox(label=T("tr_run_name"), info=T("tr_run_name_info"), scale=3, elem_id="sdt-run-name")
             resume_run = gr.Checkbox(False, label=T("tr_resume_run"), info=T("tr_resume_run_info"), scale=2)
         settings = {}
         with gr.Row():
@@ -204,7 +204,7 @@ class TrainingTab:
             pause = gr.Button(T("tr_pause"), interactive=False, elem_id="sdt-pause")  # see controls()
             resume = gr.Button(T("tr_resume"), interactive=False, elem_id="sdt-resume")
             stop = gr.Button(T("tr_stop"), variant="stop", interactive=False, elem_id="sdt-stop")
-        message = gr.Markdown(elem_classes=["sdt-status"])
+        message = gr.Markdown(elem_classes=["sdt-status"], elem_id="sdt-training-message")
         live = self.render_live(T)
 
         refresh.click(self.refresh_projects, inputs=project, outputs=project, api_name="training_refresh_projects")
@@ -221,7 +221,7 @@ class TrainingTab:
                     api_name="training_check_gpu")
         start.click(self.start, inputs_kwargs={"project": project, "model": model, "preset": preset,
                                                "run_name": run_name, "resume_run": resume_run, **settings},
-                    outputs=[message, run_name], api_name="training_start"
+                    outputs=[message, run_name], api_name="training_start", show_progress_on=message
                     ).success(lambda: gr.update(interactive=False), outputs=start,
                               api_visibility="private")
         pause.click(self.pause, outputs=message, api_name="training_pause")
