@@ -33,7 +33,7 @@ from sdtrainer.trainer import RunPaths
 from sdtrainer.ui.app import build_app
 from sdtrainer.ui.dataset_tab import DatasetTab  # noqa: F401 - importable on its own
 from sdtrainer.session import SessionState, Status
-from sdtrainer.ui.common import parse_concepts
+from sdtrainer.ui.common import model_choices, parse_concepts
 from sdtrainer.ui.i18n import LANGUAGES, STRINGS, Say
 from sdtrainer.ui.projects import Project
 from sdtrainer.ui.test_tab import concept_pairs
@@ -505,7 +505,7 @@ def test_short_cpu_training_shows_previews(app, client, project, demo_model):
     assert "Finished" in text and run in text and len(gallery["value"]) == len(previews) and "Finished" in log
     # each run's step checkpoints are offered in the Test tab's model list
     labels = [label for label, _ in app.state.model_choices()]
-    assert f"outputs/runs/{run}/checkpoints/{run}-step00002.safetensors" in labels
+    assert f"{run} › step00002.safetensors" in labels
 
 
 def test_a_used_run_name_is_refused_before_anything_starts(app, client, french, project, demo_model):
@@ -542,6 +542,19 @@ def test_a_stop_before_step_1_says_no_model_is_written_and_writes_none(app, clie
     assert [u["interactive"] for u in TrainingTab(app.state).controls()] == [True, False, False, False]
     idle = client.predict(api_name="/training_restore_form")
     assert all(v == {"__type__": "update"} for v in idle)  # idle: the form is left as it is (skipped)
+
+
+def test_model_lists_are_grouped_with_short_names(tmp_path):
+    models, outputs = tmp_path / "models", tmp_path / "outputs"
+    files = [outputs / "pruned" / "joe-final-pruned.safetensors", outputs / "runs" / "joe" / "state" / "last.ckpt",
+             outputs / "runs" / "joe" / "checkpoints" / "joe-step00400.safetensors", models / "v1-5.safetensors",
+             outputs / "demo" / "sdtrainer-demo-tiny.safetensors", outputs / "runs" / "joe" / "joe-final.safetensors",
+             outputs / "runs" / "joe" / "checkpoints" / ".joe-step00500.tmp.safetensors"]
+    expected = ["v1-5.safetensors", "joe › step00400.safetensors", "joe › final.safetensors",
+                "pruned › joe-final-pruned.safetensors", "demo › sdtrainer-demo-tiny.safetensors"]
+    assert [label for label, _ in model_choices(files, models, outputs)] == expected
+    with_states = model_choices(files, models, outputs, states=True)
+    assert with_states[-1] == ("joe › state/last.ckpt", str(files[1]))  # only Pruning offers training states
 
 
 def test_stopped_runs_and_class_images_read_as_what_they_are():
