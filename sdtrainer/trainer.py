@@ -806,7 +806,8 @@ class Controller(pl.Callback):
             if not self.control.stop_requested:
                 log(self.emit, step, "Resumed.")
         if self.control.stop_requested:
-            log(self.emit, step, f"Stopping after step {step}: saving a model file and the training state.")
+            log(self.emit, step, f"Stopping after step {step}: saving a model file and the training state." if step
+                else "Stopping before step 1: nothing trained, nothing to save.")
             trainer.should_stop = True
 
 

@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 # What a fresh clone does not have: the virtualenv, caches, and what the app and the tests write.
 NOT_IN_A_CLONE = shutil.ignore_patterns(".git", ".venv", "__pycache__", ".pytest_cache", "artifacts", "outputs",
@@ -26,6 +28,7 @@ def run_in(copy: Path, *args: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, *args], cwd=copy, env=env, capture_output=True, text=True, timeout=600)
 
 
+@pytest.mark.slow
 def test_suite_runs_from_a_copy_of_the_repository_alone(tmp_path):
     copy = copy_alone(tmp_path)
     imported = run_in(copy, "-c", "import ldm, sdtrainer; print(ldm.__file__, sdtrainer.__file__)")
