@@ -9,10 +9,11 @@ there are kept, so an interrupted call continues where it stopped and ends with 
 uninterrupted one (with an ancestral sampler such as euler_a an image's pixels also depend on the batch
 it was sampled in); each file is written under a hidden temporary name and renamed, so a stop never
 leaves half an image. On a GPU the sampling runs under fp16 autocast (the training copy of the model
-keeps fp32 weights). Images are sampled `batch_size` at a time (seeds in a row, so the set does not depend
-on the batch size); `class_image_batch` gives the most that fits beside a preset's training memory.
+keeps fp32 weights). Images are sampled `batch_size` at a time (image i always starts from seed + i);
+`class_image_batch` gives the most that fits beside a preset's training memory, and `Pace` the time left.
 """
 import os
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -42,6 +43,24 @@ def class_image_batch(preset: str | None, device_type: str) -> int:
     if preset is None:
         return SAMPLING_CLASS_IMAGE_BATCH
     return CLASS_IMAGE_BATCH.get(preset, 1)
+
+
+class Pace:
+    """The time left from the pace of this call's new images (the images already there took no time now)."""
+
+    def __init__(self, clock: Callable[[], float] = time.perf_counter):
+        self.clock, self.started = clock, clock()
+        self.first_done: int | None = None
+
+    def elapsed(self) -> float:
+        return self.clock() - self.started
+
+    def eta(self, done: int, total: int) -> float | None:
+        """Seconds left after `done` of `total` (None before the first new image); call it at each report."""
+        if self.first_done is None:
+            self.first_done = done
+        made = done - self.first_done
+        return self.elapsed() / made * (total - done) if made else None
 
 
 def class_image_path(out_dir: Path, index: int) -> Path:

@@ -6,7 +6,6 @@ Errors a user can fix (ValueError and its subclasses, missing files) print one l
 import argparse
 import datetime
 import sys
-import time
 from pathlib import Path
 
 from ldm.samplers import SamplerName
@@ -97,7 +96,8 @@ def run_train(args) -> int:
     run_dir = Path(args.resume or args.out)
     yaml_path = run_dir / "config.yaml" if args.resume else args.config
     device = Device(args.device or TrainConfig.device.value)
-    cfg = load_config(args.preset, yaml_path, args.set, values=train_values(args), device_defaults=defaults_for(device))
+    cfg = load_config(args.preset, yaml_path, args.set, values=train_values(args),
+                      device_defaults=defaults_for(device))
     check_config(cfg)
     session = TrainingSession(cfg, run_dir, resume=bool(args.resume))
 
@@ -188,21 +188,18 @@ def add_preflight(sub) -> None:
 
 
 def run_class_images(args) -> int:
-    from sdtrainer.class_images import class_image_batch, generate_class_images
+    from sdtrainer.class_images import Pace, class_image_batch, generate_class_images
     from sdtrainer.models import ModelCache
 
     if not Path(args.model).is_file():
         raise ValueError(f"model file not found: {args.model}")
     cache = ModelCache()
     model, _ = cache.get(Path(args.model))
-    batch = args.batch or class_image_batch(None, cache.device.type)
-    started, first = time.perf_counter(), []
+    batch, pace = args.batch or class_image_batch(None, cache.device.type), Pace()
 
     def show(done: int, total: int, path: Path | None) -> None:
-        first.append(done)
-        made = done - first[0]
-        eta = (time.perf_counter() - started) / made * (total - done) if made else None
-        print("\r" + class_images_line(args.class_word, done, total, eta), end="", file=sys.stderr, flush=True)
+        line = class_images_line(args.class_word, done, total, pace.eta(done, total))
+        print("\r" + line, end="", file=sys.stderr, flush=True)
 
     paths = generate_class_images(model, args.class_word, args.count, Path(args.out), seed=args.seed, callback=show,
                                   resolution=args.resolution, steps=args.steps, batch_size=batch)

@@ -46,7 +46,7 @@ from ldm.model import TINY, StableDiffusion
 from ldm.schedule import NUM_TIMESTEPS, alphas_cumprod
 from ldm.tokenizer import get_tokenizer
 from sdtrainer.checkpoint import EMA_PREFIX, UNET_PREFIX, ema_from_file, ema_to_file, load_model, save_checkpoint
-from sdtrainer.class_images import class_image_batch, generate_class_images
+from sdtrainer.class_images import Pace, class_image_batch, generate_class_images
 from sdtrainer.concepts import Subject, generated_class_dir, run_subjects
 from sdtrainer.config import (ConfigError, Device, LRSchedule, OptimizerName, Precision, TrainConfig, check_config,
                               config_dict, preview_prompts, save_config, uses_prior)
@@ -876,23 +876,18 @@ def class_dataset(cfg: TrainConfig, subject: Subject, subjects: list[Subject], m
 
 
 class ClassImageProgress:
-    """generate_class_images' callback: a CLASS_IMAGES event per image, with an ETA from this call's pace."""
+    """generate_class_images' callback: a CLASS_IMAGES event per image, with the time left at this call's pace."""
 
     def __init__(self, emit: Emit, class_word: str):
-        self.emit, self.class_word = emit, class_word
-        self.started = time.perf_counter()
-        self.first_done: int | None = None  # the images already there when the call began
+        self.emit, self.class_word, self.pace = emit, class_word, Pace()
 
     def elapsed(self) -> float:
-        return time.perf_counter() - self.started
+        return self.pace.elapsed()
 
     def __call__(self, done: int, total: int, path: Path | None) -> None:
-        if self.first_done is None:
-            self.first_done = done
-        made, elapsed = done - self.first_done, self.elapsed()
-        eta = elapsed / made * (total - done) if made else None
+        eta = self.pace.eta(done, total)
         self.emit(Event(EventKind.CLASS_IMAGES, 0, {"class_word": self.class_word, "done": done, "total": total,
-                                                    "eta_s": eta, "elapsed_s": elapsed}))
+                                                    "eta_s": eta, "elapsed_s": self.elapsed()}))
 
 
 def class_datasets(cfg: TrainConfig, subjects: list[Subject], model: StableDiffusion, paths: RunPaths, emit: Emit,

@@ -1,7 +1,8 @@
 """Class images: sampled in batches, resumable, with a progress report from the first call on."""
 import pytest
 
-from sdtrainer.class_images import CPU_CLASS_IMAGE_BATCH, class_image_batch, class_image_path, generate_class_images
+from sdtrainer.class_images import (CPU_CLASS_IMAGE_BATCH, Pace, class_image_batch, class_image_path,
+                                    generate_class_images)
 from sdtrainer.config import PRESET_VRAM_GIB, preset_names
 
 
@@ -54,3 +55,13 @@ def test_every_preset_has_a_batch_and_smaller_cards_get_smaller_ones(preset):
 
 def test_an_unknown_preset_samples_one_at_a_time():
     assert class_image_batch("my-own", "cuda") == 1
+
+
+def test_the_pace_counts_only_the_images_made_now():
+    now = [100.0]
+    pace = Pace(clock=lambda: now[0])
+    assert pace.eta(40, 50) is None  # 40 were already there: no pace yet
+    now[0] = 120.0
+    assert pace.eta(45, 50) == pytest.approx(20.0)  # 5 new images in 20 s, 5 to go
+    now[0] = 130.0
+    assert pace.eta(50, 50) == 0
