@@ -13,26 +13,42 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 COMMAND = "python bench/train.py"
-PRESET_SETUP = {  # what each preset and its reference run, for the table's first column
-    "en": {"24gb": ("`24gb`: bf16 autocast, fused AdamW, UNet as CUDA graphs", "fp32, AdamW"),
-           "12gb": ("`12gb`: bf16 autocast, gradient checkpointing, 8-bit AdamW", "fp32, AdamW"),
-           "8gb": ("`8gb`: bf16 weights, gradient checkpointing, 8-bit AdamW, UNet as CUDA graphs",
-                   "bf16 autocast, checkpointing, 8-bit AdamW")},
-    "fr": {"24gb": ("`24gb` : autocast bf16, AdamW fusionné, UNet en graphes CUDA", "fp32, AdamW"),
-           "12gb": ("`12gb` : autocast bf16, gradient checkpointing, AdamW 8 bits", "fp32, AdamW"),
-           "8gb": ("`8gb` : poids bf16, gradient checkpointing, AdamW 8 bits, UNet en graphes CUDA",
-                   "autocast bf16, checkpointing, AdamW 8 bits")},
+PRESET_SETUP = {  # what each preset runs, for the table's first column
+    "en": {"24gb": "`24gb`: fp32 weights, bf16 autocast, fused AdamW, UNet as CUDA graphs",
+           "12gb": "`12gb`: bf16 weights with stochastic rounding, 8-bit AdamW, UNet as CUDA graphs",
+           "8gb": "`8gb`: `12gb` + gradient checkpointing"},
+    "fr": {"24gb": "`24gb` : poids fp32, autocast bf16, AdamW fusionné, UNet en graphes CUDA",
+           "12gb": "`12gb` : poids bf16 à arrondi stochastique, AdamW 8 bits, UNet en graphes CUDA",
+           "8gb": "`8gb` : `12gb` + gradient checkpointing"},
+}
+REFERENCE_SETUP = {  # bench/reference.py's recipes, as train_dreambooth.py flags
+    "en": {"reference:strong": "strong: bf16, TF32, fused AdamW", "reference:lowmem": "low-memory: bf16, TF32, "
+           "checkpointing, 8-bit AdamW"},
+    "fr": {"reference:strong": "forte : bf16, TF32, AdamW fusionné", "reference:lowmem": "basse mémoire : bf16, TF32, "
+           "checkpointing, AdamW 8 bits"},
 }
 HEADERS = {
-    "en": ("| preset (training 512×512, 1 instance + 1 class image per step) | it/s | peak VRAM | diffusers-style "
-           "reference | it/s | speedup |", "sampling 512×512, CFG 7, euler_a 20 steps, fp16, UNet as a CUDA graph", "UNet it/s", "s per image",
-           "Measured on {device} on {date} (torch {torch}) with `{command}`; peak VRAM is PyTorch's maximum reserved "
-           "memory (add ~0.5 GiB of CUDA context)."),
-    "fr": ("| préréglage (entraînement 512×512, 1 image d'instance + 1 de classe par pas) | it/s | VRAM max | "
-           "référence façon diffusers | it/s | accélération |", "échantillonnage 512×512, CFG 7, euler_a 20 pas, fp16, UNet en graphe CUDA",
-           "it/s UNet", "s par image",
-           "Mesuré sur {device} le {date} (torch {torch}) avec `{command}` ; la VRAM max est le maximum de mémoire "
-           "réservée par PyTorch (ajouter ~0,5 Gio de contexte CUDA)."),
+    "en": ("| preset (training 512×512, 1 instance + 1 class image per step) | it/s (min–max) | peak VRAM | TFLOP/s | "
+           "diffusers-style reference, like for like | its it/s | speedup | speedup vs the script's defaults | "
+           "learning vs fp32 weights |",
+           "UNet forward + backward alone (bf16, CUDA graph): the ceiling",
+           "sampling 512×512, CFG 7, euler_a 20 steps, fp16, UNet as a CUDA graph", "UNet it/s", "s per image",
+           "Measured on {device} on {date} (torch {torch}) with `{command}`: each job the median of {processes} "
+           "processes; peak VRAM is PyTorch's maximum reserved memory (add ~0.5 GiB of CUDA context). Learning: "
+           "the drop of a held-out denoising error after the same steps from the same weights, as a share of "
+           "the fp32 run's; in brackets the share of UNet weights that changed (bf16 weights with stochastic "
+           "rounding move by whole bf16 steps, so fewer of them change, by more)."),
+    "fr": ("| préréglage (entraînement 512×512, 1 image d'instance + 1 de classe par pas) | it/s (min–max) | VRAM max | "
+           "TFLOP/s | référence façon diffusers, à réglages comparables | ses it/s | accélération | accélération "
+           "face aux réglages par défaut du script | apprentissage face aux poids fp32 |",
+           "UNet seul, aller + retour (bf16, graphe CUDA) : le plafond",
+           "échantillonnage 512×512, CFG 7, euler_a 20 pas, fp16, UNet en graphe CUDA", "it/s UNet", "s par image",
+           "Mesuré sur {device} le {date} (torch {torch}) avec `{command}` : chaque mesure est la médiane de "
+           "{processes} processus ; la VRAM max est le maximum de mémoire réservée par PyTorch (ajouter ~0,5 Gio "
+           "de contexte CUDA). Apprentissage : la baisse d'une erreur de débruitage mesurée à part, après les "
+           "mêmes pas depuis les mêmes poids, rapportée à celle du calcul en fp32 ; entre crochets la part des "
+           "poids du UNet qui ont changé (les poids bf16 à arrondi stochastique bougent par pas bf16 entiers : "
+           "moins de poids changent, mais davantage)."),
 }
 
 
@@ -43,18 +59,31 @@ def fmt(x, suffix: str = "") -> str:
     return "—" if x is None else f"{x:g}{suffix}"
 
 
+def learnt(learning: dict) -> str:
+    if learning.get("vs_fp32") is None:
+        return "—"
+    return f"{learning['vs_fp32'] * 100:.1f}% [{learning['share_changed'] * 100:.1f}%]"
+
+
 def render(results: dict, lang: str) -> str:
-    header, sampling_label, unet_label, image_label, footer = HEADERS[lang]
-    lines = [header, "| --- | --- | --- | --- | --- | --- |"]
+    header, ceiling_label, sampling_label, unet_label, image_label, footer = HEADERS[lang]
+    lines = [header, "| --- " * 9 + "|"]
+    processes = 1
     for preset, r in results["train"].items():
-        ours, ref = PRESET_SETUP[lang][preset]
-        lines.append(f"| {ours} | {fmt(r['it_per_s'])} | {fmt(r['peak_vram_gib'], GIB[lang])} | {ref} | "
-                     f"{fmt(r['reference_it_per_s'])} | {fmt(r['speedup_vs_reference'], '×')} |")
+        low, high = r["it_per_s_spread"]
+        processes = max(processes, r["processes"])
+        lines.append(f"| {PRESET_SETUP[lang][preset]} | {fmt(r['it_per_s'])} ({fmt(low)}–{fmt(high)}) | "
+                     f"{fmt(r['peak_vram_gib'], GIB[lang])} | {fmt(r['tflops'])} | "
+                     f"{REFERENCE_SETUP[lang][r['reference']]} | {fmt(r['reference_it_per_s'])} | "
+                     f"{fmt(r['speedup_vs_reference'], '×')} | {fmt(r['speedup_vs_default'], '×')} | "
+                     f"{learnt(r['learning'])} |")
+    c = results["ceiling"]
+    lines.append(f"| {ceiling_label} | {fmt(c['it_per_s'])} | | {fmt(c['tflops'])} | | | | | |")
     s = results["sampling"]
     lines.append(f"| {sampling_label} ({unet_label}; {fmt(s['seconds_per_image'])} {image_label}) | "
-                 f"{fmt(s['it_per_s'])} | | diffusers UNet fp16 | {fmt(s['reference_it_per_s'])} | "
-                 f"{fmt(s['speedup_vs_reference'], '×')} |")
-    lines += ["", footer.format(command=COMMAND, **results)]
+                 f"{fmt(s['it_per_s'])} | | | diffusers UNet fp16 | {fmt(s['reference_it_per_s'])} | "
+                 f"{fmt(s['speedup_vs_reference'], '×')} | | |")
+    lines += ["", footer.format(command=COMMAND, processes=processes, **results)]
     return "\n".join(lines)
 
 

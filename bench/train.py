@@ -1,21 +1,33 @@
-"""Training and sampling speed of each preset against a diffusers-style reference (issue 5).
+"""Training and sampling speed of each preset against a diffusers-style reference, with what each preset
+learns (issue 10).
 
-    python bench/train.py                          # on the GPU: full SD v1, 512 px, every job
+    python bench/train.py                          # on the GPU: full SD v1, 512 px, every job, 3 processes each
     python bench/train.py --tiny --device cpu      # the same code on the tiny model, seconds, no GPU
-    python bench/train.py --jobs train:24gb+compile=false reference:train   # chosen jobs (+key=value overrides)
+    python bench/train.py --jobs train:24gb+compile=false reference:strong   # chosen jobs (+key=value overrides)
 
-Jobs (each in its own process on the GPU, so peaks and compile caches don't leak between them):
+Jobs (each in its own process on the GPU, so peaks and compile caches don't leak between them; each
+repeated --repeat times, the median kept and the spread recorded):
   train:<preset>      our training path: DreamBoothModule + the Trainer from build_trainer, on synthetic
                       cached latents (5 instance, 20 class; batch 1 + 1 class image), random weights
-  reference:train     bench/reference.py, fp32 and torch AdamW (compared with 24gb and 12gb)
-  reference:lowmem    bench/reference.py, bf16 + gradient checkpointing + AdamW8bit (compared with 8gb)
+  train:fp32          the 24gb preset with fp32 weights and math: the learning yardstick
+  reference:default   bench/reference.py with train_dreambooth.py's defaults (fp32, AdamW)
+  reference:strong    its fastest 24 GB recipe (bf16 autocast, TF32, fused AdamW): paired with 24gb
+  reference:lowmem    its low-memory recipe (+ gradient checkpointing, AdamW8bit): paired with 12gb, 8gb
+  ceiling             the UNet's forward and backward alone, bf16 weights, one CUDA graph, batch 2: the
+                      fastest a step could be (no optimizer, no data)
   sampling[:graph]    our sampler, fp16, CFG 7, euler_a 20 steps, VAE decode ([:graph]: CUDA graph)
   reference:sampling  diffusers UNet + VAE in fp16, the same loop as StableDiffusionPipeline
 
+Learning: every train job starts from the same random weights and data order; after its steps it
+reports the share of UNet weights that changed and the relative drop of a held-out denoising error
+(subject latents, fixed noise and timesteps, evaluated in fp32), set against train:fp32's.
+Throughput in TFLOP/s counts the useful work of a step: forward and backward of the UNet on 2 images
+(2.47 TFLOP per 512 px image), not the recomputation of gradient checkpointing.
+
 Peak VRAM is PyTorch's maximum reserved memory over the job (what the card must hold, without the
 ~0.5 GiB CUDA context); max allocated is in the details file. Writes <out>/latest.json and
-<out>/train-<date>-<device>.json (the schema of issue 5), and <out>/train-<date>-<device>-details.json
-(every job's raw numbers, the command). `python bench/readme_table.py` puts latest.json in the README.
+<out>/train-<date>-<device>.json, and <out>/train-<date>-<device>-details.json (every process's raw
+numbers, the command). `python bench/readme_table.py` puts latest.json in the README.
 `--merge DETAILS` keeps the jobs of an earlier run on the same device that this run does not repeat
 (after a change that touches one preset, re-run its job alone); they are listed under merged_jobs.
 """
@@ -37,13 +49,16 @@ from bench.reference import peaks, reset_peak, synchronize  # noqa: E402
 
 PRESETS = ("24gb", "12gb", "8gb")
 RESULT_MARK = "BENCH-RESULT "
-REFERENCE_FOR = {"24gb": "reference:train", "12gb": "reference:train", "8gb": "reference:lowmem"}
+REFERENCE_FOR = {"24gb": "reference:strong", "12gb": "reference:lowmem", "8gb": "reference:lowmem"}
+FP32_JOB = "train:fp32"
+TFLOP_PER_IMAGE = 2.47  # SD v1 UNet forward + backward on one 512 px image (latent 64x64, 77 tokens)
 
 
 def default_jobs(device: str) -> list[str]:
-    sampling = ["sampling", "sampling:graph"] if device == "cuda" else ["sampling"]
-    return ([f"train:{p}" for p in PRESETS] + ["reference:train", "reference:lowmem"] + sampling
-            + ["reference:sampling"])
+    sampling = ["sampling:graph"] if device == "cuda" else ["sampling"]
+    references = ["reference:default", "reference:strong", "reference:lowmem"]
+    return ([f"train:{p}" for p in PRESETS] + [FP32_JOB] + references + ["ceiling"] * (device == "cuda")
+            + sampling + ["reference:sampling"])
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -129,6 +144,8 @@ def time_training(preset: str, overrides: list[str], args) -> dict:
     from sdtrainer.trainer import (Controller, DreamBoothModule, MetricsReporter, PreviewMaker, RunControl, RunPaths,
                                    build_trainer, quiet_lightning)
 
+    if preset == FP32_JOB.partition(":")[2]:
+        preset, overrides = "24gb", ["precision=32", *overrides]
     cfg = bench_config(preset, args.device, args.size, args.warmup + args.steps, overrides)
     notes = cpu_fallbacks(cfg, args.device)
     if notes:
@@ -144,11 +161,67 @@ def time_training(preset: str, overrides: list[str], args) -> dict:
         quiet_lightning()
         pl.seed_everything(cfg.seed, verbose=False)
         trainer = build_trainer(cfg, callbacks)
+        module = DreamBoothModule(cfg, model, data)
+        trainer.precision_plugin.convert_module(module)  # bf16-true: learning is measured from the rounded start
+        start, error_before = unet_weights(model), heldout_error(model, data)
         reset_peak(torch.device(args.device))
-        trainer.fit(DreamBoothModule(cfg, model, data))
-    return {**timer.result(args.steps), **peaks(torch.device(args.device)), "cpu_fallbacks": notes,
+        trainer.fit(module)
+        memory = peaks(torch.device(args.device))
+    changed = unet_weights(model) != start
+    return {**timer.result(args.steps), **memory, "cpu_fallbacks": notes,
+            "share_changed": changed.float().mean().item(),
+            "error_drop": (error_before - heldout_error(model, data)) / error_before,
             "precision": cfg.precision.value, "optimizer": cfg.optimizer.value,
-            "gradient_checkpointing": cfg.gradient_checkpointing, "compile": cfg.compile}
+            "gradient_checkpointing": cfg.gradient_checkpointing, "cuda_graphs": cfg.cuda_graphs,
+            "compile": cfg.compile, "learning_rate": cfg.learning_rate}
+
+
+def unet_weights(model) -> torch.Tensor:
+    """The UNet's weights as one flat tensor on the CPU, as stored (bf16 stays bf16)."""
+    return torch.cat([p.detach().flatten().cpu() for p in model.unet.parameters()])
+
+
+@torch.no_grad()
+def heldout_error(model, data) -> float:
+    """eps-MSE of the subject latents under their caption at t = 100, 300, 500, 700, with noise no step drew,
+    in fp32 (a bf16 UNet is widened for the call and narrowed back, exactly)."""
+    from ldm.schedule import alphas_cumprod
+
+    unet = model.unet
+    dtype = next(unet.parameters()).dtype
+    device = next(unet.parameters()).device
+    unet.float()
+    latents = data.instance_latents[:, 0].float().to(device)
+    context = data.conds[data.instance_rows].float().to(device)
+    acp, g, errors = alphas_cumprod().float().to(device), torch.Generator(device).manual_seed(12345), []
+    for t in (100, 300, 500, 700):
+        noise = torch.randn(latents.shape, generator=g, device=device)
+        noisy = acp[t].sqrt() * latents + (1 - acp[t]).sqrt() * noise
+        eps = unet(noisy, torch.full((len(latents),), t, device=device), context)
+        errors.append(((eps.float() - noise) ** 2).mean().item())
+    unet.to(dtype)
+    return sum(errors) / len(errors)
+
+
+def time_ceiling(args) -> dict:
+    """The UNet alone, bf16 weights, forward + backward captured as CUDA graphs, batch 2, no optimizer."""
+    from ldm.cuda_graph import graphed_training_call
+
+    device = torch.device(args.device)
+    model = build_training_model(args.sd_cfg, args.device)
+    unet = model.unet.to(torch.bfloat16).train().requires_grad_(True)
+    latent = args.size // args.sd_cfg.latent_factor
+    x = torch.randn((2, args.sd_cfg.unet.in_channels, latent, latent), device=device, dtype=torch.bfloat16)
+    t = torch.tensor([100, 700], device=device)
+    cond = torch.randn((2, 77, args.sd_cfg.text.width), device=device, dtype=torch.bfloat16)
+    call = graphed_training_call(unet, x, t, cond) if device.type == "cuda" else unet
+    reset_peak(device)
+    marks = []
+    for _ in range(args.warmup + args.steps):
+        call(x, t, cond).float().square().mean().backward()
+        synchronize(device)
+        marks.append(time.perf_counter())
+    return {"it_per_s": args.steps / (marks[-1] - marks[args.warmup - 1]), **peaks(device)}
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -162,6 +235,8 @@ def run_job(job: str, args) -> dict:
     device = torch.device(args.device)
     if kind == "train":
         return time_training(variant, overrides, args)
+    if kind == "ceiling":
+        return time_ceiling(args)
     if kind == "sampling":
         from bench.sampling import build_model, measure
 
@@ -171,8 +246,8 @@ def run_job(job: str, args) -> dict:
                 **peaks(device)}
     ref_cfg = reference.TINY_DIFFUSERS if args.tiny else reference.SD_V1_DIFFUSERS
     unet, vae, text = reference.build_reference(ref_cfg, args.device)
-    if variant in ("train", "lowmem"):
-        return reference.time_reference_training(unet, vae, text, lowmem=variant == "lowmem", steps=args.steps,
+    if variant in reference.RECIPES:
+        return reference.time_reference_training(unet, vae, text, reference.RECIPES[variant], steps=args.steps,
                                                  warmup=args.warmup, size=args.size)
     if variant == "sampling":
         return reference.time_reference_sampling(unet, vae, text, args.sample_steps, args.images, args.size)
@@ -201,23 +276,54 @@ def run_safely(job: str, args) -> dict:
 # Results
 # ---------------------------------------------------------------------------------------------------
 
-def summarize(jobs: dict[str, dict], date: str, device_name: str) -> dict:
-    """The schema of issue 5: per preset it/s, peak (reserved) GiB, reference it/s, speedup; sampling."""
+def combine(runs: list[dict]) -> dict:
+    """One job's processes as one result: the median process (by it/s), with every process's it/s kept."""
+    ok = sorted((r for r in runs if "error" not in r), key=lambda r: r["it_per_s"])
+    if not ok:
+        return runs[0]
+    return {**ok[len(ok) // 2], "it_per_s_runs": [r["it_per_s"] for r in ok], "failed_runs": len(runs) - len(ok)}
+
+
+def summarize(jobs: dict[str, dict], date: str, device_name: str, size: int) -> dict:
+    """Per preset: median it/s and spread, peak (reserved) GiB, TFLOP/s, the like-for-like reference and the
+    default one, and what the preset learnt against fp32 weights; the ceiling; sampling."""
     def speedup(ours: float | None, ref: float | None) -> float | None:
         return round(ours / ref, 2) if ours and ref else None
 
+    def tflops(it_per_s: float | None) -> float | None:  # 2 images a step, at 512 px only
+        return rounded(it_per_s * 2 * TFLOP_PER_IMAGE, 1) if it_per_s and size == 512 else None
+
+    fp32, default = jobs.get(FP32_JOB, {}), jobs.get("reference:default", {})
     train = {}
     for preset in PRESETS:
         ours, ref = jobs.get(f"train:{preset}", {}), jobs.get(REFERENCE_FOR[preset], {})
-        train[preset] = {"it_per_s": rounded(ours.get("it_per_s")), "peak_vram_gib": rounded(ours.get("peak_reserved_gib")),
-                         "reference_it_per_s": rounded(ref.get("it_per_s")),
-                         "speedup_vs_reference": speedup(ours.get("it_per_s"), ref.get("it_per_s"))}
+        runs = ours.get("it_per_s_runs") or [None]
+        train[preset] = {
+            "it_per_s": rounded(ours.get("it_per_s")), "it_per_s_spread": [rounded(runs[0]), rounded(runs[-1])],
+            "processes": len(ours.get("it_per_s_runs", [])), "peak_vram_gib": rounded(ours.get("peak_reserved_gib")),
+            "tflops": tflops(ours.get("it_per_s")), "reference": REFERENCE_FOR[preset],
+            "reference_it_per_s": rounded(ref.get("it_per_s")),
+            "speedup_vs_reference": speedup(ours.get("it_per_s"), ref.get("it_per_s")),
+            "default_reference_it_per_s": rounded(default.get("it_per_s")),
+            "speedup_vs_default": speedup(ours.get("it_per_s"), default.get("it_per_s")),
+            "learning": learning(ours, fp32)}
+    ceiling = jobs.get("ceiling", {})
     ours = jobs.get("sampling:graph") or jobs.get("sampling", {})
     ref = jobs.get("reference:sampling", {})
     sampling = {"it_per_s": rounded(ours.get("it_per_s")), "reference_it_per_s": rounded(ref.get("it_per_s")),
                 "speedup_vs_reference": speedup(ours.get("it_per_s"), ref.get("it_per_s")),
                 "seconds_per_image": rounded(ours.get("seconds_per_image"), 3)}
-    return {"date": date, "device": device_name, "torch": torch.__version__, "train": train, "sampling": sampling}
+    return {"date": date, "device": device_name, "torch": torch.__version__, "train": train,
+            "fp32": {"it_per_s": rounded(fp32.get("it_per_s")), "learning": learning(fp32, fp32)},
+            "ceiling": {"it_per_s": rounded(ceiling.get("it_per_s")), "tflops": tflops(ceiling.get("it_per_s"))},
+            "sampling": sampling}
+
+
+def learning(ours: dict, fp32: dict) -> dict:
+    """Share of UNet weights changed, held-out denoising error drop, and that drop relative to fp32's."""
+    drop, fp32_drop = ours.get("error_drop"), fp32.get("error_drop")
+    return {"share_changed": rounded(ours.get("share_changed"), 4), "error_drop": rounded(drop, 6),
+            "vs_fp32": rounded(drop / fp32_drop, 3) if drop is not None and fp32_drop else None}
 
 
 def rounded(x: float | None, digits: int = 2) -> float | None:
@@ -234,8 +340,10 @@ def write_results(summary: dict, details: dict, out: Path) -> list[Path]:
 
 
 def table(summary: dict) -> str:
-    rows = [f"{p:>6}: {r['it_per_s']} it/s (reference {r['reference_it_per_s']}, x{r['speedup_vs_reference']}), "
-            f"peak {r['peak_vram_gib']} GiB" for p, r in summary["train"].items()]
+    rows = [f"{p:>6}: {r['it_per_s']} it/s {r['it_per_s_spread']} ({r['reference']} {r['reference_it_per_s']}, "
+            f"x{r['speedup_vs_reference']}; default x{r['speedup_vs_default']}), peak {r['peak_vram_gib']} GiB, "
+            f"{r['tflops']} TFLOP/s, learning {r['learning']}" for p, r in summary["train"].items()]
+    rows.append(f"  fp32: {summary['fp32']}; ceiling: {summary['ceiling']}")
     s = summary["sampling"]
     rows.append(f"sample: {s['it_per_s']} it/s (reference {s['reference_it_per_s']}, x{s['speedup_vs_reference']}), "
                 f"{s['seconds_per_image']} s/image")
@@ -253,6 +361,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--sample-steps", type=int, default=20)
     parser.add_argument("--images", type=int, default=3, help="timed sampling images (after one warm-up)")
     parser.add_argument("--in-process", action="store_true", help="run the jobs in this process (CPU tests)")
+    parser.add_argument("--repeat", type=int, default=None, help="processes per job (default 3 on cuda, else 1)")
     parser.add_argument("--date", default=datetime.date.today().isoformat())
     parser.add_argument("--out", default=str(ROOT / "bench" / "results"))
     parser.add_argument("--merge", help="a details file of an earlier run on the same device: its jobs that this run "
@@ -262,6 +371,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     args.steps = args.steps or (3 if args.tiny else 30)
     args.warmup = args.warmup or (1 if args.tiny else 8)
     args.size = 64 if args.tiny else 512
+    args.repeat = args.repeat or (3 if args.device == "cuda" and not args.in_process else 1)
     from ldm.model import SD_V1, TINY
 
     args.sd_cfg = TINY if args.tiny else SD_V1
@@ -281,12 +391,15 @@ def main(argv: list[str] | None = None) -> dict:
     jobs = {}
     for job in args.jobs or default_jobs(args.device):
         print(f"[bench] {job} ...", file=sys.stderr, flush=True)
-        jobs[job] = run_safely(job, args) if args.in_process else run_isolated(job, child_argv, timeout=480)
+        runs = [run_safely(job, args) if args.in_process else run_isolated(job, child_argv, timeout=480)
+                for _ in range(args.repeat)]
+        jobs[job] = combine(runs)
         print(f"[bench] {job}: {json.dumps(jobs[job])[:400]}", file=sys.stderr, flush=True)
         kept = {k: v for k, v in {**earlier.get("merged_jobs", {}), **earlier["jobs"]}.items() if k not in jobs}
-        summary = summarize({**kept, **jobs}, args.date, device_name)
+        summary = summarize({**kept, **jobs}, args.date, device_name, args.size)
         details = {**summary, "command": "python bench/train.py " + " ".join(argv), "model": args.sd_cfg.name,
-                   "size": args.size, "timed_steps": args.steps, "warmup_steps": args.warmup, "jobs": jobs,
+                   "size": args.size, "timed_steps": args.steps, "warmup_steps": args.warmup,
+                   "processes_per_job": args.repeat, "jobs": jobs,
                    "merged_jobs": {k: {"command": earlier.get("command"), **v} for k, v in kept.items()}}
         paths = write_results(summary, details, Path(args.out))  # after every job: a killed run keeps its numbers
     print(f"[bench] wrote {', '.join(str(p) for p in paths)}", file=sys.stderr)

@@ -37,8 +37,8 @@ DEFAULT_PRESET = "24gb"
 PRESET_VRAM_GIB: dict[str, float] = {
     "24gb": 20.0,  # fp32 weights + bf16 autocast + fused AdamW
     "classic": 20.0,  # fp32 throughout, UNet AND text encoder trained, gradient checkpointing
-    "12gb": 11.0,  # + gradient checkpointing + 8-bit AdamW
-    "8gb": 7.5,  # + bf16 weights ("bf16-true"): experimental, see 8gb.yaml
+    "12gb": 11.0,  # bf16 weights (stochastically rounded updates) + 8-bit AdamW + CUDA graphs
+    "8gb": 7.5,  # 12gb + gradient checkpointing
 }
 # Smallest card (total VRAM, GiB) each preset accepts; a 24 GB card reports ~23.7 GiB to PyTorch.
 PRESET_MIN_TOTAL_GIB: dict[str, float] = {"24gb": 23.0, "classic": 23.0, "12gb": 11.5, "8gb": 7.5}
@@ -68,7 +68,7 @@ class Precision(str, Enum):
     FP32 = "32"  # fp32 weights and math (the old repos)
     BF16_MIXED = "bf16-mixed"  # fp32 weights, bf16 autocast (RTX 30xx and newer)
     FP16_MIXED = "16-mixed"  # fp32 weights, fp16 autocast with loss scaling (older cards)
-    BF16_TRUE = "bf16-true"  # bf16 weights and math: half the memory; small updates round away
+    BF16_TRUE = "bf16-true"  # bf16 weights and math: half the memory; updates stochastically rounded
 
 
 class OptimizerName(str, Enum):

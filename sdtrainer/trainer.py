@@ -395,12 +395,21 @@ def import_bitsandbytes():
     try:
         import bitsandbytes
     except ImportError:
-        raise OptimizerUnavailable("The adamw8bit optimizer needs bitsandbytes: run `pip install bitsandbytes`, "
-                                   "or choose optimizer adamw (needs about 5 GiB more VRAM).") from None
+        raise OptimizerUnavailable("The adamw8bit optimizer and bf16-true weights need bitsandbytes, which is "
+                                   "missing from this Python: run `pip install bitsandbytes` in the app's "
+                                   "environment (.venv), or choose the 24gb preset.") from None
     return bitsandbytes
 
 
 def build_optimizer(cfg: TrainConfig, groups: list[dict], device: torch.device) -> torch.optim.Optimizer:
+    """AdamW as configured. bf16 weights (bf16-true) always take the stochastically rounded AdamW: rounded
+    to nearest, updates at DreamBooth learning rates are smaller than half a bf16 step and all vanish."""
+    if cfg.precision is Precision.BF16_TRUE:
+        import_bitsandbytes()
+        from sdtrainer.stochastic_rounding import StochasticRoundingAdamW
+        bits = 8 if cfg.optimizer is OptimizerName.ADAMW8BIT else 32
+        return StochasticRoundingAdamW(groups, lr=cfg.learning_rate, weight_decay=cfg.weight_decay,
+                                       optim_bits=bits, seed=cfg.seed)
     if cfg.optimizer is OptimizerName.ADAMW8BIT:
         return import_bitsandbytes().optim.AdamW8bit(groups, lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
     # Lightning cannot clip gradients of a fused optimizer under fp16 loss scaling (it unscales internally).
@@ -525,6 +534,12 @@ class DreamBoothModule(pl.LightningModule):
     def optimizer_zero_grad(self, epoch, batch_idx, optimizer) -> None:
         # flattened parameters keep their gradients as views of one buffer: zero it, don't free it
         optimizer.zero_grad(set_to_none=not self.uses_flat_params())
+
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        """Lightning zeroes the module's gradients before fitting, after configure_optimizers: with flattened
+        parameters that must zero the gradient views, not drop them (backward would then fill new tensors and
+        the optimizer would step the flat buffer with a zero gradient: nothing would learn)."""
+        super().zero_grad(set_to_none=set_to_none and not self.uses_flat_params())
 
     def configure_gradient_clipping(self, optimizer, gradient_clip_val=None, gradient_clip_algorithm=None) -> None:
         # Lightning's mixed-precision plugin refuses to clip for a fused AdamW, for fear of fp16 loss scaling;
@@ -928,7 +943,7 @@ def run_training(cfg: TrainConfig, run_dir: Path, emit: Emit, control: RunContro
     paths = RunPaths(Path(run_dir))
     # 1. settings, run folder, photos: every user error before anything heavy
     check_config(cfg)
-    if cfg.optimizer is OptimizerName.ADAMW8BIT:
+    if cfg.optimizer is OptimizerName.ADAMW8BIT or cfg.precision is Precision.BF16_TRUE:
         import_bitsandbytes()
     check_run_folder(paths, resume)
     subjects = run_subjects(cfg)
@@ -952,9 +967,6 @@ def run_training(cfg: TrainConfig, run_dir: Path, emit: Emit, control: RunContro
     log(emit, 0, f"Cached {len(data.instance_latents)} instance and {len(data.class_latents)} class latents.")
     if control.stop_requested:  # before step 1 there is nothing to save: the base model is not a result
         return TrainResult(0, cfg.steps, None, stopped=True)
-    if cfg.precision is Precision.BF16_TRUE:
-        log(emit, 0, "Note: bf16 weights round away updates smaller than ~1/256 of a weight; the subject may be "
-                     "learnt more weakly than with the 12gb preset.")
     # 5. fit
     saver = ModelSaver(cfg, paths, emit, words)
     callbacks = [MetricsReporter(paths.metrics, emit, cfg.steps), PreviewMaker(cfg, paths, emit, words), saver,

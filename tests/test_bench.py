@@ -7,39 +7,56 @@ from bench import readme_table, train
 
 
 def test_tiny_bench_writes_the_issue_schema(tmp_path):
-    train.main(["--tiny", "--device", "cpu", "--in-process", "--steps", "1", "--images", "1", "--sample-steps", "2",
-                "--out", str(tmp_path), "--jobs", "train:24gb", "train:8gb", "sampling"])
+    train.main(["--tiny", "--device", "cpu", "--in-process", "--steps", "2", "--images", "1", "--sample-steps", "2",
+                "--out", str(tmp_path), "--jobs", "train:24gb", "train:8gb", "train:fp32", "sampling"])
     latest = json.loads((tmp_path / "latest.json").read_text())
-    assert set(latest) == {"date", "device", "torch", "train", "sampling"}
+    assert set(latest) == {"date", "device", "torch", "train", "fp32", "ceiling", "sampling"}
     assert set(latest["train"]) == {"24gb", "12gb", "8gb"}
     for preset in ("24gb", "8gb"):
-        assert set(latest["train"][preset]) == {"it_per_s", "peak_vram_gib", "reference_it_per_s",
-                                                "speedup_vs_reference"}
-        assert latest["train"][preset]["it_per_s"] > 0
-    assert set(latest["sampling"]) == {"it_per_s", "reference_it_per_s", "speedup_vs_reference", "seconds_per_image"}
+        row = latest["train"][preset]
+        assert set(row) == {"it_per_s", "it_per_s_spread", "processes", "peak_vram_gib", "tflops", "reference",
+                            "reference_it_per_s", "speedup_vs_reference", "default_reference_it_per_s",
+                            "speedup_vs_default", "learning"}
+        assert row["it_per_s"] > 0 and row["processes"] == 1 and row["it_per_s_spread"] == [row["it_per_s"]] * 2
+        # 3 steps at lr 1e-6: the bf16 8gb run learns what the fp32 run learns (tests/test_presets.py has the
+        # tolerance argument); the 24gb run keeps fp32 weights, so every weight moves
+        assert 0.8 < row["learning"]["vs_fp32"] < 1.2, row["learning"]
+        assert row["learning"]["share_changed"] > (0.9 if preset == "24gb" else 0.001)
+    assert latest["train"]["24gb"]["reference"] == "reference:strong"
+    assert latest["train"]["8gb"]["reference"] == "reference:lowmem"
+    assert latest["fp32"]["learning"]["vs_fp32"] == 1.0 and latest["fp32"]["learning"]["error_drop"] > 0
     assert latest["sampling"]["seconds_per_image"] > 0
     dated = tmp_path / f"train-{latest['date']}-cpu.json"
     assert json.loads(dated.read_text()) == latest
     details = json.loads((tmp_path / f"train-{latest['date']}-cpu-details.json").read_text())
     assert details["jobs"]["train:24gb"]["losses"] and "error" not in details["jobs"]["train:8gb"]
+    assert details["jobs"]["train:fp32"]["precision"] == "32"
 
 
-def test_tiny_reference_runs_when_diffusers_is_there(tmp_path):
-    pytest.importorskip("diffusers")
+def test_tiny_references_run(tmp_path):
     details = train.main(["--tiny", "--device", "cpu", "--in-process", "--steps", "1", "--images", "1",
-                          "--sample-steps", "2", "--out", str(tmp_path), "--jobs", "reference:train",
-                          "reference:sampling"])
-    assert details["jobs"]["reference:train"]["it_per_s"] > 0
+                          "--sample-steps", "2", "--out", str(tmp_path), "--jobs", "reference:default",
+                          "reference:strong", "reference:lowmem", "reference:sampling"])
+    for recipe in ("default", "strong", "lowmem"):
+        assert details["jobs"][f"reference:{recipe}"]["it_per_s"] > 0, details["jobs"][f"reference:{recipe}"]
+    assert details["train"]["24gb"]["reference_it_per_s"] > 0 and details["train"]["8gb"]["speedup_vs_default"] is None
     assert details["sampling"]["reference_it_per_s"] > 0
 
 
+def row(it_per_s, spread, peak, reference, ref_it_per_s, vs_fp32, changed):
+    return {"it_per_s": it_per_s, "it_per_s_spread": spread, "processes": 3, "peak_vram_gib": peak,
+            "tflops": it_per_s and round(it_per_s * 4.94, 1), "reference": reference, "reference_it_per_s": ref_it_per_s,
+            "speedup_vs_reference": it_per_s and round(it_per_s / ref_it_per_s, 2), "default_reference_it_per_s": 5.0,
+            "speedup_vs_default": it_per_s and round(it_per_s / 5.0, 2),
+            "learning": {"share_changed": changed, "error_drop": 0.001, "vs_fp32": vs_fp32}}
+
+
 RESULTS = {"date": "2026-11-25", "device": "GPU X", "torch": "2.11",
-           "train": {"24gb": {"it_per_s": 30.0, "peak_vram_gib": 15.5, "reference_it_per_s": 8.0,
-                              "speedup_vs_reference": 3.75},
-                     "12gb": {"it_per_s": 12.0, "peak_vram_gib": 9.0, "reference_it_per_s": 8.0,
-                              "speedup_vs_reference": 1.5},
-                     "8gb": {"it_per_s": None, "peak_vram_gib": None, "reference_it_per_s": 4.0,
-                             "speedup_vs_reference": None}},
+           "train": {"24gb": row(30.0, [29.5, 30.4], 15.5, "reference:strong", 8.0, 1.0, 1.0),
+                     "12gb": row(12.0, [11.0, 12.5], 9.0, "reference:lowmem", 4.0, 0.981, 0.123),
+                     "8gb": row(None, [None, None], None, "reference:lowmem", 4.0, None, None)},
+           "fp32": {"it_per_s": 6.0, "learning": {"share_changed": 1.0, "error_drop": 0.001, "vs_fp32": 1.0}},
+           "ceiling": {"it_per_s": 40.0, "tflops": 197.6},
            "sampling": {"it_per_s": 50.0, "reference_it_per_s": 20.0, "speedup_vs_reference": 2.5,
                         "seconds_per_image": 0.5}}
 
@@ -50,7 +67,8 @@ def test_readme_table_replaces_only_the_marked_blocks():
     new = readme_table.update(readme, RESULTS)
     assert new.startswith("intro\n") and "\nmiddle\n" in new and new.endswith("end\n")
     assert "old" not in new and "ancien" not in new
-    assert "| 30 | 15.5 GiB |" in new and "3.75×" in new and "| — | — |" in new
+    assert "| 30 (29.5–30.4) | 15.5 GiB | 148.2 |" in new and "3.75×" in new and "| — (—–—) | — |" in new
+    assert "| 98.1% [12.3%] |" in new and "| 197.6 |" in new and "median of 3 processes" in new
     assert "Measured on GPU X on 2026-11-25" in new and "Mesuré sur GPU X le 2026-11-25" in new
     assert readme_table.update(new, RESULTS) == new
 

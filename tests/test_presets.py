@@ -1,5 +1,13 @@
-"""The speed settings cost no quality (issue 5): on the tiny model, a few steps of each preset follow the
-fp32 loss trajectory, and a compiled UNet keeps pause, stop + resume and previews working."""
+"""Every preset learns (issue 10): on the tiny model, at each preset's own learning rate, weight precision
+and optimizer, the steps move the UNet's weights as the same steps with fp32 weights do, and lower the
+subject's denoising error as much. On a GPU the same test runs the presets' CUDA paths too (CUDA graphs,
+flat parameters, bitsandbytes' CUDA kernels). A compiled UNet keeps pause, stop + resume and previews working.
+
+Why this and not the loss: at lr 1e-6 an AdamW step moves a weight by ~1e-6, less than half a bf16 step
+(0.4% of the weight) for every weight above ~3e-4; rounded to nearest, bf16 weights then never change,
+while the first losses of both runs agree to the last digit. The test runs at the presets' real learning
+rate so that this shows; a higher one would hide it.
+"""
 import threading
 
 import pytest
@@ -8,60 +16,83 @@ import torch
 from safetensors.torch import load_file
 
 from ldm.model import TINY, StableDiffusion
+from ldm.schedule import alphas_cumprod
 from sdtrainer import trainer as trainer_module
 from sdtrainer.config import load_config
 from sdtrainer.trainer import CachedData, DreamBoothModule, EventKind, RunControl, build_trainer, run_training
 
-STEPS = 6
+STEPS = 30
+PRESETS = ("24gb", "12gb", "8gb")
 
 
-def have_bitsandbytes() -> bool:
-    try:
-        import bitsandbytes  # noqa: F401
-    except ImportError:
-        return False
-    return True
-
-
-class LossRecorder(pl.Callback):
-    def __init__(self):
-        self.losses = []
-
-    def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx):
-        self.losses.append(float(outputs["loss"]))
-
-
-def losses_of(preset: str, **values) -> list[float]:
-    """STEPS steps of `preset` on the CPU with the tiny model and fixed synthetic latents."""
-    cfg = load_config(preset, values={"model": "-", "images": "-", "token": "sks", "class_word": "dog", "device": "cpu",
-                                      "resolution": 64, "steps": STEPS, "learning_rate": 1e-3, **values})
+def synthetic_data() -> CachedData:
+    """Cached latents (3 subject, 4 class images, plain and mirrored) and two captions' embeddings."""
     g = torch.Generator().manual_seed(0)
-    data = CachedData(torch.randn((3, 2, 4, 8, 8), generator=g), torch.randn((4, 2, 4, 8, 8), generator=g),
+    return CachedData(torch.randn((3, 2, 4, 8, 8), generator=g), torch.randn((4, 2, 4, 8, 8), generator=g),
                       torch.zeros(3, dtype=torch.long), torch.ones(4, dtype=torch.long),
                       torch.randn((2, 77, TINY.text.width), generator=g))
+
+
+def unet_weights(model: StableDiffusion) -> torch.Tensor:
+    return torch.cat([p.detach().float().flatten().cpu() for p in model.unet.parameters()])
+
+
+@torch.no_grad()
+def denoising_error(model: StableDiffusion, data: CachedData) -> float:
+    """eps-MSE of the subject's latents under their caption at t = 100, 300, 500, 700, fixed noise, in fp32."""
+    unet = StableDiffusion(TINY).unet
+    unet.load_state_dict({k: v.float().cpu() for k, v in model.unet.state_dict().items()})
+    latents, context = data.instance_latents[:, 0], data.conds[data.instance_rows]
+    acp, g, errors = alphas_cumprod().float(), torch.Generator().manual_seed(1), []
+    for t in (100, 300, 500, 700):
+        noise = torch.randn(latents.shape, generator=g)
+        noisy = acp[t].sqrt() * latents + (1 - acp[t]).sqrt() * noise
+        errors.append(((unet(noisy, torch.full((len(latents),), t), context) - noise) ** 2).mean().item())
+    return sum(errors) / len(errors)
+
+
+def learning_of(device: str, preset: str, **values) -> dict:
+    """STEPS steps of `preset` at its own settings (tiny model): the UNet's weight change (from its own start:
+    bf16 weights start rounded) and the relative drop of the subject's denoising error."""
+    cfg = load_config(preset, values={"model": "-", "images": "-", "token": "sks", "class_word": "dog",
+                                      "device": device, "resolution": 64, "steps": STEPS, **values})
     torch.manual_seed(0)
-    model = StableDiffusion(TINY)
-    recorder = LossRecorder()
+    data, model = synthetic_data(), StableDiffusion(TINY)
+    module = DreamBoothModule(cfg, model, data)
     pl.seed_everything(0, verbose=False)
-    build_trainer(cfg, [recorder]).fit(DreamBoothModule(cfg, model, data))
-    return recorder.losses
+    trainer = build_trainer(cfg, [])
+    trainer.precision_plugin.convert_module(module)  # the weights as the run holds them (bf16 under bf16-true)
+    start, before = unet_weights(model), denoising_error(model, data)
+    trainer.fit(module)
+    return {"delta": unet_weights(model) - start, "drop": (before - denoising_error(model, data)) / before,
+            "lr": cfg.learning_rate}
 
 
-@pytest.fixture(scope="module")
-def fp32_losses() -> list[float]:
-    return losses_of("24gb", precision="32", optimizer="adamw", gradient_checkpointing=False)
+@pytest.fixture(scope="module", params=["cpu", pytest.param("cuda", marks=pytest.mark.gpu)])
+def learning(request) -> dict:
+    if request.param == "cuda" and not torch.cuda.is_available():
+        pytest.skip("needs a CUDA GPU (run on the GPU machine)")
+    # bitsandbytes' CPU kernels are torch.compile'd: one compile per tensor shape costs more than the test
+    with torch._dynamo.config.patch(disable=request.param == "cpu"):
+        runs = {preset: learning_of(request.param, preset) for preset in PRESETS}
+        runs["fp32 adamw"] = learning_of(request.param, "24gb", precision="32", cuda_graphs=False)
+        runs["fp32 adamw8bit"] = learning_of(request.param, "8gb", precision="32", cuda_graphs=False)
+    return runs
 
 
-@pytest.mark.parametrize("preset", ["24gb", "12gb", "8gb"])
-def test_each_preset_follows_the_fp32_loss_trajectory(preset, fp32_losses):
-    # Without bitsandbytes (not a requirement) the 8-bit presets run with torch AdamW: precision and
-    # gradient checkpointing are then what is compared.
-    extra = {} if have_bitsandbytes() else {"optimizer": "adamw"}
-    losses = losses_of(preset, **extra)
-    assert len(losses) == STEPS
-    assert fp32_losses[-1] < 0.9 * fp32_losses[0]  # the trajectory moves: training does something here
-    for step, (got, want) in enumerate(zip(losses, fp32_losses)):
-        assert abs(got - want) <= 0.02 * want, (preset, step, losses, fp32_losses)  # measured: <= 0.3%
+@pytest.mark.parametrize("preset", PRESETS)
+def test_each_preset_learns_like_fp32_weights_at_its_own_settings(preset, learning):
+    run = learning[preset]
+    fp32 = learning["fp32 adamw8bit" if load_config(preset).optimizer.value == "adamw8bit" else "fp32 adamw"]
+    assert run["lr"] == fp32["lr"] == 1e-6  # the presets' own learning rate, not one that hides rounding
+    assert fp32["drop"] > 1e-3  # the fp32 run learns measurably in STEPS steps
+    # stochastically rounded bf16 steps land on whole bf16 values, so fewer weights change, but their
+    # expected path is the fp32 one: the change projects onto the fp32 change with a coefficient ~1
+    # (measured 1.001; rounded to nearest it was 0.01), and the model learns as much (measured 97-100%).
+    projection = float(run["delta"] @ fp32["delta"] / (fp32["delta"] @ fp32["delta"]))
+    assert abs(projection - 1) < 0.05, projection
+    assert abs(run["drop"] / fp32["drop"] - 1) < 0.05, (run["drop"], fp32["drop"])
+    assert (run["delta"] != 0).float().mean() > 0.05
 
 
 def aot_eager_compile(cfg, unet):

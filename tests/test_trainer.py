@@ -1,6 +1,7 @@
 """The DreamBooth trainer on the CPU with the tiny model: files, previews, exact resume, stop, bad input."""
 import csv
 import shutil
+import sys
 from pathlib import Path
 
 import pytest
@@ -196,14 +197,12 @@ def test_class_images_are_generated_when_there_is_no_folder(demo_file, subject_p
     assert all(float(r["prior_loss"]) > 0 for r in metrics(tmp_path / "run"))
 
 
-def test_adamw8bit_without_bitsandbytes_says_how_to_install_it(demo_file, subject_photos, tmp_path):
-    try:
-        import bitsandbytes  # noqa: F401
-        pytest.skip("bitsandbytes is installed here")
-    except ImportError:
-        pass
+@pytest.mark.parametrize("setting", [{"optimizer": "adamw8bit"}, {"precision": "bf16-true"}])
+def test_without_bitsandbytes_the_run_says_how_to_install_it(setting, demo_file, subject_photos, tmp_path,
+                                                            monkeypatch):
+    monkeypatch.setitem(sys.modules, "bitsandbytes", None)  # a requirement, so absent only on a broken install
     with pytest.raises(OptimizerUnavailable, match="pip install bitsandbytes"):
-        train(config(demo_file, subject_photos, optimizer="adamw8bit"), tmp_path / "run")
+        train(config(demo_file, subject_photos, **setting), tmp_path / "run")
     assert not (tmp_path / "run").exists()
 
 

@@ -343,8 +343,11 @@ STRINGS: dict[str, dict[str, str]] = {
     "tr_model_info": {"en": "The SD v1 checkpoint to start from (files in models/).",
                       "fr": "Le modèle SD v1 de départ (fichiers de models/)."},
     "tr_preset": {"en": "Preset (free VRAM it needs)", "fr": "Préréglage (mémoire vidéo libre nécessaire)"},
-    "tr_preset_info": {"en": "24gb for an RTX 3090/4090; 12gb and 8gb trade speed for memory.",
-                       "fr": "24gb pour une RTX 3090/4090 ; 12gb et 8gb économisent la mémoire au prix de la vitesse."},
+    "tr_preset_info": {"en": "24gb for an RTX 3090/4090; 12gb and 8gb keep bf16 weights whose updates are rounded "
+                             "stochastically: they learn as much, a little slower, in about half the memory.",
+                       "fr": "24gb pour une RTX 3090/4090 ; 12gb et 8gb gardent des poids bf16 mis à jour avec un "
+                             "arrondi stochastique : ils apprennent autant, un peu moins vite, dans environ la moitié de la "
+                             "mémoire."},
     "tr_run_name": {"en": "Run name (optional)", "fr": "Nom de l'entraînement (facultatif)"},
     "tr_run_name_info": {"en": "Folder under outputs/runs/; empty: project name and date.",
                          "fr": "Dossier dans outputs/runs/ ; vide : nom du projet et date."},
@@ -468,8 +471,11 @@ STRINGS: dict[str, dict[str, str]] = {
     "cfg_warmup_steps": {"en": "Warmup steps", "fr": "Étapes de montée"},
     "cfg_warmup_steps_info": {"en": "For warmup and cosine.", "fr": "Pour warmup et cosine."},
     "cfg_precision": {"en": "Precision", "fr": "Précision"},
-    "cfg_precision_info": {"en": "bf16-mixed for RTX 30xx and newer; 16-mixed for older cards.",
-                           "fr": "bf16-mixed pour les RTX 30xx et plus récentes ; 16-mixed pour les anciennes."},
+    "cfg_precision_info": {"en": "bf16-mixed for RTX 30xx and newer; 16-mixed for older cards; bf16-true halves "
+                                 "the weights' memory (updates rounded stochastically).",
+                           "fr": "bf16-mixed pour les RTX 30xx et plus récentes ; 16-mixed pour les anciennes ; "
+                                 "bf16-true divise par deux la mémoire des poids (mises à jour arrondies de façon "
+                                 "stochastique)."},
     "cfg_optimizer": {"en": "Optimizer", "fr": "Optimiseur"},
     "cfg_optimizer_info": {"en": "adamw8bit saves ~5 GiB (needs bitsandbytes).",
                            "fr": "adamw8bit économise ~5 Gio (nécessite bitsandbytes)."},

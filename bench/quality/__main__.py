@@ -1,0 +1,216 @@
+"""Issue 11's benchmark: a world where likeness, prompt following and class drift are exact numbers.
+
+    python -m bench.quality                               # on the GPU: world, base model, every run, the table
+    python -m bench.quality --runs 24gb 24gb+prior=0 --steps 100 200 400 --reference
+    python -m bench.quality --size tiny --device cpu --runs 24gb --steps 20 40 --out /tmp/q   # the code, on the CPU
+
+1. the reader's accuracy on held-out world images;  2. the base model: read from --base if the file is
+there, else pretrained (VAE, then UNet and text encoder) and written there; its caption accuracy;
+3. the subject's photos and the class images (the base's own `<class>` samples);  4. each run through
+the app's trainer (`<preset>[+prior=W][+te=0|1][+lr=SCALE][+key=value]`), scored at each step count;
+5. the reference loop (bench/reference.py's step) at the same step counts;  6. <out>/quality-latest.json,
+<out>/quality-<date>-<device>.json and <out>/quality-latest.png (fidelity and drift against steps).
+"""
+import argparse
+import datetime
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))
+from bench.quality.base import TINY_WORLD_SD, WORLD_SD, Budget, keep_vocabulary, pretrain, world_words  # noqa: E402
+from bench.quality.metrics import caption_accuracy  # noqa: E402
+from bench.quality.reader import attribute_accuracy, read, reader_accuracy  # noqa: E402
+from bench.quality.runs import LR_SCALE, RunSpec, prepare, reference_run, train_run  # noqa: E402
+from bench.quality.world import SUBJECT, TINY_WORLD, TOKEN, WORLD, World, render, to_model_range  # noqa: E402
+from sdtrainer.checkpoint import load_model, save_checkpoint  # noqa: E402
+
+SIZES = {"world": (WORLD, WORLD_SD, Budget(vae_steps=1200, unet_steps=50_000, unet_seconds=240)),
+         "tiny": (TINY_WORLD, TINY_WORLD_SD, Budget(vae_steps=1500, unet_steps=50_000, unet_seconds=120, pool=30_000))}
+CHECK_SEED = 20_000  # captions of the accuracy checks during pretraining (the reported accuracy uses others)
+DEFAULT_RUNS = ["24gb", "24gb+prior=0", "24gb+te=1", "24gb+te=1+prior=0", "classic", "classic+prior=0",
+                "12gb", "12gb+prior=0", "8gb", "8gb+prior=0"]
+
+
+def parse_run(text: str, lr_scale: float) -> RunSpec:
+    """`24gb+prior=0+te=1+lr=40+max_grad_norm=0` -> RunSpec (unknown keys go to the trainer's settings)."""
+    preset, *options = text.split("+")
+    spec, overrides = RunSpec(text, preset, lr_scale=lr_scale), []
+    for option in options:
+        key, _, value = option.partition("=")
+        if key == "prior":
+            spec = RunSpec(**{**spec.__dict__, "prior_loss_weight": float(value)})
+        elif key == "te":
+            spec = RunSpec(**{**spec.__dict__, "train_text_encoder": value in ("1", "true")})
+        elif key == "lr":
+            spec = RunSpec(**{**spec.__dict__, "lr_scale": float(value)})
+        else:
+            overrides.append(option)
+    return RunSpec(**{**spec.__dict__, "overrides": tuple(overrides)})
+
+
+def base_model(args, world: World, config, budget: Budget, record: dict) -> Path:
+    """The base checkpoint: reused when the file exists, else pretrained and written."""
+    path = Path(args.base)
+    if path.exists() and not args.pretrain:
+        print(f"base: reusing {path}")
+        record["base"]["file"] = str(path)
+        return path
+    print(f"base: pretraining {config.name} on {args.device}")
+    budget.unet_seconds = args.pretrain_seconds or budget.unet_seconds
+    budget.vae_steps = args.vae_steps or budget.vae_steps
+    budget.pool = args.pool or budget.pool
+    def good_enough(model, step: int) -> bool:
+        accuracy = caption_accuracy(model, world, 128, seed=CHECK_SEED)["mean"]
+        record["base"].setdefault("checks", []).append((step, round(accuracy, 4)))
+        print(f"  unet step {step}: caption accuracy {accuracy:.3f} (EMA weights, 128 samples)")
+        return accuracy >= args.target_accuracy
+
+    model, report = pretrain(world, config, args.device, budget, good_enough=good_enough)
+    keep_vocabulary(model, world_words(world) + [args.token])
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_checkpoint(model, path, dtype=torch.float16, metadata={"base_model": f"bench.quality pretrain ({config.name})"})
+    record["base"].update(file=str(path), pretrain=report.__dict__, file_mb=round(path.stat().st_size / 2**20, 1))
+    return path
+
+
+def score_base(path: Path, world: World, args, record: dict) -> None:
+    model, _ = load_model(path, device=args.device, dtype=torch.float32)
+    start = time.perf_counter()
+    accuracy = caption_accuracy(model, world, args.caption_n)
+    things = world.sample(512, np.random.default_rng(77))
+    with torch.no_grad():
+        recon = model.decode_latents(model.encode_images(to_model_range(render(world, things, args.device))))
+    recon = ((recon.float() + 1) * 127.5).round().clamp(0, 255).to(torch.uint8).cpu()
+    record["base"].update(caption_accuracy=accuracy["mean"], caption_accuracy_by_attribute=accuracy,
+                          vae_reader_accuracy=attribute_accuracy(read(world, recon), things)["mean"],
+                          caption_eval_s=round(time.perf_counter() - start, 1))
+    print(f"base: caption accuracy {accuracy['mean']:.3f} {accuracy}; reader on VAE reconstructions "
+          f"{record['base']['vae_reader_accuracy']:.3f}")
+    if accuracy["mean"] < 0.9:
+        print("WARNING: the base model follows captions less than the 90% the benchmark asks for")
+
+
+def plot(record: dict, path: Path) -> None:
+    """Fidelity and class drift against steps, one line per run (needs matplotlib; skipped without it)."""
+    try:
+        import matplotlib
+    except ImportError:
+        print("matplotlib is not installed: no plot")
+        return
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    names = list(dict.fromkeys(r["name"] for r in record["runs"]))
+    for name in names:
+        rows = [r for r in record["runs"] if r["name"] == name]
+        for ax, key in zip(axes, ("fidelity", "class_drift")):
+            ax.plot([r["steps"] for r in rows], [r[key] for r in rows], marker="o", label=name)
+    for ax, key in zip(axes, ("fidelity", "class_drift")):
+        if record["reference"]:
+            ax.plot([r["steps"] for r in record["reference"]], [r[key] for r in record["reference"]], "k--",
+                    marker="x", label="reference loop")
+        ax.axhline(record["base"][key] if key in record["base"] else 0, color="grey", lw=0.8, label="base model")
+        ax.set_xlabel("steps")
+        ax.set_title({"fidelity": "subject fidelity (<token> <class>)", "class_drift": "class drift (<class>)"}[key])
+        ax.set_ylim(-0.02, 1.02)
+    axes[1].legend(fontsize=7, loc="upper left")
+    fig.suptitle(f"bench.quality on {record['device']}, {record['date']}")
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+
+
+def parse_args(argv):
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0], formatter_class=argparse.RawDescriptionHelpFormatter,
+                                epilog=__doc__)
+    p.add_argument("--size", choices=SIZES, default="world")
+    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    p.add_argument("--base", help="base checkpoint (pretrained and written there if missing)")
+    p.add_argument("--pretrain", action="store_true", help="pretrain even if --base exists")
+    p.add_argument("--pretrain-seconds", type=float, help="cap on the UNet's pretraining")
+    p.add_argument("--target-accuracy", type=float, default=0.93,
+                   help="pretraining stops once the base's caption accuracy reaches this")
+    p.add_argument("--vae-steps", type=int, help="VAE pretraining steps")
+    p.add_argument("--pool", type=int, help="distinct images and captions of the UNet's pretraining")
+    p.add_argument("--runs", nargs="*", default=DEFAULT_RUNS)
+    p.add_argument("--steps", nargs="+", type=int, default=[100, 200, 300, 400])
+    p.add_argument("--reference", action=argparse.BooleanOptionalAction, default=True)
+    p.add_argument("--lr-scale", type=float, default=LR_SCALE)
+    p.add_argument("--token", default=TOKEN)
+    p.add_argument("--photos", type=int, default=6)
+    p.add_argument("--class-images", type=int, default=100)
+    p.add_argument("--eval-n", type=int, default=64)
+    p.add_argument("--caption-n", type=int, default=256)
+    p.add_argument("--work", default=str(ROOT / "outputs" / "quality"))
+    p.add_argument("--out", default=str(ROOT / "bench" / "results"))
+    p.add_argument("--date", default=datetime.date.today().isoformat())
+    args = p.parse_args(argv)
+    args.base = args.base or str(Path(args.work) / f"{args.size}-base.safetensors")
+    return args
+
+
+def main(argv=None) -> dict:
+    args = parse_args(argv)
+    world, config, budget = SIZES[args.size]
+    started = time.perf_counter()
+    device_name = torch.cuda.get_device_name() if args.device == "cuda" else "cpu"
+    record = {"date": args.date, "device": device_name, "command": "python -m bench.quality " + " ".join(sys.argv[1:]),
+              "torch": torch.__version__, "size": args.size, "subject": SUBJECT.__dict__, "token": args.token,
+              "lr_scale": args.lr_scale, "base": {}, "runs": [], "reference": [], "timings_s": {}}
+    # 1. the reader
+    record["reader_accuracy_by_attribute"] = reader_accuracy(world, 1000, seed=123)
+    record["reader_accuracy"] = record["reader_accuracy_by_attribute"]["mean"]
+    print(f"reader accuracy on 1000 held-out world images: {record['reader_accuracy']:.4f}")
+    # 2. the base model
+    t = time.perf_counter()
+    base = base_model(args, world, config, budget, record)
+    score_base(base, world, args, record)
+    record["timings_s"]["base"] = round(time.perf_counter() - t, 1)
+    # 3. photos, class images, the base's scores
+    t = time.perf_counter()
+    work = Path(args.work) / f"{args.size}-{int(time.time())}"
+    setup = prepare(base, world, SUBJECT, args.token, work, args.photos, args.class_images, args.device, args.eval_n)
+    record["base"].update(setup.base_scores)
+    record["timings_s"]["prepare"] = round(time.perf_counter() - t, 1)
+    write(record, Path(args.out))
+    print(f"base scores: {setup.base_scores}")
+    # 4. the trainer's runs, 5. the reference loop
+    steps = tuple(sorted(args.steps))
+    for text in args.runs:
+        t = time.perf_counter()
+        try:
+            record["runs"] += train_run(setup, parse_run(text, args.lr_scale), steps)
+        except Exception as e:  # noqa: BLE001 - one failing preset must not lose the others' numbers
+            record.setdefault("failed", {})[text] = f"{type(e).__name__}: {e}"
+            print(f"  {text} FAILED: {type(e).__name__}: {e}")
+        record["timings_s"][f"run {text}"] = round(time.perf_counter() - t, 1)
+        write(record, Path(args.out))
+    if args.reference:
+        t = time.perf_counter()
+        record["reference"] = reference_run(setup, steps, lr=1e-6 * args.lr_scale)
+        record["timings_s"]["reference"] = round(time.perf_counter() - t, 1)
+    record["timings_s"]["total"] = round(time.perf_counter() - started, 1)
+    # 6. files
+    write(record, Path(args.out))
+    plot(record, Path(args.out) / "quality-latest.png")
+    print(f"wrote {args.out}/quality-latest.json and quality-latest.png; timings {record['timings_s']}")
+    return record
+
+
+def write(record: dict, out: Path) -> None:
+    """quality-latest.json and its dated copy (also after each run, so a cut-off job keeps what it did)."""
+    out.mkdir(parents=True, exist_ok=True)
+    text = json.dumps(record, indent=1)
+    (out / "quality-latest.json").write_text(text)
+    (out / f"quality-{record['date']}-{record['device'].replace(' ', '_')}.json").write_text(text)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,225 @@
+"""DreamBooth in the world: the app's trainer for a preset (a name), or the diffusers-style reference loop.
+
+    setup = prepare(base_path, WORLD, SUBJECT, "sks", work, n_photos=6, n_class=100, device="cuda")
+    rows = train_run(setup, RunSpec("24gb-prior", "24gb", prior_loss_weight=1.0), steps=(100, 200, 400))
+    rows = reference_run(setup, steps=(100, 200, 400))
+
+`train_run` goes through `sdtrainer.trainer.run_training` (what the app and `sdtrainer train` run), from
+the base checkpoint file, the subject's photos and the class images as PNG folders; a model file is saved
+every `save_every` steps and each is scored by `bench.quality.metrics.subject_scores`. The world's model
+is ~100x smaller than SD v1, so every learning rate of a preset is multiplied by `lr_scale` (the same
+factor for all, which keeps the presets' own ratios). `reference_run` puts our modules behind the call
+signatures bench/reference.py's `reference_step` expects (diffusers' UNet, VAE, CLIP and DDPMScheduler)
+and runs that step: VAE and text encoder every step, fp32, AdamW, gradient clipping at 1.
+"""
+import csv
+import time
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from bench.quality.metrics import EVAL, SampleSettings, draw, subject_scores
+from bench.quality.world import Thing, World, render, save_pngs, to_model_range
+from bench import reference
+from bench.reference import reference_step, synchronize
+from ldm.schedule import alphas_cumprod
+from ldm.tokenizer import get_tokenizer
+from sdtrainer.checkpoint import load_model
+from sdtrainer.config import load_config
+from sdtrainer.trainer import EventKind, RunControl, run_training
+
+CLASS_IMAGE_SEED = 50_000
+LR_SCALE = 50.0
+
+
+@dataclass
+class Setup:
+    """Everything runs share: the base file, the subject's photos and the class images, where to work."""
+
+    base: Path
+    world: World
+    subject: Thing
+    token: str
+    photos: Path
+    class_images: Path
+    work: Path
+    device: str
+    eval_n: int = 64
+    settings: SampleSettings = EVAL  # how samples are drawn, for class images and scores
+    prompts: bool = True  # score prompt fidelity too
+    base_scores: dict = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    name: str
+    preset: str
+    prior_loss_weight: float = 1.0
+    train_text_encoder: bool | None = None  # None: the preset's choice
+    lr_scale: float = LR_SCALE
+    overrides: tuple[str, ...] = ()  # extra key=value settings
+
+
+def prepare(base: Path, world: World, subject: Thing, token: str, work: Path, n_photos: int, n_class: int,
+            device: str, eval_n: int = 64, settings: SampleSettings = EVAL, prompts: bool = True) -> Setup:
+    """Writes the subject's photos and the class images (the base model's own `<class>` samples, as the
+    DreamBooth paper makes them and `class_images: N` would), and scores the base model."""
+    model, _ = load_model(base, device=device, dtype=torch.float32)
+    photos = save_pngs(render(world, world.photos(subject, n_photos, seed=1)), work / "photos", "photo")[0].parent
+    seeds = [CLASS_IMAGE_SEED + i for i in range(n_class)]
+    reg = save_pngs(draw(model, [subject.shape] * n_class, seeds, world.image_size, settings), work / "reg",
+                    "class")[0].parent
+    setup = Setup(base, world, subject, token, photos, reg, work, device, eval_n, settings, prompts)
+    setup.base_scores = score(model, setup)
+    return setup
+
+
+def score(model, setup: Setup) -> dict[str, float]:
+    return subject_scores(model, setup.world, setup.subject, setup.token, setup.eval_n, settings=setup.settings,
+                          prompts=setup.prompts)
+
+
+def run_config(setup: Setup, spec: RunSpec, steps: int, save_every: int):
+    """The preset's settings with the world's paths, the scaled learning rates and no previews."""
+    preset = load_config(spec.preset)
+    values = {"model": str(setup.base), "images": str(setup.photos), "reg_images": str(setup.class_images),
+              "token": setup.token, "class_word": setup.subject.shape, "resolution": setup.world.image_size,
+              "device": setup.device, "steps": steps, "save_every": save_every, "preview_every": 0,
+              "preview_prompts": [], "class_images": 0, "prior_loss_weight": spec.prior_loss_weight,
+              "learning_rate": preset.learning_rate * spec.lr_scale, "save_half": False}
+    if preset.text_encoder_lr is not None:
+        values["text_encoder_lr"] = preset.text_encoder_lr * spec.lr_scale
+    if spec.train_text_encoder is not None:
+        values["train_text_encoder"] = spec.train_text_encoder
+    return load_config(spec.preset, values=values, overrides=list(spec.overrides))
+
+
+def train_run(setup: Setup, spec: RunSpec, steps: tuple[int, ...], log=print) -> list[dict]:
+    """One run of the app's trainer up to max(steps), scored at each of `steps` (multiples of the first)."""
+    cfg = run_config(setup, spec, max(steps), save_every=steps[0])
+    run_dir = setup.work / "runs" / spec.name
+    failed = []
+    start = time.perf_counter()
+    run_training(cfg, run_dir, lambda e: failed.append(e) if e.kind is EventKind.FAILED else None, RunControl())
+    total = time.perf_counter() - start
+    elapsed = _elapsed_by_step(run_dir / "metrics.csv")
+    rows = []
+    for step in steps:
+        name = f"{run_dir.name}-final" if step == cfg.steps else f"{run_dir.name}-step{step:05d}"
+        path = (run_dir / f"{name}.safetensors") if step == cfg.steps else run_dir / "checkpoints" / f"{name}.safetensors"
+        model, _ = load_model(path, device=setup.device, dtype=torch.float32)
+        scores = score(model, setup)
+        rows.append({"name": spec.name, "preset": spec.preset, "prior_loss_weight": cfg.prior_loss_weight,
+                     "train_text_encoder": cfg.train_text_encoder, "steps": step, **scores,
+                     "wall_s": round(elapsed[step], 2), "run_wall_s": round(total, 2)})
+        log(f"  {spec.name} step {step}: " + ", ".join(f"{k} {v:.3f}" for k, v in scores.items())
+            + f", {elapsed[step]:.1f} s")
+    return rows
+
+
+def _elapsed_by_step(metrics: Path) -> dict[int, float]:
+    """Training seconds (from the first step's start) at each step, from the run's metrics.csv."""
+    with open(metrics, newline="") as f:
+        return {int(r["step"]): float(r["elapsed_s"]) for r in csv.DictReader(f)}
+
+
+# ---------------------------------------------------------------------------------------------------
+# The reference loop: bench/reference.py's step, our modules behind diffusers' call signatures
+# ---------------------------------------------------------------------------------------------------
+
+class _Out:
+    def __init__(self, **kw):
+        self.__dict__.update(kw)
+
+
+class RefVAE:
+    """`vae.encode(x).latent_dist.sample()`, unscaled, like diffusers' AutoencoderKL."""
+
+    def __init__(self, vae):
+        self.vae = vae
+
+    def encode(self, x):
+        mean, std = self.vae.encode(x)
+        return _Out(latent_dist=_Out(sample=lambda: mean + std * torch.randn_like(std)))
+
+
+class RefText:
+    """`text(ids, return_dict=False)[0]`: CLIPTextModel's last hidden states."""
+
+    def __init__(self, text):
+        self.text = text
+
+    def __call__(self, ids, return_dict=False):
+        return (self.text(ids),)
+
+
+class RefUNet:
+    """`unet(x, t, hidden, return_dict=False)[0]`: UNet2DConditionModel's eps."""
+
+    def __init__(self, unet):
+        self.unet = unet
+
+    def parameters(self):
+        return self.unet.parameters()
+
+    def __call__(self, x, t, hidden, return_dict=False):
+        return (self.unet(x, t, hidden),)
+
+
+class RefScheduler:
+    """DDPMScheduler.add_noise with SD v1's scaled-linear schedule."""
+
+    def __init__(self, device):
+        self.acp = alphas_cumprod().float().to(device)
+
+    def add_noise(self, x, noise, t):
+        a = self.acp[t].view(-1, 1, 1, 1)
+        return a.sqrt() * x + (1 - a).sqrt() * noise
+
+
+def _reference_optimizer(params, device: torch.device, lr: float) -> torch.optim.Optimizer:
+    """The script's default optimizer (torch AdamW, fp32), through bench/reference.py's recipes where they exist."""
+    if hasattr(reference, "RECIPES"):
+        return reference.reference_optimizer(params, reference.RECIPES["default"], device, lr=lr)
+    return reference.reference_optimizer(params, lowmem=False, lr=lr)
+
+
+def _pixels(folder: Path, device) -> torch.Tensor:
+    from PIL import Image
+
+    images = [np.asarray(Image.open(p).convert("RGB")) for p in sorted(folder.glob("*.png"))]
+    return to_model_range(torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2)).to(device)
+
+
+def reference_run(setup: Setup, steps: tuple[int, ...], lr: float = 1e-6 * LR_SCALE, seed: int = 0,
+                  log=print) -> list[dict]:
+    """train_dreambooth.py's loop (prior weight 1, UNet only, fp32) in the world, scored at `steps`."""
+    device = torch.device(setup.device)
+    model, _ = load_model(setup.base, device=device, dtype=torch.float32)
+    model.vae.requires_grad_(False)
+    model.text_encoder.requires_grad_(False)
+    model.unet.requires_grad_(True).train()
+    photos, classes = _pixels(setup.photos, device), _pixels(setup.class_images, device)
+    ids = get_tokenizer()([f"{setup.token} {setup.subject.shape}", setup.subject.shape]).to(device)
+    optimizer = _reference_optimizer(model.unet.parameters(), device, lr)
+    unet, vae, text, scheduler = RefUNet(model.unet), RefVAE(model.vae), RefText(model.text_encoder), RefScheduler(device)
+    g, rows, elapsed = torch.Generator().manual_seed(seed), [], 0.0
+    torch.manual_seed(seed)
+    for step in range(1, max(steps) + 1):
+        i, j = int(torch.randint(len(photos), (1,), generator=g)), int(torch.randint(len(classes), (1,), generator=g))
+        batch = {"pixel_values": torch.stack([photos[i], classes[j]]), "input_ids": ids}
+        synchronize(device)
+        start = time.perf_counter()
+        reference_step(unet, vae, text, scheduler, optimizer, batch, torch.float32, autocast=False)
+        synchronize(device)
+        elapsed += time.perf_counter() - start
+        if step in steps:
+            model.unet.eval()
+            scores = score(model, setup)
+            model.unet.train()
+            rows.append({"steps": step, **scores, "wall_s": round(elapsed, 2)})
+            log(f"  reference step {step}: " + ", ".join(f"{k} {v:.3f}" for k, v in scores.items())
+                + f", {elapsed:.1f} s")
+    return rows

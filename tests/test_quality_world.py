@@ -1,0 +1,115 @@
+"""bench.quality (issue 11) on the CPU: the world, its reader, a base model's round trip, and DreamBooth
+through the app's trainer in the tiny world, checked for the directions the GPU table measures."""
+import gzip
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from bench.quality.__main__ import parse_run
+from bench.quality.base import TINY_WORLD_SD, Budget, keep_vocabulary, pretrain, world_words
+from bench.quality.metrics import SampleSettings, diversity
+from bench.quality.reader import Reading, read, reader_accuracy, truth
+from bench.quality.runs import RunSpec, prepare, train_run
+from bench.quality.world import SUBJECT, TINY_WORLD, TOKEN, WORLD, Thing, identity, render
+from sdtrainer.checkpoint import load_model, save_checkpoint
+
+TINY_BASE = Path(__file__).resolve().parents[1] / "bench" / "quality" / "tiny-world-base.safetensors.gz"
+
+
+@pytest.fixture
+def one_thread():
+    """Two CPU cores shared by several test runs: one thread each is several times faster than two."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def test_the_world_is_seeded_and_captions_say_what_is_drawn():
+    a, b = (WORLD.sample(20, np.random.default_rng(3)) for _ in range(2))
+    assert a == b and torch.equal(render(WORLD, a), render(WORLD, b))
+    thing = Thing("star", "red", "striped", "blue", "green", "big", "left")
+    assert WORLD.caption(thing) == "a big red star with blue stripes at the left on a green background"
+    assert WORLD.caption(thing, frozenset({"background"})) == "a star on a green background"
+    assert all(t.background not in (t.colour, t.pattern_colour) and t.pattern_colour != t.colour for t in a)
+
+
+def test_a_subjects_photos_keep_its_identity_and_vary_the_rest():
+    photos = WORLD.photos(SUBJECT, 6, seed=1)
+    assert {identity(p) for p in photos} == {identity(SUBJECT)}
+    assert len({p.background for p in photos}) >= 4 and len({p.position for p in photos}) >= 4
+    assert [truth(p) for p in photos] == read(WORLD, render(WORLD, photos))
+
+
+def test_the_reader_reads_held_out_world_images():
+    for world in (WORLD, TINY_WORLD):
+        accuracy = reader_accuracy(world, 150, seed=321)
+        assert accuracy["mean"] >= 0.99 and accuracy["all"] >= 0.97, accuracy
+
+
+def test_the_reader_says_no_object_on_a_plain_image():
+    blank = torch.tensor([40, 170, 60], dtype=torch.uint8).view(1, 3, 1, 1).expand(1, 3, 64, 64)
+    assert read(WORLD, blank) == [Reading(None, None, None, None, "green", None, None)]
+
+
+def test_diversity_counts_what_differs_between_samples():
+    same = [Reading("circle", "red", "plain", None, "blue", "big", "left")] * 3
+    assert diversity(same) == 0.0
+    apart = [same[0], Reading("circle", "red", "plain", None, "green", "small", "right")]
+    assert diversity(apart) == 1.0
+
+
+def test_a_run_is_a_preset_name_with_options():
+    spec = parse_run("classic+prior=0+te=0+lr=40+max_grad_norm=0", 20.0)
+    assert spec == RunSpec("classic+prior=0+te=0+lr=40+max_grad_norm=0", "classic", prior_loss_weight=0.0,
+                           train_text_encoder=False, lr_scale=40.0, overrides=("max_grad_norm=0",))
+
+
+def test_pretraining_writes_a_base_that_loads_like_any_model(tmp_path, one_thread):
+    checks = []
+    budget = Budget(vae_steps=1, vae_batch=2, unet_steps=2, unet_batch=2, pool=4, check_seconds=0.0)
+    model, report = pretrain(TINY_WORLD, TINY_WORLD_SD, "cpu", budget, log=lambda _: None,
+                             good_enough=lambda m, step: checks.append(step) or step >= 2)
+    assert (report.vae_steps, report.unet_steps, checks) == (1, 2, [1, 2])
+    keep_vocabulary(model, world_words(TINY_WORLD) + [TOKEN])
+    path = save_checkpoint(model, tmp_path / "base.safetensors")
+    loaded, info = load_model(path)
+    assert info.config == TINY_WORLD_SD
+    table = loaded.text_encoder.transformer.text_model.embeddings.token_embedding.weight
+    assert 20 <= int((table.abs().sum(1) > 0).sum()) <= 40  # the world's words, the token, start and end
+
+
+@pytest.fixture(scope="module")
+def dreambooth(tmp_path_factory):
+    """The committed tiny base (pretrained by `python -m bench.quality --size tiny` on the GPU), the subject's
+    photos, 8 class images from the base, and two runs of the 24gb preset (fp32 on the CPU): prior weight 0
+    and 1, scored after STEPS steps (fidelity and class drift, EVAL_N samples each)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    work = tmp_path_factory.mktemp("quality")
+    base = work / "tiny-base.safetensors"
+    with gzip.open(TINY_BASE) as src, open(base, "wb") as dst:
+        shutil.copyfileobj(src, dst)
+    setup = prepare(base, TINY_WORLD, SUBJECT, TOKEN, work, n_photos=6, n_class=8, device="cpu", eval_n=EVAL_N,
+                    settings=SampleSettings(steps=SAMPLE_STEPS), prompts=False)
+    runs = {prior: train_run(setup, RunSpec(f"prior{prior:g}", "24gb", prior_loss_weight=prior, lr_scale=LR_SCALE,
+                                            overrides=("precision=32",)), (STEPS,), log=lambda _: None)[-1]
+            for prior in (0.0, 1.0)}
+    torch.set_num_threads(threads)
+    return setup.base_scores, runs
+
+
+STEPS, LR_SCALE, EVAL_N, SAMPLE_STEPS = 300, 100.0, 32, 10
+
+
+def test_fine_tuning_makes_the_subject(dreambooth):
+    base, runs = dreambooth
+    assert runs[0.0]["fidelity"] > base["fidelity"], (base, runs)
+
+
+def test_prior_preservation_lowers_class_drift(dreambooth):
+    base, runs = dreambooth
+    assert runs[1.0]["class_drift"] < runs[0.0]["class_drift"], (base, runs)
