@@ -58,7 +58,11 @@ def main(argv: list[str] | None = None) -> int:
 
     app = build_app(args.models_dir, args.outputs_dir, lang=args.lang)
     app.queue(default_concurrency_limit=1)
-    app.launch(server_name=host, server_port=args.port, auth=auth, inbrowser=args.open_browser)
+    # quiet: Gradio's banner advertises share=True, a public link this app never wants; we say where it runs
+    app.launch(server_name=host, server_port=args.port, auth=auth, inbrowser=args.open_browser, quiet=True,
+               prevent_thread_lock=True)
+    print(f"sdtrainer is running on {app.local_url} (Ctrl+C stops it).", flush=True)
+    app.block_thread()
     return 0
 
 

@@ -67,29 +67,46 @@ def train_values(args) -> dict:
     return {k: v for k, v in values.items() if v is not None}
 
 
-def progress_line(state, width: int = 30) -> str:
+def bar(done: int, total: int, width: int = 30) -> str:
+    filled = round(min(done / max(1, total), 1.0) * width)
+    return f"[{'#' * filled}{'.' * (width - filled)}]"
+
+
+def eta_text(eta_s: float | None) -> str:
+    return f" ETA {datetime.timedelta(seconds=round(eta_s))}" if eta_s is not None else ""
+
+
+def progress_line(state) -> str:
     """`step 120/2000 [###.......] loss 0.1234 1.85 it/s ETA 0:16:56` from a session snapshot."""
-    done = state.step / max(1, state.total_steps)
-    bar = "#" * round(done * width) + "." * (width - round(done * width))
     loss = f" loss {state.loss:.4f}" if state.loss is not None else ""
     speed = f" {state.it_per_s:.2f} it/s" if state.it_per_s else ""
-    eta = f" ETA {datetime.timedelta(seconds=round(state.eta_s))}" if state.eta_s is not None else ""
-    return f"step {state.step}/{state.total_steps} [{bar}]{loss}{speed}{eta}"
+    steps = f"step {state.step}/{state.total_steps} {bar(state.step, state.total_steps)}"
+    return f"{steps}{loss}{speed}{eta_text(state.eta_s)}"
+
+
+def class_images_line(class_word: str, done: int, total: int, eta_s: float | None) -> str:
+    """`class images of person 12/50 [#######.......] ETA 0:00:40`."""
+    return f"class images of {class_word} {done}/{total} {bar(done, total)}{eta_text(eta_s)}"
 
 
 def run_train(args) -> int:
-    from sdtrainer.config import check_config, load_config
+    from sdtrainer.config import Device, TrainConfig, check_config, defaults_for, load_config
     from sdtrainer.session import EventKind, Status, TrainingSession
 
     run_dir = Path(args.resume or args.out)
     yaml_path = run_dir / "config.yaml" if args.resume else args.config
-    cfg = load_config(args.preset, yaml_path, args.set, values=train_values(args))
+    device = Device(args.device or TrainConfig.device.value)
+    cfg = load_config(args.preset, yaml_path, args.set, values=train_values(args),
+                      device_defaults=defaults_for(device))
     check_config(cfg)
     session = TrainingSession(cfg, run_dir, resume=bool(args.resume))
 
     def show(event) -> None:
         if event.kind is EventKind.PROGRESS:
             print("\r" + progress_line(session.snapshot()), end="", file=sys.stderr, flush=True)
+        elif event.kind is EventKind.CLASS_IMAGES:
+            line = class_images_line(**{k: event.data[k] for k in ("class_word", "done", "total", "eta_s")})
+            print("\r" + line, end="", file=sys.stderr, flush=True)
         elif event.kind is EventKind.LOG:
             print("\n" + event.data["message"], file=sys.stderr)
         elif event.kind in (EventKind.PREVIEW, EventKind.CHECKPOINT):
@@ -107,7 +124,7 @@ def run_train(args) -> int:
         session.wait()
     state = session.snapshot()
     print(f"\n{state.message}", file=sys.stderr)
-    return 0 if state.status is Status.FINISHED else 1
+    return 0 if state.status in (Status.FINISHED, Status.STOPPED) else 1
 
 
 def add_train(sub) -> None:
@@ -171,16 +188,22 @@ def add_preflight(sub) -> None:
 
 
 def run_class_images(args) -> int:
-    from sdtrainer.class_images import generate_class_images
+    from sdtrainer.class_images import Pace, class_image_batch, generate_class_images
     from sdtrainer.models import ModelCache
 
     if not Path(args.model).is_file():
         raise ValueError(f"model file not found: {args.model}")
-    model, _ = ModelCache().get(Path(args.model))
-    paths = generate_class_images(model, args.class_word, args.count, Path(args.out), seed=args.seed,
-                                  callback=lambda done, total, path: print(f"{done}/{total} {path}"),
-                                  resolution=args.resolution, steps=args.steps)
-    print(f"{len(paths)} class images in {args.out}")
+    cache = ModelCache()
+    model, _ = cache.get(Path(args.model))
+    batch, pace = args.batch or class_image_batch(None, cache.device.type), Pace()
+
+    def show(done: int, total: int, path: Path | None) -> None:
+        line = class_images_line(args.class_word, done, total, pace.eta(done, total))
+        print("\r" + line, end="", file=sys.stderr, flush=True)
+
+    paths = generate_class_images(model, args.class_word, args.count, Path(args.out), seed=args.seed, callback=show,
+                                  resolution=args.resolution, steps=args.steps, batch_size=batch)
+    print(f"\n{len(paths)} class images in {args.out}")
     return 0
 
 
@@ -193,6 +216,7 @@ def add_class_images(sub) -> None:
     p.add_argument("--seed", type=int, default=0, help="image i uses seed + i")
     p.add_argument("--steps", type=int, default=30)
     p.add_argument("--resolution", type=int, default=512)
+    p.add_argument("--batch", type=int, help="images per sampler call (default 4)")
     p.set_defaults(run=run_class_images)
 
 

@@ -46,6 +46,18 @@ EMA_EXTRA_GIB = 3.3  # an fp32 shadow copy of the SD v1 UNet stays on the GPU wh
 DEFAULT_PREVIEW_PROMPTS = ["{token} {class}", "a portrait of {token} {class}, oil painting", "{class}"]
 
 
+# A run on the CPU can only be the demo model's (a real SD v1 model would take days there), so the CPU gets
+# a short run instead of the GPU recipe: it shows its first preview within a minute or two on 2 cores
+# (class images, caching and the step-0 preview), and is over in a few minutes. A layer between the preset
+# and the user's own settings (load_config's device_defaults); the GPU keeps the presets as they are.
+DEMO_CLASS_IMAGE_STEPS = 8  # the demo model draws noise anyway
+CPU_SETTINGS: dict[str, Any] = {
+    "steps": 100, "class_images": 8, "class_image_steps": DEMO_CLASS_IMAGE_STEPS, "save_every": 50,
+    "preview_every": 25, "preview_steps": 8, "resolution": 64,
+    "precision": "32", "cuda_graphs": False,  # bf16 autocast only slows a CPU down; CUDA graphs need CUDA
+}
+
+
 class ConfigError(ValueError):
     """A training setting that is unknown, of the wrong type or out of range; the message names it."""
 
@@ -168,14 +180,16 @@ def preset_names() -> list[str]:
 
 
 def load_config(preset: str | None = None, yaml_path: str | Path | None = None, overrides: list[str] = (),
-                values: dict[str, Any] | None = None) -> TrainConfig:
-    """Defaults <- preset <- user YAML <- values <- overrides, type-checked; ConfigError names a bad key.
+                values: dict[str, Any] | None = None, device_defaults: dict[str, Any] | None = None) -> TrainConfig:
+    """Defaults <- preset <- device_defaults <- user YAML <- values <- overrides, type-checked; ConfigError
+    names a bad key. device_defaults: what the machine changes in every preset (`defaults_for(device)`).
 
     preset None takes the user YAML's `preset` entry (a saved run's config.yaml has one), else 24gb.
     """
     user = _read_yaml(Path(yaml_path), "config file") if yaml_path is not None else {}
     preset = preset or user.get("preset") or DEFAULT_PRESET
     layers = [(f"preset {preset}", {**_read_preset(preset), "preset": preset}),
+              ("device defaults", device_defaults or {}),
               (f"config file {yaml_path}", {k: v for k, v in user.items() if k != "preset"}),
               ("settings", values or {}),
               ("--set overrides", _parse_overrides(overrides))]
@@ -183,6 +197,11 @@ def load_config(preset: str | None = None, yaml_path: str | Path | None = None, 
     for source, data in layers:
         cfg = _merge(cfg, _enum_values_as_str(data), source)
     return OmegaConf.to_object(cfg)
+
+
+def defaults_for(device: Device) -> dict[str, Any]:
+    """The settings a device changes in every preset: CPU_SETTINGS on the CPU, none on a GPU."""
+    return {**CPU_SETTINGS, "device": Device.CPU.value} if device is Device.CPU else {}
 
 
 def _read_preset(name: str) -> dict:

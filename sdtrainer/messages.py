@@ -341,6 +341,14 @@ MESSAGES: dict[str, dict[str, str]] = {
     "run_stopped": {"en": "Stopped at step {step} of {total}.", "fr": "Arrêté à l'étape {step} sur {total}."},
     "run_stopped_saved": {"en": "Stopped at step {step} of {total}; saved {path}.",
                           "fr": "Arrêté à l'étape {step} sur {total} ; enregistré dans {path}."},
+    "run_exists": {"en": "{root} already holds a run: tick “Continue this run” (or use --resume) to go on with it, "
+                         "or choose another run name.",
+                   "fr": "{root} contient déjà un entraînement : cochez « Reprendre cet entraînement » (ou "
+                         "--resume) pour le poursuivre, ou choisissez un autre nom."},
+    "run_nothing_to_resume": {"en": "Nothing to resume in {root}: it holds no saved training state. Untick "
+                                    "“Continue this run” to start a new run there.",
+                              "fr": "Rien à continuer dans {root} : aucun état d'entraînement enregistré. Décochez "
+                                    "« Reprendre cet entraînement » pour y lancer un nouvel entraînement."},
     "run_failed": {"en": "Training failed: {kind}: {error}", "fr": "L'entraînement a échoué : {kind} : {error}"},
     "run_busy": {"en": "A training run is already active ({run_dir}, {status}); stop it or wait until it ends.",
                  "fr": "Un entraînement est déjà en cours ({run_dir}, {status}) ; arrêtez-le ou attendez la fin."},

@@ -22,6 +22,7 @@ from pathlib import Path
 from sdtrainer.config import (PRESET_VRAM_GIB, Device, TrainConfig, lower_preset, min_total_gib,
                               required_free_gib)
 from sdtrainer.messages import Message, message_of
+from sdtrainer.models import demo_threads
 from sdtrainer.preflight import GateReport, GpuProbe, check_gpu
 from sdtrainer.trainer import Event, EventKind, Preview, RunControl, RunPaths, is_out_of_memory, run_training
 
@@ -37,6 +38,7 @@ class Status(str, Enum):
     RUNNING = "running"
     PAUSED = "paused"
     STOPPING = "stopping"
+    STOPPED = "stopped"  # ended early on a stop request (a model file is saved when a step was trained)
     FINISHED = "finished"
     FAILED = "failed"
 
@@ -60,6 +62,10 @@ class SessionState:
     elapsed_s: float = 0.0
     history: list[tuple[int, float, float]] = field(default_factory=list)  # (step, loss, prior_loss)
     vram: list[tuple[int, float, float]] = field(default_factory=list)  # (step, allocated GiB, reserved GiB)
+    class_word: str = ""  # class images being generated before training: of which class word, how many done
+    class_done: int = 0
+    class_total: int = 0
+    class_eta_s: float | None = None
     previews: list[Preview] = field(default_factory=list)
     checkpoints: list[Path] = field(default_factory=list)  # model files, oldest first
     log: list[str] = field(default_factory=list)  # the last LOG_LINES lines
@@ -143,7 +149,7 @@ class TrainingSession:
     def _run(self) -> None:
         try:
             self._gate()
-            with self._gpu_lock():
+            with self._gpu_lock(), demo_threads(Path(self.config.model), self.config.device.value):
                 result = run_training(self.config, self.run_dir, self._emit, self.control, resume=self.resume_run)
             self._finish(result)
         except Exception as error:  # noqa: BLE001 - every failure must reach the state, not kill the thread
@@ -173,7 +179,8 @@ class TrainingSession:
             message = Message("run_stopped", step=result.step, total=result.total_steps)
         else:
             message = Message("run_finished", step=result.step, path=result.model_file)
-        self._emit(Event(EventKind.FINISHED, result.step, {"message": message, "path": result.model_file}))
+        self._emit(Event(EventKind.FINISHED, result.step, {"message": message, "path": result.model_file,
+                                                          "stopped": result.stopped}))
 
     def _fail(self, error: Exception) -> None:
         step = self._state.step
@@ -247,6 +254,9 @@ def apply_event(state: SessionState, event: Event) -> None:
         state.eta_s, state.elapsed_s = data["eta_s"], data["elapsed_s"]
         state.history.append((event.step, data["loss"], data["prior_loss"]))
         state.vram.append((event.step, data["vram_alloc_gib"], data["vram_reserved_gib"]))
+    elif event.kind is EventKind.CLASS_IMAGES:
+        state.class_word, state.class_done, state.class_total = data["class_word"], data["done"], data["total"]
+        state.class_eta_s = data["eta_s"]
     elif event.kind is EventKind.PREVIEW:
         state.previews.append(data["preview"])
     elif event.kind is EventKind.CHECKPOINT and data["kind"] == "model":
@@ -254,7 +264,10 @@ def apply_event(state: SessionState, event: Event) -> None:
     elif event.kind is EventKind.LOG:
         _append_log(state, data["message"])
     elif event.kind in (EventKind.FINISHED, EventKind.FAILED):
-        state.status = Status.FINISHED if event.kind is EventKind.FINISHED else Status.FAILED
+        if event.kind is EventKind.FAILED:
+            state.status = Status.FAILED
+        else:
+            state.status = Status.STOPPED if data.get("stopped") else Status.FINISHED
         state.message = data["message"]
         _append_log(state, data["message"])
 

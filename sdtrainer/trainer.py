@@ -46,12 +46,13 @@ from ldm.model import TINY, StableDiffusion
 from ldm.schedule import NUM_TIMESTEPS, alphas_cumprod
 from ldm.tokenizer import get_tokenizer
 from sdtrainer.checkpoint import EMA_PREFIX, UNET_PREFIX, ema_from_file, ema_to_file, load_model, save_checkpoint
-from sdtrainer.class_images import generate_class_images
+from sdtrainer.class_images import Pace, class_image_batch, generate_class_images
 from sdtrainer.concepts import Subject, generated_class_dir, run_subjects
 from sdtrainer.config import (ConfigError, Device, LRSchedule, OptimizerName, Precision, TrainConfig, check_config,
                               config_dict, preview_prompts, save_config, uses_prior)
 from sdtrainer.dataset import ClassDataset, ImageDataset, InstanceDataset
 from sdtrainer.flat_params import flatten_
+from sdtrainer.messages import Message
 from sdtrainer.preflight import cpu_warning
 from sdtrainer.sampling import GenerationParams, check_params, infotext, sample_latents, save_png, to_pil
 
@@ -66,6 +67,7 @@ INSTANCE_STREAM, CLASS_STREAM, STEP_STREAM, SUBJECT_STREAM = 0, 1, 2, 3  # indep
 
 class EventKind(str, Enum):
     PROGRESS = "progress"  # data: loss, prior_loss, lr, it_per_s, eta_s, elapsed_s, vram_*_gib, total_steps
+    CLASS_IMAGES = "class_images"  # data: class_word, done, total, eta_s (None before the first new image), elapsed_s
     PREVIEW = "preview"  # data: preview (a Preview)
     CHECKPOINT = "checkpoint"  # data: path, kind ("model" or "state")
     LOG = "log"  # data: message
@@ -745,6 +747,8 @@ class ModelSaver(pl.Callback):
             self.save(trainer, module, final=False)
 
     def on_train_end(self, trainer, module) -> None:
+        if trainer.global_step == 0:  # stopped before step 1: the base model is not a result
+            return
         self.save(trainer, module, final=trainer.global_step >= self.cfg.steps)
 
     def on_exception(self, trainer, module, exception: BaseException) -> None:
@@ -817,7 +821,8 @@ class Controller(pl.Callback):
             if not self.control.stop_requested:
                 log(self.emit, step, "Resumed.")
         if self.control.stop_requested:
-            log(self.emit, step, f"Stopping after step {step}: saving a model file and the training state.")
+            log(self.emit, step, f"Stopping after step {step}: saving a model file and the training state." if step
+                else "Stopping before step 1: nothing trained, nothing to save.")
             trainer.should_stop = True
 
 
@@ -826,11 +831,11 @@ class Controller(pl.Callback):
 # ---------------------------------------------------------------------------------------------------
 
 def check_run_folder(paths: RunPaths, resume: bool) -> None:
+    """A new run needs a folder without a run; continuing needs one with a saved state (ConfigError else)."""
     if resume and not paths.state.is_file():
-        raise ConfigError(f"Nothing to resume in {paths.root}: {paths.state} does not exist. Start a new run.")
+        raise ConfigError(Message("run_nothing_to_resume", root=paths.root))
     if not resume and paths.state.exists():
-        raise ConfigError(f"{paths.root} already holds a run (state/last.ckpt): resume it, or choose a new "
-                          "output folder.")
+        raise ConfigError(Message("run_exists", root=paths.root))
 
 
 def load_base_model(cfg: TrainConfig, device: torch.device, emit: Emit) -> StableDiffusion:
@@ -870,14 +875,34 @@ def class_dataset(cfg: TrainConfig, subject: Subject, subjects: list[Subject], m
     base = Path(cfg.class_images_dir) if cfg.class_images_dir else paths.class_images
     out_dir = generated_class_dir(base, subjects, subject.class_word)
     count = subject.class_images
-    log(emit, 0, f"Class images: making {count} of '{subject.class_word}' in {out_dir} (existing ones kept).")
+    batch = class_image_batch(cfg.preset, next(model.unet.parameters()).device.type)
+    log(emit, 0, f"Class images: making {count} of '{subject.class_word}' in {out_dir}, {batch} at a time "
+                 "(existing ones kept).")
+    progress = ClassImageProgress(emit, subject.class_word)
     generated = generate_class_images(
-        model, subject.class_word, count, out_dir, seed=cfg.seed,
-        callback=lambda done, total, path: log(emit, 0, f"Class image {done}/{total}: {path.name}"),
-        should_stop=lambda: control.stop_requested, resolution=cfg.resolution, steps=cfg.class_image_steps)
+        model, subject.class_word, count, out_dir, seed=cfg.seed, callback=progress,
+        should_stop=lambda: control.stop_requested, resolution=cfg.resolution, steps=cfg.class_image_steps,
+        batch_size=batch)
+    log(emit, 0, f"Class images: {len(generated)} of {count} of '{subject.class_word}' there "
+                 f"({progress.elapsed():.0f} s).")
     if len(generated) < count:
         return None
     return ClassDataset(generated, subject.class_word, cfg.resolution, flip_p=0.0, crop=cfg.crop)
+
+
+class ClassImageProgress:
+    """generate_class_images' callback: a CLASS_IMAGES event per image, with the time left at this call's pace."""
+
+    def __init__(self, emit: Emit, class_word: str):
+        self.emit, self.class_word, self.pace = emit, class_word, Pace()
+
+    def elapsed(self) -> float:
+        return self.pace.elapsed()
+
+    def __call__(self, done: int, total: int, path: Path | None) -> None:
+        eta = self.pace.eta(done, total)
+        self.emit(Event(EventKind.CLASS_IMAGES, 0, {"class_word": self.class_word, "done": done, "total": total,
+                                                    "eta_s": eta, "elapsed_s": self.elapsed()}))
 
 
 def class_datasets(cfg: TrainConfig, subjects: list[Subject], model: StableDiffusion, paths: RunPaths, emit: Emit,
@@ -902,10 +927,13 @@ def build_trainer(cfg: TrainConfig, callbacks: list[pl.Callback]) -> pl.Trainer:
 
 
 def quiet_lightning() -> None:
-    """Lightning's banners ("GPU available: ...") and its single-worker warning say nothing useful here."""
+    """Lightning's banners ("GPU available: ..."), its single-worker warning and its note about modules in eval
+    mode (the frozen VAE and text encoder are, on purpose) say nothing useful here."""
     logging.getLogger("pytorch_lightning").setLevel(logging.WARNING)
     logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
     warnings.filterwarnings("ignore", message=".*does not have many workers.*")
+    warnings.filterwarnings("ignore", message=r".*module\(s\) in eval mode.*")
+    warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)` is deprecated.*")
     warnings.filterwarnings("ignore", message=".*resuming from a checkpoint that ended before the epoch ended.*")
 
 
@@ -937,6 +965,8 @@ def run_training(cfg: TrainConfig, run_dir: Path, emit: Emit, control: RunContro
     # 4. latents and captions, once
     data = cache_data(model, instances, classes, cfg.train_text_encoder, tuple(s.repeats for s in subjects))
     log(emit, 0, f"Cached {len(data.instance_latents)} instance and {len(data.class_latents)} class latents.")
+    if control.stop_requested:  # before step 1 there is nothing to save: the base model is not a result
+        return TrainResult(0, cfg.steps, None, stopped=True)
     # 5. fit
     saver = ModelSaver(cfg, paths, emit, words)
     callbacks = [MetricsReporter(paths.metrics, emit, cfg.steps), PreviewMaker(cfg, paths, emit, words), saver,

@@ -11,6 +11,12 @@ from ldm.model import TINY, StableDiffusion
 from sdtrainer.models import write_demo_model
 
 
+def pytest_configure(config):
+    """Every model here is tiny: one CPU thread runs its small tensors several times faster than several, which
+    mostly wait on each other (see sdtrainer.models.demo_threads)."""
+    torch.set_num_threads(1)
+
+
 @pytest.fixture(scope="session")
 def tiny_model() -> StableDiffusion:
     torch.manual_seed(0)

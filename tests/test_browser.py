@@ -21,7 +21,8 @@ ARGS = ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-background
 ARTIFACTS = Path(__file__).parent / "artifacts"
 TIMEOUT_MS = 60_000
 
-pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's chromium at /usr/bin/chromium")
+pytestmark = [pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's chromium at /usr/bin/chromium"),
+              pytest.mark.slow]
 
 
 def free_port() -> int:

@@ -132,9 +132,21 @@ def test_class_images_are_resumable(demo_file, tmp_path, capsys):
     assert main(args + ["--count", "1"]) == 0
     first = (tmp_path / "class-00000.png").read_bytes()
     assert main(args + ["--count", "3"]) == 0
-    out = capsys.readouterr().out
-    assert "3/3" in out and "3 class images" in out
+    printed = capsys.readouterr()
+    assert "class images of dog 1/3 [" in printed.err  # the one already there counts from the start
+    assert "class images of dog 3/3 [" in printed.err and "ETA 0:00:00" in printed.err
+    assert "3 class images" in printed.out
     assert (tmp_path / "class-00000.png").read_bytes() == first  # kept, not redone
+
+
+def test_train_shows_the_class_images_progress_before_the_steps(demo_file, subject_photos, tmp_path, capsys):
+    code = main(["train", "--model", str(demo_file), "--images", str(subject_photos), "--token", "ohwx",
+                 "--class-word", "thing", "--class-images", "3", "--steps", "1", "--device", "cpu",
+                 "--out", str(tmp_path / "run"), "--set", "resolution=64", "--set", "preview_prompts=[]"])
+    err = capsys.readouterr().err
+    assert code == 0, err
+    assert err.index("class images of thing 0/3 [") < err.index("class images of thing 3/3 [") < err.index("step 1/1")
+    assert len(list((tmp_path / "run" / "class_images").glob("class-*.png"))) == 3
 
 
 @pytest.mark.parametrize("preset_value, expected", [(None, "expandable_segments:True"),

@@ -289,6 +289,7 @@ def sd_sized_latents_model(demo_file, tmp_path_factory) -> Path:
     return save_checkpoint(model, tmp_path_factory.mktemp("models") / "demo-sd-latents.safetensors")
 
 
+@pytest.mark.slow
 def test_two_subjects_in_one_run_each_caption_learns_its_own_subject(sd_sized_latents_model, tmp_path):
     """Red-green checks as `ohwx thing` and a bright disc as `zkq widget`, from images/<token>/<class>/
     folders. The measure is test_trainer's denoising error (how far the model's estimate of the clean latents

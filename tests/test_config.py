@@ -2,7 +2,7 @@
 import pytest
 
 from sdtrainer.config import (PRESET_VRAM_GIB, ConfigError, Device, OptimizerName, Precision, check_config,
-                              load_config, lower_preset, preset_names, preview_prompts, required_free_gib,
+                              defaults_for, load_config, lower_preset, preset_names, preview_prompts, required_free_gib,
                               save_config, uses_prior)
 
 RUN = {"model": "m.safetensors", "images": "photos", "token": "ohwx", "class_word": "person"}
@@ -88,3 +88,22 @@ def test_what_follows_from_the_config():
     assert uses_prior(cfg) and not uses_prior(load_config(values={**RUN, "prior_loss_weight": 0.0}))
     assert [lower_preset(p) for p in ("24gb", "12gb", "8gb")] == ["12gb", "8gb", None]
     assert load_config(values={"device": "cpu"}).device is Device.CPU
+
+
+@pytest.mark.parametrize("preset", preset_names())
+def test_the_cpu_gets_a_short_run_in_every_preset_and_the_gpu_the_recipe(preset):
+    gpu, cpu = load_config(preset), load_config(preset, device_defaults=defaults_for(Device.CPU))
+    assert defaults_for(Device.CUDA) == {}
+    assert cpu.device is Device.CPU and cpu.precision is Precision.FP32 and not cpu.cuda_graphs
+    assert cpu.steps * 10 <= gpu.steps and cpu.class_images * 10 <= gpu.class_images
+    assert cpu.class_image_steps < gpu.class_image_steps and cpu.preview_steps < gpu.preview_steps
+    assert cpu.preview_every < cpu.steps and cpu.resolution == 64
+    assert cpu.optimizer is gpu.optimizer and cpu.learning_rate == gpu.learning_rate  # the rest is the preset's
+
+
+def test_the_users_settings_win_over_the_cpu_defaults(tmp_path):
+    user = tmp_path / "mine.yaml"
+    user.write_text("steps: 7\n")
+    cpu = defaults_for(Device.CPU)
+    cfg = load_config("24gb", user, ["preview_every=3"], values={"class_images": 2}, device_defaults=cpu)
+    assert (cfg.steps, cfg.preview_every, cfg.class_images, cfg.save_every) == (7, 3, 2, cpu["save_every"])

@@ -100,6 +100,7 @@ def aot_eager_compile(cfg, unet):
     return torch.compile(unet.forward, backend="aot_eager", dynamic=False) if cfg.compile else None
 
 
+@pytest.mark.slow
 def test_compiled_unet_keeps_pause_stop_resume_and_previews(demo_file, subject_photos, class_photos, tmp_path,
                                                            monkeypatch):
     base = {"model": str(demo_file), "images": str(subject_photos), "reg_images": str(class_photos),

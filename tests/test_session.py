@@ -46,6 +46,20 @@ def finished(session: TrainingSession):
     return session.snapshot()
 
 
+def test_a_demo_run_on_the_cpu_uses_one_thread_then_gives_them_back(demo_file, subject_photos, tmp_path):
+    torch.set_num_threads(2)
+    try:
+        session = TrainingSession(cfg(demo_file, subject_photos, steps=1, preview_prompts=[]), tmp_path / "run")
+        threads = {}
+        session.subscribe(lambda event: threads.setdefault(event.kind, set()).add(torch.get_num_threads()))
+        assert finished(session.start()).status is Status.FINISHED
+        assert threads.pop(EventKind.FINISHED) == {2}  # after the run: given back
+        assert set().union(*threads.values()) == {1} and EventKind.PROGRESS in threads
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(1)
+
+
 def test_a_run_reports_progress_previews_and_its_model(demo_file, subject_photos, tmp_path):
     session = TrainingSession(cfg(demo_file, subject_photos), tmp_path / "run")
     seen = []
@@ -64,7 +78,7 @@ def test_two_starts_never_run_two_trainings(demo_file, subject_photos, tmp_path)
     with pytest.raises(SessionBusy, match="already active"):
         manager.start(cfg(demo_file, subject_photos), tmp_path / "b")
     first.stop()
-    assert finished(first).status is Status.FINISHED
+    assert finished(first).status is Status.STOPPED
     assert not (tmp_path / "b").exists()
     second = manager.start(cfg(demo_file, subject_photos, steps=1), tmp_path / "b")  # free again
     assert finished(second).status is Status.FINISHED
@@ -85,7 +99,7 @@ def test_pause_holds_the_step_and_resume_and_stop_finish_cleanly(demo_file, subj
     time.sleep(0.5)
     session.stop()
     state = finished(session)
-    assert state.status is Status.FINISHED and held.step < state.step < 50
+    assert state.status is Status.STOPPED and held.step < state.step < 50
     assert f"Stopped at step {state.step} of 50" in state.message
     assert (tmp_path / "run" / "state" / "last.ckpt").is_file()
     assert state.checkpoints[-1].name == f"run-step{state.step:05d}.safetensors"

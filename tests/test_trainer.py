@@ -252,6 +252,7 @@ def denoising_error(model, latents: torch.Tensor, prompt: str) -> float:
     return sum(errors) / len(errors)
 
 
+@pytest.mark.slow
 def test_training_learns_the_subject_and_prior_preservation_keeps_the_class(demo_file, subject_photos, class_photos,
                                                                               tmp_path):
     """The subject (vertical stripes) is learnt; with class images (horizontal stripes, lambda = 1) the model

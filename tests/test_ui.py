@@ -26,13 +26,14 @@ from sdtrainer.checkpoint import load_model, read_metadata
 from sdtrainer.concepts import run_subjects
 from sdtrainer.config import Concept, load_config
 from sdtrainer.dataset import caption_for
+from sdtrainer.messages import Message
 from sdtrainer.preflight import GIB, GpuInfo, GpuProcess, check_gpu
 from sdtrainer.session import oom_message
 from sdtrainer.trainer import RunPaths
 from sdtrainer.ui.app import build_app
 from sdtrainer.ui.dataset_tab import DatasetTab  # noqa: F401 - importable on its own
 from sdtrainer.session import SessionState, Status
-from sdtrainer.ui.common import parse_concepts
+from sdtrainer.ui.common import model_choices, parse_concepts
 from sdtrainer.ui.i18n import LANGUAGES, STRINGS, Say
 from sdtrainer.ui.projects import Project
 from sdtrainer.ui.test_tab import concept_pairs
@@ -504,7 +505,74 @@ def test_short_cpu_training_shows_previews(app, client, project, demo_model):
     assert "Finished" in text and run in text and len(gallery["value"]) == len(previews) and "Finished" in log
     # each run's step checkpoints are offered in the Test tab's model list
     labels = [label for label, _ in app.state.model_choices()]
-    assert f"outputs/runs/{run}/checkpoints/{run}-step00002.safetensors" in labels
+    assert f"{run} › step00002.safetensors" in labels
+
+
+def test_a_used_run_name_is_refused_before_anything_starts(app, client, french, project, demo_model):
+    used = app.state.runs_dir / "used-name" / "state"
+    used.mkdir(parents=True)
+    (used / "last.ckpt").write_bytes(b"")
+    start = dict(project=project, model=demo_model, preset="24gb", api_name="/training_start",
+                 **settings(client, steps=1, class_images=0))
+    with pytest.raises(AppError, match="already holds a run: tick “Continue this run”"):
+        client.predict(run_name="used-name", resume_run=False, **start)
+    with pytest.raises(AppError, match="cochez « Reprendre cet entraînement »"):
+        french.predict(run_name="used-name", resume_run=False, **start)
+    with pytest.raises(AppError, match="Nothing to resume"):
+        client.predict(run_name="never-ran", resume_run=True, **start)
+    assert not (app.state.runs_dir / "never-ran").exists()
+    current = app.state.sessions.current
+    assert current is None or current.run_dir.name not in ("used-name", "never-ran")
+
+
+def test_a_stop_before_step_1_says_no_model_is_written_and_writes_none(app, client, project, demo_model):
+    message, run = client.predict(project=project, model=demo_model, preset="12gb", run_name="", resume_run=False,
+                                  api_name="/training_start", **settings(client, steps=50, class_images=0))
+    client.predict(api_name="/training_pause")  # held before step 1
+    assert [u["interactive"] for u in TrainingTab(app.state).controls()] == [False, False, True, True]
+    # a page loaded now (a reload) shows the run's settings, not the form's defaults
+    restored = client.predict(api_name="/training_restore_form")
+    assert restored[:5] == (project, demo_model, "12gb", run, False)
+    assert dict(zip([s.name for s in SETTINGS], restored[5:]))["steps"] == 50
+    assert "nothing is trained yet, so no model file is written" in client.predict(api_name="/training_stop")
+    assert app.state.sessions.current.wait(TRAIN_TIMEOUT_S)
+    text, *_ = client.predict(api_name="/training_state")
+    assert "**Stopped**" in text and "Finished" not in text
+    assert not list((app.state.runs_dir / run).rglob("*.safetensors"))
+    assert [u["interactive"] for u in TrainingTab(app.state).controls()] == [True, False, False, False]
+    idle = client.predict(api_name="/training_restore_form")
+    assert all(v == {"__type__": "update"} for v in idle)  # idle: the form is left as it is (skipped)
+
+
+def test_model_lists_are_grouped_with_short_names(tmp_path):
+    models, outputs = tmp_path / "models", tmp_path / "outputs"
+    files = [outputs / "pruned" / "joe-final-pruned.safetensors", outputs / "runs" / "joe" / "state" / "last.ckpt",
+             outputs / "runs" / "joe" / "checkpoints" / "joe-step00400.safetensors", models / "v1-5.safetensors",
+             outputs / "demo" / "sdtrainer-demo-tiny.safetensors", outputs / "runs" / "joe" / "joe-final.safetensors",
+             outputs / "runs" / "joe" / "checkpoints" / ".joe-step00500.tmp.safetensors"]
+    expected = ["v1-5.safetensors", "joe › step00400.safetensors", "joe › final.safetensors",
+                "pruned › joe-final-pruned.safetensors", "demo › sdtrainer-demo-tiny.safetensors"]
+    assert [label for label, _ in model_choices(files, models, outputs)] == expected
+    with_states = model_choices(files, models, outputs, states=True)
+    assert with_states[-1] == ("joe › state/last.ckpt", str(files[1]))  # only Pruning offers training states
+
+
+def test_stopped_runs_and_class_images_read_as_what_they_are():
+    root = Path("outputs/runs/joe")
+    stopping = SessionState(status=Status.STOPPING, step=0, total_steps=10, run_dir=root)
+    assert "nothing trained yet: no model file" in TrainingTab.progress_text(None, stopping, Say("en"))
+    stopped = SessionState(status=Status.STOPPED, step=3, total_steps=10, run_dir=root, history=[(3, 0.1, 0.1)],
+                           message=Message("run_stopped_saved", step=3, total=10, path="joe-step00003.safetensors"))
+    assert "**Stopped**" in TrainingTab.progress_text(None, stopped, Say("en"))
+    assert "**Arrêté**" in TrainingTab.progress_text(None, stopped, Say("fr"))
+    making = SessionState(status=Status.PREPARING, total_steps=100, run_dir=root, class_word="person", class_done=12,
+                          class_total=48, class_eta_s=40)
+    text = TrainingTab.progress_text(None, making, Say("en"))
+    assert "`" + "█" * 6 + "░" * 18 + "` 25%" in text
+    assert "Class images of “person”: 12 / 48 · 0:40 left" in text
+    assert text.index("Class images") < text.index("step 0 / 100")
+    making.status, making.history = Status.RUNNING, [(1, 0.1, 0.1)]
+    assert "Class images" not in TrainingTab.progress_text(None, making, Say("en"))
 
 
 def test_bad_input_gives_messages_and_the_app_keeps_working(client, french, demo_model, tmp_path):

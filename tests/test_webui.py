@@ -1,5 +1,7 @@
 """webui.py's command line: safe defaults, refusals with a message, and no work at import time."""
+import socket
 import subprocess
+import threading
 import sys
 from pathlib import Path
 
@@ -105,3 +107,26 @@ def test_launch_bat_does_the_same_on_windows():
                    "webui.py --open-browser %*"):
         assert needed in text, needed
     assert text.index("--index-url") < text.index("-r requirements.txt")  # CUDA torch first, then the rest
+
+
+def test_the_console_says_where_the_app_runs_and_nothing_about_share_links(tmp_path):
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    proc = subprocess.Popen([sys.executable, "webui.py", "--port", str(port), "--models-dir", str(tmp_path / "m"),
+                             "--outputs-dir", str(tmp_path / "o")], cwd=ROOT, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+    deadline = threading.Timer(120, proc.kill)  # a server that never says where it runs fails, not hangs
+    deadline.start()
+    try:
+        lines = []
+        for line in proc.stdout:
+            lines.append(line)
+            if "is running on" in line:
+                break
+        assert f"sdtrainer is running on http://127.0.0.1:{port}" in lines[-1], "".join(lines)
+    finally:
+        proc.terminate()
+        rest, _ = proc.communicate(timeout=30)
+        deadline.cancel()
+    assert "share=True" not in "".join(lines) + rest

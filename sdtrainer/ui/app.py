@@ -89,8 +89,9 @@ class AppState:
     def checkpoints(self) -> list[Path]:
         return list_checkpoints(self.models_dir, self.outputs_dir)
 
-    def model_choices(self) -> list[tuple[str, str]]:
-        return model_choices(self.checkpoints(), [self.models_dir, self.outputs_dir])
+    def model_choices(self, states: bool = False) -> list[tuple[str, str]]:
+        """Every model file, grouped, with short labels; `states`: also the runs' training states (Pruning)."""
+        return model_choices(self.checkpoints(), self.models_dir, self.outputs_dir, states)
 
     def default_model(self) -> str | None:
         """The newest checkpoint in models/, else the demo model."""
@@ -100,8 +101,8 @@ class AppState:
     def default_resolution(self) -> int:
         return 512 if self.has_real_model() else 64
 
-    def model_dropdown_update(self, current: str | list[str] | None):
-        choices = self.model_choices()
+    def model_dropdown_update(self, current: str | list[str] | None, states: bool = False):
+        choices = self.model_choices(states)
         paths = {path for _, path in choices}
         if isinstance(current, list):
             return gr.update(choices=choices, value=[c for c in current if c in paths])
@@ -173,14 +174,15 @@ def build_app(models_dir: Path | str = "models", outputs_dir: Path | str = "outp
     T = translations()
     with TrainerApp(state, title="sdtrainer") as app:
         banner, refresh, lang_switch = render_header(state, T)
-        lists, tabs = Lists(), {}
+        lists, tabs, training = Lists(), {}, TrainingTab(state)
         with gr.Tabs():
-            for tab, label in ((DatasetTab(state), "tab_dataset"), (TrainingTab(state), "tab_training"),
+            for tab, label in ((DatasetTab(state), "tab_dataset"), (training, "tab_training"),
                                (TestTab(state), "tab_test"), (PruningTab(state), "tab_pruning")):
                 with gr.Tab(T(label), id=label) as tabs[label]:
                     found = tab.render(T)
                     lists.models += found.models
                     lists.projects += found.projects
+                    lists.prunable += found.prunable
         # Gradio translates tab titles once; sending them again after a language change redraws them.
         on_load, on_switch = language_js(lang)
         retitle = {"fn": lambda: [gr.Tab(label=T(label)) for label in tabs], "outputs": list(tabs.values()),
@@ -191,18 +193,24 @@ def build_app(models_dir: Path | str = "models", outputs_dir: Path | str = "outp
                           api_visibility="private").then(api_name="language_switch_titles", **retitle)
         # Files change behind the page's back (a model dropped into models/, a run's checkpoints, a project made
         # in another tab): every list is read again on page load, on the header's button and on each tab switch.
-        current = lists.models + lists.projects
-        gr.on([app.load, refresh.click, *(tab.select for tab in tabs.values())],
-              lambda *values: refreshed_lists(state, lists, values), inputs=current, outputs=[banner, *current],
-              api_name="refresh_lists", show_progress="hidden", trigger_mode="always_last")
+        current = lists.models + lists.prunable + lists.projects
+        refresh_lists = {"fn": lambda *values: refreshed_lists(state, lists, values), "inputs": current,
+                         "outputs": [banner, *current], "show_progress": "hidden"}
+        gr.on([refresh.click, *(tab.select for tab in tabs.values())], api_name="refresh_lists",
+              trigger_mode="always_last", **refresh_lists)
+        # on page load, after the lists: a reload during a run shows that run's settings in the Training form
+        app.load(api_name="refresh_lists_on_load", api_visibility="private", **refresh_lists).then(
+            training.restore_form, outputs=training.form, api_name="training_restore_form", show_progress="hidden")
     return app
 
 
 def refreshed_lists(state: AppState, lists: Lists, values: tuple) -> list:
     """Updates for the demo banner, every model dropdown and every project dropdown, keeping what is chosen."""
-    models, projects = values[:len(lists.models)], values[len(lists.models):]
+    n, m = len(lists.models), len(lists.models) + len(lists.prunable)
+    models, prunable, projects = values[:n], values[n:m], values[m:]
     names = list_projects(state.projects_dir)
     return ([gr.update(visible=not state.has_real_model())] + [state.model_dropdown_update(v) for v in models]
+            + [state.model_dropdown_update(v, states=True) for v in prunable]
             + [gr.update(choices=names, value=v if v in names else None) for v in projects])
 
 

@@ -1,6 +1,6 @@
 """Small pieces the tabs share: model lists for dropdowns, stoppable jobs, file-size text.
 
-    choices = model_choices(checkpoints, [models_dir, outputs_dir])  # [(label, path)] for gr.Dropdown
+    choices = model_choices(checkpoints, models_dir, outputs_dir)  # [(label, path)] for gr.Dropdown, grouped
     with state.jobs.run("test", request.session_hash) as stop:     # Stop buttons call jobs.stop(...)
         generate(..., callback=stop_check(stop))
 """
@@ -10,6 +10,7 @@ import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from enum import IntEnum
 from pathlib import Path
 
 import gradio as gr
@@ -17,6 +18,7 @@ import gradio as gr
 from sdtrainer.checkpoint import CheckpointError, read_metadata
 from sdtrainer.config import ConfigError
 from sdtrainer.dataset import DatasetError
+from sdtrainer.models import is_demo_metadata
 from sdtrainer.sampling import GenerationError
 
 # Errors whose (English) message tells the user what to do: shown as they are, never as a crash.
@@ -28,6 +30,7 @@ class Lists:
     """A tab's dropdowns whose choices come from disk: refreshed on page load and by the header's button."""
     models: list[gr.Dropdown] = field(default_factory=list)
     projects: list[gr.Dropdown] = field(default_factory=list)
+    prunable: list[gr.Dropdown] = field(default_factory=list)  # model lists that also offer training states
 
 
 class Stopped(Exception):
@@ -81,7 +84,7 @@ def model_facts(path: Path) -> dict:
     (token, class word) trained as `concepts` (safetensors only; a .ckpt is a pickle that would have to be
     read whole)."""
     meta = dict(_header(str(path), *_stamp(path))) if path.suffix.lower() == ".safetensors" else {}
-    demo = meta.get("sdtrainer_demo") == "true" or '"name": "tiny"' in meta.get("sdtrainer_config", "")
+    demo = is_demo_metadata(meta)
     token, class_word = meta.get("token", ""), meta.get("class_word", "")
     concepts = parse_concepts(meta.get("concepts", "")) or ([(token, class_word)] if token and class_word else [])
     return {"demo": demo, "token": token, "class_word": class_word, "concepts": concepts}
@@ -118,19 +121,39 @@ def parse_concepts(text: str) -> list[tuple[str, str]]:
                                                                                       for w in p)]
 
 
-def model_label(path: Path, roots: list[Path]) -> str:
-    """`models/v1-5.safetensors`, `outputs/runs/joe/step-400.safetensors`: the path from its root folder."""
-    for root in roots:
-        try:
-            return str(Path(root.name) / path.relative_to(root))
-        except ValueError:
-            continue
-    return str(path)
+class ModelGroup(IntEnum):
+    """Where a model file lies, in the order model lists show them."""
+    BASE = 0  # models/: the user's base checkpoints
+    RUN = 1  # outputs/runs/<run>/: a run's step files and final file
+    PRUNED = 2  # outputs/pruned/
+    OTHER = 3  # anything else under outputs/ (the demo model)
+    STATE = 4  # outputs/runs/<run>/state/: resumable training states (12 GB, for pruning only)
 
 
-def model_choices(paths: list[Path], roots: list[Path]) -> list[tuple[str, str]]:
-    """(label, absolute path) pairs for a model dropdown; hidden (temporary) files left out."""
-    return [(model_label(p, roots), str(p)) for p in paths if not p.name.startswith(".")]
+def model_entry(path: Path, models_dir: Path, outputs_dir: Path) -> tuple[ModelGroup, str]:
+    """The file's group and its short label: `v1-5.safetensors` (a base model), `joe › step00400.safetensors`
+    (a run's step file, the run's name not repeated), `pruned › joe-final-pruned.safetensors`,
+    `demo › sdtrainer-demo-tiny.safetensors`, `joe › state/last.ckpt`."""
+    if path.is_relative_to(models_dir):
+        return ModelGroup.BASE, str(path.relative_to(models_dir))
+    inside = path.relative_to(outputs_dir).parts if path.is_relative_to(outputs_dir) else (str(path),)
+    if len(inside) >= 3 and inside[0] == "runs":
+        run, rest = inside[1], inside[2:]
+        group = ModelGroup.STATE if rest[0] == "state" else ModelGroup.RUN
+        rest = rest[1:] if rest[0] == "checkpoints" else rest
+        return group, f"{run} › {'/'.join(rest).removeprefix(run + '-')}"
+    group = ModelGroup.PRUNED if inside[0] == "pruned" else ModelGroup.OTHER
+    return group, " › ".join(inside) if len(inside) > 1 else inside[0]
+
+
+def model_choices(paths: list[Path], models_dir: Path, outputs_dir: Path,
+                  states: bool = False) -> list[tuple[str, str]]:
+    """(label, absolute path) pairs for a model dropdown, grouped (base models, runs' files, pruned files, the
+    rest; with `states`, training states last) and newest first within a group as `paths` come; hidden
+    (temporary) files left out."""
+    entries = [(model_entry(p, models_dir, outputs_dir), p) for p in paths if not p.name.startswith(".")]
+    entries = [(group, label, p) for (group, label), p in entries if states or group is not ModelGroup.STATE]
+    return [(label, str(p)) for group, label, p in sorted(entries, key=lambda e: e[0])]
 
 
 def size_text(n_bytes: int) -> str:

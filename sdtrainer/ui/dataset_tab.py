@@ -14,8 +14,8 @@ from typing import TYPE_CHECKING
 import gradio as gr
 
 from ldm.tokenizer import get_tokenizer
-from sdtrainer.class_images import generate_class_images
-from sdtrainer.config import TrainConfig
+from sdtrainer.class_images import class_image_batch, generate_class_images
+from sdtrainer.config import DEMO_CLASS_IMAGE_STEPS, TrainConfig
 from sdtrainer.dataset import (IMAGE_EXTENSIONS, DatasetError, ValidationReport, is_common_token, list_images,
                                prepare_images, prompt_lint, subject_issues)
 from sdtrainer.ui.common import USER_ERRORS, Lists
@@ -28,7 +28,6 @@ if TYPE_CHECKING:
 MIN_PHOTOS, MAX_PHOTOS = 5, 20
 REG_GALLERY_MAX = 24
 MAX_CLASS_IMAGES = 5000
-DEMO_CLASS_STEPS = 8  # the demo model draws noise anyway: keep the CPU quick
 SUBJECT_CODES = ("no_face", "same_background")  # warnings about the whole set, checked again after each change
 
 
@@ -118,21 +117,23 @@ class DatasetTab:
         on_subject = [token, class_word, advice, gallery, report, one["selected"], one["caption"], one["warnings"],
                       one["caption_note"], reg["gallery"], reg["count_text"]]
         refresh.click(self.refresh_projects, inputs=project, outputs=project, api_name="dataset_refresh")
+        # errors (and progress) show on the status line, never over the fields the user has to fix
         create.click(self.create_project, inputs=new_name, outputs=[project, new_name, status],
-                     api_name="dataset_create")
+                     api_name="dataset_create", show_progress_on=status)
         project.change(self.open_project, inputs=project, outputs=[*on_subject, resolution, crop, subject],
-                       api_name="dataset_open")
+                       api_name="dataset_open", show_progress_on=status)
         subject.input(self.open_subject, inputs_kwargs={"name": project, "subject": subject}, outputs=on_subject,
-                      api_name="dataset_open_subject")
+                      api_name="dataset_open_subject", show_progress_on=status)
         subjects["add"].click(self.add_subject, inputs_kwargs={"name": project, "token": subjects["token"],
                                                               "class_word": subjects["class_word"]},
                               outputs=[subject, subjects["token"], subjects["class_word"], status, *on_subject],
-                              api_name="dataset_add_subject")
+                              api_name="dataset_add_subject", show_progress_on=status)
         subjects["remove"].click(self.remove_subject, inputs_kwargs={"name": project, "subject": subject},
-                                 outputs=[subject, status, *on_subject], api_name="dataset_remove_subject")
+                                 outputs=[subject, status, *on_subject], api_name="dataset_remove_subject",
+                                 show_progress_on=status)
         save.click(self.save_settings, inputs_kwargs={"name": project, "subject": subject, "token": token,
                                                       "class_word": class_word, "resolution": resolution},
-                   outputs=[status, advice, subject], api_name="dataset_save_settings")
+                   outputs=[status, advice, subject], api_name="dataset_save_settings", show_progress_on=status)
         for box in (token, class_word):
             box.change(self.advice, inputs=[token, class_word], outputs=advice, api_name=f"dataset_advice_{box.elem_id}",
                        trigger_mode="always_last", show_progress="hidden")
@@ -516,10 +517,11 @@ class DatasetTab:
 
             with self.state.jobs.run("class_images", request.session_hash) as stop, self.state.model_lock():
                 loaded, info = self.state.cache.get(path)
-                steps = DEMO_CLASS_STEPS if self.state.is_demo(info) else TrainConfig.class_image_steps
+                steps = DEMO_CLASS_IMAGE_STEPS if self.state.is_demo(info) else TrainConfig.class_image_steps
                 made = generate_class_images(loaded, chosen.class_word, target, chosen.class_dir, seed=0,
                                              callback=report, should_stop=stop.is_set,
-                                             resolution=chosen.project.resolution, steps=steps)
+                                             resolution=chosen.project.resolution, steps=steps,
+                                             batch_size=class_image_batch(None, self.state.cache.device.type))
         head = say("msg_stopped_kept") if stop.is_set() else say("msg_class_ready", n=len(made))
         return self.class_gallery(chosen), head + " " + self.class_count_text(chosen, say)
 

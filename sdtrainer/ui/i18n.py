@@ -99,7 +99,8 @@ def language_js(default: str | None) -> tuple[str, str]:
       if (core) {{ try {{ (await import(core)).changeLocale(lang); }} catch (err) {{ console.warn(err); }} }}
       return lang;
     }};"""
-    browser = '(navigator.language || "en").toLowerCase().startsWith("fr") ? "fr" : "en"'
+    # in parentheses: `a || b || c ? x : y` reads as `(a || b || c) ? x : y`, which made every page French
+    browser = '((navigator.language || "en").toLowerCase().startsWith("fr") ? "fr" : "en")'
     on_load = f"""async () => {{{apply}
       return await apply(localStorage.getItem("{STORAGE_KEY}") || "{normalize(default) or ''}" || {browser});
     }}"""
@@ -381,6 +382,14 @@ STRINGS: dict[str, dict[str, str]] = {
     "tr_no_run": {"en": "No training yet.", "fr": "Aucun entraînement pour l'instant."},
     "tr_step": {"en": "step {step} / {total}", "fr": "étape {step} / {total}"},
     "tr_eta": {"en": "{eta} left", "fr": "reste {eta}"},
+    "tr_estimate": {"en": "About {classes} of class images ({n} to make), then {training} of training.",
+                    "fr": "Environ {classes} d'images de classe ({n} à créer), puis {training} d'entraînement."},
+    "tr_estimate_training": {"en": "About {training} of training (the class images are there).",
+                             "fr": "Environ {training} d'entraînement (les images de classe sont prêtes)."},
+    "tr_estimate_gpu_note": {"en": "(Speeds measured on an H200: a home card takes longer.)",
+                             "fr": "(Vitesses mesurées sur une H200 : une carte grand public met plus longtemps.)"},
+    "tr_class_images_progress": {"en": "Class images of “{class_word}”: {done} / {total}",
+                                 "fr": "Images de classe « {class_word} » : {done} / {total}"},
     "tr_elapsed": {"en": "{elapsed} elapsed", "fr": "{elapsed} écoulé"},
     "tr_run_folder": {"en": "Run folder: `{folder}`", "fr": "Dossier : `{folder}`"},
     "tr_checkpoints": {"en": "Model files: {n}, the last `{last}` (compare them in the Test tab).",
@@ -423,6 +432,9 @@ STRINGS: dict[str, dict[str, str]] = {
     "status_running": {"en": "Training", "fr": "Entraînement en cours"},
     "status_paused": {"en": "Paused", "fr": "En pause"},
     "status_stopping": {"en": "Stopping (saving a model)…", "fr": "Arrêt (enregistrement d'un modèle)…"},
+    "status_stopped": {"en": "Stopped", "fr": "Arrêté"},
+    "status_stopping_preparing": {"en": "Stopping (nothing trained yet: no model file)…",
+                                  "fr": "Arrêt (rien n'est encore entraîné : pas de fichier modèle)…"},
     "status_finished": {"en": "Finished", "fr": "Terminé"},
     "status_failed": {"en": "Failed", "fr": "Échec"},
     # settings (TrainConfig fields)
@@ -675,6 +687,11 @@ STRINGS: dict[str, dict[str, str]] = {
     "msg_training_resumed": {"en": "Resumed.", "fr": "Reprise."},
     "msg_training_stopping": {"en": "Stopping after the current step; a model file is saved.",
                               "fr": "Arrêt après l'étape en cours ; un fichier modèle est enregistré."},
+    "msg_training_stopping_preparing": {
+        "en": "Stopping before the first step: nothing is trained yet, so no model file is written (the class "
+              "images made so far are kept).",
+        "fr": "Arrêt avant la première étape : rien n'est encore entraîné, aucun fichier modèle n'est écrit (les "
+              "images de classe déjà faites sont gardées)."},
     "msg_no_training": {"en": "No training is running.", "fr": "Aucun entraînement en cours."},
     "lint_bare_token": {
         "en": "Write `{token} {class_word}`, not `{token}` alone: the class word is what makes the likeness work "

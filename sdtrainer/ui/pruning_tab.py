@@ -45,8 +45,8 @@ class PruningTab:
         gr.Markdown(T("pr_intro"))
         with gr.Row():
             with gr.Column(scale=3):
-                source = gr.Dropdown(self.state.model_choices(), value=None, label=T("pr_source"),
-                                     allow_custom_value=True,
+                source = gr.Dropdown(self.state.model_choices(states=True), value=None, label=T("pr_source"),
+                                     allow_custom_value=True, elem_id="sdt-prune-source",
                                      info=T("pr_source_info"))
                 upload = gr.File(file_types=[".safetensors", ".ckpt"], label=T("pr_upload"), height=110)
             with gr.Column(scale=2):
@@ -62,8 +62,9 @@ class PruningTab:
         result = gr.Markdown(elem_classes=["sdt-status"])
         run.click(self.prune, inputs_kwargs={"source": source, "upload": upload, "half": half, "ema": ema,
                                              "fmt": fmt, "out_name": out_name, "overwrite": overwrite},
-                  outputs=[result, source], api_name="prune", concurrency_id="gpu")
-        return Lists(models=[source])
+                  outputs=[result, source], api_name="prune", concurrency_id="gpu",
+                  show_progress_on=result)  # an error shows there, not over the list it asks to choose from
+        return Lists(prunable=[source])
 
     def prune(self, source: str | None, upload: str | None, half: bool, ema: str, fmt: str, out_name: str,
               overwrite: bool, request: gr.Request, progress=gr.Progress()):
@@ -87,7 +88,7 @@ class PruningTab:
                 os.replace(target, dst)
                 report.dst_path = dst
         text = self.report_text(src, report, say) + ("\n\n" + say("msg_original_replaced") if replacing else "")
-        return text, self.state.model_dropdown_update(source)
+        return text, self.state.model_dropdown_update(source, states=True)
 
     def source(self, source: str | None, upload: str | None) -> tuple[Path, Path]:
         """(file to prune, folder for the output): an upload wins over the list."""

@@ -21,9 +21,12 @@ import torch
 
 from ldm.samplers import SamplerName
 from sdtrainer.config import (DEFAULT_PRESET, PRESET_VRAM_GIB, Concept, Device, LRSchedule, OptimizerName, Precision,
-                              SaveFormat, TrainConfig, load_config, min_total_gib, preset_names, required_free_gib)
+                              SaveFormat, TrainConfig, defaults_for, load_config, min_total_gib, preset_names,
+                              required_free_gib)
+from sdtrainer.estimate import estimate, minutes
 from sdtrainer.preflight import GateReport, check_gpu
 from sdtrainer.session import SessionBusy, SessionState, Status
+from sdtrainer.trainer import RunPaths, check_run_folder
 from sdtrainer.ui.common import USER_ERRORS, Lists
 from sdtrainer.ui.i18n import Say, UIError
 from sdtrainer.ui.projects import Project, SubjectFiles, list_projects
@@ -34,6 +37,8 @@ if TYPE_CHECKING:
 POLL_S = 1.0
 BAR_WIDTH = 24
 RUN_NAME_CHARS = "-_."
+ESTIMATE_SETTINGS = ("steps", "class_images", "preview_every", "prior_loss_weight", "batch_size", "grad_accum",
+                     "preview_steps")
 
 
 @dataclass(frozen=True)
@@ -164,7 +169,7 @@ class TrainingTab:
     # ------------------------------------------------------------------ layout
     def render(self, T: gr.I18n) -> Lists:
         """Lay the tab out and wire it; returns its dropdowns of models and projects (refreshed on page load)."""
-        defaults = load_config(DEFAULT_PRESET)
+        defaults = load_config(DEFAULT_PRESET, device_defaults=defaults_for(default_device()))
         gr.Markdown(T("tr_intro"))
         with gr.Row():
             project = gr.Dropdown(list_projects(self.state.projects_dir), value=None, label=T("tr_project"),
@@ -178,7 +183,7 @@ class TrainingTab:
                                  label=T("tr_preset"), info=T("tr_preset_info"), scale=2)
         summary = gr.Markdown(elem_classes=["sdt-status"])
         with gr.Row(equal_height=True):
-            run_name = gr.Textbox(label=T("tr_run_name"), info=T("tr_run_name_info"), scale=3)
+            run_name = gr.Textbox(label=T("tr_run_name"), info=T("tr_run_name_info"), scale=3, elem_id="sdt-run-name")
             resume_run = gr.Checkbox(False, label=T("tr_resume_run"), info=T("tr_resume_run_info"), scale=2)
         settings = {}
         with gr.Row():
@@ -192,25 +197,31 @@ class TrainingTab:
                         settings[s.name] = component(s, T, shown(s, getattr(defaults, s.name)))
         if default_device() is Device.CPU:
             gr.Markdown(T("tr_cpu_note"), elem_classes=["sdt-warning"])
+        estimate = gr.Markdown(elem_classes=["sdt-status"], elem_id="sdt-estimate")
         with gr.Row():
             check = gr.Button(T("tr_check_gpu"))
-            start = gr.Button(T("tr_start"), variant="primary")
-            pause = gr.Button(T("tr_pause"))
-            resume = gr.Button(T("tr_resume"))
-            stop = gr.Button(T("tr_stop"), variant="stop")
-        message = gr.Markdown(elem_classes=["sdt-status"])
+            start = gr.Button(T("tr_start"), variant="primary", elem_id="sdt-start")
+            pause = gr.Button(T("tr_pause"), interactive=False, elem_id="sdt-pause")  # see controls()
+            resume = gr.Button(T("tr_resume"), interactive=False, elem_id="sdt-resume")
+            stop = gr.Button(T("tr_stop"), variant="stop", interactive=False, elem_id="sdt-stop")
+        message = gr.Markdown(elem_classes=["sdt-status"], elem_id="sdt-training-message")
         live = self.render_live(T)
 
         refresh.click(self.refresh_projects, inputs=project, outputs=project, api_name="training_refresh_projects")
         project.change(self.project_summary, inputs=project, outputs=summary, api_name="training_project_summary",
                        show_progress="hidden")
-        preset.change(self.preset_values, inputs=preset, outputs=list(settings.values()),
-                      api_name="training_preset_values")
+        # .input, not .change: a preset picked by the user fills the settings, one restored from a run does not
+        preset.input(self.preset_values, inputs=preset, outputs=list(settings.values()),
+                     api_name="training_preset_values")
+        estimated = {"project": project, "model": model, "preset": preset,
+                     **{k: settings[k] for k in ESTIMATE_SETTINGS}}
+        gr.on([c.change for c in estimated.values()], self.estimate, inputs_kwargs=estimated, outputs=estimate,
+              api_name="training_estimate", show_progress="hidden", trigger_mode="always_last")
         check.click(self.check_gpu, inputs_kwargs={"preset": preset, "ema": settings["ema"]}, outputs=message,
                     api_name="training_check_gpu")
         start.click(self.start, inputs_kwargs={"project": project, "model": model, "preset": preset,
                                                "run_name": run_name, "resume_run": resume_run, **settings},
-                    outputs=[message, run_name], api_name="training_start"
+                    outputs=[message, run_name], api_name="training_start", show_progress_on=message
                     ).success(lambda: gr.update(interactive=False), outputs=start,
                               api_visibility="private")
         pause.click(self.pause, outputs=message, api_name="training_pause")
@@ -220,8 +231,12 @@ class TrainingTab:
         outputs = [live["progress"], live["loss"], live["vram"], live["previews"], live["log"], live["seen"]]
         timer.tick(self.poll, inputs=live["seen"], outputs=outputs, api_name="training_state",
                    show_progress="hidden", concurrency_limit=None)
-        timer.tick(self.start_enabled, outputs=start, api_name="training_start_enabled", show_progress="hidden",
-                   concurrency_limit=None)
+        timer.tick(self.controls, outputs=[start, pause, resume, stop], api_name="training_controls",
+                   show_progress="hidden", concurrency_limit=None)
+        self.form = [project, model, preset, run_name, resume_run, *settings.values()]
+        # class images made by a run (or in the Dataset tab) change the project's counts behind the page's back
+        timer.tick(self.summary_if_changed, inputs=[project, summary], outputs=summary,
+                   api_name="training_summary_refresh", show_progress="hidden", concurrency_limit=None)
         return Lists(models=[model], projects=[project])
 
     def render_live(self, T: gr.I18n) -> dict:
@@ -266,8 +281,32 @@ class TrainingTab:
             text += "\n\n" + say("tr_no_class_images")
         return text
 
+    def estimate(self, project: str | None, model: str | None, preset: str, request: gr.Request, **settings) -> str:
+        """About how long Start will take: the class images the project still lacks, then the steps."""
+        say = self.state.say(request)
+        try:
+            proj = Project.open(self.state.projects_dir / Path(project or "").name) if project else None
+            values = {s.name: parsed(s, settings[s.name], say) for s in SETTINGS if s.name in settings}
+            cfg = load_config(preset if preset in preset_names() else DEFAULT_PRESET, values=values,
+                              device_defaults=defaults_for(default_device()))
+        except (UIError, *USER_ERRORS):
+            return ""
+        if proj is None or not proj.token:
+            return ""
+        demo = bool(model) and Path(model).is_file() and self.state.is_demo_file(Path(model))
+        to_make = class_images_to_make(proj, cfg.class_images)
+        est = estimate(cfg, to_make, demo)
+        text = (say("tr_estimate", classes=minutes(est.class_images_s), n=to_make, training=minutes(est.training_s))
+                if est.class_images_s else say("tr_estimate_training", training=minutes(est.training_s)))
+        return "⏱ " + text + ("" if demo or cfg.device is Device.CPU else " " + say("tr_estimate_gpu_note"))
+
+    def summary_if_changed(self, project: str | None, shown: str | None, request: gr.Request):
+        text = self.project_summary(project, request)
+        return gr.skip() if text == (shown or "") else text
+
     def preset_values(self, preset: str):
-        cfg = load_config(preset if preset in preset_names() else DEFAULT_PRESET)
+        cfg = load_config(preset if preset in preset_names() else DEFAULT_PRESET,
+                          device_defaults=defaults_for(default_device()))
         return [shown(s, getattr(cfg, s.name)) for s in SETTINGS]
 
     def config(self, project: Project, model: Path, preset: str, settings: dict[str, Any], say: Say) -> TrainConfig:
@@ -286,7 +325,7 @@ class TrainingTab:
                       device=device.value)
         if device is Device.CPU:
             values["precision"] = Precision.FP32.value  # bf16 autocast on a CPU only makes it slower
-        return load_config(preset, values=values)
+        return load_config(preset, values=values, device_defaults=defaults_for(device))
 
     def check_gpu(self, preset: str, ema: bool, request: gr.Request) -> str:
         say = self.state.say(request)
@@ -311,6 +350,7 @@ class TrainingTab:
                 raise missing
             path = self.state.checked_model(model)
             name = self.run_name(run_name, proj)
+            check_run_folder(RunPaths(self.state.runs_dir / name), bool(resume_run))  # before "started", not after
             cfg = self.config(proj, path, preset, settings, say)
             try:
                 session = self.state.sessions.start(cfg, self.state.runs_dir / name, resume=bool(resume_run))
@@ -331,6 +371,27 @@ class TrainingTab:
         snap = self.state.sessions.snapshot()
         return gr.update(interactive=snap is None or not snap.active)
 
+    def controls(self):
+        """Start, Pause, Resume and Stop, each clickable only when it applies: Pause while steps run, Resume
+        while paused, Stop while a run is active and not already stopping."""
+        snap = self.state.sessions.snapshot()
+        status = snap.status if snap is not None else Status.IDLE
+        return (self.start_enabled(), gr.update(interactive=status is Status.RUNNING),
+                gr.update(interactive=status is Status.PAUSED),
+                gr.update(interactive=status in (Status.PREPARING, Status.RUNNING, Status.PAUSED)))
+
+    def restore_form(self):
+        """After a reload during a run, the form shows that run's project, model, preset, name and settings
+        (the page's defaults otherwise would claim settings the run does not use); nothing changes when idle."""
+        session = self.state.sessions.current
+        if session is None or not session.active:
+            return [gr.skip()] * len(self.form)
+        cfg = session.config
+        project = Path(cfg.images).resolve().relative_to(self.state.projects_dir).parts[0] \
+            if Path(cfg.images).resolve().is_relative_to(self.state.projects_dir) else None
+        return [project, cfg.model, cfg.preset, session.run_dir.name, session.resume_run,
+                *(shown(s, getattr(cfg, s.name)) for s in SETTINGS)]
+
     def active_session(self):
         session = self.state.sessions.current
         return session if session is not None and session.active else None
@@ -342,7 +403,10 @@ class TrainingTab:
         return self.control(request, "resume", "msg_training_resumed")
 
     def stop(self, request: gr.Request) -> str:
-        return self.control(request, "stop", "msg_training_stopping")
+        snap = self.state.sessions.snapshot()
+        before_step_1 = snap is not None and not snap.history
+        return self.control(request, "stop", "msg_training_stopping_preparing" if before_step_1
+                            else "msg_training_stopping")
 
     def control(self, request: gr.Request, action: str, done_key: str) -> str:
         say = self.state.say(request)
@@ -372,7 +436,8 @@ class TrainingTab:
         return text, loss, vram, self.preview_items(snap, say), "\n".join(snap.log), key
 
     def progress_text(self, snap: SessionState, say: Say) -> str:
-        status = say(f"status_{snap.status.value}")
+        before_step_1 = snap.status is Status.STOPPING and not snap.history
+        status = say("status_stopping_preparing" if before_step_1 else f"status_{snap.status.value}")
         parts = [f"**{status}**", say("tr_step", step=snap.step, total=snap.total_steps)]
         if snap.it_per_s:
             parts.append(f"{snap.it_per_s:.2f} it/s")
@@ -381,10 +446,11 @@ class TrainingTab:
         parts.append(say("tr_elapsed", elapsed=duration(snap.elapsed_s)))
         if snap.loss is not None:
             parts.append(say("tr_loss_value", loss=f"{snap.loss:.4f}"))
-        lines = [progress_bar(snap.step, snap.total_steps), " · ".join(parts), say("tr_run_folder", folder=snap.run_dir)]
+        lines = class_images_lines(snap, say) + [progress_bar(snap.step, snap.total_steps), " · ".join(parts),
+                                                 say("tr_run_folder", folder=snap.run_dir)]
         if snap.status is Status.FAILED and snap.gate is not None and not snap.gate.ok:
             lines.append(gate_text(snap.gate, say))
-        elif snap.status in (Status.FAILED, Status.FINISHED) and snap.message:
+        elif snap.status in (Status.FAILED, Status.FINISHED, Status.STOPPED) and snap.message:
             lines.append(("⚠ " if snap.status is Status.FAILED else "✔ ") + say.message(snap.message))
         if snap.checkpoints:
             lines.append(say("tr_checkpoints", n=len(snap.checkpoints), last=snap.checkpoints[-1].name))
@@ -407,6 +473,21 @@ class TrainingTab:
         items = [(str(p.path), say("tr_preview_caption", step=p.step, prompt=p.prompt, seed=p.seed))
                  for p in order if Path(p.path).is_file()]
         return gr.update(value=items, columns=min(per_step, 6))
+
+
+def class_images_lines(snap: SessionState, say: Say) -> list[str]:
+    """The class images' own bar and ETA while they are made before step 1 (nothing once training runs)."""
+    if not snap.class_total or snap.history or snap.status not in (Status.PREPARING, Status.PAUSED, Status.STOPPING):
+        return []
+    parts = [say("tr_class_images_progress", class_word=snap.class_word, done=snap.class_done, total=snap.class_total)]
+    if snap.class_eta_s is not None and snap.class_done < snap.class_total:
+        parts.append(say("tr_eta", eta=duration(snap.class_eta_s)))
+    return [progress_bar(snap.class_done, snap.class_total), " · ".join(parts)]
+
+
+def class_images_to_make(project: Project, count: int) -> int:
+    """Class images a run of the project generates first: `count` of each class word whose subjects have none."""
+    return count * len({s.class_word for s in project.all_subjects() if not s.class_images()})
 
 
 def unprepared(project: Project) -> UIError | None:
