@@ -2,8 +2,8 @@
 
 A re-implementation of OpenAI CLIP's "simple tokenizer" (as used by openai/clip-vit-large-patch14):
 clean the text as CLIP does (``ftfy.fix_text``, HTML entities unescaped twice, whitespace collapsed,
-lower case), split it with CLIP's regex, map each UTF-8 byte to a printable character and apply the BPE merges shipped in
-``ldm/vocab/bpe_simple_vocab_16e6.txt.gz`` (see ``ldm/vocab/README.md``). Nothing is downloaded.
+lower case), split it with CLIP's regex, map each UTF-8 byte to a printable character and apply the
+BPE merges shipped in ``ldm/vocab/bpe_simple_vocab_16e6.txt.gz`` (see ``ldm/vocab/README.md``). Nothing is downloaded.
 
 Usage::
 
