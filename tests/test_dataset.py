@@ -215,9 +215,10 @@ def drawn_face(centre: tuple[int, int], r: int, size=(400, 300)) -> Image.Image:
     return image.filter(ImageFilter.GaussianBlur(2)).convert("RGB")
 
 
-@pytest.mark.parametrize("centre, r", [((260, 150), 60), ((110, 120), 40)])
-def test_detect_faces_finds_a_drawn_face_where_it_is(centre, r):
-    [(x, y, w, h)] = dataset.detect_faces(drawn_face(centre, r))
+@pytest.mark.parametrize("centre, r, size", [((260, 150), 60, (400, 300)), ((110, 120), 40, (400, 300)),
+                                             ((900, 500), 150, (1200, 900))])  # shrunk to 640 px to detect
+def test_detect_faces_finds_a_drawn_face_where_it_is(centre, r, size):
+    [(x, y, w, h)] = dataset.detect_faces(drawn_face(centre, r, size))
     assert abs(x + w / 2 - centre[0]) < 0.3 * r and abs(y + h / 2 - centre[1]) < 0.3 * r
     assert 1.5 * r < w < 3 * r
 
