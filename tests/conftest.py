@@ -40,10 +40,10 @@ def pytest_runtest_makereport(item, call):
 
 
 class FakeProbe:
-    """An RTX 3090 with `free` GiB free and one other program computing on it, or no CUDA at all."""
+    """An RTX 3090 with `free` GiB free and (busy) one other program computing on it, or no CUDA at all."""
 
-    def __init__(self, free: float = 5.0, cuda: bool = True):
-        self.free, self.cuda = free, cuda
+    def __init__(self, free: float = 5.0, cuda: bool = True, busy: bool = True):
+        self.free, self.cuda, self.busy = free, cuda, busy
 
     def cuda_available(self):
         return self.cuda
@@ -58,7 +58,7 @@ class FakeProbe:
         return GpuInfo("NVIDIA GeForce RTX 3090", 24 * GIB, int(self.free * GIB), "550.54")
 
     def processes(self, index):
-        return [GpuProcess(4242, "python", 3000, "compute")]
+        return [GpuProcess(4242, "python", 3000, "compute")] if self.busy else []
 
 
 @pytest.fixture
