@@ -3,9 +3,10 @@
 A sampler is a flat function ``sample_X(model, x, sigmas, extra_args, callback, generator, ...)``
 where ``model(x, sigma_batch, **extra_args)`` returns the denoised estimate of ``x`` at noise
 level ``sigma``; ``x`` is the starting noise already multiplied by ``sigmas[0]``; ``sigmas`` is a
-descending schedule ending in 0 (DDIM's ends in the sigma of timestep 0). Each step calls ``callback({'i', 'sigma', 'denoised', 'x'})``
-with the ``x`` the model just saw. Every random draw uses ``generator`` (or a list of them, one per
-batch row, so image i of a batch is the image its own seed gives alone), so one seed gives one image.
+descending schedule ending in 0 (DDIM's ends in the sigma of timestep 0). Each step calls
+``callback({'i', 'sigma', 'denoised', 'x'})`` with the ``x`` the model just saw. Every random draw
+uses ``generator`` (or a list of them, one per batch row, so image i of a batch is the image its own
+seed gives alone), so one seed gives one image.
 Schedules (``karras_sigmas``, ``model_sigmas``, ``ddim_sigmas``) are separate functions, and the
 CompVis eps-predicting UNet is adapted by ``EpsDenoiser`` so samplers never see ``alphas_cumprod``.
 

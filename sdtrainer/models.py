@@ -19,6 +19,7 @@ from sdtrainer.checkpoint import CheckpointInfo, load_model, save_checkpoint
 CHECKPOINT_SUFFIXES = (".safetensors", ".ckpt")
 DEMO_MODEL_NAME = "sdtrainer-demo-tiny.safetensors"
 DEMO_SEED = 0
+DEMO_MARK = "sdtrainer_demo"  # metadata key that the demo model carries ("true")
 
 
 def write_demo_model(path: Path, seed: int = DEMO_SEED) -> Path:
@@ -26,8 +27,15 @@ def write_demo_model(path: Path, seed: int = DEMO_SEED) -> Path:
     torch.manual_seed(seed)
     model = StableDiffusion(TINY)
     save_checkpoint(model, path, dtype=torch.float16,
-                    metadata={"sdtrainer_demo": "true", "base_model": "random init (demo)"})
+                    metadata={DEMO_MARK: "true", "base_model": "random init (demo)"})
     return path
+
+
+def is_demo(metadata: dict[str, str], config_name: str | None = None) -> bool:
+    """Whether a checkpoint is the demo model or a model trained from it: the demo's mark in its metadata, or
+    the tiny architecture, named by the config saved in its metadata or detected from its weights (config_name)."""
+    return (metadata.get(DEMO_MARK) == "true" or config_name == TINY.name
+            or f'"name": "{TINY.name}"' in metadata.get("sdtrainer_config", ""))
 
 
 def ensure_demo_model(outputs_dir: Path) -> Path:
@@ -49,6 +57,7 @@ def list_checkpoints(*folders: Path) -> list[Path]:
 
 
 def default_device() -> torch.device:
+    """Where models load and the Training tab trains: the GPU when PyTorch sees one, else the CPU."""
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
