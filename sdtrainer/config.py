@@ -353,7 +353,7 @@ def _check_concept(n: int, concept: Concept) -> None:
 
 def field_range(name: str, settings: type = TrainConfig) -> Range | None:
     """The Range declared on a field of TrainConfig (or Concept); None for a field without one."""
-    return next(f.metadata.get("range") for f in dataclasses.fields(settings) if f.name == name)
+    return {f.name: f for f in dataclasses.fields(settings)}[name].metadata.get("range")
 
 
 def _check_ranges(settings: TrainConfig | Concept, prefix: str = "") -> None:
