@@ -18,6 +18,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from bench.reference import synchronize  # noqa: E402
 from ldm.cuda_graph import CUDAGraphUNet  # noqa: E402
 from ldm.model import SD_V1, SDConfig, StableDiffusion  # noqa: E402
 from sdtrainer.sampling import GenerationParams, generate  # noqa: E402
@@ -41,11 +42,6 @@ def build_model(cfg: SDConfig = SD_V1, device: str = "cuda") -> StableDiffusion:
     if device != "cpu":
         model.half()
     return model.eval().requires_grad_(False)
-
-
-def synchronize(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 def time_one(model: StableDiffusion, params: GenerationParams, unet=None) -> tuple[float, float]:

@@ -3,10 +3,12 @@
 A sampler is a flat function ``sample_X(model, x, sigmas, extra_args, callback, generator, ...)``
 where ``model(x, sigma_batch, **extra_args)`` returns the denoised estimate of ``x`` at noise
 level ``sigma``; ``x`` is the starting noise already multiplied by ``sigmas[0]``; ``sigmas`` is a
-descending schedule ending in 0. Each step calls ``callback({'i', 'sigma', 'denoised', 'x'})``
-with the ``x`` the model just saw. Every random draw uses ``generator``, so one seed gives one
-image. Schedules (``karras_sigmas``, ``model_sigmas``) are separate functions, and the CompVis
-eps-predicting UNet is adapted by ``EpsDenoiser`` so samplers never see ``alphas_cumprod``.
+descending schedule ending in 0 (DDIM's ends in the sigma of timestep 0). Each step calls
+``callback({'i', 'sigma', 'denoised', 'x'})`` with the ``x`` the model just saw. Every random draw
+uses ``generator`` (or a list of them, one per batch row, so image i of a batch is the image its own
+seed gives alone), so one seed gives one image.
+Schedules (``karras_sigmas``, ``model_sigmas``, ``ddim_sigmas``) are separate functions, and the
+CompVis eps-predicting UNet is adapted by ``EpsDenoiser`` so samplers never see ``alphas_cumprod``.
 
 Usage::
 
@@ -41,6 +43,17 @@ def model_sigmas(denoiser, n: int) -> Tensor:
     log_table = denoiser.sigmas.detach().to("cpu", torch.float64).log()
     t = torch.linspace(len(log_table) - 1, 0, n, dtype=torch.float64)
     return torch.cat([_interp_log_sigma(log_table, t).exp(), t.new_zeros(1)])
+
+
+def ddim_sigmas(denoiser, n: int) -> Tensor:
+    """SD v1 DDIM's n noise levels, then the final one; CPU float64. The timesteps are every (1000 // n)-th
+    from 1 up, run from the top (961, 921, ..., 1 for 25 steps), and the last step goes to t = 0 (abar_0,
+    not 1), as CompVis DDIM and diffusers' DDIMScheduler(steps_offset=1, set_alpha_to_one=False) do."""
+    table = denoiser.sigmas.detach().to("cpu", torch.float64)
+    if n >= len(table):
+        raise ValueError(f"ddim takes at most {len(table) - 1} steps, got {n}")
+    t = torch.arange(n).flip(0) * (len(table) // n) + 1
+    return torch.cat([table[t], table[:1]])
 
 
 def _interp_log_sigma(log_table: Tensor, t: Tensor) -> Tensor:
@@ -134,8 +147,11 @@ class CFGDenoiser(nn.Module):
 # --- samplers ---------------------------------------------------------------------------------
 
 
-def _noise(x: Tensor, generator: torch.Generator | None) -> Tensor:
-    """Standard normal noise shaped like x, drawn on the generator's device (CPU seeds work for CUDA)."""
+def _noise(x: Tensor, generator: torch.Generator | list[torch.Generator] | None) -> Tensor:
+    """Standard normal noise shaped like x, drawn on the generator's device (CPU seeds work for CUDA);
+    with a list of generators, row i of the batch comes from generator i."""
+    if isinstance(generator, (list, tuple)):
+        return torch.stack([_noise(x[i], g) for i, g in enumerate(generator)])
     device = generator.device if generator is not None else x.device
     return torch.randn(x.shape, generator=generator, device=device, dtype=x.dtype).to(x.device)
 
@@ -236,14 +252,16 @@ class SamplerName(str, Enum):
 @dataclass(frozen=True)
 class SamplerSpec:
     fn: Callable[..., Tensor]  # sample_X(model, x, sigmas, extra_args, callback, generator, **options)
-    schedule: Literal["karras", "model"]  # which sigma schedule `sample` builds for it
+    schedule: Literal["karras", "model", "ddim"]  # which sigma schedule `sample` builds for it
     takes_eta: bool = False  # whether fn has an `eta` (stochasticity) option
+    # DDPM-style start: unit-variance x_T, i.e. noise * sqrt(1 + sigma_max^2), instead of noise * sigma_max
+    variance_preserving: bool = False
 
 
 SAMPLERS: dict[str, SamplerSpec] = {
     SamplerName.EULER.value: SamplerSpec(sample_euler, "model"),
     SamplerName.EULER_A.value: SamplerSpec(sample_euler_ancestral, "model", takes_eta=True),
-    SamplerName.DDIM.value: SamplerSpec(sample_ddim, "model", takes_eta=True),
+    SamplerName.DDIM.value: SamplerSpec(sample_ddim, "ddim", takes_eta=True, variance_preserving=True),
     SamplerName.DPMPP_2M.value: SamplerSpec(sample_dpmpp_2m, "karras"),
 }
 
@@ -260,11 +278,15 @@ def sigmas_for(spec: SamplerSpec, denoiser, steps: int) -> Tensor:
     """The sigma schedule (steps + 1 values, ending in 0) that `spec` runs with on this denoiser."""
     if spec.schedule == "karras":
         return karras_sigmas(steps, float(denoiser.sigma_min), float(denoiser.sigma_max))
+    if spec.schedule == "ddim":
+        return ddim_sigmas(denoiser, steps)
     return model_sigmas(denoiser, steps)
 
 
 def sample(denoiser, noise, sampler: str, steps: int, extra_args, callback=None, generator=None, eta=None) -> Tensor:
-    """Denoise unit-variance `noise` with the named sampler in `steps` model calls."""
+    """Denoise unit-variance `noise` with the named sampler in `steps` model calls. The result is the latent
+    the VAE decodes: x at the last sigma in the variance-preserving scale, x / sqrt(1 + sigma^2) (x itself
+    when the schedule ends in 0; DDIM's ends at abar_0, as in AUTOMATIC1111 and diffusers)."""
     spec = get_sampler(sampler)
     if steps < 1:
         raise ValueError(f"steps must be at least 1, got {steps}")
@@ -276,4 +298,6 @@ def sample(denoiser, noise, sampler: str, steps: int, extra_args, callback=None,
         options["eta"] = eta
     sigmas = sigmas_for(spec, denoiser, steps)
     sigmas = sigmas.to(noise.device, torch.promote_types(noise.dtype, torch.float32))
-    return spec.fn(denoiser, noise * sigmas[0], sigmas, extra_args, callback, generator, **options)
+    start = (1 + sigmas[0] ** 2).sqrt() if spec.variance_preserving else sigmas[0]
+    x = spec.fn(denoiser, noise * start, sigmas, extra_args, callback, generator, **options)
+    return x / (1 + sigmas[-1] ** 2).sqrt()

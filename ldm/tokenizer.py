@@ -1,9 +1,9 @@
 """Offline CLIP BPE tokenizer: the ids Stable Diffusion v1's text encoder expects.
 
 A re-implementation of OpenAI CLIP's "simple tokenizer" (as used by openai/clip-vit-large-patch14):
-clean the text (HTML entities, NFC, straight quotes, whitespace, lower case), split it with CLIP's
-regex, map each UTF-8 byte to a printable character and apply the BPE merges shipped in
-``ldm/vocab/bpe_simple_vocab_16e6.txt.gz`` (see ``ldm/vocab/README.md``). Nothing is downloaded.
+clean the text as CLIP does (``ftfy.fix_text``, HTML entities unescaped twice, whitespace collapsed,
+lower case), split it with CLIP's regex, map each UTF-8 byte to a printable character and apply the
+BPE merges shipped in ``ldm/vocab/bpe_simple_vocab_16e6.txt.gz`` (see ``ldm/vocab/README.md``). Nothing is downloaded.
 
 Usage::
 
@@ -14,9 +14,10 @@ Usage::
 import functools
 import gzip
 import html
-import unicodedata
+import re
 from pathlib import Path
 
+import ftfy
 import regex
 import torch
 
@@ -31,11 +32,7 @@ EOS = 49407  # id of <|endoftext|>; SD v1 also pads with it
 END_OF_WORD = "</w>"
 # CLIP's pre-tokenisation: special tokens, English contractions, letter runs, single digits, other symbols.
 SPLIT_PATTERN = r"""<\|startoftext\|>|<\|endoftext\|>|'s|'t|'re|'ve|'m|'ll|'d|[\p{L}]+|[\p{N}]|[^\s\p{L}\p{N}]+"""
-# Curly quotes made straight, as ftfy.fix_text does (ftfy is not a dependency).
-STRAIGHT_QUOTES = {
-    0x02BC: "'", 0x2018: "'", 0x2019: "'", 0x201A: "'", 0x201B: "'",
-    0x201C: '"', 0x201D: '"', 0x201E: '"', 0x201F: '"',
-}
+WHITESPACE = re.compile(r"\s+")  # the stdlib's \s, as OpenAI's whitespace_clean (regex's differs on \x1c-\x1f)
 
 
 @functools.cache
@@ -48,10 +45,10 @@ def bytes_to_unicode() -> dict[int, str]:
 
 
 def clean_text(text: str) -> str:
-    """CLIP's text cleanup without ftfy: HTML unescape, NFC, straight quotes, collapsed whitespace, lower case."""
-    text = unicodedata.normalize("NFC", html.unescape(text)).translate(STRAIGHT_QUOTES)
-    text = html.unescape(html.unescape(text))
-    return " ".join(text.split()).lower()
+    """CLIP's text cleanup (OpenAI's basic_clean, whitespace_clean, lower case): ftfy repairs mojibake,
+    full-width letters, ligatures, curly quotes and terminal escapes, then HTML entities are unescaped twice."""
+    text = html.unescape(html.unescape(ftfy.fix_text(text)))
+    return WHITESPACE.sub(" ", text).strip().lower()
 
 
 def read_merges(vocab_path: Path) -> list[tuple[str, str]]:

@@ -3,7 +3,7 @@
 Keys come straight from the attribute names: `time_embed`, `input_blocks.N.M`, `middle_block`,
 `output_blocks.N.M`, `out`. Call it as the reference does: `unet(x, timesteps, context)` -> eps.
 """
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 from torch import nn

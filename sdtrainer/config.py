@@ -9,6 +9,9 @@ A value comes from, lowest precedence first: the dataclass defaults, the preset
 `overrides` (`key=value` strings, parsed as YAML). OmegaConf checks every key and type against
 `TrainConfig`, so a typo fails at load time with its name (ConfigError). `check_config` adds the
 checks that need several fields at once, before a run starts.
+
+A numeric setting's accepted values are declared once, as a `Range` in its field's metadata
+(`field_range("steps")`): `check_config` enforces it and the Training tab builds its inputs from it.
 """
 import dataclasses
 import difflib
@@ -24,6 +27,7 @@ from omegaconf.errors import ConfigKeyError, OmegaConfBaseException
 from ldm.samplers import SamplerName
 from sdtrainer.dataset import Crop, subfolders
 from sdtrainer.messages import Message
+from sdtrainer.sampling import MAX_STEPS
 
 PRESETS_DIR = Path(__file__).resolve().parent.parent / "configs" / "train"
 DEFAULT_PRESET = "24gb"
@@ -92,6 +96,37 @@ class Device(str, Enum):
     CPU = "cpu"  # only sensible for the tiny demo model
 
 
+@dataclass(frozen=True)
+class Range:
+    """The values a numeric setting accepts: low to high, each bound included unless marked open."""
+
+    low: float
+    high: float
+    low_open: bool = False  # e.g. a learning rate: above 0, not 0
+    high_open: bool = False
+
+    def __contains__(self, value: float) -> bool:
+        above = value > self.low if self.low_open else value >= self.low
+        below = value < self.high if self.high_open else value <= self.high
+        return above and below
+
+    def described(self) -> Message:
+        """'between 1 and 100000' (or 'above 0 and at most 0.01', ...), in the reader's language."""
+        key = {(False, False): "between", (True, False): "above_up_to", (True, True): "strictly_between",
+               (False, True): "from_below"}[self.low_open, self.high_open]
+        return Message(f"cfg_range_{key}", low=number_text(self.low), high=number_text(self.high))
+
+
+def number_text(value: float) -> str:
+    """A bound as people write it: 100000, 0.01, 1e-06."""
+    return str(int(value)) if float(value).is_integer() else f"{value:g}"
+
+
+def ranged(default, low: float, high: float, low_open: bool = False, high_open: bool = False):
+    """A dataclass field whose accepted values are Range(low, high, ...); see field_range."""
+    return field(default=default, metadata={"range": Range(low, high, low_open, high_open)})
+
+
 @dataclass
 class Concept:
     """One subject of a run with several (the `concepts` list); the single-subject fields make one too."""
@@ -102,9 +137,9 @@ class Concept:
     reg_images: Optional[str] = None  # folder of class images for its prior term; None: the run's reg_images
     #                                   (its <class_word>/ sub-folder, or its root for the run's class_word),
     #                                   else `class_images` generated
-    class_images: Optional[int] = None  # class images to generate; None: the run's class_images
-    repeats: int = 1  # its share of the picks: repeats / sum of all repeats (1 each: every subject equally often,
-    #                   whatever its photo count)
+    class_images: Optional[int] = ranged(None, 0, 5000)  # class images to generate; None: the run's class_images
+    repeats: int = ranged(1, 1, 100)  # its share of the picks: repeats / sum of all repeats (1 each: every
+    #                                   subject equally often, whatever its photo count)
 
 
 @dataclass
@@ -117,34 +152,36 @@ class TrainConfig:
     class_word: str = ""  # what the subject is, e.g. "person"; captions are "<token> <class_word>"
     concepts: list[Concept] = field(default_factory=list)  # more subjects trained in the same run (see Concept)
     reg_images: Optional[str] = None  # folder of regularization images of the bare class; None: generate them
-    class_images: int = 200  # class images to generate with the base model when reg_images is None
+    class_images: int = ranged(200, 0, 5000)  # class images to generate with the base model when reg_images is None
     class_images_dir: Optional[str] = None  # where generated class images go (None: <run>/class_images); share
     #                                         one folder per class word and base model to reuse them
     class_image_steps: int = 30  # sampler steps per generated class image
     # --- data
     resolution: int = 512  # training squares, pixels
-    repeats: int = 1  # share of the picks of the subjects of `images` (see Concept.repeats); each photo of a
-    #                   subject is seen equally often
-    flip_p: float = 0.5  # chance that a sample is mirrored left-right
+    repeats: int = ranged(1, 1, 100)  # share of the picks of the subjects of `images` (see Concept.repeats);
+    #                                   each photo of a subject is seen equally often
+    flip_p: float = ranged(0.5, 0, 1)  # chance that a sample is mirrored left-right
     crop: Crop = Crop.CENTER  # how non-square photos become square: center or face
     # --- loss
-    prior_loss_weight: float = 1.0  # lambda of the class (prior preservation) loss; 0 trains without class images
-    noise_offset: float = 0.0  # std of a per-channel constant added to the noise (0.05-0.1 helps very dark/bright)
-    min_snr_gamma: float = 0.0  # min-SNR-gamma loss weighting (Hang et al. 2023), 5 is typical; 0 = off
+    prior_loss_weight: float = ranged(1.0, 0, 10)  # lambda of the class (prior preservation) loss; 0 trains
+    #                                                without class images
+    noise_offset: float = ranged(0.0, 0, 1)  # std of a per-channel constant added to the noise (0.05-0.1 helps
+    #                                          very dark or bright subjects)
+    min_snr_gamma: float = ranged(0.0, 0, 20)  # min-SNR-gamma loss weighting (Hang et al. 2023), 5 is typical; 0 = off
     # --- what trains
     train_text_encoder: bool = False  # also fine-tune the CLIP text encoder (the old repos did; costs VRAM)
-    text_encoder_lr: Optional[float] = None  # its learning rate; None = learning_rate
+    text_encoder_lr: Optional[float] = ranged(None, 0, 1e-2, low_open=True)  # its learning rate; None = learning_rate
     ema: bool = False  # keep an exponential moving average of the UNet (saved as model_ema.*); +3.3 GiB VRAM
-    ema_decay: float = 0.999  # per optimizer step
+    ema_decay: float = ranged(0.999, 0, 1, low_open=True, high_open=True)  # per optimizer step
     # --- optimisation
-    steps: int = 2000  # optimizer steps
-    learning_rate: float = 1e-6
+    steps: int = ranged(2000, 1, 100_000)  # optimizer steps
+    learning_rate: float = ranged(1e-6, 0, 1e-2, low_open=True)
     lr_schedule: LRSchedule = LRSchedule.CONSTANT
-    warmup_steps: int = 0  # for warmup and cosine
-    batch_size: int = 1  # instance images per step; as many class images join them in the same UNet call
-    grad_accum: int = 1  # batches accumulated per optimizer step
-    max_grad_norm: float = 1.0  # gradient clipping; 0 = off
-    weight_decay: float = 1e-2  # AdamW decoupled weight decay
+    warmup_steps: int = ranged(0, 0, 100_000)  # for warmup and cosine
+    batch_size: int = ranged(1, 1, 16)  # instance images per step; as many class images join them in the same UNet call
+    grad_accum: int = ranged(1, 1, 64)  # batches accumulated per optimizer step
+    max_grad_norm: float = ranged(1.0, 0, 100)  # gradient clipping; 0 = off
+    weight_decay: float = ranged(1e-2, 0, 1)  # AdamW decoupled weight decay
     optimizer: OptimizerName = OptimizerName.ADAMW
     precision: Precision = Precision.BF16_MIXED
     gradient_checkpointing: bool = False  # recompute UNet activations in backward: ~30% slower, far less memory
@@ -157,18 +194,20 @@ class TrainConfig:
     cache_latents: bool = True  # VAE latents and text embeddings are computed once before step 1 (the VAE is
     #                             frozen, so this is always on; False is refused)
     # --- outputs
-    save_every: int = 500  # write a model file (and the resumable state) every N steps; 0 = only at the end
+    save_every: int = ranged(500, 0, 100_000)  # write a model file (and the resumable state) every N steps;
+    #                                            0 = only at the end
     save_format: SaveFormat = SaveFormat.SAFETENSORS
     save_half: bool = True  # model files in fp16 (2 GB); False writes fp32 (4 GB)
     keep_all_states: bool = False  # keep state/stepNNNNN.ckpt for every save (about 11 GB each for SD v1)
-    preview_every: int = 250  # sample the preview prompts every N steps (and at step 0); 0 = only at start and end
+    preview_every: int = ranged(250, 0, 100_000)  # sample the preview prompts every N steps (and at step 0);
+    #                                               0 = only at start and end
     preview_prompts: list[str] = field(default_factory=lambda: list(DEFAULT_PREVIEW_PROMPTS))  # {token}, {class}
     preview_seeds: list[int] = field(default_factory=lambda: [42])  # every prompt with every seed, same each time
-    preview_steps: int = 20
+    preview_steps: int = ranged(20, 1, MAX_STEPS)
     preview_sampler: SamplerName = SamplerName.EULER_A
     preview_cfg_scale: float = 7.0
     # --- run
-    seed: int = 42  # data order, flips, noise and timesteps are functions of (seed, step)
+    seed: int = ranged(42, 0, 2**31 - 1)  # data order, flips, noise and timesteps are functions of (seed, step)
     device: Device = Device.CUDA
     required_free_gib: Optional[float] = None  # VRAM gate; None: PRESET_VRAM_GIB[preset] (+ EMA_EXTRA_GIB with ema)
     min_total_gib: Optional[float] = None  # smallest card accepted; None: PRESET_MIN_TOTAL_GIB[preset]
@@ -328,34 +367,23 @@ def _check_concept(n: int, concept: Concept) -> None:
             raise ConfigError(f"concepts[{n}]: set {key}.")
     if len(concept.token.split()) > 1:
         raise ConfigError(f"concepts[{n}]: the token {concept.token!r} must be one word without spaces.")
-    _check_rules(f"concepts[{n}].", concept, [("repeats", concept.repeats >= 1, "at_least_1"),
-                                             ("class_images", (concept.class_images or 0) >= 0, "0_or_more")])
+    _check_ranges(concept, f"concepts[{n}].")
 
 
-def _check_ranges(cfg: TrainConfig) -> None:
-    rules = [  # (setting, whether it is fine, the key of what it must be)
-        ("steps", cfg.steps >= 1, "at_least_1"), ("learning_rate", cfg.learning_rate > 0, "above_0"),
-        ("batch_size", cfg.batch_size >= 1, "at_least_1"), ("grad_accum", cfg.grad_accum >= 1, "at_least_1"),
-        ("resolution", cfg.resolution >= 64 and cfg.resolution % 64 == 0, "multiple_of_64"),
-        ("repeats", cfg.repeats >= 1, "at_least_1"), ("flip_p", 0 <= cfg.flip_p <= 1, "0_to_1"),
-        ("prior_loss_weight", cfg.prior_loss_weight >= 0, "0_or_more"),
-        ("class_images", cfg.class_images >= 0, "0_or_more"),
-        ("noise_offset", cfg.noise_offset >= 0, "0_or_more"), ("min_snr_gamma", cfg.min_snr_gamma >= 0, "0_or_more"),
-        ("ema_decay", 0 < cfg.ema_decay < 1, "ema_decay_range"),
-        ("warmup_steps", cfg.warmup_steps >= 0, "0_or_more"), ("max_grad_norm", cfg.max_grad_norm >= 0, "0_or_more"),
-        ("save_every", cfg.save_every >= 0, "0_or_more"), ("preview_every", cfg.preview_every >= 0, "0_or_more"),
-        ("preview_steps", 1 <= cfg.preview_steps <= 150, "1_to_150"),
-        ("text_encoder_lr", cfg.text_encoder_lr is None or cfg.text_encoder_lr > 0, "above_0_or_unset"),
-    ]
-    _check_rules("", cfg, rules)
+def field_range(name: str, settings: type = TrainConfig) -> Range | None:
+    """The Range declared on a field of TrainConfig (or Concept); None for a field without one."""
+    return {f.name: f for f in dataclasses.fields(settings)}[name].metadata.get("range")
 
 
-def _check_rules(prefix: str, settings: TrainConfig | Concept, rules: list[tuple[str, bool, str]]) -> None:
-    """ConfigError naming the first setting that breaks its rule: (name, whether it is fine, what it must be)."""
-    for key, ok, what in rules:
-        if not ok:
-            raise ConfigError(Message("cfg_must_be", key=prefix + key, what=Message(f"cfg_{what}"),
-                                      value=getattr(settings, key)))
+def _check_ranges(settings: TrainConfig | Concept, prefix: str = "") -> None:
+    """ConfigError naming the first field whose value is outside its declared Range (None: unset, fine)."""
+    for f in dataclasses.fields(settings):
+        value, accepted = getattr(settings, f.name), f.metadata.get("range")
+        if accepted is not None and value is not None and value not in accepted:
+            raise ConfigError(Message("cfg_must_be", key=prefix + f.name, what=accepted.described(), value=value))
+    if isinstance(settings, TrainConfig) and (settings.resolution < 64 or settings.resolution % 64):
+        raise ConfigError(Message("cfg_must_be", key="resolution", what=Message("cfg_multiple_of_64"),
+                                  value=settings.resolution))
 
 
 def uses_prior(cfg: TrainConfig) -> bool:

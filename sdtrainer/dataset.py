@@ -21,7 +21,6 @@ subject: no face for a person class, the same background in most photos. Face de
 Haar cascade (``opencv-python-headless``), imported on first use.
 """
 import functools
-import hashlib
 import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -35,6 +34,7 @@ from PIL import Image, ImageOps
 from torch.utils.data import Dataset
 
 from sdtrainer.messages import MESSAGES as CORE_MESSAGES, Message
+from sdtrainer.seeds import seeded_uniform
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".bmp")
 ERROR = "error"
@@ -704,8 +704,7 @@ def class_folder(reg_root: str | Path, class_word: str, root_class_word: str) ->
 
 def flip_decision(seed: int, epoch: int, index: int, flip_p: float) -> bool:
     """Whether item ``index`` is mirrored in ``epoch``: a hash of (seed, epoch, index), so runs reproduce."""
-    digest = hashlib.blake2b(f"{seed}:{epoch}:{index}".encode(), digest_size=8).digest()
-    return int.from_bytes(digest, "big") / 2.0 ** 64 < flip_p
+    return seeded_uniform(seed, epoch, index) < flip_p
 
 
 def to_tensor(image: Image.Image) -> torch.Tensor:

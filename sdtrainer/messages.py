@@ -232,13 +232,11 @@ MESSAGES: dict[str, dict[str, str]] = {
     "cfg_hint_token": {"en": "a rare word such as ohwx", "fr": "un mot rare comme ohwx"},
     "cfg_hint_class_word": {"en": "e.g. person, dog, car", "fr": "par ex. person, dog, car"},
     "cfg_must_be": {"en": "{key} must be {what}, got {value!r}.", "fr": "{key} doit être {what}, pas {value!r}."},
-    "cfg_at_least_1": {"en": "at least 1", "fr": "au moins 1"},
-    "cfg_above_0": {"en": "above 0", "fr": "supérieur à 0"},
-    "cfg_above_0_or_unset": {"en": "above 0 (or unset)", "fr": "supérieur à 0 (ou non défini)"},
-    "cfg_0_or_more": {"en": "0 or more", "fr": "0 ou plus"},
-    "cfg_0_to_1": {"en": "between 0 and 1", "fr": "entre 0 et 1"},
-    "cfg_ema_decay_range": {"en": "between 0 and 1 (0.999 is usual)", "fr": "entre 0 et 1 (0,999 en général)"},
-    "cfg_1_to_150": {"en": "between 1 and 150", "fr": "entre 1 et 150"},
+    "cfg_range_between": {"en": "between {low} and {high}", "fr": "entre {low} et {high}"},
+    "cfg_range_above_up_to": {"en": "above {low} and at most {high}", "fr": "supérieur à {low} et au plus {high}"},
+    "cfg_range_strictly_between": {"en": "strictly between {low} and {high}",
+                                   "fr": "strictement entre {low} et {high}"},
+    "cfg_range_from_below": {"en": "at least {low} and below {high}", "fr": "au moins {low} et inférieur à {high}"},
     "cfg_multiple_of_64": {"en": "a multiple of 64 (512 for SD v1)", "fr": "un multiple de 64 (512 pour SD v1)"},
     # ------------------------------------------------------------------ sampling.py
     "gen_side": {

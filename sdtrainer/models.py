@@ -21,6 +21,7 @@ from sdtrainer.checkpoint import CheckpointError, CheckpointInfo, load_model, re
 CHECKPOINT_SUFFIXES = (".safetensors", ".ckpt")
 DEMO_MODEL_NAME = "sdtrainer-demo-tiny.safetensors"
 DEMO_SEED = 0
+DEMO_MARK = "sdtrainer_demo"  # metadata key that the demo model carries ("true")
 
 
 def write_demo_model(path: Path, seed: int = DEMO_SEED) -> Path:
@@ -28,21 +29,23 @@ def write_demo_model(path: Path, seed: int = DEMO_SEED) -> Path:
     torch.manual_seed(seed)
     model = StableDiffusion(TINY)
     save_checkpoint(model, path, dtype=torch.float16,
-                    metadata={"sdtrainer_demo": "true", "base_model": "random init (demo)"})
+                    metadata={DEMO_MARK: "true", "base_model": "random init (demo)"})
     return path
 
 
-def is_demo_metadata(metadata: dict[str, str]) -> bool:
-    """The demo model, or a model trained from it (its config names the tiny architecture)."""
-    return metadata.get("sdtrainer_demo") == "true" or '"name": "tiny"' in metadata.get("sdtrainer_config", "")
+def is_demo(metadata: dict[str, str], config_name: str | None = None) -> bool:
+    """Whether a checkpoint is the demo model or a model trained from it: the demo's mark in its metadata, or
+    the tiny architecture, named by the config saved in its metadata or detected from its weights (config_name)."""
+    return (metadata.get(DEMO_MARK) == "true" or config_name == TINY.name
+            or f'"name": "{TINY.name}"' in metadata.get("sdtrainer_config", ""))
 
 
 def is_demo_file(path: Path) -> bool:
-    """is_demo_metadata of a safetensors file's header (False for a .ckpt, which would have to be read whole)."""
+    """is_demo of a safetensors file's header (False for a .ckpt, which would have to be read whole)."""
     if Path(path).suffix.lower() != ".safetensors":
         return False
     try:
-        return is_demo_metadata(read_metadata(path))
+        return is_demo(read_metadata(path))
     except CheckpointError:
         return False
 
@@ -82,6 +85,7 @@ def list_checkpoints(*folders: Path) -> list[Path]:
 
 
 def default_device() -> torch.device:
+    """Where models load and the Training tab trains: the GPU when PyTorch sees one, else the CPU."""
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 

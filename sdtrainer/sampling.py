@@ -5,7 +5,9 @@
     paths = save_images(results, Path("outputs/txt2img"))
 
 Each PNG holds a `parameters` text chunk in the form AUTOMATIC1111 writes, so a user can paste it
-back into that tool (or ours). Image i of a batch uses seed + i, as AUTOMATIC1111 does.
+back into that tool (or ours). Image i of a batch uses seed + i, as AUTOMATIC1111 does: its initial
+noise is the first draw of a generator seeded with seed + i, and the noise an ancestral sampler (euler_a,
+ddim with eta) adds at each step continues that generator, so it is independent of the initial noise.
 """
 import math
 import random
@@ -86,15 +88,20 @@ def infotext(params: GenerationParams, seed: int, model_name: str) -> str:
     fields = [f"Steps: {params.steps}", f"Sampler: {A1111_SAMPLER_NAMES[params.sampler]}",
               f"CFG scale: {params.cfg_scale:g}", f"Seed: {seed}", f"Size: {params.width}x{params.height}",
               f"Model: {model_name}"]
-    if params.eta is not None:
-        fields.append(f"Eta: {params.eta:g}")
+    if params.eta is not None:  # AUTOMATIC1111 keeps DDIM's eta apart from the ancestral samplers'
+        fields.append(f"{'Eta DDIM' if params.sampler == SamplerName.DDIM.value else 'Eta'}: {params.eta:g}")
     return "\n".join(lines + [", ".join(fields)])
 
 
-def initial_noise(seeds: list[int], shape: tuple[int, ...], device: torch.device, dtype: torch.dtype) -> torch.Tensor:
-    """One latent noise per seed, drawn on the CPU so a seed gives the same start on any device."""
-    noise = [torch.randn(shape, generator=torch.Generator().manual_seed(s)) for s in seeds]
-    return torch.stack(noise).to(device, dtype)
+def image_generators(seed: int, n: int) -> list[torch.Generator]:
+    """One CPU generator per image of a batch, seeded seed + i, so a seed gives the same image on any device."""
+    return [torch.Generator().manual_seed(seed + i) for i in range(n)]
+
+
+def initial_noise(generators: list[torch.Generator], shape: tuple[int, ...], device: torch.device,
+                  dtype: torch.dtype) -> torch.Tensor:
+    """One latent noise per image, the first draw of its generator (which the sampler then continues)."""
+    return torch.stack([torch.randn(shape, generator=g) for g in generators]).to(device, dtype)
 
 
 def to_pil(images: torch.Tensor) -> list[Image.Image]:
@@ -114,11 +121,11 @@ def sample_latents(model: StableDiffusion, params: GenerationParams, callback=No
     uncond = model.text_encoder.encode([params.negative_prompt]).to(dtype).expand(n, -1, -1)
     f = model.cfg.latent_factor
     shape = (model.cfg.unet.in_channels, params.height // f, params.width // f)
-    noise = initial_noise([params.seed + i for i in range(n)], shape, device, dtype)
+    generators = image_generators(params.seed, n)
+    noise = initial_noise(generators, shape, device, dtype)
     denoiser = CFGDenoiser(EpsDenoiser(unet or model.unet, alphas_cumprod()).to(device))
     extra = {"cond": cond, "uncond": uncond, "cfg_scale": params.cfg_scale}
-    generator = torch.Generator().manual_seed(params.seed)
-    return sample(denoiser, noise, params.sampler, params.steps, extra, callback, generator, params.eta)
+    return sample(denoiser, noise, params.sampler, params.steps, extra, callback, generators, params.eta)
 
 
 @torch.no_grad()

@@ -21,7 +21,6 @@ state/last.ckpt, samples/stepNNNNN-pJ-sSEED.png, class_images/, <run>-final.safe
 import collections
 import csv
 import functools
-import hashlib
 import json
 import logging
 import math
@@ -42,7 +41,7 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader, IterableDataset
 
 from ldm.cuda_graph import graphed_training_call
-from ldm.model import TINY, StableDiffusion
+from ldm.model import StableDiffusion
 from ldm.schedule import NUM_TIMESTEPS, alphas_cumprod
 from ldm.tokenizer import get_tokenizer
 from sdtrainer.checkpoint import EMA_PREFIX, UNET_PREFIX, ema_from_file, ema_to_file, load_model, save_checkpoint
@@ -53,10 +52,11 @@ from sdtrainer.config import (ConfigError, Device, LRSchedule, OptimizerName, Pr
 from sdtrainer.dataset import ClassDataset, ImageDataset, InstanceDataset
 from sdtrainer.flat_params import flatten_
 from sdtrainer.messages import Message
-from sdtrainer.preflight import cpu_warning
+from sdtrainer.models import is_demo
+from sdtrainer.preflight import GIB, cpu_warning
 from sdtrainer.sampling import GenerationParams, check_params, infotext, sample_latents, save_png, to_pil
+from sdtrainer.seeds import seeded_generator
 
-GIB = 1024**3
 ENCODE_BATCH = 4  # images per VAE call while caching latents
 INSTANCE_STREAM, CLASS_STREAM, STEP_STREAM, SUBJECT_STREAM = 0, 1, 2, 3  # independent random streams of batch_for
 
@@ -184,12 +184,6 @@ class RunPaths:
 # ---------------------------------------------------------------------------------------------------
 # Data order: batch k is a pure function of (seed, k)
 # ---------------------------------------------------------------------------------------------------
-
-def seeded_generator(seed: int, *keys: int) -> torch.Generator:
-    """A CPU generator for one purpose and one step: a hash of (seed, keys), so streams never overlap."""
-    digest = hashlib.blake2b(repr((seed, *keys)).encode(), digest_size=8).digest()
-    return torch.Generator().manual_seed(int.from_bytes(digest, "big") & (2**63 - 1))
-
 
 @functools.lru_cache(maxsize=64)
 def epoch_order(seed: int, stream: int, subject: int, epoch: int, n: int) -> torch.Tensor:
@@ -843,7 +837,7 @@ def load_base_model(cfg: TrainConfig, device: torch.device, emit: Emit) -> Stabl
     model, info = load_model(cfg.model, device="cpu", dtype=torch.float32)
     log(emit, 0, f"Loaded {Path(cfg.model).name} ({info.config.name}).")
     if device.type == "cpu":
-        warning = cpu_warning(info.config.name == TINY.name)
+        warning = cpu_warning(is_demo(info.metadata, info.config.name))
         if warning:
             log(emit, 0, f"Warning: {warning}")
     model.to(device)

@@ -2,7 +2,7 @@
 an image in the Test tab, train a few CPU steps and see a preview, add a second subject in the Dataset tab.
 Screenshots go to tests/artifacts/.
 
-Skipped only when /usr/bin/chromium is missing.
+Skipped only when /usr/bin/chromium is missing, and that skip is a failure in CI (CI=true).
 """
 import socket
 from pathlib import Path

@@ -364,8 +364,8 @@ def test_a_wrong_concept_in_a_yaml_file_names_the_file_and_index(tmp_path):
 @pytest.mark.parametrize("change,words", [
     ({"images": ""}, r"concepts\[1\]: set images"),
     ({"token": "effy dog"}, r"concepts\[1\]: the token 'effy dog' must be one word"),
-    ({"repeats": 0}, r"concepts\[1\].repeats must be at least 1"),
-    ({"class_images": -1}, r"concepts\[1\].class_images must be 0 or more"),
+    ({"repeats": 0}, r"concepts\[1\].repeats must be between 1 and 100"),
+    ({"class_images": -1}, r"concepts\[1\].class_images must be between 0 and 5000"),
 ])
 def test_check_config_names_the_concept(change, words):
     good = {"token": "effy", "class_word": "dog", "images": "p"}

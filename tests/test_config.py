@@ -1,9 +1,14 @@
 """sdtrainer.config: presets, precedence, type checks that name the key, and the resolved config file."""
+import dataclasses
+import re
+import typing
+
 import pytest
 
-from sdtrainer.config import (PRESET_VRAM_GIB, ConfigError, Device, OptimizerName, Precision, check_config,
-                              defaults_for, load_config, lower_preset, preset_names, preview_prompts, required_free_gib,
-                              save_config, uses_prior)
+from sdtrainer.config import (PRESET_VRAM_GIB, Concept, ConfigError, Device, OptimizerName, Precision, Range,
+                              TrainConfig, check_config, defaults_for, field_range, load_config, lower_preset,
+                              preset_names, preview_prompts, required_free_gib, save_config, uses_prior)
+from sdtrainer.sampling import MAX_STEPS
 
 RUN = {"model": "m.safetensors", "images": "photos", "token": "ohwx", "class_word": "person"}
 
@@ -71,13 +76,47 @@ def test_the_resolved_config_reloads_unchanged(tmp_path):
 @pytest.mark.parametrize("change,words", [
     ({"token": ""}, "Set token"),
     ({"resolution": 500}, "multiple of 64"),
-    ({"steps": 0}, "steps must be at least 1"),
+    ({"steps": 0}, "steps must be between 1 and 100000"),
     ({"ema_decay": 1.5}, "ema_decay"),
     ({"cache_latents": False}, "cache_latents"),
 ])
 def test_check_config_says_what_to_set(change, words):
     with pytest.raises(ConfigError, match=words):
         check_config(load_config(values={**RUN, **change}))
+
+
+RANGED = [(cls, f.name, f.metadata["range"], int in (f.type, *typing.get_args(f.type)))
+          for cls in (TrainConfig, Concept) for f in dataclasses.fields(cls) if "range" in f.metadata]
+
+
+def config_with(cls: type, name: str, value) -> TrainConfig:
+    if cls is Concept:
+        return load_config(values={**RUN, "concepts": [{"token": "effy", "class_word": "dog", "images": "e",
+                                                        name: value}]})
+    return load_config(values={**RUN, name: value})
+
+
+@pytest.mark.parametrize("cls, name, accepted, whole", RANGED, ids=[f"{c.__name__}.{n}" for c, n, *_ in RANGED])
+def test_check_config_enforces_each_declared_range(cls, name, accepted, whole):
+    step = 1 if whole else (accepted.high - accepted.low) * 1e-3
+    for value in (accepted.low - step, accepted.low, accepted.low + step, accepted.high - step, accepted.high,
+                  accepted.high + step):
+        cfg = config_with(cls, name, value)
+        if value in accepted:
+            check_config(cfg)
+        else:
+            with pytest.raises(ConfigError, match=re.escape(f"{name} must be {accepted.described()}")):
+                check_config(cfg)
+
+
+def test_ranges_that_the_ui_and_the_command_line_used_to_disagree_on():
+    assert field_range("learning_rate") == Range(0, 1e-2, low_open=True)
+    assert field_range("steps") == Range(1, 100_000)
+    with pytest.raises(ConfigError, match=r"learning_rate must be above 0 and at most 0\.01, got 0\.02"):
+        check_config(load_config(values={**RUN, "learning_rate": 0.02}))
+    with pytest.raises(ConfigError, match="steps must be between 1 and 100000, got 200000"):
+        check_config(load_config(values={**RUN, "steps": 200_000}))
+    assert field_range("preview_steps").high == MAX_STEPS and field_range("resolution") is None
 
 
 def test_what_follows_from_the_config():

@@ -200,9 +200,42 @@ def test_face_crop_centres_on_the_largest_face(tmp_path, monkeypatch):
     assert np.array_equal(np.asarray(load_image(path, 50, crop="face")), np.asarray(load_image(path, 50)))
 
 
-def test_detect_faces_runs_opencv_and_finds_none_in_a_blank_image():
-    pytest.importorskip("cv2")
+def drawn_face(centre: tuple[int, int], r: int, size=(400, 300)) -> Image.Image:
+    """A schematic frontal face (head, hair, brows, eyes, nose, mouth), softened: OpenCV's cascade finds it."""
+    image = Image.new("L", size, 40)
+    draw, (cx, cy) = ImageDraw.Draw(image), centre
+    draw.ellipse((cx - 0.8 * r, cy - r, cx + 0.8 * r, cy + 1.1 * r), fill=190)
+    draw.chord((cx - 0.85 * r, cy - 1.1 * r, cx + 0.85 * r, cy - 0.1 * r), 180, 360, fill=50)
+    for side in (-1, 1):
+        ex = cx + side * 0.33 * r
+        draw.rectangle((ex - 0.2 * r, cy - 0.3 * r, ex + 0.2 * r, cy - 0.22 * r), fill=60)
+        draw.ellipse((ex - 0.15 * r, cy - 0.15 * r, ex + 0.15 * r, cy + 0.02 * r), fill=50)
+    draw.polygon([(cx, cy), (cx - 0.1 * r, cy + 0.35 * r), (cx + 0.1 * r, cy + 0.35 * r)], fill=150)
+    draw.ellipse((cx - 0.3 * r, cy + 0.5 * r, cx + 0.3 * r, cy + 0.65 * r), fill=80)
+    return image.filter(ImageFilter.GaussianBlur(2)).convert("RGB")
+
+
+@pytest.mark.parametrize("centre, r, size", [((260, 150), 60, (400, 300)), ((110, 120), 40, (400, 300)),
+                                             ((900, 500), 150, (1200, 900))])  # shrunk to 640 px to detect
+def test_detect_faces_finds_a_drawn_face_where_it_is(centre, r, size):
+    [(x, y, w, h)] = dataset.detect_faces(drawn_face(centre, r, size))
+    assert abs(x + w / 2 - centre[0]) < 0.3 * r and abs(y + h / 2 - centre[1]) < 0.3 * r
+    assert 1.5 * r < w < 3 * r
+
+
+def test_detect_faces_finds_none_without_a_face():
     assert dataset.detect_faces(Image.new("RGB", (200, 150), (128, 128, 128))) == []
+    assert dataset.detect_faces(scene(4, (400, 300))) == []
+
+
+def test_face_crop_follows_a_real_detection(tmp_path):
+    path = save(drawn_face((330, 150), 50, size=(400, 300)), tmp_path / "wide.png")
+    square = np.asarray(load_image(path, 100, crop="face").convert("L")).astype(int)
+    centred = np.asarray(load_image(path, 100).convert("L")).astype(int)
+    # scale 1/3: the face's centre x 330 -> 110, so the 100 px window is pushed to the right edge
+    expected = np.asarray(Image.open(path).resize((133, 100), Image.Resampling.LANCZOS).crop((33, 0, 133, 100))
+                          .convert("L")).astype(int)
+    assert np.abs(square - expected).max() <= 1 and np.abs(square - centred).mean() > 10
 
 
 def test_unknown_crop_is_a_clear_error(tmp_path):

@@ -55,7 +55,7 @@ def test_nested_and_listed_fields_are_said_in_the_same_language(tmp_path):
     with pytest.raises(ConfigError) as caught:
         check_config(load_config("24gb", values={"ema_decay": 1.0, "model": "m", "images": "i", "token": "t",
                                                  "class_word": "c"}))
-    assert say_in(message_of(caught.value), "fr") == "ema_decay doit être entre 0 et 1 (0,999 en général), pas 1.0."
+    assert say_in(message_of(caught.value), "fr") == "ema_decay doit être strictement entre 0 et 1, pas 1.0."
 
 
 def test_out_of_memory_advice_in_french(tmp_path):

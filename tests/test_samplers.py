@@ -5,6 +5,8 @@ D(x, sigma) = MU + S^2 / (S^2 + sigma^2) * (x - MU), and the probability-flow OD
 x at sigma_a to MU + (x - MU) * sqrt((S^2 + sigma_b^2) / (S^2 + sigma_a^2)) at sigma_b.
 S = 1 because LATENT_SCALE makes SD latents roughly unit variance.
 """
+import importlib.util
+
 import pytest
 import torch
 from torch import nn
@@ -14,6 +16,7 @@ from ldm.samplers import (
     CFGDenoiser,
     EpsDenoiser,
     SamplerName,
+    ddim_sigmas,
     get_sampler,
     karras_sigmas,
     model_sigmas,
@@ -24,7 +27,7 @@ from ldm.samplers import (
     sample_euler_ancestral,
     sigmas_for,
 )
-from ldm.schedule import alphas_cumprod, sigmas_from_alphas_cumprod
+from ldm.schedule import LINEAR_END, LINEAR_START, alphas_cumprod, sigmas_from_alphas_cumprod
 
 MU, S = 0.5, 1.0
 SD_SIGMAS = sigmas_from_alphas_cumprod(alphas_cumprod())  # float64, ascending in t
@@ -106,15 +109,16 @@ def test_sample_runs_the_sampler_on_its_schedule(name):
     denoiser, steps, seen = GaussianDenoiser(), 7, []
     noise = torch.randn(3, 2, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
     sample(denoiser, noise, name, steps, {"cond": "c"}, callback=seen.append, generator=torch.Generator())
-    expected = sigmas_for(get_sampler(name), denoiser, steps)
-    assert expected[0] == pytest.approx(SD_SIGMAS[-1].item()) and expected[-2] == pytest.approx(SD_SIGMAS[0].item())
+    spec = get_sampler(name)
+    expected = sigmas_for(spec, denoiser, steps)
     assert len(seen) == len(denoiser.calls) == steps
     assert all(info.keys() >= {"i", "sigma", "denoised", "x"} for info in seen)
     assert [info["i"] for info in seen] == list(range(steps))
     torch.testing.assert_close(torch.stack([info["sigma"] for info in seen]), expected[:-1])
     torch.testing.assert_close(torch.stack([c["sigma"][0] for c in denoiser.calls]), expected[:-1])
     assert all(c["cond"] == "c" for c in denoiser.calls)
-    torch.testing.assert_close(denoiser.calls[0]["x"], noise * expected[0])
+    start = (1 + expected[0] ** 2).sqrt() if spec.variance_preserving else expected[0]  # x_T of unit variance
+    torch.testing.assert_close(denoiser.calls[0]["x"], noise * start)
     assert torch.equal(seen[-1]["denoised"], denoiser(seen[-1]["x"], seen[-1]["sigma"].expand(3)))
 
 
@@ -145,7 +149,8 @@ def test_sampler_names_and_schedules():
     assert {n.value for n in SamplerName} == set(SAMPLERS)
     assert get_sampler(SamplerName.EULER_A) is SAMPLERS["euler_a"] is get_sampler("euler_a")
     assert {n: s.schedule for n, s in SAMPLERS.items()} == {
-        "euler": "model", "euler_a": "model", "ddim": "model", "dpmpp_2m": "karras"}
+        "euler": "model", "euler_a": "model", "ddim": "ddim", "dpmpp_2m": "karras"}
+    assert [n for n, s in SAMPLERS.items() if s.variance_preserving] == ["ddim"]
 
 
 def test_karras_sigmas():
@@ -163,6 +168,74 @@ def test_model_sigmas():
     torch.testing.assert_close(model_sigmas(denoiser, 1000), torch.cat([SD_SIGMAS.flip(0), torch.zeros(1, dtype=torch.float64)]))
     sigmas = model_sigmas(denoiser, 4)  # t = 999, 666, 333, 0
     torch.testing.assert_close(sigmas, torch.cat([SD_SIGMAS[[999, 666, 333, 0]], torch.zeros(1, dtype=torch.float64)]))
+
+    sigmas = model_sigmas(denoiser, 7)
+    assert sigmas[0] == pytest.approx(SD_SIGMAS[-1].item()) and sigmas[-2] == pytest.approx(SD_SIGMAS[0].item())
+
+
+def test_ddim_sigmas_are_sd_v1_ddim_timesteps_then_the_final_alpha():
+    denoiser = GaussianDenoiser()
+    torch.testing.assert_close(ddim_sigmas(denoiser, 25), SD_SIGMAS[[*range(961, 0, -40), 0]])
+    torch.testing.assert_close(ddim_sigmas(denoiser, 3), SD_SIGMAS[[667, 334, 1, 0]])  # 1000 // 3 apart
+    torch.testing.assert_close(ddim_sigmas(denoiser, 999), SD_SIGMAS[[*range(999, 0, -1), 0]])
+    with pytest.raises(ValueError, match="at most 999 steps"):
+        ddim_sigmas(denoiser, 1000)
+
+
+class SmoothEpsUNet(nn.Module):
+    """A made-up eps prediction, smooth in x and t, for comparing samplers that call the UNet alike."""
+
+    def forward(self, x, t, context=None):
+        t = torch.as_tensor(t, dtype=x.dtype).reshape(-1, *[1] * (x.ndim - 1))
+        return torch.tanh(x) * torch.cos(t / 300) + 0.1 * x * (t / 1000)
+
+
+def compvis_ddim(unet, noise, steps, eta=0.0, generator=None):
+    """SD v1 DDIM written independently in x_t space (Song et al. 2021, eq. 12; CompVis' DDIMSampler update)
+    on diffusers' timesteps: arange(steps) * (1000 // steps) + 1 from the top, then abar_0 as the final alpha."""
+    acp = alphas_cumprod()
+    timesteps = [i * (1000 // steps) + 1 for i in reversed(range(steps))]
+    x = noise
+    for t, t_prev in zip(timesteps, [*timesteps[1:], 0]):
+        a, a_prev = acp[t], acp[t_prev]
+        eps = unet(x, torch.tensor([float(t)] * len(x)))
+        pred_x0 = (x - (1 - a).sqrt() * eps) / a.sqrt()
+        std = eta * ((1 - a_prev) / (1 - a) * (1 - a / a_prev)).sqrt()
+        x = a_prev.sqrt() * pred_x0 + (1 - a_prev - std**2).sqrt() * eps
+        if eta > 0:
+            x = x + std * torch.randn(x.shape, generator=generator, dtype=x.dtype)
+    return x
+
+
+def ddim_noise(seed=0):
+    return torch.randn(2, 4, 8, 8, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
+
+
+@pytest.mark.parametrize("steps, eta", [(25, 0.0), (7, 0.0), (10, 0.6)])
+def test_ddim_matches_an_independent_sd_v1_ddim(steps, eta):
+    noise, unet = ddim_noise(), SmoothEpsUNet()
+    ours = sample(EpsDenoiser(unet, alphas_cumprod()), noise, "ddim", steps, {"cond": None},
+                  generator=torch.Generator().manual_seed(5), eta=eta)
+    reference = compvis_ddim(unet, noise, steps, eta, torch.Generator().manual_seed(5))
+    torch.testing.assert_close(ours, reference, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.skipif(importlib.util.find_spec("diffusers") is None, reason="diffusers is a test dependency")
+@pytest.mark.parametrize("steps", [25, 7])
+def test_ddim_matches_diffusers_ddim_scheduler(steps):
+    from diffusers import DDIMScheduler  # SD v1's scheduler settings (its scheduler_config.json)
+    scheduler = DDIMScheduler(beta_start=LINEAR_START, beta_end=LINEAR_END, beta_schedule="scaled_linear",
+                              clip_sample=False, set_alpha_to_one=False, steps_offset=1)
+    scheduler.set_timesteps(steps)
+    noise, unet = ddim_noise(1), SmoothEpsUNet()
+    x = noise * scheduler.init_noise_sigma
+    for t in scheduler.timesteps:
+        x = scheduler.step(unet(x, t.expand(len(x))), t, x, eta=0.0).prev_sample
+    seen_t = []
+    denoiser = EpsDenoiser(lambda x, t, cond: seen_t.append(t[0].item()) or unet(x, t), alphas_cumprod())
+    ours = sample(denoiser, noise, "ddim", steps, {"cond": None})
+    assert [round(t) for t in seen_t] == scheduler.timesteps.tolist()
+    torch.testing.assert_close(ours, x, atol=1e-5, rtol=1e-5)
 
 
 class ExactEpsUNet(nn.Module):

@@ -1,8 +1,18 @@
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
-from sdtrainer.sampling import GenerationError, GenerationParams, generate, save_images, size_multiple
+from sdtrainer.sampling import (
+    GenerationError,
+    GenerationParams,
+    check_params,
+    generate,
+    infotext,
+    sample_latents,
+    save_images,
+    size_multiple,
+)
 
 
 def params(**kw) -> GenerationParams:
@@ -23,11 +33,29 @@ def test_same_seed_same_image_other_seed_other_image(tiny_model, sampler):
     assert np.abs(pixels(a) - pixels(c)).mean() > 1
 
 
-def test_batch_image_i_is_the_single_image_of_seed_plus_i(tiny_model):
-    batch = generate(tiny_model, params(batch_size=3), "tiny")
-    single, = generate(tiny_model, params(seed=9), "tiny")
+@pytest.mark.parametrize("sampler, eta", [("euler", None), ("euler_a", None), ("ddim", 0.8)])
+def test_batch_image_i_is_the_single_image_of_seed_plus_i(tiny_model, sampler, eta):
+    batch = generate(tiny_model, params(batch_size=3, sampler=sampler, eta=eta), "tiny")
+    single, = generate(tiny_model, params(seed=9, sampler=sampler, eta=eta), "tiny")
     assert [r.seed for r in batch] == [7, 8, 9]
     assert np.abs(pixels(batch[2]) - pixels(single)).max() <= 1
+
+
+def test_euler_a_noise_continues_the_image_seed_stream(tiny_model):
+    """The noise euler_a adds after step 0 is the seed's second draw: independent of the initial noise
+    (its first draw), as AUTOMATIC1111 and diffusers draw it, not a copy of it."""
+    seen = []
+    sample_latents(tiny_model, check_params(params(sampler="euler_a", seed=11), tiny_model.cfg), seen.append)
+    (x0, sigma0, denoised0), (x1, sigma1) = (seen[0]["x"], seen[0]["sigma"], seen[0]["denoised"]), \
+        (seen[1]["x"], seen[1]["sigma"])
+    sigma_up = (sigma1**2 * (sigma0**2 - sigma1**2) / sigma0**2).sqrt()  # Ho et al.'s ancestral split
+    sigma_down = (sigma1**2 - sigma_up**2).sqrt()
+    added = (x1 - x0 - (x0 - denoised0) / sigma0 * (sigma_down - sigma0)) / sigma_up
+    stream = torch.Generator().manual_seed(11)
+    first, second = (torch.randn(x0.shape[1:], generator=stream) for _ in range(2))
+    torch.testing.assert_close(x0[0] / sigma0, first)
+    torch.testing.assert_close(added[0], second, atol=1e-3, rtol=1e-3)
+    assert abs(torch.corrcoef(torch.stack([added.flatten(), first.flatten()]))[0, 1]) < 0.2
 
 
 def test_negative_prompt_and_cfg_change_the_image(tiny_model):
@@ -49,6 +77,12 @@ def test_infotext_is_automatic1111_format(tiny_model):
     assert result.infotext.splitlines() == [
         "a photo of sks person", "Negative prompt: ugly",
         "Steps: 4, Sampler: DPM++ 2M Karras, CFG scale: 7.5, Seed: 7, Size: 64x64, Model: my-model"]
+
+
+@pytest.mark.parametrize("sampler, field", [("ddim", "Eta DDIM: 0.3"), ("euler_a", "Eta: 0.3")])
+def test_infotext_names_eta_as_automatic1111_reads_it(sampler, field):
+    text = infotext(params(sampler=sampler, eta=0.3), 7, "m")
+    assert text.splitlines()[-1].endswith(f"Model: m, {field}")
 
 
 @pytest.mark.parametrize("change,words", [

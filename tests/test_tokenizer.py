@@ -1,13 +1,15 @@
 """Tests for ldm/tokenizer.py: parity with the reference CLIP tokenizer and SD v1 padding."""
 import hashlib
+import html
 import re
 from pathlib import Path
 
+import ftfy
 import pytest
 import torch
 
 from ldm.schedule import MAX_TOKENS
-from ldm.tokenizer import BOS, DEFAULT_VOCAB, EOS, CLIPTokenizer, get_tokenizer
+from ldm.tokenizer import BOS, DEFAULT_VOCAB, EOS, CLIPTokenizer, clean_text, get_tokenizer
 
 # Expected ids computed by the reference, not by ldm.tokenizer: SimpleTokenizer().encode(text) from
 # open_clip/tokenizer.py in the open_clip_torch 3.3.0 wheel (OpenAI CLIP's simple tokenizer), with ftfy 6.3.1.
@@ -26,6 +28,43 @@ REFERENCE_IDS = {
     "cafe\u0301 a cat \U0001F431 \u4e00\u53ea\u732b": [15304, 320, 2368, 22979, 19759, 222, 34517, 103, 163, 234, 360],
     "": [],
 }
+
+# Text users paste, and the text OpenAI's CLIP tokenizer (with ftfy 6.3.1) tokenizes in its place.
+PASTED_TEXT = {
+    "caf\u00c3\u00a9 au lait": "caf\u00e9 au lait",  # mojibake: UTF-8 bytes read as Latin-1
+    "l\u2019\u00c3\u00a9t\u00c3\u00a9": "l'\u00e9t\u00e9",
+    "\u00e2\u20ac\u0153smart\u00e2\u20ac\u009d quotes": '"smart" quotes',  # mojibake of curly quotes
+    "\ufeffa photo of sks person": "a photo of sks person",  # byte-order mark from a text file
+    "\uff21\uff22\uff23\uff11\uff12\uff13": "abc123",  # full-width letters and digits
+    "\ufb01ne art, \ufb02oral": "fine art, floral",  # ligatures
+    "\u4e00\u53ea\u732b\uff0c\u5f88\u53ef\u7231\u3002": "\u4e00\u53ea\u732b,\u5f88\u53ef\u7231\u3002",  # CJK punctuation
+    "\x1b[31mred\x1b[0m dress": "red dress",  # ANSI colour escapes from a terminal
+    "it\u2019s \u201cquoted\u201d": "it's \"quoted\"",
+    "salt &amp;amp; pepper": "salt & pepper",  # entities escaped twice
+    "a\u00a0b\u2003c\x1fd": "a b cd",  # no-break and em spaces; a control character dropped
+    "  Multiple   SPACES\tand\nnew lines  ": "multiple spaces and new lines",
+}
+
+
+def openai_clean(text: str) -> str:
+    """OpenAI CLIP simple_tokenizer's whitespace_clean(basic_clean(text)).lower(), step by step."""
+    text = html.unescape(html.unescape(ftfy.fix_text(text))).strip()
+    return re.sub(r"\s+", " ", text).strip().lower()
+
+
+@pytest.mark.parametrize("raw, cleaned", PASTED_TEXT.items())
+def test_clean_text_matches_openai_cleanup(raw, cleaned):
+    assert openai_clean(raw) == cleaned  # the table says what the reference does
+    assert clean_text(raw) == cleaned
+
+
+@pytest.mark.parametrize("raw, cleaned", PASTED_TEXT.items())
+def test_pasted_text_tokenizes_as_its_clean_form(tok, raw, cleaned):
+    assert tok.encode(raw) == tok.encode(cleaned)
+
+
+def test_full_width_text_has_reference_ids(tok):
+    assert tok.encode("\uff21 \uff50\uff48\uff4f\uff54\uff4f of sks person") == REFERENCE_IDS["a photo of sks person"]
 
 
 @pytest.fixture(scope="module")

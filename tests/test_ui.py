@@ -6,6 +6,7 @@ AppError of a gr.Error (in the language of the request: the `sdtrainer_lang` coo
 """
 import ast
 import hashlib
+import itertools
 import json
 import re
 import shutil
@@ -22,22 +23,23 @@ from PIL import Image
 from safetensors.torch import load_file, save_file
 import torch
 
+from conftest import FakeProbe
 from sdtrainer.checkpoint import load_model, read_metadata
 from sdtrainer.concepts import run_subjects
-from sdtrainer.config import Concept, load_config
+from sdtrainer.config import Concept, ConfigError, check_config, load_config
 from sdtrainer.dataset import caption_for
 from sdtrainer.messages import Message
-from sdtrainer.preflight import GIB, GpuInfo, GpuProcess, check_gpu
+from sdtrainer.preflight import check_gpu
 from sdtrainer.session import oom_message
 from sdtrainer.trainer import RunPaths
 from sdtrainer.ui.app import build_app
 from sdtrainer.ui.dataset_tab import DatasetTab  # noqa: F401 - importable on its own
 from sdtrainer.session import SessionState, Status
 from sdtrainer.ui.common import model_choices, parse_concepts
-from sdtrainer.ui.i18n import LANGUAGES, STRINGS, Say
+from sdtrainer.ui.i18n import LANGUAGES, STRINGS, Say, UIError
 from sdtrainer.ui.projects import Project
 from sdtrainer.ui.test_tab import concept_pairs
-from sdtrainer.ui.training_tab import SETTINGS, TrainingTab
+from sdtrainer.ui.training_tab import SETTINGS, TrainingTab, parsed
 
 TRAIN_TIMEOUT_S = 120
 
@@ -96,7 +98,24 @@ def project(client, tmp_path_factory) -> str:
                                                                                  src / "notes.txt"]],
                               api_name="/dataset_add_photos")
     assert "6 photos" in added  # the .txt is skipped, the broken .jpg is caught when preparing
+    client.predict(name="joe", crop="center", api_name="/dataset_prepare")
     return "joe"
+
+
+PROJECT_NUMBERS = itertools.count()
+
+
+def new_project(client: Client, folder: Path, stem: str, token="ohwx", class_word="person", photos=3) -> str:
+    """A new project (a name no other test uses) with `photos` prepared 64 px photos of `token class_word`."""
+    name = f"{stem}{next(PROJECT_NUMBERS)}"
+    folder = folder / f"{name}-photos"
+    folder.mkdir()
+    client.predict(new_name=name, api_name="/dataset_create")
+    client.predict(name=name, token=token, class_word=class_word, resolution=64, api_name="/dataset_save_settings")
+    client.predict(name=name, files=[handle_file(photo(folder / f"{name}-{i}.png", i)) for i in range(photos)],
+                   api_name="/dataset_add_photos")
+    client.predict(name=name, crop="center", api_name="/dataset_prepare")
+    return name
 
 
 def on_backdrop(path: Path, seed: int) -> Path:
@@ -255,14 +274,16 @@ def test_token_advice(client, french):
     assert "jetons CLIP" in french.predict(token="zwxqkjvb", class_word="person", api_name="/dataset_advice_token")
 
 
-def test_class_images_resume(client, project, demo_model):
+def test_class_images_resume(client, demo_model, tmp_path):
+    project = new_project(client, tmp_path, "resume")
     gallery, text = client.predict(name=project, model=demo_model, count=2, api_name="/dataset_generate_class_images")
     assert len(gallery) == 2 and "2 class images" in text
     gallery, text = client.predict(name=project, model=demo_model, count=3, api_name="/dataset_generate_class_images")
     assert len(gallery) == 3  # the two made before are kept, one more is drawn
 
 
-def test_class_images_stop_keeps_what_was_made_and_continues(app, client, project, demo_model):
+def test_class_images_stop_keeps_what_was_made_and_continues(app, client, demo_model, tmp_path):
+    project = new_project(client, tmp_path, "stop")
     reg = app.state.projects_dir / project / "reg"
     before = len(list(reg.glob("class-*.png")))
     job = client.submit(name=project, model=demo_model, count=before + 400, api_name="/dataset_generate_class_images")
@@ -278,9 +299,12 @@ def test_class_images_stop_keeps_what_was_made_and_continues(app, client, projec
     assert client.predict(api_name="/dataset_stop") == "Nothing is running."
 
 
-def test_class_images_from_a_folder(app, client, project, tmp_path):
+def test_class_images_from_a_folder(app, client, demo_model, tmp_path):
+    project = new_project(client, tmp_path, "import")
+    client.predict(name=project, model=demo_model, count=3, api_name="/dataset_generate_class_images")
     reg = app.state.projects_dir / project / "reg"
     generated = {p.name: digest(p) for p in reg.glob("class-*.png")}
+    assert sorted(generated) == ["class-00000.png", "class-00001.png", "class-00002.png"]
     folder = tmp_path / "people"
     folder.mkdir()
     for i in range(3):
@@ -297,6 +321,7 @@ def test_class_images_from_a_folder(app, client, project, tmp_path):
 
 
 def test_generate_writes_png_with_parameters(app, client, demo_model):
+    before = set((app.state.outputs_dir / "txt2img").glob("*.png"))
     gallery, info, status = client.predict(model=demo_model, prompt="a photo of ohwx person", batch_size=2,
                                            token="ohwx", class_word="person", negative_prompt="blurry",
                                            sampler="euler_a", steps=6, cfg_scale=7, seed=7, width=64, height=64,
@@ -304,8 +329,9 @@ def test_generate_writes_png_with_parameters(app, client, demo_model):
     assert len(gallery) == 2 and "Seed: 7" in info
     returned = Image.open(gallery[0]["image"])
     assert "Negative prompt: blurry" in returned.info["parameters"]
-    written = sorted((app.state.outputs_dir / "txt2img").glob("*.png"))
-    assert written and "Seed: 7" in Image.open(written[0]).info["parameters"]
+    written = sorted(set((app.state.outputs_dir / "txt2img").glob("*.png")) - before)
+    assert [p.name.split("-")[-1] for p in written] == ["7.png", "8.png", "7.png"]  # two images and their grid
+    assert "Seed: 7" in Image.open(written[0]).info["parameters"]
 
 
 def test_prompt_lint_warns_and_fixes(client, french):
@@ -376,35 +402,30 @@ def test_training_settings_show_vram_and_help(app):
         assert f'"cfg_{setting.name}_info"' in str(shown.get("info")), f"{setting.name} has no tooltip"
 
 
-def test_check_gpu_shows_the_gate_report(client, french):
-    report = client.predict(preset="24gb", ema=True, api_name="/training_check_gpu")
-    assert report.count("```") == 2 and ("✔" in report or "✖" in report)
-    assert "Without a GPU, Start trains on the CPU" in report  # the test machine has no CUDA
-    assert "Sans carte graphique" in french.predict(preset="8gb", ema=False, api_name="/training_check_gpu")
-    with pytest.raises(AppError):
+def test_check_gpu_shows_the_gate_report(app, client, french, monkeypatch):
+    app.state.sessions.probe = FakeProbe(free=23.0, busy=False)
+    try:
+        monkeypatch.setattr(torch.cuda, "is_available", lambda: True)  # as on a machine with a GPU
+        ready = client.predict(preset="24gb", ema=False, api_name="/training_check_gpu")
+        monkeypatch.setattr(torch.cuda, "is_available", lambda: False)  # a CPU-only PyTorch, on any machine
+        app.state.sessions.probe = FakeProbe(cuda=False)
+        no_gpu = client.predict(preset="24gb", ema=True, api_name="/training_check_gpu")
+        french_no_gpu = french.predict(preset="8gb", ema=False, api_name="/training_check_gpu")
+    finally:
+        app.state.sessions.probe = None
+    assert ready.count("```") == 2 and "✔" in ready and "✖" not in ready and "RTX 3090" in ready
+    assert "Without a GPU" not in ready
+    assert no_gpu.count("```") == 2 and "✖" in no_gpu and "✔" not in no_gpu
+    assert "Without a GPU, Start trains on the CPU" in no_gpu
+    assert "Sans carte graphique" in french_no_gpu
+    with pytest.raises(AppError, match="no-such-preset is not in the list of choices"):  # Gradio's own check
         client.predict(preset="no-such-preset", ema=False, api_name="/training_check_gpu")
 
 
-class FakeProbe:
-    """An RTX 3090 with `free` GiB free and one other program computing on it (see test_session.Probe)."""
-
-    def __init__(self, free=5.0, cuda=True):
-        self.free, self.cuda = free, cuda
-
-    def cuda_available(self):
-        return self.cuda
-
-    def cuda_build(self):
-        return None
-
-    def device_count(self):
-        return 1
-
-    def info(self, index):
-        return GpuInfo("NVIDIA GeForce RTX 3090", 24 * GIB, int(self.free * GIB), "550.54")
-
-    def processes(self, index):
-        return [GpuProcess(4242, "python", 3000, "compute")]
+@pytest.mark.gpu
+def test_check_gpu_reads_the_real_card(client):
+    report = client.predict(preset="8gb", ema=False, api_name="/training_check_gpu")
+    assert "✔" in report and torch.cuda.get_device_name(0) in report and "Without a GPU" not in report
 
 
 def test_check_gpu_in_french_with_each_refusal(app, client, french):
@@ -575,7 +596,7 @@ def test_stopped_runs_and_class_images_read_as_what_they_are():
     assert "Class images" not in TrainingTab.progress_text(None, making, Say("en"))
 
 
-def test_bad_input_gives_messages_and_the_app_keeps_working(client, french, demo_model, tmp_path):
+def test_bad_input_gives_messages_and_the_app_keeps_working(client, french, project, demo_model, tmp_path):
     cases = [
         (dict(model=demo_model, prompt="  ", batch_size=1, token="", class_word="", negative_prompt="",
               sampler="euler_a", steps=5, cfg_scale=7, seed=1, width=64, height=64, api_name="/test_generate"),
@@ -614,19 +635,19 @@ def test_bad_input_gives_messages_and_the_app_keeps_working(client, french, demo
                       (dict(project=None), "Pick or create a project")]
     params = settings(client)
     for change, message in training_cases:
-        kwargs = {"project": "joe", "model": demo_model, "preset": "24gb", "run_name": "", "resume_run": False,
+        kwargs = {"project": project, "model": demo_model, "preset": "24gb", "run_name": "", "resume_run": False,
                   **params, **change}
         with pytest.raises(AppError, match=re.escape(message)):
             client.predict(api_name="/training_start", **kwargs)
-    saved = dict(name="joe", token="ohwx", class_word="person", api_name="/dataset_save_settings")
+    saved = dict(name=project, token="ohwx", class_word="person", api_name="/dataset_save_settings")
     for change, message in ((dict(resolution=100), "multiple of 64"), (dict(token="oh wx", resolution=64),
                                                                        "one word")):
         with pytest.raises(AppError, match=message):
             client.predict(**{**saved, "resolution": 64, **change})
-    token, *_ = client.predict("joe", api_name="/dataset_open")
+    token, *_ = client.predict(project, api_name="/dataset_open")
     assert token == "ohwx"  # a refused change loses nothing that was saved
     with pytest.raises(AppError, match="between 1 and 5000"):
-        client.predict(name="joe", model=demo_model, count=0, api_name="/dataset_generate_class_images")
+        client.predict(name=project, model=demo_model, count=0, api_name="/dataset_generate_class_images")
     gallery, _, _ = client.predict(model=demo_model, prompt="ohwx person", batch_size=1, token="", class_word="",
                                    negative_prompt="", sampler="euler_a", steps=3, cfg_scale=7, seed=1, width=64,
                                    height=64, api_name="/test_generate")
@@ -635,16 +656,26 @@ def test_bad_input_gives_messages_and_the_app_keeps_working(client, french, demo
 
 # ------------------------------------------------------------------ several subjects in one project (issue 6)
 
-@pytest.fixture(scope="module")
-def pair(client, tmp_path_factory) -> str:
-    """A project 'pair' whose first subject is ohwx person (3 prepared photos); tests add effy dog to it."""
-    src = tmp_path_factory.mktemp("pair")
-    client.predict(new_name="pair", api_name="/dataset_create")
-    client.predict(name="pair", token="ohwx", class_word="person", resolution=64, api_name="/dataset_save_settings")
-    client.predict(name="pair", files=[handle_file(photo(src / f"p{i}.png", i)) for i in range(3)],
+@pytest.fixture
+def pair(client, tmp_path) -> str:
+    """A new project whose first subject is ohwx person (3 prepared photos)."""
+    return new_project(client, tmp_path, "pair")
+
+
+EFFY_PHOTOS = ["e0@S_asleep_on_the_C_bed.png", "e1.png", "e2.png"]
+
+
+@pytest.fixture
+def pair_with_effy(client, pair, demo_model, tmp_path) -> str:
+    """`pair` with a second subject, effy dog: 3 prepared photos (e1 captioned by its .txt), 2 class images."""
+    client.predict(name=pair, token="effy", class_word="dog", api_name="/dataset_add_subject")
+    files = [photo(tmp_path / name, 10 + i) for i, name in enumerate(EFFY_PHOTOS)]
+    (tmp_path / "e1.txt").write_text("effy dog in the snow")
+    client.predict(name=pair, subject="effy", files=[handle_file(f) for f in files + [tmp_path / "e1.txt"]],
                    api_name="/dataset_add_photos")
-    client.predict(name="pair", crop="center", api_name="/dataset_prepare")
-    return "pair"
+    client.predict(name=pair, subject="effy", crop="center", api_name="/dataset_prepare")
+    client.predict(name=pair, subject="effy", model=demo_model, count=2, api_name="/dataset_generate_class_images")
+    return pair
 
 
 def test_an_added_subject_has_its_own_photos_captions_and_class_images(app, client, french, pair, demo_model,
@@ -655,7 +686,7 @@ def test_an_added_subject_has_its_own_photos_captions_and_class_images(app, clie
     assert choices["choices"] == [["ohwx person", "ohwx"], ["effy dog", "effy"]] and choices["value"] == "effy"
     assert (new_token, new_class) == ("", "") and "“effy dog” added (2 subjects" in status
     assert shown[:2] == ["effy", "dog"] and shown[3] == []  # the new subject is shown: no photos yet
-    names = ["e0@S_asleep_on_the_C_bed.png", "e1.png", "e2.png"]
+    names = EFFY_PHOTOS
     files = [photo(tmp_path / name, 10 + i) for i, name in enumerate(names)]
     (tmp_path / "e1.txt").write_text("effy dog in the snow")
     client.predict(name=pair, subject="effy", files=[handle_file(f) for f in files + [tmp_path / "e1.txt"]],
@@ -690,7 +721,8 @@ def test_an_added_subject_has_its_own_photos_captions_and_class_images(app, clie
     assert subject_list["value"] == "ohwx" and len(subject_list["choices"]) == 2
 
 
-def test_subject_mistakes_are_refused_clearly_and_lose_nothing(app, client, french, pair):
+def test_subject_mistakes_are_refused_clearly_and_lose_nothing(app, client, french, pair_with_effy):
+    pair = pair_with_effy
     root = app.state.projects_dir / pair
     before = (root / "project.json").read_text()
     folders = sorted(str(p) for p in root.rglob("*"))
@@ -739,7 +771,8 @@ def test_a_project_json_from_before_several_subjects_opens(app, client, demo_mod
     assert cfg.concepts == [] and cfg.images == str(root / "prepared") and cfg.token == "zwx"
 
 
-def test_training_config_has_a_concept_for_each_added_subject(app, client, pair, demo_model):
+def test_training_config_has_a_concept_for_each_added_subject(app, client, pair_with_effy, demo_model):
+    pair = pair_with_effy
     root = app.state.projects_dir / pair
     tab = TrainingTab(app.state)
     values = dict(zip([s.name for s in SETTINGS], tab.preset_values("24gb")), repeats=2)
@@ -756,7 +789,8 @@ def test_training_config_has_a_concept_for_each_added_subject(app, client, pair,
     assert "`effy dog`: 3 prepared photos, 2 class images" in summary
 
 
-def test_two_subjects_train_in_one_run(app, client, pair, demo_model):
+def test_two_subjects_train_in_one_run(app, client, pair_with_effy, demo_model):
+    pair = pair_with_effy
     root = app.state.projects_dir / pair
     client.predict(name=pair, token="rex", class_word="cat", api_name="/dataset_add_subject")
     params = settings(client, steps=2, save_every=0, preview_every=0, preview_steps=2, class_images=1)
@@ -785,7 +819,8 @@ def test_two_subjects_train_in_one_run(app, client, pair, demo_model):
                                                                                 api_name="/training_project_summary")
 
 
-def test_renaming_an_added_subject_moves_its_photos(app, client, pair):
+def test_renaming_an_added_subject_moves_its_photos(app, client, pair_with_effy):
+    pair = pair_with_effy
     root = app.state.projects_dir / pair
     status, _, choices = client.predict(name=pair, subject="effy", token="effie", class_word="puppy", resolution=64,
                                         api_name="/dataset_save_settings")
@@ -830,21 +865,51 @@ def test_concept_pairs_from_metadata_and_typing(demo_model, tmp_path):
     assert parse_concepts("not json") == [] and parse_concepts('{"a": "b"}') == []
 
 
-def test_refresh_lists_picks_up_a_real_model_and_drops_the_demo(app, client, demo_model):
-    """Last in this file: it puts a checkpoint into models/ (the app leaves demo mode) and takes it out again."""
+def test_refresh_lists_picks_up_a_real_model_and_drops_the_demo(app, client, project, demo_model):
+    """It puts a checkpoint into models/ (the app leaves demo mode) and takes it out again."""
     def refresh(*values) -> list:
         return [r["value"] if isinstance(r, dict) else r for r in client.predict(*values, api_name="/refresh_lists")]
 
     real = app.state.models_dir / "v1-5-pruned-emaonly.safetensors"
     shutil.copyfile(demo_model, real)
     try:  # 5 model lists (the last two: the comparison's and Pruning's), then 2 project lists
-        assert refresh(demo_model, demo_model, demo_model, [demo_model], None, "joe", None) == [
-            str(real), str(real), str(real), [demo_model], None, "joe", None]
+        assert refresh(demo_model, demo_model, demo_model, [demo_model], None, project, None) == [
+            str(real), str(real), str(real), [demo_model], None, project, None]
         assert app.state.has_real_model()
     finally:
         real.unlink()
     assert refresh(str(real), str(real), str(real), [str(real)], None, "gone", None) == [
         demo_model, demo_model, demo_model, [], None, None, None]
+
+
+NUMBER_SETTINGS = [s for s in SETTINGS if s.kind in ("int", "float", "optional_float")]
+REFUSED = object()
+
+
+def config_accepts(name: str, value) -> bool:
+    values = {"model": "m.safetensors", "images": "photos", "token": "ohwx", "class_word": "person", name: value}
+    try:
+        check_config(load_config(values=values))
+    except ConfigError:
+        return False
+    return True
+
+
+@pytest.mark.parametrize("setting", NUMBER_SETTINGS, ids=[s.name for s in NUMBER_SETTINGS])
+def test_the_training_tab_accepts_exactly_what_the_config_accepts(setting):
+    """Both read the Range declared on the TrainConfig field: a value the tab lets through is a valid setting,
+    and a value it refuses is refused by check_config (the command line's check) too."""
+    accepted = setting.range
+    assert accepted is not None, f"{setting.name}: declare its Range on the TrainConfig field"
+    step = 1 if setting.kind == "int" else (accepted.high - accepted.low) * 1e-3
+    for value in (accepted.low - step, accepted.low, accepted.low + step, accepted.high, accepted.high + step):
+        try:
+            ui_value = parsed(setting, value, Say("en"))
+        except UIError as e:
+            ui_value = REFUSED
+            assert e.key == "err_setting_range"
+        assert (ui_value is not REFUSED) == config_accepts(setting.name, value if ui_value is REFUSED else ui_value), \
+            (setting.name, value)
 
 
 def test_plots_keep_numeric_axes_before_the_first_step():

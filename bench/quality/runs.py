@@ -14,7 +14,7 @@ and runs that step: VAE and text encoder every step, fp32, AdamW, gradient clipp
 """
 import csv
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np

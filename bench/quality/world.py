@@ -12,7 +12,7 @@ instance: the shape, colours and pattern stay, the rest varies from photo to pho
 `identity(thing)`, and `bench.quality.reader` reads the same attributes back from pixels.
 Everything is a function of a seed.
 """
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass
 
 import numpy as np
 import torch

@@ -17,7 +17,7 @@ import gradio as gr
 
 from sdtrainer.checkpoint import CheckpointInfo
 from sdtrainer.config import Device
-from sdtrainer.models import DEMO_MODEL_NAME, ModelCache, ensure_demo_model, list_checkpoints
+from sdtrainer.models import DEMO_MODEL_NAME, ModelCache, ensure_demo_model, is_demo, list_checkpoints
 from sdtrainer.session import SessionManager
 from sdtrainer.ui.common import Jobs, Lists, model_choices, model_facts
 from sdtrainer.ui.dataset_tab import DatasetTab
@@ -119,7 +119,7 @@ class AppState:
 
     @staticmethod
     def is_demo(info: CheckpointInfo) -> bool:
-        return info.metadata.get("sdtrainer_demo") == "true" or info.config.name == "tiny"
+        return is_demo(info.metadata, info.config.name)
 
     @staticmethod
     def is_demo_file(path: Path) -> bool:

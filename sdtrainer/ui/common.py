@@ -18,7 +18,7 @@ import gradio as gr
 from sdtrainer.checkpoint import CheckpointError, read_metadata
 from sdtrainer.config import ConfigError
 from sdtrainer.dataset import DatasetError
-from sdtrainer.models import is_demo_metadata
+from sdtrainer.models import is_demo
 from sdtrainer.sampling import GenerationError
 
 # Errors whose (English) message tells the user what to do: shown as they are, never as a crash.
@@ -84,10 +84,9 @@ def model_facts(path: Path) -> dict:
     (token, class word) trained as `concepts` (safetensors only; a .ckpt is a pickle that would have to be
     read whole)."""
     meta = dict(_header(str(path), *_stamp(path))) if path.suffix.lower() == ".safetensors" else {}
-    demo = is_demo_metadata(meta)
     token, class_word = meta.get("token", ""), meta.get("class_word", "")
     concepts = parse_concepts(meta.get("concepts", "")) or ([(token, class_word)] if token and class_word else [])
-    return {"demo": demo, "token": token, "class_word": class_word, "concepts": concepts}
+    return {"demo": is_demo(meta), "token": token, "class_word": class_word, "concepts": concepts}
 
 
 def _stamp(path: Path) -> tuple[int, int]:

@@ -16,8 +16,8 @@ import gradio as gr
 from ldm.tokenizer import get_tokenizer
 from sdtrainer.class_images import class_image_batch, generate_class_images
 from sdtrainer.config import DEMO_CLASS_IMAGE_STEPS, TrainConfig
-from sdtrainer.dataset import (IMAGE_EXTENSIONS, DatasetError, ValidationReport, is_common_token, list_images,
-                               prepare_images, prompt_lint, subject_issues)
+from sdtrainer.dataset import (IMAGE_EXTENSIONS, MAX_PHOTOS, MIN_PHOTOS, DatasetError, ValidationReport,
+                               is_common_token, list_images, prepare_images, prompt_lint, subject_issues)
 from sdtrainer.ui.common import USER_ERRORS, Lists
 from sdtrainer.ui.i18n import Say, UIError
 from sdtrainer.ui.projects import Project, SubjectFiles, import_class_images, import_files, list_projects
@@ -25,7 +25,6 @@ from sdtrainer.ui.projects import Project, SubjectFiles, import_class_images, im
 if TYPE_CHECKING:
     from sdtrainer.ui.app import AppState
 
-MIN_PHOTOS, MAX_PHOTOS = 5, 20
 REG_GALLERY_MAX = 24
 MAX_CLASS_IMAGES = 5000
 SUBJECT_CODES = ("no_face", "same_background")  # warnings about the whole set, checked again after each change

@@ -17,12 +17,12 @@ from typing import TYPE_CHECKING, Any
 
 import gradio as gr
 import pandas as pd
-import torch
 
 from ldm.samplers import SamplerName
 from sdtrainer.config import (DEFAULT_PRESET, PRESET_VRAM_GIB, Concept, Device, LRSchedule, OptimizerName, Precision,
-                              SaveFormat, TrainConfig, defaults_for, load_config, min_total_gib, preset_names,
-                              required_free_gib)
+                              Range, SaveFormat, TrainConfig, defaults_for, field_range, load_config, min_total_gib,
+                              number_text, preset_names, required_free_gib)
+from sdtrainer import models
 from sdtrainer.estimate import estimate, minutes
 from sdtrainer.preflight import GateReport, check_gpu
 from sdtrainer.session import SessionBusy, SessionState, Status
@@ -43,48 +43,51 @@ ESTIMATE_SETTINGS = ("steps", "class_images", "preview_every", "prior_loss_weigh
 
 @dataclass(frozen=True)
 class Setting:
-    """One TrainConfig field in the UI: label key `cfg_<name>`, help key `cfg_<name>_info`."""
+    """One TrainConfig field in the UI: label key `cfg_<name>`, help key `cfg_<name>_info`; a number's accepted
+    values are the Range declared on the field (sdtrainer.config), the same that check_config enforces."""
     name: str
     kind: str = "float"  # int, float, optional_float (0 = unset), bool, choice, lines, ints
-    minimum: float | None = None
-    maximum: float | None = None
     choices: type[Enum] | None = None
     advanced: bool = True
 
+    @property
+    def range(self) -> Range | None:
+        return field_range(self.name)
+
 
 SETTINGS = (
-    Setting("steps", "int", 1, 100_000, advanced=False),
-    Setting("learning_rate", "float", 0, 1e-2, advanced=False),
-    Setting("save_every", "int", 0, 100_000, advanced=False),
-    Setting("preview_every", "int", 0, 100_000, advanced=False),
-    Setting("prior_loss_weight", "float", 0, 10, advanced=False),
-    Setting("class_images", "int", 0, 5000),
-    Setting("batch_size", "int", 1, 16),
-    Setting("grad_accum", "int", 1, 64),
+    Setting("steps", "int", advanced=False),
+    Setting("learning_rate", "float", advanced=False),
+    Setting("save_every", "int", advanced=False),
+    Setting("preview_every", "int", advanced=False),
+    Setting("prior_loss_weight", "float", advanced=False),
+    Setting("class_images", "int"),
+    Setting("batch_size", "int"),
+    Setting("grad_accum", "int"),
     Setting("lr_schedule", "choice", choices=LRSchedule),
-    Setting("warmup_steps", "int", 0, 100_000),
+    Setting("warmup_steps", "int"),
     Setting("precision", "choice", choices=Precision),
     Setting("optimizer", "choice", choices=OptimizerName),
     Setting("gradient_checkpointing", "bool"),
     Setting("cuda_graphs", "bool"),
     Setting("train_text_encoder", "bool"),
-    Setting("text_encoder_lr", "optional_float", 0, 1e-2),
+    Setting("text_encoder_lr", "optional_float"),
     Setting("ema", "bool"),
-    Setting("ema_decay", "float", 0, 1),
-    Setting("max_grad_norm", "float", 0, 100),
-    Setting("weight_decay", "float", 0, 1),
-    Setting("noise_offset", "float", 0, 1),
-    Setting("min_snr_gamma", "float", 0, 20),
-    Setting("repeats", "int", 1, 100),
-    Setting("flip_p", "float", 0, 1),
+    Setting("ema_decay", "float"),
+    Setting("max_grad_norm", "float"),
+    Setting("weight_decay", "float"),
+    Setting("noise_offset", "float"),
+    Setting("min_snr_gamma", "float"),
+    Setting("repeats", "int"),
+    Setting("flip_p", "float"),
     Setting("save_format", "choice", choices=SaveFormat),
     Setting("save_half", "bool"),
     Setting("keep_all_states", "bool"),
     Setting("preview_prompts", "lines"),
     Setting("preview_seeds", "ints"),
-    Setting("preview_steps", "int", 1, 150),
+    Setting("preview_steps", "int"),
     Setting("preview_sampler", "choice", choices=SamplerName),
-    Setting("seed", "int", 0, 2**31 - 1),
+    Setting("seed", "int"),
 )
 
 
@@ -112,12 +115,12 @@ def parsed(setting: Setting, value: Any, say: Say) -> Any:
         return bool(value)
     if setting.kind == "choice":
         return value
-    if value is None or (setting.minimum is not None and value < setting.minimum) or \
-            (setting.maximum is not None and value > setting.maximum):
-        raise UIError("err_setting_range", name=say(f"cfg_{setting.name}"), value=value, low=f"{setting.minimum:g}",
-                      high=f"{setting.maximum:g}")
-    if setting.kind == "optional_float":
-        return float(value) or None
+    if setting.kind == "optional_float" and value == 0:
+        return None
+    accepted = setting.range
+    if value is None or value not in accepted:
+        raise UIError("err_setting_range", name=say(f"cfg_{setting.name}"), value=value,
+                      low=number_text(accepted.low), high=number_text(accepted.high))
     return int(value) if setting.kind == "int" else float(value)
 
 
@@ -144,7 +147,8 @@ def presets_by_vram() -> list[str]:
 
 
 def default_device() -> Device:
-    return Device.CUDA if torch.cuda.is_available() else Device.CPU
+    """The device Start trains on (sdtrainer.models.default_device, as a config choice)."""
+    return Device(models.default_device().type)
 
 
 def progress_bar(done: int, total: int, width: int = BAR_WIDTH) -> str:
@@ -334,7 +338,7 @@ class TrainingTab:
         others = {n: g for n, g in PRESET_VRAM_GIB.items() if n != cfg.preset}
         report = check_gpu(required_free_gib(cfg), cfg.preset, others, min_total_gib(cfg),
                            probe=self.state.sessions.probe)
-        return gate_text(report, say, note="" if torch.cuda.is_available() else say("tr_gate_cpu"))
+        return gate_text(report, say, note="" if default_device() is Device.CUDA else say("tr_gate_cpu"))
 
     # ------------------------------------------------------------------ controls
     def start(self, project: str | None, model: str | None, preset: str, run_name: str, resume_run: bool,
