@@ -46,6 +46,8 @@ Severity = Literal["error", "warning"]
 # motion-blurred ones, and nearly featureless ones, score below 100 (the usual OpenCV rule of thumb).
 BLUR_CHECK_SIZE = 256
 BLUR_THRESHOLD = 100.0
+# Larger images are refused from their header, before decoding (a photo from a 100 MP camera still fits).
+MAX_PIXELS = 100_000_000
 # Near-duplicates: 64-bit difference hashes (dHash) at most this many bits apart.
 DUPLICATE_MAX_DISTANCE = 5
 FACE_CASCADE = "haarcascade_frontalface_default.xml"
@@ -145,8 +147,14 @@ def list_images(folder: str | Path) -> list[Path]:
 # ---------------------------------------------------------------- decoding and conversion
 
 def open_image(path: str | Path) -> Image.Image:
-    """Decode the whole file now (so truncation shows up here), without any conversion."""
+    """Decode the whole file now (so truncation shows up here), without any conversion.
+
+    Image.DecompressionBombError, before anything is decoded, when the header announces more than
+    MAX_PIXELS (a small PNG can announce 13000 x 13000 16-bit pixels: gigabytes once decoded)."""
     with Image.open(path) as image:
+        width, height = image.size
+        if width * height > MAX_PIXELS:
+            raise Image.DecompressionBombError(f"{width}x{height} pixels is over the limit of {MAX_PIXELS}")
         image.load()
         return image
 

@@ -70,6 +70,32 @@ def test_truncated_and_random_bytes_are_errors_not_crashes(tmp_path):
     assert "4 images checked: 1 usable, 3 skipped." in text and "truncated.jpg" in text and "noise.jpg" in text
 
 
+def png_announcing(path, width: int, height: int):
+    """A tiny 16-bit PNG whose header announces width x height pixels (its data is far shorter)."""
+    import struct
+    import zlib
+    save(Image.new("I;16", (8, 8)), path)
+    data = bytearray(path.read_bytes())
+    ihdr = 8 + 8  # signature, then the IHDR chunk's length and type
+    data[ihdr:ihdr + 8] = struct.pack(">II", width, height)
+    data[ihdr + 13:ihdr + 17] = struct.pack(">I", zlib.crc32(bytes(data[ihdr - 4:ihdr + 13])))
+    path.write_bytes(bytes(data))
+    return path
+
+
+def test_too_many_pixels_is_refused_from_the_header_before_decoding(tmp_path, monkeypatch):
+    from PIL import ImageFile
+    big = png_announcing(tmp_path / "big.png", 11000, 10000)  # 110 MP: over our 100 MP, under Pillow's 179 MP
+    decoded = []
+    monkeypatch.setattr(ImageFile.ImageFile, "load", lambda self: decoded.append(self) or None)
+
+    report = validate_images([big], resolution=64)
+
+    assert [e.code for e in report.errors] == ["unreadable"]
+    assert "100 megapixels" in report.errors[0].message and not decoded
+    assert not report.ok_paths
+
+
 def test_too_small_is_an_error_and_low_resolution_a_warning(tmp_path):
     tiny = save(scene(1, (32, 32)), tmp_path / "tiny.png")
     small = save(scene(2, (300, 400)), tmp_path / "small.png")
