@@ -1,4 +1,5 @@
 """webui.py's command line: safe defaults, refusals with a message, and no work at import time."""
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -105,3 +106,13 @@ def test_launch_bat_does_the_same_on_windows():
                    "webui.py --open-browser %*"):
         assert needed in text, needed
     assert text.index("--index-url") < text.index("-r requirements.txt")  # CUDA torch first, then the rest
+
+
+def test_ci_builds_its_own_virtualenv_not_the_apps():
+    """.ci/run installs the CPU build of torch: in launch.sh's .venv it would replace the app's CUDA torch."""
+    def venv_of(script: str) -> str:
+        return re.search(r"-m venv (\S+)", (ROOT / script).read_text()).group(1)
+
+    ci = venv_of(".ci/run")
+    assert ci != venv_of("launch.sh")
+    assert re.findall(r"^(\.\S+)/bin/", (ROOT / ".ci/run").read_text(), re.M) == [ci] * 3
