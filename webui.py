@@ -47,6 +47,14 @@ def check_args(args: argparse.Namespace) -> tuple[str, tuple[str, str] | None]:
     return ("0.0.0.0" if args.listen else "127.0.0.1"), auth
 
 
+def remove_leftovers(*folders: Path) -> None:
+    """Deletes the temporary files that an interrupted save left behind (up to a model's size each)."""
+    from sdtrainer.checkpoint import remove_stale_temp_files
+
+    for path in remove_stale_temp_files(*folders):
+        print(f"Removed {path}, a temporary file left by an interrupted save.")
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
@@ -56,6 +64,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     from sdtrainer.ui.app import build_app  # imports torch and gradio: only once the arguments are good
 
+    remove_leftovers(args.models_dir, args.outputs_dir)
     app = build_app(args.models_dir, args.outputs_dir, lang=args.lang)
     app.queue(default_concurrency_limit=1)
     app.launch(server_name=host, server_port=args.port, auth=auth, inbrowser=args.open_browser)

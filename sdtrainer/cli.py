@@ -78,10 +78,13 @@ def progress_line(state, width: int = 30) -> str:
 
 
 def run_train(args) -> int:
+    from sdtrainer.checkpoint import remove_stale_temp_files
     from sdtrainer.config import check_config, load_config
     from sdtrainer.session import EventKind, Status, TrainingSession
 
     run_dir = Path(args.resume or args.out)
+    for path in remove_stale_temp_files(run_dir):
+        print(f"Removed {path}, a temporary file left by an interrupted save.", file=sys.stderr)
     yaml_path = run_dir / "config.yaml" if args.resume else args.config
     cfg = load_config(args.preset, yaml_path, args.set, values=train_values(args))
     check_config(cfg)

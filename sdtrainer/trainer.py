@@ -39,13 +39,15 @@ import numpy as np
 import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
+from pytorch_lightning.plugins import TorchCheckpointIO
 from torch.utils.data import DataLoader, IterableDataset
 
 from ldm.cuda_graph import graphed_training_call
 from ldm.model import TINY, StableDiffusion
 from ldm.schedule import NUM_TIMESTEPS, alphas_cumprod
 from ldm.tokenizer import get_tokenizer
-from sdtrainer.checkpoint import EMA_PREFIX, UNET_PREFIX, ema_from_file, ema_to_file, load_model, save_checkpoint
+from sdtrainer.checkpoint import (EMA_PREFIX, UNET_PREFIX, ema_from_file, ema_to_file, load_model, save_checkpoint,
+                                  storage_bytes, write_atomically)
 from sdtrainer.class_images import generate_class_images
 from sdtrainer.concepts import Subject, generated_class_dir, run_subjects
 from sdtrainer.config import (ConfigError, Device, LRSchedule, OptimizerName, Precision, TrainConfig, check_config,
@@ -724,6 +726,9 @@ class ModelSaver(pl.Callback):
         self.saved_step: int | None = None
         self.last_model_file: Path | None = None
 
+    def setup(self, trainer, module, stage: str) -> None:
+        trainer.strategy.checkpoint_io = StateWriter()
+
     def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx) -> None:
         step, every = trainer.global_step, self.cfg.save_every
         if module.stepped and every and step % every == 0 and step < self.cfg.steps:
@@ -765,15 +770,25 @@ class ModelSaver(pl.Callback):
                         include_ema=ema)
 
     def write_state(self, trainer: pl.Trainer, step: int) -> None:
-        """state/last.ckpt, replaced atomically (and kept as state/stepNNNNN.ckpt with keep_all_states)."""
+        """state/last.ckpt, replaced atomically by StateWriter (and kept as state/stepNNNNN.ckpt with
+        keep_all_states)."""
         state = self.paths.state
-        tmp = state.with_name(".last.ckpt.tmp")
-        trainer.save_checkpoint(tmp, weights_only=False)
+        trainer.save_checkpoint(state, weights_only=False)
         if self.cfg.keep_all_states:
             kept = state.with_name(f"step{step:05d}.ckpt")
             kept.unlink(missing_ok=True)
-            os.link(tmp, kept)
-        os.replace(tmp, state)
+            os.link(state, kept)
+
+
+class StateWriter(TorchCheckpointIO):
+    """Lightning's checkpoint writer, streaming: Lightning's own serialises the whole state in memory (for SD v1
+    ~11 GB of RAM) and writes it through the system temp folder (which may be a small disk). This one checks the
+    free space of the run folder, writes a temporary file there one tensor at a time, then renames it."""
+
+    def save_checkpoint(self, checkpoint: dict, path, storage_options=None) -> None:
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_atomically(path, lambda tmp: torch.save(checkpoint, tmp), storage_bytes(checkpoint) + (1 << 20))
 
 
 def cpu_copy(tensor: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:

@@ -116,3 +116,15 @@ def test_ci_builds_its_own_virtualenv_not_the_apps():
     ci = venv_of(".ci/run")
     assert ci != venv_of("launch.sh")
     assert re.findall(r"^(\.\S+)/bin/", (ROOT / ".ci/run").read_text(), re.M) == [ci] * 3
+
+
+def test_start_removes_what_interrupted_saves_left(tmp_path, capsys):
+    models, outputs = tmp_path / "models", tmp_path / "outputs" / "runs" / "joe" / "state"
+    outputs.mkdir(parents=True)
+    models.mkdir()
+    leftover = outputs / ".last.ckpt.999999999-0123abcd.tmp.ckpt"  # no process has that id
+    leftover.write_bytes(b"half a state")
+    (models / "v1-5.safetensors").write_bytes(b"a model")
+    webui.remove_leftovers(models, tmp_path / "outputs")
+    assert not leftover.exists() and (models / "v1-5.safetensors").exists()
+    assert str(leftover) in capsys.readouterr().out
