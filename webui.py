@@ -19,6 +19,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=int, default=7860, help="port to serve on (default 7860)")
     p.add_argument("--listen", action="store_true", help="serve on every network interface (needs --auth)")
     p.add_argument("--auth", metavar="USER:PASSWORD", help="require this login (required with --listen)")
+    p.add_argument("--allow-host", action="append", default=[], metavar="NAME",
+                   help="also answer requests addressed to this host name (e.g. behind a proxy; '*': any name). "
+                        "Other names are refused, so that no web page can reach the app through DNS rebinding")
     p.add_argument("--lang", choices=["en", "fr"], help="interface language (default: the browser's)")
     p.add_argument("--open-browser", action="store_true", help="open the app in the browser once it runs")
     p.add_argument("--models-dir", type=Path, default=HERE / "models", help="folder of base checkpoints")
@@ -31,7 +34,8 @@ def parse_auth(value: str | None) -> tuple[str, str] | None:
     if value is None:
         return None
     user, sep, password = value.partition(":")
-    if not sep or not user or not password:
+    user = user.strip()  # Gradio strips the name typed on the login page
+    if not sep or not user or not password.strip():
         raise ValueError("--auth must be USER:PASSWORD, both non-empty (e.g. --auth joe:s3cret).")
     return user, password
 
@@ -63,11 +67,13 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     from sdtrainer.ui.app import build_app  # imports torch and gradio: only once the arguments are good
+    from sdtrainer.ui.guard import this_computers_names
 
     remove_leftovers(args.models_dir, args.outputs_dir)
     app = build_app(args.models_dir, args.outputs_dir, lang=args.lang)
     app.queue(default_concurrency_limit=1)
-    app.launch(server_name=host, server_port=args.port, auth=auth, inbrowser=args.open_browser)
+    hosts = (*args.allow_host, *(this_computers_names() if args.listen else ()))
+    app.launch(server_name=host, server_port=args.port, auth=auth, inbrowser=args.open_browser, allowed_hosts=hosts)
     return 0
 
 

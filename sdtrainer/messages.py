@@ -70,7 +70,7 @@ def field_names(template: str) -> set[str]:
 
 
 # Keys by module: ckpt_/kind_ checkpoint.py, ds_ dataset.py, cfg_ config.py, gen_ sampling.py,
-# gate_ preflight.py, run_ session.py.
+# gate_ preflight.py, run_ session.py, server_ ui/guard.py and webui.py.
 MESSAGES: dict[str, dict[str, str]] = {
     # ------------------------------------------------------------------ checkpoint.py
     "ckpt_in_file": {"en": "{name}: {error}", "fr": "{name} : {error}"},
@@ -365,4 +365,14 @@ MESSAGES: dict[str, dict[str, str]] = {
     },
     "run_oom_saved": {"en": " The state at step {step} was saved; resume from {root}.",
                       "fr": " L'état à l'étape {step} est enregistré ; reprenez depuis {root}."},
+    # ------------------------------------------------------------------ ui/guard.py, webui.py
+    "server_foreign_host": {
+        "en": "sdtrainer answers only requests addressed to this computer (127.0.0.1 or localhost, or a name given "
+              "with --listen or --allow-host); this one names another host, as a web page trying DNS rebinding "
+              "would. To reach the app by this name, start it with --allow-host NAME.",
+        "fr": "sdtrainer ne répond qu'aux requêtes adressées à cet ordinateur (127.0.0.1 ou localhost, ou un nom "
+              "donné avec --listen ou --allow-host) ; celle-ci nomme un autre hôte, comme le ferait une page web "
+              "qui tente un « DNS rebinding ». Pour joindre l'application sous ce nom, lancez-la avec "
+              "--allow-host NOM.",
+    },
 }

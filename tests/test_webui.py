@@ -29,7 +29,7 @@ def test_listen_needs_a_login(capsys):
     assert (host, auth) == ("0.0.0.0", ("joe", "pa:ss"))
 
 
-@pytest.mark.parametrize("value", ["joe", ":secret", "joe:"])
+@pytest.mark.parametrize("value", ["joe", ":secret", "joe:", " : ", "  :secret", "joe:   "])
 def test_bad_auth_is_refused(value, capsys):
     assert webui.main(["--auth", value]) == 2
     assert "USER:PASSWORD" in capsys.readouterr().err

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import gradio as gr
+from starlette.middleware import Middleware
 
 from sdtrainer.checkpoint import CheckpointInfo
 from sdtrainer.config import Device
@@ -21,6 +22,7 @@ from sdtrainer.models import DEMO_MODEL_NAME, ModelCache, ensure_demo_model, lis
 from sdtrainer.session import SessionManager
 from sdtrainer.ui.common import Jobs, Lists, model_choices, model_facts
 from sdtrainer.ui.dataset_tab import DatasetTab
+from sdtrainer.ui.guard import HideApiBeforeLogin, host_guard, slow_login
 from sdtrainer.ui.i18n import Say, UIError, language_js, request_lang, translations
 from sdtrainer.ui.projects import list_projects
 from sdtrainer.ui.pruning_tab import PruningTab
@@ -156,7 +158,16 @@ class TrainerApp(gr.Blocks):
         super().__init__(**kwargs)
         self.state = state
 
-    def launch(self, *args, **kwargs):
+    def launch(self, *args, allowed_hosts: tuple[str, ...] = (), **kwargs):
+        """Gradio's launch, behind HostGuard: requests must name 127.0.0.1, localhost, an IP address of this
+        computer or one of allowed_hosts ("*": any). A (user, password) auth becomes a throttled login."""
+        server = kwargs.get("server_name") or "127.0.0.1"
+        app_kwargs = dict(kwargs.get("app_kwargs") or {})
+        app_kwargs["middleware"] = [*app_kwargs.get("middleware", []), host_guard([server, *allowed_hosts]),
+                                    Middleware(HideApiBeforeLogin)]
+        kwargs["app_kwargs"] = app_kwargs
+        if isinstance(kwargs.get("auth"), tuple):
+            kwargs["auth"] = slow_login(*kwargs["auth"])
         kwargs.setdefault("i18n", translations())
         kwargs.setdefault("css", CSS)
         kwargs.setdefault("allowed_paths", [str(self.state.outputs_dir)])
