@@ -1,7 +1,7 @@
 """Start the sdtrainer web app: `python webui.py` (launch.sh / launch.bat do this for you).
 
     python webui.py [--port 7860] [--listen --auth user:password] [--lang en|fr] [--open-browser]
-                    [--models-dir models] [--outputs-dir outputs]
+                    [--models-dir models] [--outputs-dir outputs] [--allow-dir FOLDER] [--allow-host NAME]
 
 It serves on 127.0.0.1 (this computer only) unless --listen, which needs --auth so that nobody else
 on the network can use the GPU or read your photos. The UI itself is built by
@@ -22,6 +22,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--allow-host", action="append", default=[], metavar="NAME",
                    help="also answer requests addressed to this host name (e.g. behind a proxy; '*': any name). "
                         "Other names are refused, so that no web page can reach the app through DNS rebinding")
+    p.add_argument("--allow-dir", action="append", default=[], type=Path, metavar="FOLDER",
+                   help="a folder besides models/ and outputs/ whose files the app may read (checkpoints, class "
+                        "images); repeatable")
     p.add_argument("--lang", choices=["en", "fr"], help="interface language (default: the browser's)")
     p.add_argument("--open-browser", action="store_true", help="open the app in the browser once it runs")
     p.add_argument("--models-dir", type=Path, default=HERE / "models", help="folder of base checkpoints")
@@ -70,7 +73,7 @@ def main(argv: list[str] | None = None) -> int:
     from sdtrainer.ui.guard import this_computers_names
 
     remove_leftovers(args.models_dir, args.outputs_dir)
-    app = build_app(args.models_dir, args.outputs_dir, lang=args.lang)
+    app = build_app(args.models_dir, args.outputs_dir, lang=args.lang, allowed_dirs=tuple(args.allow_dir))
     app.queue(default_concurrency_limit=1)
     hosts = (*args.allow_host, *(this_computers_names() if args.listen else ()))
     app.launch(server_name=host, server_port=args.port, auth=auth, inbrowser=args.open_browser, allowed_hosts=hosts)

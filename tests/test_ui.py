@@ -280,7 +280,7 @@ def test_class_images_stop_keeps_what_was_made_and_continues(app, client, projec
 def test_class_images_from_a_folder(app, client, project, tmp_path):
     reg = app.state.projects_dir / project / "reg"
     generated = {p.name: digest(p) for p in reg.glob("class-*.png")}
-    folder = tmp_path / "people"
+    folder = app.state.outputs_dir / "people"
     folder.mkdir()
     for i in range(3):
         photo(folder / f"class-0000{i}.png", 20 + i)  # the generated images' names: they must not be overwritten
@@ -289,8 +289,13 @@ def test_class_images_from_a_folder(app, client, project, tmp_path):
     assert "3 class images imported" in text
     assert {p.name: digest(p) for p in reg.glob("class-*.png") if p.name in generated} == generated
     assert len(list(reg.glob("class-0000?-*.png"))) == 3
-    for bad, message in ((str(tmp_path / "nowhere"), "is not a folder"), ("", "is not a folder"),
-                         (str(tmp_path), "No images")):
+    elsewhere = tmp_path / "private"
+    elsewhere.mkdir()
+    photo(elsewhere / "secret.png", 30)
+    for bad, message in ((str(app.state.outputs_dir / "nowhere"), "is not a folder"), ("", "is not a folder"),
+                         (str(app.state.outputs_dir / "demo"), "No images"),
+                         (str(elsewhere), "outside the app's folders"),
+                         (str(app.state.outputs_dir / ".." / ".."), "outside the app's folders")):
         with pytest.raises(AppError, match=message):
             client.predict(name=project, folder=bad, api_name="/dataset_import_class_folder")
 
@@ -346,6 +351,23 @@ def test_prune_demo_model_to_fp16(app, client, demo_model):
     with pytest.raises(AppError, match="already exists"):
         client.predict(source=demo_model, upload=None, half=True, ema="drop", fmt=".safetensors",
                        out_name="demo-small", overwrite=False, api_name="/prune")
+
+
+def test_the_api_reads_and_writes_only_in_the_apps_folders(app, client, demo_model, tmp_path):
+    """The dropdowns accept typed values and the API any text: a path elsewhere is refused, never pruned over."""
+    unrelated = tmp_path / "unrelated.safetensors"
+    shutil.copyfile(demo_model, unrelated)
+    before = digest(unrelated)
+    sneaky = str(app.state.models_dir / ".." / ".." / unrelated.relative_to(unrelated.parents[1]))
+    for source in (str(unrelated), sneaky):
+        with pytest.raises(AppError, match="outside the app's folders"):
+            client.predict(source=source, upload=None, half=True, ema="drop", fmt=".safetensors",
+                           out_name=unrelated.name, overwrite=True, api_name="/prune")
+    assert digest(unrelated) == before and sorted(p.name for p in tmp_path.iterdir()) == [unrelated.name]
+    with pytest.raises(AppError, match="outside the app's folders"):
+        client.predict(model=str(unrelated), prompt="x", batch_size=1, token="", class_word="", negative_prompt="",
+                       sampler="euler_a", steps=3, cfg_scale=7, seed=1, width=64, height=64,
+                       api_name="/test_generate")
 
 
 def test_prune_replaces_the_original_only_when_asked(app, client, demo_model):
@@ -436,8 +458,8 @@ def test_a_refused_start_and_a_failure_show_in_french():
     assert "⚠ Out of GPU memory at step 3" in TrainingTab.progress_text(None, snap, Say("en"))
 
 
-def test_core_errors_come_back_in_french(client, french, demo_model, tmp_path):
-    lora = tmp_path / "my-lora.safetensors"
+def test_core_errors_come_back_in_french(app, client, french, demo_model, tmp_path):
+    lora = app.state.models_dir / "my-lora.safetensors"
     save_file({"lora_unet_down_blocks_0.lora_down.weight": torch.zeros(4, 4)}, str(lora))
     generate = dict(model=str(lora), prompt="x", batch_size=1, token="", class_word="", negative_prompt="",
                     sampler="euler_a", steps=3, cfg_scale=7, seed=1, width=64, height=64, api_name="/test_generate")

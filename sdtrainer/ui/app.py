@@ -9,6 +9,7 @@ module level, so two apps (tests) never share anything.
 """
 from __future__ import annotations
 
+import os
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -48,12 +49,14 @@ class AppState:
     models_dir: Path
     outputs_dir: Path
     default_lang: str | None = None  # --lang; None: the browser's
+    allowed_dirs: tuple[Path, ...] = ()  # --allow-dir: more folders whose files the app may read
     cache: ModelCache = field(default_factory=ModelCache)
     sessions: SessionManager | None = None
     jobs: Jobs = field(default_factory=Jobs)
 
     def __post_init__(self):
         self.models_dir, self.outputs_dir = Path(self.models_dir).resolve(), Path(self.outputs_dir).resolve()
+        self.allowed_dirs = tuple(Path(d).resolve() for d in self.allowed_dirs)
         for folder in (self.models_dir, self.projects_dir, self.txt2img_dir, self.grids_dir, self.runs_dir):
             folder.mkdir(parents=True, exist_ok=True)
         if self.sessions is None:
@@ -113,10 +116,29 @@ class AppState:
     def checked_model(self, value: str | None) -> Path:
         if not value:
             raise UIError("err_no_model")
-        path = Path(value)
+        path = self.confined(value)
         if not path.is_file():
             raise UIError("err_model_missing", name=path.name)
         return path
+
+    # --- which files the app reads: those of its folders only, whatever a request names
+    @property
+    def roots(self) -> tuple[Path, ...]:
+        return self.models_dir, self.outputs_dir, *self.allowed_dirs
+
+    def is_inside(self, path: Path | str) -> bool:
+        """Whether `path` lies in models/, outputs/ or an --allow-dir folder (`..` resolved; links the user put
+        there are followed, as the pickers list them)."""
+        absolute = Path(os.path.abspath(path))
+        return any(absolute.is_relative_to(root) for root in self.roots)
+
+    def confined(self, value: str | Path) -> Path:
+        """The path a request names, or UIError when it lies outside the app's folders (the dropdowns accept typed
+        values, and the API takes any text)."""
+        path = Path(value)
+        if not self.is_inside(path):
+            raise UIError("err_outside_folders", path=path, folders=", ".join(str(r) for r in self.roots))
+        return Path(os.path.abspath(path))
 
     @staticmethod
     def is_demo(info: CheckpointInfo) -> bool:
@@ -176,9 +198,9 @@ class TrainerApp(gr.Blocks):
 
 
 def build_app(models_dir: Path | str = "models", outputs_dir: Path | str = "outputs",
-              lang: str | None = None) -> TrainerApp:
+              lang: str | None = None, allowed_dirs: tuple[Path | str, ...] = ()) -> TrainerApp:
     """The whole UI over a new AppState; writes the demo model when models/ has no checkpoint."""
-    state = AppState(Path(models_dir), Path(outputs_dir), default_lang=lang)
+    state = AppState(Path(models_dir), Path(outputs_dir), default_lang=lang, allowed_dirs=tuple(allowed_dirs))
     if not state.has_real_model():
         ensure_demo_model(state.outputs_dir)
     T = translations()

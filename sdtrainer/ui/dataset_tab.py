@@ -479,8 +479,11 @@ class DatasetTab:
         with say.errors(DatasetError):
             chosen = self.subject(name, subject)
             path = Path((folder or "").strip().strip('"')).expanduser()
-            if not (folder or "").strip() or not path.is_dir():
-                raise UIError("err_folder_missing", folder=folder or "")
+            if not (folder or "").strip():
+                raise UIError("err_folder_missing", folder="")
+            path = self.state.confined(path)  # before looking at it: says nothing of folders elsewhere
+            if not path.is_dir():
+                raise UIError("err_folder_missing", folder=folder)
             if path.resolve() in (chosen.project.reg_dir.resolve(), chosen.class_dir.resolve()):
                 raise UIError("err_folder_is_reg")
             images = list_images(path)

@@ -243,10 +243,11 @@ STRINGS: dict[str, dict[str, str]] = {
     },
     "ds_reg_upload": {"en": "Import class images", "fr": "Importer des images de classe"},
     "ds_reg_folder": {"en": "…or a folder on this computer", "fr": "…ou un dossier de cet ordinateur"},
-    "ds_reg_folder_info": {"en": "Its full path, e.g. /home/joe/person or C:\\Users\\joe\\person; every image in it is "
-                                 "squared and copied.",
-                           "fr": "Son chemin complet, par ex. /home/joe/person ou C:\\Users\\joe\\person ; chaque "
-                                 "image est recadrée et copiée."},
+    "ds_reg_folder_info": {"en": "Its full path, in models/, outputs/ or a folder given with --allow-dir, e.g. "
+                                 "/home/joe/sdtrainer/outputs/person; every image in it is squared and copied.",
+                           "fr": "Son chemin complet, dans models/, outputs/ ou un dossier donné avec --allow-dir, "
+                                 "par ex. /home/joe/sdtrainer/outputs/person ; chaque image est recadrée et "
+                                 "copiée."},
     "ds_reg_import_folder": {"en": "Import the folder", "fr": "Importer le dossier"},
     "ds_reg_model": {"en": "Base model to generate with", "fr": "Modèle de base pour la génération"},
     "ds_reg_count": {"en": "How many", "fr": "Combien"},
@@ -759,6 +760,12 @@ STRINGS: dict[str, dict[str, str]] = {
     "err_count_range": {"en": "Choose between {low} and {high} images.", "fr": "Choisissez entre {low} et {high} "
                                                                                "images."},
     "err_no_model": {"en": "Choose a model first.", "fr": "Choisissez d'abord un modèle."},
+    "err_outside_folders": {
+        "en": "{path} is outside the app's folders ({folders}); the app reads only files there. Copy it into one of "
+              "them, or start the app with --allow-dir FOLDER.",
+        "fr": "{path} est hors des dossiers de l'application ({folders}) ; elle ne lit que les fichiers qui s'y "
+              "trouvent. Copiez-le dans l'un d'eux, ou lancez l'application avec --allow-dir DOSSIER.",
+    },
     "err_model_missing": {"en": "The file {name} is gone; press ⟳ Refresh models.",
                           "fr": "Le fichier {name} a disparu ; cliquez sur ⟳ Actualiser les modèles."},
     "err_gpu_training": {"en": "A training is using the GPU right now; generate when it ends (or stop it).",

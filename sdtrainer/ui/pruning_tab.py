@@ -95,7 +95,7 @@ class PruningTab:
             return Path(upload), self.state.pruned_dir
         if not source:
             raise UIError("err_pick_checkpoint")
-        path = Path(source)
+        path = self.state.confined(source)
         if not path.is_file():
             raise UIError("err_model_missing", name=path.name)
         return path, path.parent

@@ -138,7 +138,7 @@ class TestTab:
         """Token and class word from the file's metadata; image sides that suit it (a user's choice is kept
         when it fits: demo -> 64 px, SD v1 -> a multiple of 64, 512 when it was smaller than 256)."""
         say = self.state.say(request)
-        if not model or not Path(model).is_file():
+        if not model or not self.state.is_inside(model) or not Path(model).is_file():
             return gr.skip(), gr.skip(), gr.skip(), gr.skip(), ""
         facts = model_facts(Path(model))
         multiple = DEMO_MULTIPLE if facts["demo"] else SD_MULTIPLE
