@@ -227,12 +227,20 @@ def _unwrap(path: Path, obj) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
     return tensors, metadata
 
 
-def _flatten(d: dict, prefix: str = ""):
-    for k, v in d.items():
-        if isinstance(v, torch.Tensor):
-            yield prefix + str(k), v
-        elif isinstance(v, dict) and k != METADATA_ENTRY:
-            yield from _flatten(v, f"{prefix}{k}.")
+def _flatten(d: dict):
+    """(dotted key, tensor) in file order, depth first; a loop, not recursion, so that no nesting depth a file
+    can hold overflows the stack."""
+    stack = [("", iter(d.items()))]
+    while stack:
+        prefix, items = stack[-1]
+        for k, v in items:
+            if isinstance(v, torch.Tensor):
+                yield prefix + str(k), v
+            elif isinstance(v, dict) and k != METADATA_ENTRY:
+                stack.append((f"{prefix}{k}.", iter(v.items())))
+                break
+        else:
+            stack.pop()
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -582,14 +590,20 @@ def save_checkpoint(model_or_state_dict: nn.Module | dict[str, torch.Tensor], pa
 
 
 def _output_path(path: Path) -> Path:
+    check_not_a_folder(path)
     path = path if path.suffix else path.with_suffix(".safetensors")
     if path.suffix.lower() not in SAFETENSORS_SUFFIXES + PICKLE_SUFFIXES:
         raise CheckpointError(Message("ckpt_save_suffix", suffix=path.suffix))
-    if path.is_dir():
-        raise CheckpointError(f"{path} is a folder; give a file name such as {path / 'model.safetensors'}.")
+    check_not_a_folder(path)
     if not path.parent.is_dir():
         raise CheckpointError(Message("ckpt_no_folder", folder=path.parent))
     return path
+
+
+def check_not_a_folder(path: Path) -> None:
+    """CheckpointError when a file is to be written where a folder is (`--out outputs/` is not a file name)."""
+    if path.is_dir():
+        raise CheckpointError(f"{path} is a folder; give a file name such as {path / 'model.safetensors'}.")
 
 
 def _string_metadata(metadata: dict[str, str] | None) -> dict[str, str]:
@@ -632,6 +646,7 @@ def write_atomically(path: Path, write: Callable[[Path], None], needed: int) -> 
     tmp = temp_path(path)  # created by the writer: usual permissions
     try:
         write(tmp)
+        os.chmod(tmp, _new_file_mode())  # some writers make private (0600) files; the app's other outputs are not
         _fsync(tmp)
         os.replace(tmp, path)
     except OSError as e:
@@ -642,6 +657,14 @@ def write_atomically(path: Path, write: Callable[[Path], None], needed: int) -> 
         raise
     finally:
         tmp.unlink(missing_ok=True)
+
+
+@cache
+def _new_file_mode() -> int:
+    """The mode open() gives a new file: 0666 less the umask (read once; setting it back is the only way)."""
+    umask = os.umask(0o022)
+    os.umask(umask)
+    return 0o666 & ~umask
 
 
 def free_bytes(folder: Path) -> int:

@@ -147,6 +147,14 @@ MESSAGES: dict[str, dict[str, str]] = {
     "ckpt_permission": {"en": "Cannot write {path}: permission denied; choose a folder you can write to.",
                         "fr": "Impossible d'écrire {path} : permission refusée ; choisissez un dossier où vous "
                               "pouvez écrire."},
+    "ckpt_bad_state": {
+        "en": "Cannot resume from {path}: the training state is damaged, incomplete or was not written by sdtrainer "
+              "({kind}). Resume from a copy (state/stepNNNNN.ckpt with keep_all_states), or start a new run from "
+              "the run's last model file.",
+        "fr": "Impossible de reprendre depuis {path} : l'état d'entraînement est abîmé, incomplet ou n'a pas été "
+              "écrit par sdtrainer ({kind}). Reprenez depuis une copie (state/stepNNNNN.ckpt avec "
+              "keep_all_states), ou lancez un nouvel entraînement à partir du dernier modèle du dossier.",
+    },
     "ckpt_no_space": {
         "en": "Not enough disk space to save {name}: it needs about {needed} GB and {folder} has {free} GB free. "
               "Free some space or choose another folder.",
@@ -255,6 +263,12 @@ MESSAGES: dict[str, dict[str, str]] = {
                   "fr": "Le nombre d'images doit être entre 1 et {max}, pas {value}."},
     "gen_cfg": {"en": "CFG scale must be between 1 and 30 (7 is usual), got {value}.",
                 "fr": "L'échelle CFG doit être entre 1 et 30 (7 en général), pas {value}."},
+    "gen_eta": {"en": "Eta must be between 0 and 1 (0: no added noise; leave it out for the sampler's default), "
+                      "got {value}.",
+                "fr": "Eta doit être entre 0 et 1 (0 : pas de bruit ajouté ; omettez-le pour la valeur du "
+                      "sampler), pas {value}."},
+    "gen_seed": {"en": "The seed must be a whole number from 0 to {max} (-1: a random one), got {value}.",
+                 "fr": "La graine doit être un nombre entier de 0 à {max} (-1 : une au hasard), pas {value}."},
     # ------------------------------------------------------------------ preflight.py: the report
     "indented": {"en": "{prefix}{text}", "fr": "{prefix}{text}"},  # a report line under a heading
     "gate_gpu_missing": {"en": "GPU {index}: not available", "fr": "GPU {index} : indisponible"},

@@ -25,9 +25,8 @@ def write_demo_model(path: Path, seed: int = DEMO_SEED) -> Path:
     """A random-weight model of the tiny configuration in the SD v1 key layout (a few MB, fp16)."""
     torch.manual_seed(seed)
     model = StableDiffusion(TINY)
-    save_checkpoint(model, path, dtype=torch.float16,
-                    metadata={"sdtrainer_demo": "true", "base_model": "random init (demo)"})
-    return path
+    return save_checkpoint(model, path, dtype=torch.float16,
+                           metadata={"sdtrainer_demo": "true", "base_model": "random init (demo)"})
 
 
 def ensure_demo_model(outputs_dir: Path) -> Path:

@@ -46,14 +46,15 @@ from ldm.cuda_graph import graphed_training_call
 from ldm.model import TINY, StableDiffusion
 from ldm.schedule import NUM_TIMESTEPS, alphas_cumprod
 from ldm.tokenizer import get_tokenizer
-from sdtrainer.checkpoint import (EMA_PREFIX, UNET_PREFIX, ema_from_file, ema_to_file, load_model, save_checkpoint,
-                                  storage_bytes, write_atomically)
+from sdtrainer.checkpoint import (EMA_PREFIX, UNET_PREFIX, CheckpointError, ema_from_file, ema_to_file, load_model,
+                                  save_checkpoint, storage_bytes, write_atomically)
 from sdtrainer.class_images import generate_class_images
 from sdtrainer.concepts import Subject, generated_class_dir, run_subjects
 from sdtrainer.config import (ConfigError, Device, LRSchedule, OptimizerName, Precision, TrainConfig, check_config,
                               config_dict, preview_prompts, save_config, uses_prior)
 from sdtrainer.dataset import ClassDataset, ImageDataset, InstanceDataset
 from sdtrainer.flat_params import flatten_
+from sdtrainer.messages import Message
 from sdtrainer.preflight import cpu_warning
 from sdtrainer.sampling import GenerationParams, check_params, infotext, sample_latents, save_png, to_pil
 
@@ -727,7 +728,7 @@ class ModelSaver(pl.Callback):
         self.last_model_file: Path | None = None
 
     def setup(self, trainer, module, stage: str) -> None:
-        trainer.strategy.checkpoint_io = StateWriter()
+        trainer.strategy.checkpoint_io = StateFile()
 
     def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx) -> None:
         step, every = trainer.global_step, self.cfg.save_every
@@ -770,7 +771,7 @@ class ModelSaver(pl.Callback):
                         include_ema=ema)
 
     def write_state(self, trainer: pl.Trainer, step: int) -> None:
-        """state/last.ckpt, replaced atomically by StateWriter (and kept as state/stepNNNNN.ckpt with
+        """state/last.ckpt, replaced atomically by StateFile (and kept as state/stepNNNNN.ckpt with
         keep_all_states)."""
         state = self.paths.state
         trainer.save_checkpoint(state, weights_only=False)
@@ -780,15 +781,22 @@ class ModelSaver(pl.Callback):
             os.link(state, kept)
 
 
-class StateWriter(TorchCheckpointIO):
-    """Lightning's checkpoint writer, streaming: Lightning's own serialises the whole state in memory (for SD v1
-    ~11 GB of RAM) and writes it through the system temp folder (which may be a small disk). This one checks the
-    free space of the run folder, writes a temporary file there one tensor at a time, then renames it."""
+class StateFile(TorchCheckpointIO):
+    """How Lightning writes and reads state/last.ckpt. Lightning's own writer serialises the whole state in memory
+    (for SD v1 ~11 GB of RAM) and goes through the system temp folder (which may be a small disk); this one checks
+    the run folder's free space, streams into a temporary file there, then renames it. A state that cannot be read
+    back is a CheckpointError in our words (torch's would advise weights_only=False: never do that here)."""
 
     def save_checkpoint(self, checkpoint: dict, path, storage_options=None) -> None:
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         write_atomically(path, lambda tmp: torch.save(checkpoint, tmp), storage_bytes(checkpoint) + (1 << 20))
+
+    def load_checkpoint(self, path, map_location=None, weights_only=None) -> dict:
+        try:
+            return super().load_checkpoint(path, map_location=map_location, weights_only=weights_only)
+        except Exception as e:  # noqa: BLE001 - a damaged or foreign pickle fails in many ways; all mean "unusable"
+            raise CheckpointError(Message("ckpt_bad_state", path=path, kind=type(e).__name__)) from None
 
 
 def cpu_copy(tensor: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
