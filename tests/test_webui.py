@@ -128,3 +128,26 @@ def test_start_removes_what_interrupted_saves_left(tmp_path, capsys):
     webui.remove_leftovers(models, tmp_path / "outputs")
     assert not leftover.exists() and (models / "v1-5.safetensors").exists()
     assert str(leftover) in capsys.readouterr().out
+
+
+@pytest.fixture
+def taken_port():
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        yield s.getsockname()[1]
+
+
+def test_a_port_in_use_is_one_line_naming_port(taken_port, capsys):
+    assert webui.main(["--port", str(taken_port)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert f"Port {taken_port} is already in use" in err and "--port" in err and len(err.splitlines()) == 1
+
+
+def test_without_port_the_next_free_one_is_taken_and_said(taken_port, monkeypatch, capsys):
+    monkeypatch.setattr(webui, "DEFAULT_PORT", taken_port)
+    port = webui.pick_port("127.0.0.1", None)
+    assert port > taken_port and webui.is_free("127.0.0.1", port)
+    assert f"serving on port {port} instead" in capsys.readouterr().out
