@@ -496,7 +496,18 @@ def caption_text(image_path: Path) -> str | None:
     txt = image_path.with_suffix(".txt")
     if not txt.is_file():
         return None
-    return txt.read_text(encoding="utf-8", errors="replace").strip() or None
+    return decode_text(txt.read_bytes()).strip() or None
+
+
+def decode_text(data: bytes) -> str:
+    """A caption file's text, as editors save it: UTF-8 (with or without a BOM), UTF-16 with a BOM (Windows
+    Notepad's "Unicode"), else Windows-1252 (older Windows editors), never a silent mess of replacement marks."""
+    if data.startswith((b"\xff\xfe", b"\xfe\xff")):
+        return data.decode("utf-16", errors="replace")
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        return data.decode("cp1252", errors="replace")
 
 
 def prepare_images(src_paths: Iterable[str | Path], out_dir: str | Path, resolution: int,

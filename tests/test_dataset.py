@@ -382,3 +382,12 @@ def test_a_taken_name_is_numbered_before_its_caption_template():
     names = [unique_name(stem, taken) for stem in ("a@S_at_the_beach", "A@S_at_the_beach", "a@S_at_the_beach", "b")]
     assert names == ["a@S_at_the_beach.png", "A_1@S_at_the_beach.png", "a_2@S_at_the_beach.png", "b.png"]
     assert {template_caption(n.removesuffix(".png"), "effy", "dog") for n in names[:3]} == {"effy at the beach"}
+
+
+@pytest.mark.parametrize("encoding", ["utf-8", "utf-8-sig", "utf-16", "cp1252"])
+def test_captions_saved_by_any_editor_keep_their_words(tmp_path, encoding):
+    from sdtrainer.dataset import caption_text
+
+    image = save(scene(1), tmp_path / "a.png")
+    (tmp_path / "a.txt").write_bytes("ohwx person at the café".encode(encoding))
+    assert caption_text(image) == "ohwx person at the café"

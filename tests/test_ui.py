@@ -810,3 +810,38 @@ def test_plots_keep_numeric_axes_before_the_first_step():
     assert plot_frame([]) is None  # an empty frame would leave the plot without lines once data comes
     rows = [{"step": 1, "value": 0.5, "series": "loss"}, {"step": 2, "value": 0.25, "series": "loss"}]
     assert plot.postprocess(plot_frame(rows)).datatypes["value"] == "quantitative"
+
+
+@pytest.mark.parametrize("crafted", [
+    {"subjects": [{"token": "../../../escaped", "class_word": "dog"}]},
+    {"subjects": [{"token": "effy", "class_word": "../../escaped"}]},
+    {"class_word": "/tmp/escaped"},
+    {"subjects": "not a list"},
+])
+def test_a_crafted_project_json_makes_no_folder_outside_the_project(tmp_path, crafted):
+    from sdtrainer.ui.i18n import UIError
+
+    projects = tmp_path / "outputs" / "projects"
+    project = Project.create(projects, "joe")
+    data = json.loads((project.root / "project.json").read_text())
+    (project.root / "project.json").write_text(json.dumps({**data, **crafted}))
+    before = sorted(str(p) for p in tmp_path.rglob("*"))
+    with pytest.raises(UIError) as caught:
+        Project.open(project.root)
+    assert caught.value.key == "err_project_damaged"
+    assert sorted(str(p) for p in tmp_path.rglob("*")) == before and not Path("/tmp/escaped").exists()
+
+
+def test_an_unsavable_caption_is_refused_and_the_old_one_kept(tmp_path):
+    from sdtrainer.ui.i18n import UIError
+
+    project = Project.create(tmp_path, "joe")
+    subject = project.subject()
+    photo(subject.instance_dir / "a.png", 1)
+    photo(subject.prepared_dir / "a.png", 1)
+    subject.set_caption("a.png", "ohwx person smiling")
+    with pytest.raises(UIError) as caught:
+        subject.set_caption("a.png", "ohwx person \ud800")
+    assert caught.value.key == "err_caption_chars"
+    assert (subject.prepared_dir / "a.txt").read_text(encoding="utf-8") == "ohwx person smiling\n"
+    assert (subject.instance_dir / "a.txt").read_text(encoding="utf-8") == "ohwx person smiling\n"

@@ -705,6 +705,17 @@ STRINGS: dict[str, dict[str, str]] = {
                            "fr": "Un projet « {name} » existe déjà : choisissez-le dans la liste."},
     "err_project_missing": {"en": "The project “{name}” is gone; press ⟳ to refresh the list.",
                             "fr": "Le projet « {name} » a disparu ; cliquez sur ⟳ pour actualiser la liste."},
+    "err_project_damaged": {
+        "en": "The project “{name}” cannot be opened: its project.json is damaged or names folders outside the "
+              "project. Fix or delete that file (its photos stay where they are).",
+        "fr": "Impossible d'ouvrir le projet « {name} » : son project.json est abîmé ou nomme des dossiers hors du "
+              "projet. Corrigez ou supprimez ce fichier (ses photos restent en place).",
+    },
+    "err_caption_chars": {
+        "en": "The caption holds a character that cannot be saved (a broken emoji or a lone surrogate); retype it.",
+        "fr": "La légende contient un caractère impossible à enregistrer (un émoji cassé ou un « surrogate » "
+              "isolé) ; retapez-la.",
+    },
     "err_subject_missing": {"en": "The project has no subject “{token}”; pick one in the list.",
                             "fr": "Le projet n'a pas de sujet « {token} » ; choisissez-en un dans la liste."},
     "err_token_used": {"en": "“{token}” is already a subject of this project: give each subject its own token.",

@@ -88,16 +88,32 @@ class Project:
         file = root / PROJECT_FILE
         if not file.is_file():
             raise UIError("err_project_missing", name=root.name)
-        data = json.loads(file.read_text(encoding="utf-8"))
-        known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__ and k not in ("root", "subjects")}
-        subjects = [Subject(**{k: v for k, v in s.items() if k in Subject.__dataclass_fields__})
-                    for s in data.get("subjects") or []]
+        try:
+            data = json.loads(file.read_text(encoding="utf-8"))
+            known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__ and k not in ("root", "subjects")}
+            subjects = [Subject(**{k: v for k, v in s.items() if k in Subject.__dataclass_fields__})
+                        for s in data.get("subjects") or []]
+        except (ValueError, AttributeError, TypeError):
+            raise UIError("err_project_damaged", name=root.name) from None
         project = cls(root, **known, subjects=subjects)
+        project.check_words()
         for subject in project.all_subjects():
             for folder in (subject.instance_dir, subject.prepared_dir):
                 folder.mkdir(parents=True, exist_ok=True)
         project.reg_dir.mkdir(exist_ok=True)
         return project
+
+    def check_words(self) -> None:
+        """The words that name folders, as a hand-edited or crafted project.json may hold them: UIError unless every
+        one is a plain folder name (so no folder is ever made outside the project)."""
+        for subject in self.subjects:
+            if not isinstance(subject.token, str) or not FOLDER_WORD.match(subject.token):
+                raise UIError("err_project_damaged", name=self.name)
+        for word in [self.class_word or "person", *(s.class_word for s in self.subjects)]:  # first: may be unset
+            if not isinstance(word, str) or not FOLDER_WORD.match(word):
+                raise UIError("err_project_damaged", name=self.name)
+        if not isinstance(self.token, str):
+            raise UIError("err_project_damaged", name=self.name)
 
     def save(self) -> None:
         data = {k: v for k, v in asdict(self).items() if k != "root"}
@@ -310,9 +326,13 @@ class SubjectFiles:
         path = self.prepared_dir / Path(name).name
         if not path.is_file():
             raise UIError("err_image_gone", name=name)
+        try:
+            data = (caption + "\n").encode("utf-8")  # before any file is opened: a bad text must not empty one
+        except UnicodeEncodeError:
+            raise UIError("err_caption_chars") from None
         for txt in [path.with_suffix(".txt"), *self._source_files(path.stem)[1:]]:
             if caption:
-                txt.write_text(caption + "\n", encoding="utf-8")
+                txt.write_bytes(data)
             else:
                 txt.unlink(missing_ok=True)
         return path
