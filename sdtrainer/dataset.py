@@ -54,6 +54,9 @@ FACE_CASCADE = "haarcascade_frontalface_default.xml"
 FACE_DETECT_SIZE = 640  # images are shrunk to this long side before face detection (speed)
 COMMON_TOKEN_ID = 10_000  # single CLIP tokens below this id are frequent merges: words the model knows well
 MIN_PHOTOS, MAX_PHOTOS = 5, 20
+# Prepared squares smaller than this are checked for a face on their photo: OpenCV's detector needs ~100 px faces
+# to be reliable, and the demo model's 64 px squares hold far fewer.
+FACE_CHECK_MIN_SIDE = 128
 # Class words whose photos should show a face (subject_issues warns when OpenCV finds none).
 PERSON_CLASSES = frozenset("person man woman boy girl child kid baby lady guy men women people teenager".split())
 # Same background: the outer ring (BACKGROUND_RING px wide) of a BACKGROUND_SIZE px thumbnail of each square,
@@ -460,10 +463,12 @@ def same_background_issues(images: dict[Path, Image.Image]) -> list[ImageIssue]:
     return found
 
 
-def subject_issues(paths: Iterable[str | Path], class_word: str) -> list[ImageIssue]:
+def subject_issues(paths: Iterable[str | Path], class_word: str,
+                   original: Callable[[Path], Path | None] | None = None) -> list[ImageIssue]:
     """Warnings about the set as a training subject: no face for a person class, the same background everywhere.
 
-    Meant for prepared squares (what the trainer sees); unreadable files are left to validate_images.
+    Meant for prepared squares (what the trainer sees); unreadable files are left to validate_images. Squares too
+    small for the face detector (the demo model's 64 px) are checked on their photo, `original(square)`, if given.
     """
     images = {}
     for path in map(Path, paths):
@@ -473,8 +478,17 @@ def subject_issues(paths: Iterable[str | Path], class_word: str) -> list[ImageIs
     found = []
     if is_person_class(class_word):
         found += [issue(path, WARNING, "no_face", class_word=class_word)
-                  for path, image in images.items() if not detect_faces(image)]
+                  for path, image in images.items() if not detect_faces(face_check_image(path, image, original))]
     return found + same_background_issues(images)
+
+
+def face_check_image(path: Path, square: Image.Image, original: Callable[[Path], Path | None] | None) -> Image.Image:
+    """The prepared square, or its original photo when the square is too small to find a face in."""
+    if min(square.size) >= FACE_CHECK_MIN_SIDE or original is None:
+        return square
+    source = original(path)
+    photo, error = read_for_check(source) if source is not None else (None, None)
+    return to_rgb(upright(photo)) if photo is not None else square
 
 
 # ---------------------------------------------------------------- preparing a folder

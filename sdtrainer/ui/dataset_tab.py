@@ -382,7 +382,7 @@ class DatasetTab:
 
     def check_subject(self, subject: SubjectFiles) -> list:
         """Check the prepared set again for the whole-set warnings (no face, same background) and store them."""
-        found = subject_issues(subject.prepared(), subject.class_word)
+        found = subject_issues(subject.prepared(), subject.class_word, subject.photo_of)
         for name in subject.warnings:
             subject.warnings[name] = [w for w in subject.warnings[name] if w[0] not in SUBJECT_CODES]
         for i in found:

@@ -320,6 +320,13 @@ class SubjectFiles:
             return same_base[n]
         raise UIError("err_source_gone", name=f"{stem}.png")
 
+    def photo_of(self, prepared: Path) -> Path | None:
+        """The source photo of a prepared image, None when it is gone."""
+        try:
+            return self.source_of(prepared.stem)
+        except UIError:
+            return None
+
     def set_caption(self, name: str, caption: str) -> Path:
         """Write (or, when empty, delete) the caption .txt beside the prepared image and its source photo,
         so preparing again keeps it. Returns the prepared image's path."""
