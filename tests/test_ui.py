@@ -529,7 +529,7 @@ def test_short_cpu_training_shows_previews(app, client, project, demo_model):
     assert f"outputs/runs/{run}/checkpoints/{run}-step00002.safetensors" in labels
 
 
-def test_bad_input_gives_messages_and_the_app_keeps_working(client, french, demo_model, tmp_path):
+def test_bad_input_gives_messages_and_the_app_keeps_working(app, client, french, demo_model, tmp_path, capfd):
     cases = [
         (dict(model=demo_model, prompt="  ", batch_size=1, token="", class_word="", negative_prompt="",
               sampler="euler_a", steps=5, cfg_scale=7, seed=1, width=64, height=64, api_name="/test_generate"),
@@ -537,7 +537,7 @@ def test_bad_input_gives_messages_and_the_app_keeps_working(client, french, demo
         (dict(model=demo_model, prompt="x", batch_size=1, token="", class_word="", negative_prompt="",
               sampler="euler_a", steps=5, cfg_scale=7, seed=1, width=72, height=64, api_name="/test_generate"),
          "use a multiple of 16", "utilisez un multiple de 16"),
-        (dict(model=str(tmp_path / "gone.safetensors"), prompt="x", batch_size=1, token="", class_word="",
+        (dict(model=str(app.state.models_dir / "gone.safetensors"), prompt="x", batch_size=1, token="", class_word="",
               negative_prompt="", sampler="euler_a", steps=5, cfg_scale=7, seed=1, width=64, height=64,
               api_name="/test_generate"), "is gone", "a disparu"),
         (dict(new_name="../evil", api_name="/dataset_create"), "cannot be a project name", "ne peut pas"),
@@ -546,11 +546,13 @@ def test_bad_input_gives_messages_and_the_app_keeps_working(client, french, demo
         (dict(source=None, upload=None, half=True, ema="drop", fmt=".safetensors", out_name="", overwrite=False,
               api_name="/prune"), "Choose a checkpoint", "Choisissez un modèle"),
     ]
+    capfd.readouterr()
     for kwargs, english, french_text in cases:
         with pytest.raises(AppError, match=re.escape(english)):
             client.predict(**kwargs)
         with pytest.raises(AppError, match=re.escape(french_text)):
             french.predict(**kwargs)
+    assert "Traceback" not in capfd.readouterr().err  # a user's mistake is a message, not a crash in the console
     with pytest.raises(AppError, match="greater than maximum"):  # Gradio's own range check (English only)
         client.predict(model=demo_model, prompt="x", batch_size=1, token="", class_word="", negative_prompt="",
                        sampler="euler_a", steps=500, cfg_scale=7, seed=1, width=64, height=64, api_name="/test_generate")

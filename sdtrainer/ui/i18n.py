@@ -77,16 +77,18 @@ class Say:
 
     @contextmanager
     def errors(self, *user_errors: type[Exception]):
-        """Turn UIError, and the given exception types (translated when raised with a Message), into gr.Error."""
+        """Turn UIError, and the given exception types (translated when raised with a Message), into gr.Error.
+
+        The message is for the page: the console gets no traceback (a user's mistake is not the app's crash)."""
         try:
             yield
         except UIError as e:
-            raise gr.Error(self(e.key, **e.fmt)) from None
+            raise gr.Error(self(e.key, **e.fmt), print_exception=False) from None
         except user_errors as e:
             message = message_of(e)
             if isinstance(message, Message):
-                raise gr.Error(self.message(message)) from None
-            raise gr.Error(self("err_detail", error=message)) from None
+                raise gr.Error(self.message(message), print_exception=False) from None
+            raise gr.Error(self("err_detail", error=message), print_exception=False) from None
 
 
 def language_js(default: str | None) -> tuple[str, str]:
