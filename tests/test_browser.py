@@ -163,3 +163,27 @@ def test_add_a_second_subject(app, page, project):
     expect(token).to_have_value("ohwx", timeout=TIMEOUT_MS)
     saved = Project.open(app.state.projects_dir / project)
     assert [(s.token, s.class_word) for s in saved.subjects] == [("effy", "dog")]
+
+
+def test_the_language_choice_sticks_and_gradios_own_strings_follow_it(app, page):
+    """French -> English -> reload stays English; Gradio's own strings (the upload box) follow every switch."""
+    fresh = page.context.browser.new_page(locale="en-US", viewport={"width": 1400, "height": 1000})
+    fresh.set_default_timeout(TIMEOUT_MS)
+    try:
+        fresh.goto(app.local_url)
+        fresh.get_by_role("tab", name="1. Dataset").wait_for()
+        fresh.get_by_label("Français").check()
+        fresh.get_by_role("tab", name="1. Jeu de données").wait_for()
+        fresh.get_by_text("Déposez le fichier ici").first.wait_for()
+        assert "Drop File Here" not in fresh.locator("body").inner_text()
+        fresh.get_by_role("tab", name="4. Élagage").click()
+        fresh.get_by_label("English").check()
+        fresh.get_by_role("tab", name="1. Dataset").wait_for()
+        fresh.get_by_role("tab", name="4. Pruning").click()
+        fresh.locator("[role=tabpanel]:visible").first.get_by_text("Drop File Here").first.wait_for()
+        assert "Déposez" not in fresh.locator("body").inner_text()
+        fresh.reload()
+        fresh.get_by_role("tab", name="1. Dataset").wait_for()
+        assert fresh.get_by_role("tab", name="1. Jeu de données").count() == 0
+    finally:
+        fresh.close()

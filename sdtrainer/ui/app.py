@@ -23,8 +23,8 @@ from sdtrainer.models import DEMO_MODEL_NAME, ModelCache, ensure_demo_model, lis
 from sdtrainer.session import SessionManager
 from sdtrainer.ui.common import Jobs, Lists, model_choices, model_facts
 from sdtrainer.ui.dataset_tab import DatasetTab
-from sdtrainer.ui.guard import HideApiBeforeLogin, host_guard, slow_login
-from sdtrainer.ui.i18n import Say, UIError, language_js, request_lang, translations
+from sdtrainer.ui.guard import RewritePages, host_guard, slow_login, without_api_info
+from sdtrainer.ui.i18n import Say, UIError, language_js, request_lang, translations, with_locale_script
 from sdtrainer.ui.projects import list_projects
 from sdtrainer.ui.pruning_tab import PruningTab
 from sdtrainer.ui.test_tab import TestTab
@@ -182,11 +182,15 @@ class TrainerApp(gr.Blocks):
 
     def launch(self, *args, allowed_hosts: tuple[str, ...] = (), **kwargs):
         """Gradio's launch, behind HostGuard: requests must name 127.0.0.1, localhost, an IP address of this
-        computer or one of allowed_hosts ("*": any). A (user, password) auth becomes a throttled login."""
+        computer or one of allowed_hosts ("*": any). A (user, password) auth becomes a throttled login. Pages get
+        with_locale_script, so that Gradio's own strings are in the chosen language too."""
         server = kwargs.get("server_name") or "127.0.0.1"
         app_kwargs = dict(kwargs.get("app_kwargs") or {})
+        def pages(html: bytes) -> bytes:  # the login page without the API; every page in the chosen language
+            return with_locale_script(without_api_info(html), self.state.default_lang)
+
         app_kwargs["middleware"] = [*app_kwargs.get("middleware", []), host_guard([server, *allowed_hosts]),
-                                    Middleware(HideApiBeforeLogin)]
+                                    Middleware(RewritePages, rewrite=pages)]
         kwargs["app_kwargs"] = app_kwargs
         if isinstance(kwargs.get("auth"), tuple):
             kwargs["auth"] = slow_login(*kwargs["auth"])

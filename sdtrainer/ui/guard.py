@@ -93,12 +93,11 @@ NO_API_INFO = API_INFO_START + b'{"named_endpoints": {}, "unnamed_endpoints": {}
 LOGIN_PAGE_MARK = b'"auth_required":true'
 
 
-class HideApiBeforeLogin:
-    """ASGI middleware: Gradio 6 embeds the whole API description (every endpoint, with the server's folders as
-    default values) in its login page; this empties it there. Logged-in pages keep it."""
+class RewritePages:
+    """ASGI middleware: HTML pages pass through `rewrite(body)` (e.g. without_api_info); other responses untouched."""
 
-    def __init__(self, app):
-        self.app = app
+    def __init__(self, app, rewrite: Callable[[bytes], bytes]):
+        self.app, self.rewrite = app, rewrite
 
     async def __call__(self, scope, receive, send) -> None:
         if scope["type"] != "http" or scope["method"] != "GET":
@@ -118,7 +117,7 @@ class HideApiBeforeLogin:
             else:
                 body.extend(message.get("body", b""))
                 if not message.get("more_body"):
-                    page = without_api_info(bytes(body))
+                    page = self.rewrite(bytes(body))
                     headers = [(k, v) for k, v in start["headers"] if k.lower() != b"content-length"]
                     await send({**start, "headers": [*headers, (b"content-length", str(len(page)).encode())]})
                     await send({"type": "http.response.body", "body": page})
@@ -127,7 +126,8 @@ class HideApiBeforeLogin:
 
 
 def without_api_info(page: bytes) -> bytes:
-    """A login page (Gradio's config says auth_required) with an empty API description; other pages as they are."""
+    """A login page (Gradio's config says auth_required) with an empty API description; other pages as they are.
+    Gradio 6 embeds the whole description (every endpoint, with the server's folders as default values) in it."""
     start = page.find(API_INFO_START)
     if LOGIN_PAGE_MARK not in page or start < 0:
         return page

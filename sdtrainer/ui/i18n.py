@@ -17,7 +17,8 @@ Core errors raised with a Message (CheckpointError, DatasetError, ...) are shown
 
 The language is the browser's, unless the user picked one with the switch at the top of the page
 (remembered in the browser) or the server was started with --lang. The page tells the server which
-one it shows through the `sdtrainer_lang` cookie, set by LANGUAGE_JS.
+one it shows through the `sdtrainer_lang` cookie, set by language_js; with_locale_script makes Gradio's own
+strings follow the same choice (the page is drawn again when the user switches).
 """
 from contextlib import contextmanager
 
@@ -101,15 +102,34 @@ def language_js(default: str | None) -> tuple[str, str]:
       if (core) {{ try {{ (await import(core)).changeLocale(lang); }} catch (err) {{ console.warn(err); }} }}
       return lang;
     }};"""
-    browser = '(navigator.language || "en").toLowerCase().startsWith("fr") ? "fr" : "en"'
+    browser = '((navigator.language || "en").toLowerCase().startsWith("fr") ? "fr" : "en")'  # whole, after ||
     on_load = f"""async () => {{{apply}
       return await apply(localStorage.getItem("{STORAGE_KEY}") || "{normalize(default) or ''}" || {browser});
     }}"""
     on_switch = f"""async (lang) => {{{apply}
       localStorage.setItem("{STORAGE_KEY}", lang);
-      return await apply(lang);
+      await apply(lang);
+      location.reload();  // Gradio's own strings follow its locale only when drawn: draw everything again
+      return lang;
     }}"""
     return on_load, on_switch
+
+
+def with_locale_script(page: bytes, default: str | None = None) -> bytes:
+    """The app's HTML page with a first script that gives Gradio the chosen language as the browser's: Gradio picks
+    its locale (its own strings: "Drop File Here"...) from navigator.language once, before anything of ours runs."""
+    script = f"""<script>(() => {{ try {{
+      const saved = localStorage.getItem("{STORAGE_KEY}")
+        || (document.cookie.match(/(?:^|; ){COOKIE}=(\\w+)/) || [])[1] || "{normalize(default) or ''}";
+      if (saved === "en" || saved === "fr") {{
+        Object.defineProperty(navigator, "language", {{get: () => saved}});
+        Object.defineProperty(navigator, "languages", {{get: () => [saved]}});
+      }}
+    }} catch (err) {{ console.warn(err); }} }})();</script>"""
+    head = page.find(b"<head>")
+    if head < 0 or b"window.gradio_config" not in page:
+        return page
+    return page[:head + len(b"<head>")] + script.encode() + page[head + len(b"<head>"):]
 
 
 
