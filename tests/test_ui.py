@@ -36,7 +36,7 @@ from sdtrainer.ui.common import parse_concepts
 from sdtrainer.ui.i18n import LANGUAGES, STRINGS, Say
 from sdtrainer.ui.projects import Project
 from sdtrainer.ui.test_tab import concept_pairs
-from sdtrainer.ui.training_tab import SETTINGS, TrainingTab
+from sdtrainer.ui.training_tab import SETTINGS, TrainingTab, gate_text
 
 TRAIN_TIMEOUT_S = 120
 
@@ -398,10 +398,12 @@ def test_training_settings_show_vram_and_help(app):
 
 
 def test_check_gpu_shows_the_gate_report(client, french):
-    report = client.predict(preset="24gb", ema=True, api_name="/training_check_gpu")
-    assert report.count("```") == 2 and ("✔" in report or "✖" in report)
-    assert "Without a GPU, Start trains on the CPU" in report  # the test machine has no CUDA
-    assert "Sans carte graphique" in french.predict(preset="8gb", ema=False, api_name="/training_check_gpu")
+    report = client.predict(preset="24gb", ema=True, api_name="/training_check_gpu")  # no CUDA on the test machine
+    assert "trains on the CPU" in report and "CPU-only build" in report
+    assert "would fail" not in report and "--device" not in report  # one verdict, no command-line flag
+    assert "entraîne donc sur le processeur" in french.predict(preset="8gb", ema=False, api_name="/training_check_gpu")
+    with_gpu = gate_text(check_gpu(20, "24gb", {}, probe=FakeProbe(free=23.0)), Say("en"))
+    assert "RTX 3090" in with_gpu and "pid 4242" in with_gpu  # with a GPU: the gate's report
     with pytest.raises(AppError):
         client.predict(preset="no-such-preset", ema=False, api_name="/training_check_gpu")
 
@@ -443,7 +445,8 @@ def test_check_gpu_in_french_with_each_refusal(app, client, french):
                  "L'entraînement ne peut pas commencer :"):
         assert part in text, part
     assert "Only 5.0 GiB free of 24.0 GiB" in english and "Another program is computing" in english
-    assert "Aucune carte CUDA trouvée : ce PyTorch est une version pour processeur seul" in no_cuda
+    assert "Aucune carte NVIDIA n'est utilisable ici (ce PyTorch est une version pour processeur seul" in no_cuda
+    assert "--device" not in no_cuda
 
 
 def test_a_refused_start_and_a_failure_show_in_french():

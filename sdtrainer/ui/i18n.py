@@ -409,9 +409,11 @@ STRINGS: dict[str, dict[str, str]] = {
                                                                        "préréglage."},
     "tr_gate_refused": {"en": "✖ Training on this GPU would fail now:", "fr": "✖ L'entraînement sur cette carte "
                                                                               "échouerait maintenant :"},
-    "tr_gate_cpu": {"en": "(Without a GPU, Start trains on the CPU: only sensible with the demo model.)",
-                    "fr": "(Sans carte graphique, Lancer entraîne sur le processeur : raisonnable seulement avec "
-                          "le modèle de démonstration.)"},
+    "tr_gate_cpu": {"en": "ℹ No NVIDIA GPU can be used here ({cause}), so **▶ Start** trains on the CPU: fine with "
+                          "the demo model, far too slow for a real one.",
+                    "fr": "ℹ Aucune carte NVIDIA n'est utilisable ici ({cause}) : **▶ Lancer** entraîne donc sur le "
+                          "processeur, ce qui convient au modèle de démonstration mais est bien trop lent pour un "
+                          "vrai modèle."},
     "tr_cpu_real_model": {
         "en": "Training a real SD v1 model on the CPU takes days; use an NVIDIA GPU, or the demo model to try.",
         "fr": "Entraîner un vrai modèle SD v1 sur processeur prend des jours ; utilisez une carte NVIDIA, ou le "

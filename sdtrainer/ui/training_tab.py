@@ -22,6 +22,7 @@ import torch
 from ldm.samplers import SamplerName
 from sdtrainer.config import (DEFAULT_PRESET, PRESET_VRAM_GIB, Concept, Device, LRSchedule, OptimizerName, Precision,
                               SaveFormat, TrainConfig, load_config, min_total_gib, preset_names, required_free_gib)
+from sdtrainer.messages import Message
 from sdtrainer.preflight import GateReport, check_gpu
 from sdtrainer.session import SessionBusy, SessionState, Status
 from sdtrainer.ui.common import USER_ERRORS, Lists
@@ -295,7 +296,7 @@ class TrainingTab:
         others = {n: g for n, g in PRESET_VRAM_GIB.items() if n != cfg.preset}
         report = check_gpu(required_free_gib(cfg), cfg.preset, others, min_total_gib(cfg),
                            probe=self.state.sessions.probe)
-        return gate_text(report, say, note="" if torch.cuda.is_available() else say("tr_gate_cpu"))
+        return gate_text(report, say) if no_cuda_cause(report) is None else cpu_gate_text(report, say)
 
     # ------------------------------------------------------------------ controls
     def start(self, project: str | None, model: str | None, preset: str, run_name: str, resume_run: bool,
@@ -432,6 +433,17 @@ def plot_frame(rows: list[dict]) -> pd.DataFrame | None:
         return None
     frame = pd.DataFrame(rows, columns=["step", "value", "series"])
     return frame.astype({"step": "int64", "value": "float64", "series": "str"})
+
+
+def no_cuda_cause(report: GateReport) -> Message | None:
+    """Why the gate found no CUDA GPU at all (a CPU-only PyTorch...), None when it found one."""
+    return next((r.fields["cause"] for r in report.reasons if getattr(r, "key", None) == "gate_no_cuda"), None)
+
+
+def cpu_gate_text(report: GateReport, say: Say) -> str:
+    """Without a usable CUDA GPU the app trains on the CPU: say that once, with why there is no GPU (the gate's
+    report is about GPUs, and its advice is the command line's)."""
+    return say("tr_gate_cpu", cause=say.message(no_cuda_cause(report)))
 
 
 def gate_text(report: GateReport, say: Say, note: str = "") -> str:
