@@ -134,11 +134,16 @@ def check_run_dir(run_dir: Path) -> None:
     """ValueError, before anything is loaded, when a new run's folder is a file or cannot be made."""
     if run_dir.exists() and not run_dir.is_dir():
         raise ValueError(f"{run_dir} is a file, not a folder: choose a new folder for the run (e.g. outputs/joe).")
+    missing = [p for p in (run_dir, *run_dir.parents) if not p.exists()]
     try:
-        run_dir.mkdir(parents=True, exist_ok=True)
+        run_dir.mkdir(parents=True, exist_ok=True)  # a try: the run makes it again once its settings are checked
     except OSError as e:
         raise ValueError(f"Cannot create the run folder {run_dir} ({e.strerror}); choose a folder you can write to, "
                          "e.g. outputs/joe.") from None
+    finally:
+        for folder in missing:  # deepest first
+            if folder.is_dir():
+                folder.rmdir()
 
 
 def add_train(sub) -> None:
