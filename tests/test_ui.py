@@ -850,3 +850,36 @@ def test_an_unsavable_caption_is_refused_and_the_old_one_kept(tmp_path):
     assert caught.value.key == "err_caption_chars"
     assert (subject.prepared_dir / "a.txt").read_text(encoding="utf-8") == "ohwx person smiling\n"
     assert (subject.instance_dir / "a.txt").read_text(encoding="utf-8") == "ohwx person smiling\n"
+
+
+def test_a_text_file_dropped_as_a_photo_is_said(app, tmp_path, monkeypatch):
+    from sdtrainer.ui import dataset_tab
+
+    Project.create(app.state.projects_dir, "notes-only")
+    note = tmp_path / "notes.txt"
+    note.write_text("ohwx person")
+    shown = []
+    monkeypatch.setattr(dataset_tab, "warn", shown.append)
+    _, message = DatasetTab(app.state).add_photos("notes-only", [str(note)], None)
+    assert "Added 0 photos" in message
+    assert len(shown) == 1 and "notes.txt" in shown[0] and "not photos" in shown[0]
+
+
+def test_toasts_show_quotes_not_backticks(monkeypatch):
+    from sdtrainer.ui import i18n
+
+    shown = []
+    monkeypatch.setattr(i18n.gr, "Warning", shown.append)
+    i18n.warn(Say("en")("lint_bare_token", token="ohwx", class_word="person"))
+    assert "`" not in shown[0] and "“ohwx person”" in shown[0]
+
+
+def test_cards_name_each_warning_once_then_the_caption(app):
+    project = Project.create(app.state.projects_dir, "cards")
+    subject = project.subject()
+    subject.record.token, subject.record.class_word = "ohwx", "person"
+    photo(subject.prepared_dir / "a.png", 1)
+    subject.warnings = {"a.png": [["near_duplicate", "x"], ["near_duplicate", "y"], ["blurry", "z"]]}
+    [(_, label)] = DatasetTab(app.state).gallery_items(subject, Say("en"))
+    assert label.count(STRINGS["issue_short_near_duplicate"]["en"]) == 1 and STRINGS["issue_short_blurry"]["en"] in label
+    assert label.endswith("“ohwx person”") and "a.png" not in label

@@ -9,7 +9,7 @@ the browser:
 Text the server writes (status lines, warnings, errors) uses the request's language:
 
     say = Say(request_lang(request, default="fr"))
-    gr.Warning(say("msg_added_photos", n=3, total=12))
+    warn(say("lint_bare_token", token="ohwx", class_word="person"))   # a toast
     say.message(state.message)            # a core module's Message (sdtrainer.messages) in that language
 
 Core errors raised with a Message (CheckpointError, DatasetError, ...) are shown in the page's language by
@@ -20,6 +20,7 @@ The language is the browser's, unless the user picked one with the switch at the
 one it shows through the `sdtrainer_lang` cookie, set by language_js; with_locale_script makes Gradio's own
 strings follow the same choice (the page is drawn again when the user switches).
 """
+import re
 from contextlib import contextmanager
 
 import gradio as gr
@@ -90,6 +91,12 @@ class Say:
             if isinstance(message, Message):
                 raise gr.Error(self.message(message), print_exception=False) from None
             raise gr.Error(self("err_detail", error=message), print_exception=False) from None
+
+
+def warn(text: str) -> None:
+    """A warning toast. Toasts show text as it is, so `code` marks (which our Markdown messages use) become
+    quotes."""
+    gr.Warning(re.sub(r"`([^`]*)`", r"“\1”", text))
 
 
 def language_js(default: str | None) -> tuple[str, str]:
@@ -708,6 +715,12 @@ STRINGS: dict[str, dict[str, str]] = {
               "classe qui fait la ressemblance (l'erreur numéro un avec ces modèles).",
     },
     "lint_fixed": {"en": "Suggested: `{prompt}`", "fr": "Proposition : `{prompt}`"},
+    "warn_caption_without_photo": {
+        "en": "{n} text file(s) ({names}) are not photos: a .txt is the caption of the photo with the same name, "
+              "and there is none. Add that photo, or drop photos (JPEG, PNG, WebP).",
+        "fr": "{n} fichier(s) texte ({names}) ne sont pas des photos : un .txt est la légende de la photo du même "
+              "nom, et il n'y en a pas. Ajoutez cette photo, ou déposez des photos (JPEG, PNG, WebP).",
+    },
     "warn_not_images": {"en": "Skipped {n} files that are not images: {names}.",
                         "fr": "{n} fichiers ignorés, ce ne sont pas des images : {names}."},
     "warn_few_photos": {"en": "⚠ Only {n} usable photos: {low} to {high} varied photos work best.",

@@ -359,24 +359,27 @@ def list_projects(projects_dir: Path) -> list[str]:
     return sorted(p.name for p in projects_dir.iterdir() if (p / PROJECT_FILE).is_file())
 
 
-def import_files(files: list[str], folder: Path) -> tuple[list[Path], list[str]]:
+def import_files(files: list[str], folder: Path) -> tuple[list[Path], list[str], list[str]]:
     """Copy uploaded images (and .txt captions named like them) into `folder`, names kept where free.
 
-    Returns (copied images, names skipped because they are neither). Content is checked later by
-    validate_images, which reports unreadable files instead of failing.
+    Returns (copied images, names skipped because they are neither, captions that belong to no photo of `folder`:
+    kept, but said, since a .txt alone is not a photo). Content is checked later by validate_images, which reports
+    unreadable files instead of failing.
     """
-    copied, skipped = [], []
+    copied, skipped, captions = [], [], []
     for file in sorted(files, key=lambda f: Path(f).suffix.lower() == ".txt"):  # images first
         src = Path(file)
         suffix = src.suffix.lower()
         if suffix == ".txt":
             shutil.copyfile(src, folder / src.name)
+            captions.append(src.name)
         elif suffix in IMAGE_EXTENSIONS:
             copied.append(free_path(folder, src.stem, suffix))
             shutil.copyfile(src, copied[-1])
         else:
             skipped.append(src.name)
-    return copied, skipped
+    stems = {p.stem for p in list_images(folder)}
+    return copied, skipped, [name for name in captions if Path(name).stem not in stems]
 
 
 def import_class_images(folder: Path, resolution: int, images: list[Path]) -> PrepareResult:

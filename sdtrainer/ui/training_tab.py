@@ -26,7 +26,7 @@ from sdtrainer.messages import Message
 from sdtrainer.preflight import GateReport, check_gpu
 from sdtrainer.session import SessionBusy, SessionState, Status
 from sdtrainer.ui.common import USER_ERRORS, Lists
-from sdtrainer.ui.i18n import Say, UIError
+from sdtrainer.ui.i18n import Say, UIError, warn
 from sdtrainer.ui.projects import Project, SubjectFiles, list_projects
 
 if TYPE_CHECKING:
@@ -318,7 +318,7 @@ class TrainingTab:
             except SessionBusy:
                 raise UIError("err_session_busy") from None
         if cfg.device is Device.CPU and not self.state.is_demo_file(path):
-            gr.Warning(say("tr_cpu_real_model"))
+            warn(say("tr_cpu_real_model"))
         return say("msg_training_started", run=name, folder=session.run_dir), name
 
     def run_name(self, run_name: str, project: Project) -> str:
@@ -349,7 +349,7 @@ class TrainingTab:
         say = self.state.say(request)
         session = self.active_session()
         if session is None:
-            gr.Warning(say("msg_no_training"))
+            warn(say("msg_no_training"))
             return say("msg_no_training")
         getattr(session, action)()
         return say(done_key)
