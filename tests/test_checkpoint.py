@@ -403,7 +403,8 @@ def test_stale_temp_files_of_crashed_saves_are_removed_and_those_of_running_save
     crashed = [run / "state" / f".last.ckpt.{dead_pid}-0123abcd.tmp.ckpt",
                tmp_path / f".joe.safetensors.{dead_pid}-89abcdef.tmp.safetensors",
                run / "state" / ".last.ckpt.tmp",  # the names older versions used
-               tmp_path / ".joe.safetensors.0123abcd.tmp", tmp_path / ".joe.pruning.safetensors"]
+               tmp_path / ".joe.safetensors.0123abcd.tmp", tmp_path / ".joe.pruning.safetensors",
+               tmp_path / ".joe.replacing.ckpt"]
     kept = [ours, tmp_path / ".hidden-notes.txt", tmp_path / "joe.safetensors", run / "state" / "last.ckpt"]
     for path in crashed + kept:
         path.write_bytes(b"x")
