@@ -221,6 +221,8 @@ def build_app(models_dir: Path | str = "models", outputs_dir: Path | str = "outp
                                (TestTab(state), "tab_test"), (PruningTab(state), "tab_pruning")):
                 with gr.Tab(T(label), id=label) as tabs[label]:
                     found = tab.render(T)
+                if hasattr(tab, "on_select"):  # a tab that reads something again whenever it is shown
+                    tab.on_select(tabs[label])
                     lists.models += found.models
                     lists.projects += found.projects
         # Gradio translates tab titles once; sending them again after a language change redraws them.

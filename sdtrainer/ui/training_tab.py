@@ -205,6 +205,7 @@ class TrainingTab:
         refresh.click(self.refresh_projects, inputs=project, outputs=project, api_name="training_refresh_projects")
         project.change(self.project_summary, inputs=project, outputs=summary, api_name="training_project_summary",
                        show_progress="hidden")
+        self.summary = (project, summary)  # read again each time the tab is shown (see on_select)
         preset.change(self.preset_values, inputs=preset, outputs=list(settings.values()),
                       api_name="training_preset_values")
         check.click(self.check_gpu, inputs_kwargs={"preset": preset, "ema": settings["ema"]}, outputs=message,
@@ -240,6 +241,13 @@ class TrainingTab:
         return {"progress": progress, "loss": loss, "vram": vram, "previews": previews, "log": log, "seen": seen}
 
     # ------------------------------------------------------------------ settings
+    def on_select(self, tab: gr.Tab) -> None:
+        """The summary's counts change behind the tab's back (class images made in the Dataset tab): read them
+        again whenever the tab is shown."""
+        project, summary = self.summary
+        tab.select(self.project_summary, inputs=project, outputs=summary, api_name="training_shown_summary",
+                   api_visibility="private", show_progress="hidden")
+
     def refresh_projects(self, current: str | None):
         names = list_projects(self.state.projects_dir)
         return gr.update(choices=names, value=current if current in names else None)
