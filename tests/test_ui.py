@@ -883,3 +883,14 @@ def test_cards_name_each_warning_once_then_the_caption(app):
     [(_, label)] = DatasetTab(app.state).gallery_items(subject, Say("en"))
     assert label.count(STRINGS["issue_short_near_duplicate"]["en"]) == 1 and STRINGS["issue_short_blurry"]["en"] in label
     assert label.endswith("“ohwx person”") and "a.png" not in label
+
+
+def test_closing_a_tab_stops_the_jobs_it_started(app):
+    """Gradio's unload (the tab closed or reloaded) stops that session's generation or class images."""
+    from types import SimpleNamespace
+
+    unload = [dep for dep in app.fns.values() if any(target[1] == "unload" for target in dep.targets)]
+    assert [dep.fn for dep in unload] == [app.state.end_session]
+    with app.state.jobs.run("class_images", "tab-1") as closed, app.state.jobs.run("test", "tab-2") as open_:
+        app.state.end_session(SimpleNamespace(session_hash="tab-1"))
+        assert closed.is_set() and not open_.is_set()

@@ -157,6 +157,11 @@ class AppState:
         """The built-in demo model (not a run trained from it): replaced by a real model once there is one."""
         return Path(value) == self.outputs_dir / "demo" / DEMO_MODEL_NAME
 
+    def end_session(self, request: gr.Request) -> None:
+        """A browser tab was closed or reloaded: stop what it started (generation, class images), so that nobody
+        waits behind a job whose page is gone. Training is not stopped: it runs on without a page."""
+        self.jobs.stop_session(request.session_hash)
+
     # --- the GPU
     def training_active(self) -> bool:
         session = self.sessions.current
@@ -236,6 +241,8 @@ def build_app(models_dir: Path | str = "models", outputs_dir: Path | str = "outp
         # Files change behind the page's back (a model dropped into models/, a run's checkpoints, a project made
         # in another tab): every list is read again on page load, on the header's button and on each tab switch.
         current = lists.models + lists.projects
+        # A closed (or reloaded) tab ends its session: its generation or class images stop instead of holding the GPU
+        app.unload(state.end_session)
         gr.on([app.load, refresh.click, *(tab.select for tab in tabs.values())],
               lambda *values: refreshed_lists(state, lists, values), inputs=current, outputs=[banner, *current],
               api_name="refresh_lists", show_progress="hidden", trigger_mode="always_last")
