@@ -462,7 +462,8 @@ def test_a_refused_start_and_a_failure_show_in_french():
 
 
 def test_core_errors_come_back_in_french(app, client, french, demo_model, tmp_path):
-    lora = app.state.models_dir / "my-lora.safetensors"
+    lora = app.state.outputs_dir / "lora" / "my-lora.safetensors"  # in the app's folders, not models/ (demo mode)
+    lora.parent.mkdir(exist_ok=True)
     save_file({"lora_unet_down_blocks_0.lora_down.weight": torch.zeros(4, 4)}, str(lora))
     generate = dict(model=str(lora), prompt="x", batch_size=1, token="", class_word="", negative_prompt="",
                     sampler="euler_a", steps=3, cfg_scale=7, seed=1, width=64, height=64, api_name="/test_generate")
@@ -763,8 +764,9 @@ def model_with_concepts(demo_model: str, path: Path, pairs: list[list[str]]) -> 
     return str(path)
 
 
-def test_prompt_lint_per_concept(client, french, demo_model, tmp_path):
-    model = model_with_concepts(demo_model, tmp_path / "pair.safetensors", [["ohwx", "person"], ["effy", "dog"]])
+def test_prompt_lint_per_concept(app, client, french, demo_model):
+    model = model_with_concepts(demo_model, app.state.outputs_dir / "pair.safetensors",  # the app reads its folders
+                                [["ohwx", "person"], ["effy", "dog"]])
     token, class_word, _, _, note = client.predict(model=model, width=64, height=64, api_name="/test_model_changed")
     assert (token, class_word) == ("ohwx", "person") and "trained on: `ohwx person`, `effy dog`" in note
     lint = dict(token="ohwx", class_word="person", model=model, api_name="/test_lint_0")

@@ -241,11 +241,13 @@ def build_app(models_dir: Path | str = "models", outputs_dir: Path | str = "outp
         # Files change behind the page's back (a model dropped into models/, a run's checkpoints, a project made
         # in another tab): every list is read again on page load, on the header's button and on each tab switch.
         current = lists.models + lists.projects
-        # A closed (or reloaded) tab ends its session: its generation or class images stop instead of holding the GPU
-        app.unload(state.end_session)
         gr.on([app.load, refresh.click, *(tab.select for tab in tabs.values())],
               lambda *values: refreshed_lists(state, lists, values), inputs=current, outputs=[banner, *current],
               api_name="refresh_lists", show_progress="hidden", trigger_mode="always_last")
+        # A closed (or reloaded) tab ends its session: its generation or class images stop instead of holding the
+        # GPU. Registered last: gradio_client numbers the events without it, so any event after it would be
+        # called one off.
+        app.unload(state.end_session)
     return app
 
 
