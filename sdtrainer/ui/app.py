@@ -226,10 +226,10 @@ def build_app(models_dir: Path | str = "models", outputs_dir: Path | str = "outp
                                (TestTab(state), "tab_test"), (PruningTab(state), "tab_pruning")):
                 with gr.Tab(T(label), id=label) as tabs[label]:
                     found = tab.render(T)
-                if hasattr(tab, "on_select"):  # a tab that reads something again whenever it is shown
-                    tab.on_select(tabs[label])
                     lists.models += found.models
                     lists.projects += found.projects
+                if hasattr(tab, "on_select"):  # a tab that reads something again whenever it is shown
+                    tab.on_select(tabs[label])
         # Gradio translates tab titles once; sending them again after a language change redraws them.
         on_load, on_switch = language_js(lang)
         retitle = {"fn": lambda: [gr.Tab(label=T(label)) for label in tabs], "outputs": list(tabs.values()),
