@@ -197,10 +197,10 @@ def test_the_training_summary_counts_class_images_made_meanwhile(app, page, proj
     panel.get_by_label("Projet", exact=True).click()
     page.get_by_role("option", name=project).click()
     before = len(list((app.state.projects_dir / project / "reg").glob("*.png")))
-    panel.get_by_text(f"et {before} images de classe").first.wait_for()
+    panel.get_by_text(f"{before} images de classe").first.wait_for()
     demo = str(app.state.outputs_dir / "demo" / "sdtrainer-demo-tiny.safetensors")
     Client(app.local_url, verbose=False).predict(name=project, model=demo, count=before + 1,
                                                  api_name="/dataset_generate_class_images")
     page.get_by_role("tab", name="1. Jeu de données").click()
     page.get_by_role("tab", name="2. Entraînement").click()
-    page.locator("[role=tabpanel]:visible").first.get_by_text(f"et {before + 1} images de classe").first.wait_for()
+    page.locator("[role=tabpanel]:visible").first.get_by_text(f"{before + 1} images de classe").first.wait_for()
