@@ -25,6 +25,7 @@ import threading
 import uuid
 import zipfile
 from collections import OrderedDict, defaultdict
+from collections.abc import Callable
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import cache
@@ -226,12 +227,20 @@ def _unwrap(path: Path, obj) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
     return tensors, metadata
 
 
-def _flatten(d: dict, prefix: str = ""):
-    for k, v in d.items():
-        if isinstance(v, torch.Tensor):
-            yield prefix + str(k), v
-        elif isinstance(v, dict) and k != METADATA_ENTRY:
-            yield from _flatten(v, f"{prefix}{k}.")
+def _flatten(d: dict):
+    """(dotted key, tensor) in file order, depth first; a loop, not recursion, so that no nesting depth a file
+    can hold overflows the stack."""
+    stack = [("", iter(d.items()))]
+    while stack:
+        prefix, items = stack[-1]
+        for k, v in items:
+            if isinstance(v, torch.Tensor):
+                yield prefix + str(k), v
+            elif isinstance(v, dict) and k != METADATA_ENTRY:
+                stack.append((f"{prefix}{k}.", iter(v.items())))
+                break
+        else:
+            stack.pop()
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -581,14 +590,20 @@ def save_checkpoint(model_or_state_dict: nn.Module | dict[str, torch.Tensor], pa
 
 
 def _output_path(path: Path) -> Path:
+    check_not_a_folder(path)
     path = path if path.suffix else path.with_suffix(".safetensors")
     if path.suffix.lower() not in SAFETENSORS_SUFFIXES + PICKLE_SUFFIXES:
         raise CheckpointError(Message("ckpt_save_suffix", suffix=path.suffix))
-    if path.is_dir():
-        raise CheckpointError(f"{path} is a folder; give a file name such as {path / 'model.safetensors'}.")
+    check_not_a_folder(path)
     if not path.parent.is_dir():
         raise CheckpointError(Message("ckpt_no_folder", folder=path.parent))
     return path
+
+
+def check_not_a_folder(path: Path) -> None:
+    """CheckpointError when a file is to be written where a folder is (`--out outputs/` is not a file name)."""
+    if path.is_dir():
+        raise CheckpointError(f"{path} is a folder; give a file name such as {path / 'model.safetensors'}.")
 
 
 def _string_metadata(metadata: dict[str, str] | None) -> dict[str, str]:
@@ -616,25 +631,97 @@ def _storable(tensors: dict[str, torch.Tensor], dtype: torch.dtype | None) -> di
 
 
 def _write_atomic(path: Path, tensors: dict[str, torch.Tensor], metadata: dict[str, str]) -> None:
-    """Temp file in the target's folder, fsync, os.replace: `path` is either the old file or the new one."""
+    writer = _write_safetensors if path.suffix.lower() in SAFETENSORS_SUFFIXES else _write_pickle
     needed = sum(t.nbytes for t in tensors.values()) + (1 << 20)
-    free = shutil.disk_usage(path.parent).free
+    write_atomically(path, lambda tmp: writer(tensors, tmp, metadata), needed)
+
+
+def write_atomically(path: Path, write: Callable[[Path], None], needed: int) -> None:
+    """`write(tmp)` into a temporary file beside `path`, fsync, os.replace: `path` is either the old file or the
+    new one. CheckpointError, with nothing left behind, when the folder has less than `needed` bytes free
+    (checked first) or fills up while writing."""
+    free = free_bytes(path.parent)
     if free < needed:
         raise _no_space(path, needed, free)
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")  # created by the writer: usual permissions
+    tmp = temp_path(path)  # created by the writer: usual permissions
     try:
-        writer = _write_safetensors if path.suffix.lower() in SAFETENSORS_SUFFIXES else _write_pickle
-        writer(tensors, tmp, metadata)
+        write(tmp)
+        os.chmod(tmp, _new_file_mode())  # some writers make private (0600) files; the app's other outputs are not
         _fsync(tmp)
         os.replace(tmp, path)
     except OSError as e:
         if e.errno == errno.ENOSPC:
-            raise _no_space(path, needed, shutil.disk_usage(path.parent).free) from None
+            raise _no_space(path, needed, free_bytes(path.parent)) from None
         if isinstance(e, PermissionError):
             raise CheckpointError(Message("ckpt_permission", path=path)) from None
         raise
     finally:
         tmp.unlink(missing_ok=True)
+
+
+@cache
+def _new_file_mode() -> int:
+    """The mode open() gives a new file: 0666 less the umask (read once; setting it back is the only way)."""
+    umask = os.umask(0o022)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
+def free_bytes(folder: Path) -> int:
+    return shutil.disk_usage(folder).free
+
+
+def temp_path(path: Path) -> Path:
+    """A hidden file beside `path` that names this process, so that remove_stale_temp_files can tell a
+    crashed save's leftover from a save under way. It keeps `path`'s suffix (writers pick the format by it)."""
+    return path.with_name(f".{path.name}.{os.getpid()}-{uuid.uuid4().hex[:8]}.tmp{path.suffix}")
+
+
+# Ours (with the writer's process id), and the names older versions used (no id: always stale).
+_TEMP_NAME = re.compile(r"^\..+\.(?P<pid>\d+)-[0-9a-f]{8}\.tmp(\.\w+)?$")
+_OLD_TEMP_NAMES = re.compile(r"^\.(last\.ckpt\.tmp|.+\.[0-9a-f]{8}\.tmp|.+\.(pruning|replacing)\.(safetensors|ckpt|pt|pth))$")
+
+
+def remove_stale_temp_files(*roots: Path) -> list[Path]:
+    """Delete the temporary files that an interrupted save (a crash, kill -9, a full disk) left under `roots`,
+    and return them; those of processes still running are kept."""
+    removed = []
+    for root in map(Path, roots):
+        for path in root.rglob(".*") if root.is_dir() else []:
+            found = _TEMP_NAME.match(path.name)
+            stale = _OLD_TEMP_NAMES.match(path.name) if found is None else not _process_alive(int(found["pid"]))
+            if stale and path.is_file() and not path.is_symlink():
+                path.unlink(missing_ok=True)
+                removed.append(path)
+    return removed
+
+
+def _process_alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OSError, OverflowError):
+        return True  # exists (another user's) or cannot tell: keep the file
+    return True
+
+
+def storage_bytes(obj: Any) -> int:
+    """What torch.save writes for `obj`'s tensors: each storage once, whole."""
+    seen: dict[tuple, int] = {}
+    stack = [obj]
+    while stack:  # no recursion: a deeply nested object must not overflow the stack
+        item = stack.pop()
+        if isinstance(item, torch.Tensor):
+            storage = item.untyped_storage()
+            seen[(item.device, storage.data_ptr())] = storage.nbytes()
+        elif isinstance(item, dict):
+            stack += item.values()
+        elif isinstance(item, (list, tuple)):
+            stack += item
+    return sum(seen.values())
 
 
 def _write_safetensors(tensors: dict[str, torch.Tensor], path: Path, metadata: dict[str, str]) -> None:

@@ -1,14 +1,29 @@
 """Command line: `python -m sdtrainer COMMAND ...` (run with --help for the list).
 
 Each command is an `add_*` function that declares its arguments and the function that runs it.
-Errors a user can fix (ValueError and its subclasses, missing files) print one line and exit 2.
+Errors a user can fix (ValueError and its subclasses, files that are missing or cannot be written) print
+one line and exit 2.
 """
 import argparse
 import datetime
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 from ldm.samplers import SamplerName
+
+
+def at_least(minimum: int) -> Callable[[str], int]:
+    """An argparse type: a whole number >= minimum, else argparse's one-line usage error."""
+    def whole_number(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be {minimum} or more, got {value}")
+        return value
+    return whole_number
 
 
 def run_demo_model(args) -> int:
@@ -90,10 +105,15 @@ def class_images_line(class_word: str, done: int, total: int, eta_s: float | Non
 
 
 def run_train(args) -> int:
+    from sdtrainer.checkpoint import remove_stale_temp_files
     from sdtrainer.config import Device, TrainConfig, check_config, defaults_for, load_config
     from sdtrainer.session import EventKind, Status, TrainingSession
 
     run_dir = Path(args.resume or args.out)
+    if args.out:
+        check_run_dir(run_dir)
+    for path in remove_stale_temp_files(run_dir):
+        print(f"Removed {path}, a temporary file left by an interrupted save.", file=sys.stderr)
     yaml_path = run_dir / "config.yaml" if args.resume else args.config
     device = Device(args.device or TrainConfig.device.value)
     cfg = load_config(args.preset, yaml_path, args.set, values=train_values(args),
@@ -127,6 +147,22 @@ def run_train(args) -> int:
     return 0 if state.status in (Status.FINISHED, Status.STOPPED) else 1
 
 
+def check_run_dir(run_dir: Path) -> None:
+    """ValueError, before anything is loaded, when a new run's folder is a file or cannot be made."""
+    if run_dir.exists() and not run_dir.is_dir():
+        raise ValueError(f"{run_dir} is a file, not a folder: choose a new folder for the run (e.g. outputs/joe).")
+    missing = [p for p in (run_dir, *run_dir.parents) if not p.exists()]
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)  # a try: the run makes it again once its settings are checked
+    except OSError as e:
+        raise ValueError(f"Cannot create the run folder {run_dir} ({e.strerror}); choose a folder you can write to, "
+                         "e.g. outputs/joe.") from None
+    finally:
+        for folder in missing:  # deepest first
+            if folder.is_dir():
+                folder.rmdir()
+
+
 def add_train(sub) -> None:
     p = sub.add_parser("train", help="DreamBooth-train a base model on photos of a subject")
     p.add_argument("--model", help="base SD v1 checkpoint (.safetensors or .ckpt)")
@@ -135,8 +171,8 @@ def add_train(sub) -> None:
     p.add_argument("--class-word", help="what the subject is, e.g. person; prompts then say 'ohwx person'")
     reg = p.add_mutually_exclusive_group()
     reg.add_argument("--reg-images", help="folder of regularization images of the class")
-    reg.add_argument("--class-images", type=int, help="generate N class images with the base model instead")
-    p.add_argument("--steps", type=int, help="optimizer steps (preset default: 2000)")
+    reg.add_argument("--class-images", type=at_least(0), help="generate N class images with the base model instead")
+    p.add_argument("--steps", type=at_least(1), help="optimizer steps (preset default: 2000)")
     p.add_argument("--preset", help="24gb (default), 12gb, 8gb or classic (the old repos' recipe)")
     p.add_argument("--config", help="YAML file of settings (see sdtrainer/config.py)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="any setting, repeatable")
@@ -151,7 +187,7 @@ def run_prune(args) -> int:
     from sdtrainer.pruning import prune_checkpoint
 
     dst = Path(args.output)
-    dst = dst if dst.suffix else dst.with_suffix("." + args.format)
+    dst = dst if dst.suffix or dst.is_dir() else dst.with_suffix("." + args.format)  # a folder: refused by prune
     report = prune_checkpoint(args.input, dst, half=args.half, ema=args.ema, overwrite=args.overwrite)
     print(report.summary)
     return 0
@@ -211,12 +247,12 @@ def add_class_images(sub) -> None:
     p = sub.add_parser("class-images", help="generate regularization images of a class with the base model")
     p.add_argument("--model", required=True, help="base SD v1 checkpoint")
     p.add_argument("--class-word", required=True, help="e.g. person; the prompt is the class word alone")
-    p.add_argument("--count", type=int, default=200)
+    p.add_argument("--count", type=at_least(1), default=200)
     p.add_argument("--out", required=True, help="folder; images already there are kept (resumable)")
     p.add_argument("--seed", type=int, default=0, help="image i uses seed + i")
-    p.add_argument("--steps", type=int, default=30)
-    p.add_argument("--resolution", type=int, default=512)
-    p.add_argument("--batch", type=int, help="images per sampler call (default 4)")
+    p.add_argument("--steps", type=at_least(1), default=30)
+    p.add_argument("--resolution", type=at_least(64), default=512)
+    p.add_argument("--batch", type=at_least(1), help="images per sampler call (default 4)")
     p.set_defaults(run=run_class_images)
 
 
@@ -235,6 +271,6 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.run(args)
-    except (ValueError, FileNotFoundError) as e:
+    except (ValueError, OSError) as e:  # what a user can cause: one line, never a traceback
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -21,6 +21,7 @@ from enum import Enum
 from pathlib import Path
 from typing import Any, Optional
 
+import yaml
 from omegaconf import OmegaConf
 from omegaconf.errors import ConfigKeyError, OmegaConfBaseException
 
@@ -270,7 +271,7 @@ def _parse_overrides(overrides: list[str]) -> dict:
         raise ConfigError(f"Write overrides as key=value (e.g. steps=1500), got: {', '.join(bad)}.")
     try:
         return OmegaConf.to_container(OmegaConf.from_dotlist(list(overrides)))
-    except OmegaConfBaseException as e:
+    except (OmegaConfBaseException, yaml.YAMLError) as e:
         raise ConfigError(f"Could not read the overrides {list(overrides)}: {str(e).splitlines()[0]}.") from None
 
 
@@ -351,6 +352,8 @@ def check_config(cfg: TrainConfig) -> None:
         for key, hint in (("token", "a rare word such as ohwx"), ("class_word", "e.g. person, dog, car")):
             if not str(getattr(cfg, key)).strip():
                 raise ConfigError(f"Set {key}: {hint}.")
+    if len(str(cfg.token).split()) > 1:
+        raise ConfigError(f"The token {cfg.token!r} must be one word without spaces (a rare word such as ohwx).")
     for n, concept in enumerate(cfg.concepts):
         _check_concept(n, concept)
     _check_ranges(cfg)

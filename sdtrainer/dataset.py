@@ -46,12 +46,17 @@ Severity = Literal["error", "warning"]
 # motion-blurred ones, and nearly featureless ones, score below 100 (the usual OpenCV rule of thumb).
 BLUR_CHECK_SIZE = 256
 BLUR_THRESHOLD = 100.0
+# Larger images are refused from their header, before decoding (a photo from a 100 MP camera still fits).
+MAX_PIXELS = 100_000_000
 # Near-duplicates: 64-bit difference hashes (dHash) at most this many bits apart.
 DUPLICATE_MAX_DISTANCE = 5
 FACE_CASCADE = "haarcascade_frontalface_default.xml"
 FACE_DETECT_SIZE = 640  # images are shrunk to this long side before face detection (speed)
 COMMON_TOKEN_ID = 10_000  # single CLIP tokens below this id are frequent merges: words the model knows well
 MIN_PHOTOS, MAX_PHOTOS = 5, 20
+# Prepared squares smaller than this are checked for a face on their photo: OpenCV's detector needs ~100 px faces
+# to be reliable, and the demo model's 64 px squares hold far fewer.
+FACE_CHECK_MIN_SIDE = 128
 # Class words whose photos should show a face (subject_issues warns when OpenCV finds none).
 PERSON_CLASSES = frozenset("person man woman boy girl child kid baby lady guy men women people teenager".split())
 # Same background: the outer ring (BACKGROUND_RING px wide) of a BACKGROUND_SIZE px thumbnail of each square,
@@ -145,8 +150,14 @@ def list_images(folder: str | Path) -> list[Path]:
 # ---------------------------------------------------------------- decoding and conversion
 
 def open_image(path: str | Path) -> Image.Image:
-    """Decode the whole file now (so truncation shows up here), without any conversion."""
+    """Decode the whole file now (so truncation shows up here), without any conversion.
+
+    Image.DecompressionBombError, before anything is decoded, when the header announces more than
+    MAX_PIXELS (a small PNG can announce 13000 x 13000 16-bit pixels: gigabytes once decoded)."""
     with Image.open(path) as image:
+        width, height = image.size
+        if width * height > MAX_PIXELS:
+            raise Image.DecompressionBombError(f"{width}x{height} pixels is over the limit of {MAX_PIXELS}")
         image.load()
         return image
 
@@ -452,10 +463,12 @@ def same_background_issues(images: dict[Path, Image.Image]) -> list[ImageIssue]:
     return found
 
 
-def subject_issues(paths: Iterable[str | Path], class_word: str) -> list[ImageIssue]:
+def subject_issues(paths: Iterable[str | Path], class_word: str,
+                   original: Callable[[Path], Path | None] | None = None) -> list[ImageIssue]:
     """Warnings about the set as a training subject: no face for a person class, the same background everywhere.
 
-    Meant for prepared squares (what the trainer sees); unreadable files are left to validate_images.
+    Meant for prepared squares (what the trainer sees); unreadable files are left to validate_images. Squares too
+    small for the face detector (the demo model's 64 px) are checked on their photo, `original(square)`, if given.
     """
     images = {}
     for path in map(Path, paths):
@@ -465,8 +478,17 @@ def subject_issues(paths: Iterable[str | Path], class_word: str) -> list[ImageIs
     found = []
     if is_person_class(class_word):
         found += [issue(path, WARNING, "no_face", class_word=class_word)
-                  for path, image in images.items() if not detect_faces(image)]
+                  for path, image in images.items() if not detect_faces(face_check_image(path, image, original))]
     return found + same_background_issues(images)
+
+
+def face_check_image(path: Path, square: Image.Image, original: Callable[[Path], Path | None] | None) -> Image.Image:
+    """The prepared square, or its original photo when the square is too small to find a face in."""
+    if min(square.size) >= FACE_CHECK_MIN_SIDE or original is None:
+        return square
+    source = original(path)
+    photo, error = read_for_check(source) if source is not None else (None, None)
+    return to_rgb(upright(photo)) if photo is not None else square
 
 
 # ---------------------------------------------------------------- preparing a folder
@@ -488,7 +510,18 @@ def caption_text(image_path: Path) -> str | None:
     txt = image_path.with_suffix(".txt")
     if not txt.is_file():
         return None
-    return txt.read_text(encoding="utf-8", errors="replace").strip() or None
+    return decode_text(txt.read_bytes()).strip() or None
+
+
+def decode_text(data: bytes) -> str:
+    """A caption file's text, as editors save it: UTF-8 (with or without a BOM), UTF-16 with a BOM (Windows
+    Notepad's "Unicode"), else Windows-1252 (older Windows editors), never a silent mess of replacement marks."""
+    if data.startswith((b"\xff\xfe", b"\xfe\xff")):
+        return data.decode("utf-16", errors="replace")
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        return data.decode("cp1252", errors="replace")
 
 
 def prepare_images(src_paths: Iterable[str | Path], out_dir: str | Path, resolution: int,

@@ -70,7 +70,7 @@ def field_names(template: str) -> set[str]:
 
 
 # Keys by module: ckpt_/kind_ checkpoint.py, ds_ dataset.py, cfg_ config.py, gen_ sampling.py,
-# gate_ preflight.py, run_ session.py.
+# gate_ preflight.py, run_ session.py, server_ ui/guard.py and webui.py.
 MESSAGES: dict[str, dict[str, str]] = {
     # ------------------------------------------------------------------ checkpoint.py
     "ckpt_in_file": {"en": "{name}: {error}", "fr": "{name} : {error}"},
@@ -147,6 +147,14 @@ MESSAGES: dict[str, dict[str, str]] = {
     "ckpt_permission": {"en": "Cannot write {path}: permission denied; choose a folder you can write to.",
                         "fr": "Impossible d'écrire {path} : permission refusée ; choisissez un dossier où vous "
                               "pouvez écrire."},
+    "ckpt_bad_state": {
+        "en": "Cannot resume from {path}: the training state is damaged, incomplete or was not written by sdtrainer "
+              "({kind}). Resume from a copy (state/stepNNNNN.ckpt with keep_all_states), or start a new run from "
+              "the run's last model file.",
+        "fr": "Impossible de reprendre depuis {path} : l'état d'entraînement est abîmé, incomplet ou n'a pas été "
+              "écrit par sdtrainer ({kind}). Reprenez depuis une copie (state/stepNNNNN.ckpt avec "
+              "keep_all_states), ou lancez un nouvel entraînement à partir du dernier modèle du dossier.",
+    },
     "ckpt_no_space": {
         "en": "Not enough disk space to save {name}: it needs about {needed} GB and {folder} has {free} GB free. "
               "Free some space or choose another folder.",
@@ -253,6 +261,12 @@ MESSAGES: dict[str, dict[str, str]] = {
                   "fr": "Le nombre d'images doit être entre 1 et {max}, pas {value}."},
     "gen_cfg": {"en": "CFG scale must be between 1 and 30 (7 is usual), got {value}.",
                 "fr": "L'échelle CFG doit être entre 1 et 30 (7 en général), pas {value}."},
+    "gen_eta": {"en": "Eta must be between 0 and 1 (0: no added noise; leave it out for the sampler's default), "
+                      "got {value}.",
+                "fr": "Eta doit être entre 0 et 1 (0 : pas de bruit ajouté ; omettez-le pour la valeur du "
+                      "sampler), pas {value}."},
+    "gen_seed": {"en": "The seed must be a whole number from 0 to {max} (-1: a random one), got {value}.",
+                 "fr": "La graine doit être un nombre entier de 0 à {max} (-1 : une au hasard), pas {value}."},
     # ------------------------------------------------------------------ preflight.py: the report
     "indented": {"en": "{prefix}{text}", "fr": "{prefix}{text}"},  # a report line under a heading
     "gate_gpu_missing": {"en": "GPU {index}: not available", "fr": "GPU {index} : indisponible"},
@@ -371,4 +385,14 @@ MESSAGES: dict[str, dict[str, str]] = {
     },
     "run_oom_saved": {"en": " The state at step {step} was saved; resume from {root}.",
                       "fr": " L'état à l'étape {step} est enregistré ; reprenez depuis {root}."},
+    # ------------------------------------------------------------------ ui/guard.py, webui.py
+    "server_foreign_host": {
+        "en": "sdtrainer answers only requests addressed to this computer (127.0.0.1 or localhost, or a name given "
+              "with --listen or --allow-host); this one names another host, as a web page trying DNS rebinding "
+              "would. To reach the app by this name, start it with --allow-host NAME.",
+        "fr": "sdtrainer ne répond qu'aux requêtes adressées à cet ordinateur (127.0.0.1 ou localhost, ou un nom "
+              "donné avec --listen ou --allow-host) ; celle-ci nomme un autre hôte, comme le ferait une page web "
+              "qui tente un « DNS rebinding ». Pour joindre l'application sous ce nom, lancez-la avec "
+              "--allow-host NOM.",
+    },
 }

@@ -16,8 +16,9 @@ from pathlib import Path
 
 import torch
 
-from sdtrainer.checkpoint import (EMA_PREFIX, PICKLE_SUFFIXES, SAFETENSORS_SUFFIXES, CheckpointError, detect_config,
-                                  load_model, normalize_state_dict, read_checkpoint, save_checkpoint, to_model_key)
+from sdtrainer.checkpoint import (EMA_PREFIX, PICKLE_SUFFIXES, SAFETENSORS_SUFFIXES, CheckpointError,
+                                  check_not_a_folder, detect_config, load_model, normalize_state_dict, read_checkpoint,
+                                  save_checkpoint, temp_path, to_model_key)
 from sdtrainer.messages import Message, message_of
 
 
@@ -49,6 +50,7 @@ def prune_checkpoint(src: str | Path, dst: str | Path, half: bool = True, ema: E
     """
     # 1. check the request
     src, dst, mode = Path(src), Path(dst), _ema_mode(ema)
+    check_not_a_folder(dst)
     dst = dst if dst.suffix else dst.with_suffix(".safetensors")
     _check_destination(src, dst, overwrite)
     # 2. read and keep the model's weights
@@ -62,7 +64,7 @@ def prune_checkpoint(src: str | Path, dst: str | Path, half: bool = True, ema: E
     dropped = sorted(k for k in raw if to_model_key(k) not in weights and k not in ema_weights)
     del raw
     # 3. write beside dst, load it back, then move it into place
-    tmp = dst.with_name(f".{dst.stem}.pruning{dst.suffix}")
+    tmp = temp_path(dst)
     kept = sorted(weights) + sorted(ema_weights)
     try:
         save_checkpoint(weights, tmp, dtype=torch.float16 if half else None,

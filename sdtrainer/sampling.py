@@ -27,6 +27,7 @@ from sdtrainer.messages import Message
 # How AUTOMATIC1111 names our samplers in its infotext, so pasted parameters select the same one.
 A1111_SAMPLER_NAMES = {"euler": "Euler", "euler_a": "Euler a", "ddim": "DDIM", "dpmpp_2m": "DPM++ 2M Karras"}
 MAX_STEPS, MAX_BATCH, MAX_SIDE = 150, 16, 2048
+MAX_SEED = 2**53 - 1  # the largest whole number a browser's number field holds exactly
 
 
 class GenerationError(ValueError):
@@ -76,6 +77,10 @@ def check_params(params: GenerationParams, cfg: SDConfig) -> GenerationParams:
         raise GenerationError(Message("gen_batch", max=MAX_BATCH, value=params.batch_size))
     if not math.isfinite(params.cfg_scale) or not 1.0 <= params.cfg_scale <= 30.0:
         raise GenerationError(Message("gen_cfg", value=params.cfg_scale))
+    if params.eta is not None and not (math.isfinite(params.eta) and 0.0 <= params.eta <= 1.0):
+        raise GenerationError(Message("gen_eta", value=params.eta))
+    if not -1 <= params.seed <= MAX_SEED:
+        raise GenerationError(Message("gen_seed", max=MAX_SEED, value=params.seed))
     seed = params.seed if params.seed >= 0 else random.randrange(2**32)
     return replace(params, seed=seed)
 

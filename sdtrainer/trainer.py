@@ -38,13 +38,15 @@ import numpy as np
 import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
+from pytorch_lightning.plugins import TorchCheckpointIO
 from torch.utils.data import DataLoader, IterableDataset
 
 from ldm.cuda_graph import graphed_training_call
 from ldm.model import StableDiffusion
 from ldm.schedule import NUM_TIMESTEPS, alphas_cumprod
 from ldm.tokenizer import get_tokenizer
-from sdtrainer.checkpoint import EMA_PREFIX, UNET_PREFIX, ema_from_file, ema_to_file, load_model, save_checkpoint
+from sdtrainer.checkpoint import (EMA_PREFIX, UNET_PREFIX, CheckpointError, ema_from_file, ema_to_file, load_model,
+                                  save_checkpoint, storage_bytes, write_atomically)
 from sdtrainer.class_images import Pace, class_image_batch, generate_class_images
 from sdtrainer.concepts import Subject, generated_class_dir, run_subjects
 from sdtrainer.config import (ConfigError, Device, LRSchedule, OptimizerName, Precision, TrainConfig, check_config,
@@ -735,6 +737,9 @@ class ModelSaver(pl.Callback):
         self.saved_step: int | None = None
         self.last_model_file: Path | None = None
 
+    def setup(self, trainer, module, stage: str) -> None:
+        trainer.strategy.checkpoint_io = StateFile()
+
     def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx) -> None:
         step, every = trainer.global_step, self.cfg.save_every
         if module.stepped and every and step % every == 0 and step < self.cfg.steps:
@@ -778,15 +783,32 @@ class ModelSaver(pl.Callback):
                         include_ema=ema)
 
     def write_state(self, trainer: pl.Trainer, step: int) -> None:
-        """state/last.ckpt, replaced atomically (and kept as state/stepNNNNN.ckpt with keep_all_states)."""
+        """state/last.ckpt, replaced atomically by StateFile (and kept as state/stepNNNNN.ckpt with
+        keep_all_states)."""
         state = self.paths.state
-        tmp = state.with_name(".last.ckpt.tmp")
-        trainer.save_checkpoint(tmp, weights_only=False)
+        trainer.save_checkpoint(state, weights_only=False)
         if self.cfg.keep_all_states:
             kept = state.with_name(f"step{step:05d}.ckpt")
             kept.unlink(missing_ok=True)
-            os.link(tmp, kept)
-        os.replace(tmp, state)
+            os.link(state, kept)
+
+
+class StateFile(TorchCheckpointIO):
+    """How Lightning writes and reads state/last.ckpt. Lightning's own writer serialises the whole state in memory
+    (for SD v1 ~11 GB of RAM) and goes through the system temp folder (which may be a small disk); this one checks
+    the run folder's free space, streams into a temporary file there, then renames it. A state that cannot be read
+    back is a CheckpointError in our words (torch's would advise weights_only=False: never do that here)."""
+
+    def save_checkpoint(self, checkpoint: dict, path, storage_options=None) -> None:
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_atomically(path, lambda tmp: torch.save(checkpoint, tmp), storage_bytes(checkpoint) + (1 << 20))
+
+    def load_checkpoint(self, path, map_location=None, weights_only=None) -> dict:
+        try:
+            return super().load_checkpoint(path, map_location=map_location, weights_only=weights_only)
+        except Exception as e:  # noqa: BLE001 - a damaged or foreign pickle fails in many ways; all mean "unusable"
+            raise CheckpointError(Message("ckpt_bad_state", path=path, kind=type(e).__name__)) from None
 
 
 def cpu_copy(tensor: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:

@@ -164,3 +164,44 @@ def test_add_a_second_subject(app, page, project):
     expect(token).to_have_value("ohwx", timeout=TIMEOUT_MS)
     saved = Project.open(app.state.projects_dir / project)
     assert [(s.token, s.class_word) for s in saved.subjects] == [("effy", "dog")]
+
+
+def test_the_language_choice_sticks_and_gradios_own_strings_follow_it(app, page):
+    """French -> English -> reload stays English; Gradio's own strings (the upload box) follow every switch."""
+    fresh = page.context.browser.new_page(locale="en-US", viewport={"width": 1400, "height": 1000})
+    fresh.set_default_timeout(TIMEOUT_MS)
+    try:
+        fresh.goto(app.local_url)
+        fresh.get_by_role("tab", name="1. Dataset").wait_for()
+        fresh.get_by_label("Français").check()
+        fresh.get_by_role("tab", name="1. Jeu de données").wait_for()
+        fresh.get_by_text("Déposez le fichier ici").first.wait_for()
+        assert "Drop File Here" not in fresh.locator("body").inner_text()
+        fresh.get_by_role("tab", name="4. Élagage").click()
+        fresh.get_by_label("English").check()
+        fresh.get_by_role("tab", name="1. Dataset").wait_for()
+        fresh.get_by_role("tab", name="4. Pruning").click()
+        fresh.locator("[role=tabpanel]:visible").first.get_by_text("Drop File Here").first.wait_for()
+        assert "Déposez" not in fresh.locator("body").inner_text()
+        fresh.reload()
+        fresh.get_by_role("tab", name="1. Dataset").wait_for()
+        assert fresh.get_by_role("tab", name="1. Jeu de données").count() == 0
+    finally:
+        fresh.close()
+
+
+def test_the_training_summary_counts_class_images_made_meanwhile(app, page, project):
+    """Class images made in the Dataset tab (here through the API) show in the Training tab's summary when it is
+    shown again, without choosing the project again."""
+    page.get_by_role("tab", name="2. Entraînement").click()
+    panel = page.locator("[role=tabpanel]:visible").first
+    panel.get_by_label("Projet", exact=True).click()
+    page.get_by_role("option", name=project).click()
+    before = len(list((app.state.projects_dir / project / "reg").glob("*.png")))
+    panel.get_by_text(f"{before} images de classe").first.wait_for()
+    demo = str(app.state.outputs_dir / "demo" / "sdtrainer-demo-tiny.safetensors")
+    Client(app.local_url, verbose=False).predict(name=project, model=demo, count=before + 1,
+                                                 api_name="/dataset_generate_class_images")
+    page.get_by_role("tab", name="1. Jeu de données").click()
+    page.get_by_role("tab", name="2. Entraînement").click()
+    page.locator("[role=tabpanel]:visible").first.get_by_text(f"{before + 1} images de classe").first.wait_for()

@@ -5,6 +5,7 @@ import json
 import os
 import pickle
 import random
+import sys
 from pathlib import Path
 
 import pytest
@@ -386,3 +387,54 @@ def test_disk_full_says_how_much_space_is_needed(tmp_path, tiny_model, monkeypat
     with pytest.raises(CheckpointError, match=r"Not enough disk space.*needs about 0\.0\d GB"):
         save_checkpoint(tiny_model, tmp_path / "m.safetensors")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_stale_temp_files_of_crashed_saves_are_removed_and_those_of_running_saves_kept(tmp_path):
+    import subprocess
+    import sys
+
+    from sdtrainer.checkpoint import remove_stale_temp_files, temp_path
+
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    dead_pid = int(dead.stdout)
+    run = tmp_path / "runs" / "joe"
+    (run / "state").mkdir(parents=True)
+    ours = temp_path(run / "checkpoints.safetensors")
+    crashed = [run / "state" / f".last.ckpt.{dead_pid}-0123abcd.tmp.ckpt",
+               tmp_path / f".joe.safetensors.{dead_pid}-89abcdef.tmp.safetensors",
+               run / "state" / ".last.ckpt.tmp",  # the names older versions used
+               tmp_path / ".joe.safetensors.0123abcd.tmp", tmp_path / ".joe.pruning.safetensors",
+               tmp_path / ".joe.replacing.ckpt"]
+    kept = [ours, tmp_path / ".hidden-notes.txt", tmp_path / "joe.safetensors", run / "state" / "last.ckpt"]
+    for path in crashed + kept:
+        path.write_bytes(b"x")
+
+    assert sorted(remove_stale_temp_files(tmp_path)) == sorted(crashed)
+    assert all(p.exists() for p in kept) and not any(p.exists() for p in crashed)
+    assert ours.name.startswith(".checkpoints.safetensors.") and ours.suffix == ".safetensors"
+
+
+def test_a_deeply_nested_ckpt_is_one_message_not_a_recursion_error(tmp_path):
+    nested = inner = {}
+    for _ in range(5000):
+        inner["x"] = {}
+        inner = inner["x"]
+    inner["w"] = torch.zeros(1)
+    path = tmp_path / "deep.ckpt"
+    limit = sys.getrecursionlimit()
+    sys.setrecursionlimit(50_000)  # torch.save recurses to write it; readers must not
+    try:
+        torch.save({"state_dict": nested}, path)
+    finally:
+        sys.setrecursionlimit(limit)
+    with pytest.raises(CheckpointError) as caught:
+        load_model(path)
+    assert "RecursionError" not in str(caught.value) and len(str(caught.value).splitlines()) == 1
+
+
+def test_model_files_get_the_usual_permissions_not_private_ones(tmp_path, tiny_model):
+    probe = tmp_path / "probe.txt"
+    probe.write_text("")
+    for suffix in (".safetensors", ".ckpt"):
+        saved = save_checkpoint(tiny_model, tmp_path / f"m{suffix}")
+        assert saved.stat().st_mode & 0o777 == probe.stat().st_mode & 0o777, suffix

@@ -44,6 +44,8 @@ def test_generate_writes_pngs_with_parameters_and_a_grid(demo_model, tmp_path, c
 @pytest.mark.parametrize("args,words", [
     (["--model", "missing.safetensors"], "not found"),
     (["--width", "50"], "multiple of 16"),
+    (["--eta", "-1"], "Eta must be between 0 and 1"),
+    (["--seed", "99999999999999999999999"], "seed must be a whole number"),
 ])
 def test_generate_errors_are_one_line_and_exit_non_zero(demo_model, tmp_path, capsys, args, words):
     base = ["generate", "--model", str(demo_model), "--prompt", "x", "--steps", "1", "--width", "64",
@@ -88,6 +90,9 @@ def test_train_then_resume_from_the_command_line(demo_file, subject_photos, clas
     (["--set", "stesp=3"], "did you mean 'steps'"),
     (["--token", ""], "Set token"),
     (["--preset", "huge"], "Unknown preset"),
+    (["--set", "preview_seeds=[1, 2"], "Could not read the overrides"),
+    (["--token", "two words"], "must be one word"),
+    (["--out", "/proc/sdtrainer-run"], "Cannot create the run folder"),
 ])
 def test_train_setting_errors_are_one_line(demo_file, subject_photos, tmp_path, capsys, args, words):
     base = ["train", "--model", str(demo_file), "--images", str(subject_photos), "--token", "ohwx",
@@ -180,3 +185,54 @@ def test_importing_sdtrainer_asks_for_expandable_cuda_segments_unless_set(preset
     out = subprocess.run([sys.executable, "-c", "import os, sdtrainer; print(os.environ['PYTORCH_CUDA_ALLOC_CONF'])"],
                          env=env, capture_output=True, text=True, check=True, cwd=Path(__file__).parents[1])
     assert out.stdout.strip() == expected
+
+
+def test_a_run_folder_that_is_a_file_is_one_line(demo_file, subject_photos, tmp_path, capsys):
+    taken = tmp_path / "notes.txt"
+    taken.write_text("mine")
+    assert main(["train", "--model", str(demo_file), "--images", str(subject_photos), "--token", "ohwx",
+                 "--class-word", "thing", "--device", "cpu", "--out", str(taken)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "is a file, not a folder" in err and len(err.splitlines()) == 1 and taken.read_text() == "mine"
+
+
+@pytest.mark.parametrize("args", [["--count", "-1"], ["--count", "lots"], ["--steps", "0"]])
+def test_class_image_counts_below_one_are_refused(demo_file, tmp_path, capsys, args):
+    with pytest.raises(SystemExit) as exit_:
+        main(["class-images", "--model", str(demo_file), "--class-word", "thing", "--out", str(tmp_path / "reg"),
+              *args])
+    assert exit_.value.code == 2 and "usage:" in capsys.readouterr().err and not (tmp_path / "reg").exists()
+
+
+def test_a_folder_given_as_the_output_file_is_refused_not_written_beside(demo_file, tmp_path, capsys):
+    folder = tmp_path / "out"
+    folder.mkdir()
+    assert main(["demo-model", "--out", str(folder)]) == 2
+    assert main(["prune", str(demo_file), str(folder)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("is a folder; give a file name") == 2
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"] and not any(folder.iterdir())
+
+
+@pytest.mark.parametrize("damage", ["truncated", "malicious"])
+def test_a_damaged_state_on_resume_is_one_line_without_torchs_advice(demo_file, subject_photos, tmp_path, capsys,
+                                                                     damage):
+
+    run = tmp_path / "joe"
+    assert main(["train", "--model", str(demo_file), "--images", str(subject_photos), "--token", "ohwx",
+                 "--class-word", "thing", "--device", "cpu", "--steps", "1", "--out", str(run),
+                 "--set", "resolution=64", "--set", "precision=32", "--set", "preview_every=0",
+                 "--set", "preview_prompts=[]", "--set", "prior_loss_weight=0", "--set", "class_images=0"]) == 0
+    state = run / "state" / "last.ckpt"
+    if damage == "truncated":
+        state.write_bytes(state.read_bytes()[:5000])
+    else:
+        class Evil:
+            def __reduce__(self):
+                return os.system, ("touch " + str(tmp_path / "pwned"),)
+        torch.save({"state_dict": {}, "evil": Evil()}, state)
+    capsys.readouterr()
+    assert main(["train", "--resume", str(run), "--set", "steps=2"]) == 1
+    err = capsys.readouterr().err
+    assert "Cannot resume from" in err and "weights_only" not in err and "Traceback" not in err
+    assert not (tmp_path / "pwned").exists()

@@ -48,6 +48,7 @@ def test_precedence_preset_then_yaml_then_values_then_overrides(tmp_path):
     (["steps=many"], ["'steps'"]),
     (["precision=fp8"], ["'precision'", "bf16-mixed"]),
     (["steps"], ["key=value"]),
+    (["preview_seeds=[1, 2"], ["Could not read the overrides", "preview_seeds=[1, 2"]),
 ])
 def test_a_wrong_key_or_type_fails_at_load_naming_it(overrides, words):
     with pytest.raises(ConfigError) as err:
@@ -75,6 +76,7 @@ def test_the_resolved_config_reloads_unchanged(tmp_path):
 
 @pytest.mark.parametrize("change,words", [
     ({"token": ""}, "Set token"),
+    ({"token": "two words"}, "must be one word"),
     ({"resolution": 500}, "multiple of 64"),
     ({"steps": 0}, "steps must be between 1 and 100000"),
     ({"ema_decay": 1.5}, "ema_decay"),

@@ -70,6 +70,32 @@ def test_truncated_and_random_bytes_are_errors_not_crashes(tmp_path):
     assert "4 images checked: 1 usable, 3 skipped." in text and "truncated.jpg" in text and "noise.jpg" in text
 
 
+def png_announcing(path, width: int, height: int):
+    """A tiny 16-bit PNG whose header announces width x height pixels (its data is far shorter)."""
+    import struct
+    import zlib
+    save(Image.new("I;16", (8, 8)), path)
+    data = bytearray(path.read_bytes())
+    ihdr = 8 + 8  # signature, then the IHDR chunk's length and type
+    data[ihdr:ihdr + 8] = struct.pack(">II", width, height)
+    data[ihdr + 13:ihdr + 17] = struct.pack(">I", zlib.crc32(bytes(data[ihdr - 4:ihdr + 13])))
+    path.write_bytes(bytes(data))
+    return path
+
+
+def test_too_many_pixels_is_refused_from_the_header_before_decoding(tmp_path, monkeypatch):
+    from PIL import ImageFile
+    big = png_announcing(tmp_path / "big.png", 11000, 10000)  # 110 MP: over our 100 MP, under Pillow's 179 MP
+    decoded = []
+    monkeypatch.setattr(ImageFile.ImageFile, "load", lambda self: decoded.append(self) or None)
+
+    report = validate_images([big], resolution=64)
+
+    assert [e.code for e in report.errors] == ["unreadable"]
+    assert "100 megapixels" in report.errors[0].message and not decoded
+    assert not report.ok_paths
+
+
 def test_too_small_is_an_error_and_low_resolution_a_warning(tmp_path):
     tiny = save(scene(1, (32, 32)), tmp_path / "tiny.png")
     small = save(scene(2, (300, 400)), tmp_path / "small.png")
@@ -167,6 +193,18 @@ def test_no_face_is_a_warning_for_person_classes_only(tmp_path, monkeypatch):
     assert dataset.subject_issues(photos, "dog") == []
     monkeypatch.setattr(dataset, "detect_faces", lambda image: [(10, 10, 30, 30)])
     assert dataset.subject_issues(photos, "person") == []
+
+
+def test_squares_too_small_for_the_face_detector_are_checked_on_their_photo(tmp_path, monkeypatch):
+    """At the demo model's 64 px every portrait was 'No face found': the detector needs larger faces."""
+    photo = save(scene(1, (320, 400)), tmp_path / "portrait.jpg")
+    square = save(scene(1, (64, 64)), tmp_path / "portrait.png")
+    large_square = save(scene(1, (256, 256)), tmp_path / "large.png")
+    monkeypatch.setattr(dataset, "detect_faces", lambda image: [(1, 1, 40, 40)] if min(image.size) >= 128 else [])
+    originals = {square: photo, large_square: photo}
+    assert dataset.subject_issues([square, large_square], "person", originals.get) == []
+    assert [i.code for i in dataset.subject_issues([square], "person")] == ["no_face"]  # no photo to look at
+    assert [i.code for i in dataset.subject_issues([square], "person", lambda p: None)] == ["no_face"]
 
 
 # ---------------------------------------------------------------- cropping
@@ -389,3 +427,12 @@ def test_a_taken_name_is_numbered_before_its_caption_template():
     names = [unique_name(stem, taken) for stem in ("a@S_at_the_beach", "A@S_at_the_beach", "a@S_at_the_beach", "b")]
     assert names == ["a@S_at_the_beach.png", "A_1@S_at_the_beach.png", "a_2@S_at_the_beach.png", "b.png"]
     assert {template_caption(n.removesuffix(".png"), "effy", "dog") for n in names[:3]} == {"effy at the beach"}
+
+
+@pytest.mark.parametrize("encoding", ["utf-8", "utf-8-sig", "utf-16", "cp1252"])
+def test_captions_saved_by_any_editor_keep_their_words(tmp_path, encoding):
+    from sdtrainer.dataset import caption_text
+
+    image = save(scene(1), tmp_path / "a.png")
+    (tmp_path / "a.txt").write_bytes("ohwx person at the café".encode(encoding))
+    assert caption_text(image) == "ohwx person at the café"

@@ -88,6 +88,8 @@ def test_infotext_names_eta_as_automatic1111_reads_it(sampler, field):
 @pytest.mark.parametrize("change,words", [
     (dict(width=70), "multiple of 16"), (dict(height=0), "height"), (dict(steps=0), "steps"),
     (dict(batch_size=99), "batch size"), (dict(cfg_scale=float("nan")), "CFG"), (dict(sampler="plms"), "euler_a"),
+    (dict(eta=-1.0), "Eta must be between 0 and 1"), (dict(seed=10**23), "seed must be a whole number"),
+    (dict(seed=-2), "seed must be a whole number"),
 ])
 def test_bad_requests_are_refused_with_a_message(tiny_model, change, words):
     assert size_multiple(tiny_model.cfg) == 16

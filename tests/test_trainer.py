@@ -271,3 +271,65 @@ def test_training_learns_the_subject_and_prior_preservation_keeps_the_class(demo
     without_prior = denoising_error(models[0.0], kind, "thing")
     with_prior = denoising_error(models[1.0], kind, "thing")
     assert with_prior < 0.85 * without_prior, (with_prior, without_prior)
+
+
+def hidden_files(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.rglob(".*"))
+
+
+def test_the_state_is_streamed_into_the_run_folder_not_through_memory_or_the_temp_folder(
+        demo_file, subject_photos, tmp_path, monkeypatch):
+    import tempfile
+    import tracemalloc
+
+    from sdtrainer.trainer import ModelSaver
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "no-such-temp-folder"))  # TMPDIR on a missing disk
+    peaks, write_state = [], ModelSaver.write_state
+
+    def measured(self, trainer, step):
+        tracemalloc.start()
+        try:
+            write_state(self, trainer, step)
+        finally:
+            peaks.append(tracemalloc.get_traced_memory()[1])
+            tracemalloc.stop()
+
+    monkeypatch.setattr(ModelSaver, "write_state", measured)
+    cfg = config(demo_file, subject_photos, steps=2, save_every=0, preview_every=0, prior_loss_weight=0.0)
+    result, _ = train(cfg, tmp_path / "run")
+    state = tmp_path / "run" / "state" / "last.ckpt"
+    assert result.step == 2 and state.stat().st_size > 1_000_000
+    assert peaks and max(peaks) < state.stat().st_size / 4  # never a copy of the whole state in memory
+    assert hidden_files(tmp_path / "run") == []
+
+
+@pytest.mark.parametrize("failure", ["free-space check", "disk full while writing"])
+def test_a_full_disk_during_a_state_save_is_one_message_and_leaves_the_last_state_resumable(
+        demo_file, subject_photos, tmp_path, monkeypatch, failure):
+    import errno
+
+    from sdtrainer import checkpoint
+    from sdtrainer.checkpoint import CheckpointError
+
+    cfg = config(demo_file, subject_photos, steps=2, save_every=0, preview_every=0, prior_loss_weight=0.0)
+    run_dir = tmp_path / "run"
+    train(cfg, run_dir)
+    state = run_dir / "state" / "last.ckpt"
+    before = state.read_bytes()
+    if failure == "free-space check":
+        real = checkpoint.free_bytes
+        monkeypatch.setattr(checkpoint, "free_bytes", lambda folder: 1000 if folder.name == "state" else real(folder))
+    else:
+        def fill_the_disk(obj, f, *args, **kwargs):
+            Path(f).write_bytes(b"\0" * 100_000)
+            raise OSError(errno.ENOSPC, "No space left on device")
+        monkeypatch.setattr(torch, "save", fill_the_disk)
+
+    longer = config(demo_file, subject_photos, steps=4, save_every=0, preview_every=0, prior_loss_weight=0.0)
+    with pytest.raises(CheckpointError, match="Not enough disk space to save last.ckpt"):
+        train(longer, run_dir, resume=True)
+    assert state.read_bytes() == before and hidden_files(run_dir) == []
+    monkeypatch.undo()
+    resumed, _ = train(longer, run_dir, resume=True)
+    assert resumed.step == 4

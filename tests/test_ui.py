@@ -39,7 +39,7 @@ from sdtrainer.ui.common import model_choices, parse_concepts
 from sdtrainer.ui.i18n import LANGUAGES, STRINGS, Say, UIError
 from sdtrainer.ui.projects import Project
 from sdtrainer.ui.test_tab import concept_pairs
-from sdtrainer.ui.training_tab import SETTINGS, TrainingTab, parsed
+from sdtrainer.ui.training_tab import SETTINGS, TrainingTab, gate_text, parsed
 
 TRAIN_TIMEOUT_S = 120
 
@@ -305,7 +305,7 @@ def test_class_images_from_a_folder(app, client, demo_model, tmp_path):
     reg = app.state.projects_dir / project / "reg"
     generated = {p.name: digest(p) for p in reg.glob("class-*.png")}
     assert sorted(generated) == ["class-00000.png", "class-00001.png", "class-00002.png"]
-    folder = tmp_path / "people"
+    folder = app.state.outputs_dir / "people"
     folder.mkdir()
     for i in range(3):
         photo(folder / f"class-0000{i}.png", 20 + i)  # the generated images' names: they must not be overwritten
@@ -314,8 +314,13 @@ def test_class_images_from_a_folder(app, client, demo_model, tmp_path):
     assert "3 class images imported" in text
     assert {p.name: digest(p) for p in reg.glob("class-*.png") if p.name in generated} == generated
     assert len(list(reg.glob("class-0000?-*.png"))) == 3
-    for bad, message in ((str(tmp_path / "nowhere"), "is not a folder"), ("", "is not a folder"),
-                         (str(tmp_path), "No images")):
+    elsewhere = tmp_path / "private"
+    elsewhere.mkdir()
+    photo(elsewhere / "secret.png", 30)
+    for bad, message in ((str(app.state.outputs_dir / "nowhere"), "is not a folder"), ("", "is not a folder"),
+                         (str(app.state.outputs_dir / "demo"), "No images"),
+                         (str(elsewhere), "outside the app's folders"),
+                         (str(app.state.outputs_dir / ".." / ".."), "outside the app's folders")):
         with pytest.raises(AppError, match=message):
             client.predict(name=project, folder=bad, api_name="/dataset_import_class_folder")
 
@@ -375,6 +380,23 @@ def test_prune_demo_model_to_fp16(app, client, demo_model):
                        out_name="demo-small", overwrite=False, api_name="/prune")
 
 
+def test_the_api_reads_and_writes_only_in_the_apps_folders(app, client, demo_model, tmp_path):
+    """The dropdowns accept typed values and the API any text: a path elsewhere is refused, never pruned over."""
+    unrelated = tmp_path / "unrelated.safetensors"
+    shutil.copyfile(demo_model, unrelated)
+    before = digest(unrelated)
+    sneaky = str(app.state.models_dir / ".." / ".." / unrelated.relative_to(unrelated.parents[1]))
+    for source in (str(unrelated), sneaky):
+        with pytest.raises(AppError, match="outside the app's folders"):
+            client.predict(source=source, upload=None, half=True, ema="drop", fmt=".safetensors",
+                           out_name=unrelated.name, overwrite=True, api_name="/prune")
+    assert digest(unrelated) == before and sorted(p.name for p in tmp_path.iterdir()) == [unrelated.name]
+    with pytest.raises(AppError, match="outside the app's folders"):
+        client.predict(model=str(unrelated), prompt="x", batch_size=1, token="", class_word="", negative_prompt="",
+                       sampler="euler_a", steps=3, cfg_scale=7, seed=1, width=64, height=64,
+                       api_name="/test_generate")
+
+
 def test_prune_replaces_the_original_only_when_asked(app, client, demo_model):
     original = app.state.outputs_dir / "demo" / "mine.safetensors"
     shutil.copyfile(demo_model, original)
@@ -414,10 +436,12 @@ def test_check_gpu_shows_the_gate_report(app, client, french, monkeypatch):
     finally:
         app.state.sessions.probe = None
     assert ready.count("```") == 2 and "✔" in ready and "✖" not in ready and "RTX 3090" in ready
-    assert "Without a GPU" not in ready
-    assert no_gpu.count("```") == 2 and "✖" in no_gpu and "✔" not in no_gpu
-    assert "Without a GPU, Start trains on the CPU" in no_gpu
-    assert "Sans carte graphique" in french_no_gpu
+    assert "trains on the CPU" not in ready
+    assert "trains on the CPU" in no_gpu
+    assert "would fail" not in no_gpu and "--device" not in no_gpu  # one verdict, no command-line flag
+    assert "entraîne donc sur le processeur" in french_no_gpu
+    with_gpu = gate_text(check_gpu(20, "24gb", {}, probe=FakeProbe(free=23.0)), Say("en"))
+    assert "RTX 3090" in with_gpu  # with a GPU: the gate's report
     with pytest.raises(AppError, match="no-such-preset is not in the list of choices"):  # Gradio's own check
         client.predict(preset="no-such-preset", ema=False, api_name="/training_check_gpu")
 
@@ -443,7 +467,8 @@ def test_check_gpu_in_french_with_each_refusal(app, client, french):
                  "L'entraînement ne peut pas commencer :"):
         assert part in text, part
     assert "Only 5.0 GiB free of 24.0 GiB" in english and "Another program is computing" in english
-    assert "Aucune carte CUDA trouvée : ce PyTorch est une version pour processeur seul" in no_cuda
+    assert "Aucune carte NVIDIA n'est utilisable ici (ce PyTorch est une version pour processeur seul" in no_cuda
+    assert "--device" not in no_cuda
 
 
 def test_a_refused_start_and_a_failure_show_in_french():
@@ -458,8 +483,9 @@ def test_a_refused_start_and_a_failure_show_in_french():
     assert "⚠ Out of GPU memory at step 3" in TrainingTab.progress_text(None, snap, Say("en"))
 
 
-def test_core_errors_come_back_in_french(client, french, demo_model, tmp_path):
-    lora = tmp_path / "my-lora.safetensors"
+def test_core_errors_come_back_in_french(app, client, french, demo_model, tmp_path):
+    lora = app.state.outputs_dir / "lora" / "my-lora.safetensors"  # in the app's folders, not models/ (demo mode)
+    lora.parent.mkdir(exist_ok=True)
     save_file({"lora_unet_down_blocks_0.lora_down.weight": torch.zeros(4, 4)}, str(lora))
     generate = dict(model=str(lora), prompt="x", batch_size=1, token="", class_word="", negative_prompt="",
                     sampler="euler_a", steps=3, cfg_scale=7, seed=1, width=64, height=64, api_name="/test_generate")
@@ -596,7 +622,7 @@ def test_stopped_runs_and_class_images_read_as_what_they_are():
     assert "Class images" not in TrainingTab.progress_text(None, making, Say("en"))
 
 
-def test_bad_input_gives_messages_and_the_app_keeps_working(client, french, project, demo_model, tmp_path):
+def test_bad_input_gives_messages_and_the_app_keeps_working(app, client, french, demo_model, tmp_path, capfd):
     cases = [
         (dict(model=demo_model, prompt="  ", batch_size=1, token="", class_word="", negative_prompt="",
               sampler="euler_a", steps=5, cfg_scale=7, seed=1, width=64, height=64, api_name="/test_generate"),
@@ -604,7 +630,7 @@ def test_bad_input_gives_messages_and_the_app_keeps_working(client, french, proj
         (dict(model=demo_model, prompt="x", batch_size=1, token="", class_word="", negative_prompt="",
               sampler="euler_a", steps=5, cfg_scale=7, seed=1, width=72, height=64, api_name="/test_generate"),
          "use a multiple of 16", "utilisez un multiple de 16"),
-        (dict(model=str(tmp_path / "gone.safetensors"), prompt="x", batch_size=1, token="", class_word="",
+        (dict(model=str(app.state.models_dir / "gone.safetensors"), prompt="x", batch_size=1, token="", class_word="",
               negative_prompt="", sampler="euler_a", steps=5, cfg_scale=7, seed=1, width=64, height=64,
               api_name="/test_generate"), "is gone", "a disparu"),
         (dict(new_name="../evil", api_name="/dataset_create"), "cannot be a project name", "ne peut pas"),
@@ -613,11 +639,13 @@ def test_bad_input_gives_messages_and_the_app_keeps_working(client, french, proj
         (dict(source=None, upload=None, half=True, ema="drop", fmt=".safetensors", out_name="", overwrite=False,
               api_name="/prune"), "Choose a checkpoint", "Choisissez un modèle"),
     ]
+    capfd.readouterr()
     for kwargs, english, french_text in cases:
         with pytest.raises(AppError, match=re.escape(english)):
             client.predict(**kwargs)
         with pytest.raises(AppError, match=re.escape(french_text)):
             french.predict(**kwargs)
+    assert "Traceback" not in capfd.readouterr().err  # a user's mistake is a message, not a crash in the console
     with pytest.raises(AppError, match="greater than maximum"):  # Gradio's own range check (English only)
         client.predict(model=demo_model, prompt="x", batch_size=1, token="", class_word="", negative_prompt="",
                        sampler="euler_a", steps=500, cfg_scale=7, seed=1, width=64, height=64, api_name="/test_generate")
@@ -839,8 +867,9 @@ def model_with_concepts(demo_model: str, path: Path, pairs: list[list[str]]) -> 
     return str(path)
 
 
-def test_prompt_lint_per_concept(client, french, demo_model, tmp_path):
-    model = model_with_concepts(demo_model, tmp_path / "pair.safetensors", [["ohwx", "person"], ["effy", "dog"]])
+def test_prompt_lint_per_concept(app, client, french, demo_model):
+    model = model_with_concepts(demo_model, app.state.outputs_dir / "pair.safetensors",  # the app reads its folders
+                                [["ohwx", "person"], ["effy", "dog"]])
     token, class_word, _, _, note = client.predict(model=model, width=64, height=64, api_name="/test_model_changed")
     assert (token, class_word) == ("ohwx", "person") and "trained on: `ohwx person`, `effy dog`" in note
     lint = dict(token="ohwx", class_word="person", model=model, api_name="/test_lint_0")
@@ -921,3 +950,82 @@ def test_plots_keep_numeric_axes_before_the_first_step():
     assert plot_frame([]) is None  # an empty frame would leave the plot without lines once data comes
     rows = [{"step": 1, "value": 0.5, "series": "loss"}, {"step": 2, "value": 0.25, "series": "loss"}]
     assert plot.postprocess(plot_frame(rows)).datatypes["value"] == "quantitative"
+
+
+@pytest.mark.parametrize("crafted", [
+    {"subjects": [{"token": "../../../escaped", "class_word": "dog"}]},
+    {"subjects": [{"token": "effy", "class_word": "../../escaped"}]},
+    {"class_word": "/tmp/escaped"},
+    {"subjects": "not a list"},
+])
+def test_a_crafted_project_json_makes_no_folder_outside_the_project(tmp_path, crafted):
+    from sdtrainer.ui.i18n import UIError
+
+    projects = tmp_path / "outputs" / "projects"
+    project = Project.create(projects, "joe")
+    data = json.loads((project.root / "project.json").read_text())
+    (project.root / "project.json").write_text(json.dumps({**data, **crafted}))
+    before = sorted(str(p) for p in tmp_path.rglob("*"))
+    with pytest.raises(UIError) as caught:
+        Project.open(project.root)
+    assert caught.value.key == "err_project_damaged"
+    assert sorted(str(p) for p in tmp_path.rglob("*")) == before and not Path("/tmp/escaped").exists()
+
+
+def test_an_unsavable_caption_is_refused_and_the_old_one_kept(tmp_path):
+    from sdtrainer.ui.i18n import UIError
+
+    project = Project.create(tmp_path, "joe")
+    subject = project.subject()
+    photo(subject.instance_dir / "a.png", 1)
+    photo(subject.prepared_dir / "a.png", 1)
+    subject.set_caption("a.png", "ohwx person smiling")
+    with pytest.raises(UIError) as caught:
+        subject.set_caption("a.png", "ohwx person \ud800")
+    assert caught.value.key == "err_caption_chars"
+    assert (subject.prepared_dir / "a.txt").read_text(encoding="utf-8") == "ohwx person smiling\n"
+    assert (subject.instance_dir / "a.txt").read_text(encoding="utf-8") == "ohwx person smiling\n"
+
+
+def test_a_text_file_dropped_as_a_photo_is_said(app, tmp_path, monkeypatch):
+    from sdtrainer.ui import dataset_tab
+
+    Project.create(app.state.projects_dir, "notes-only")
+    note = tmp_path / "notes.txt"
+    note.write_text("ohwx person")
+    shown = []
+    monkeypatch.setattr(dataset_tab, "warn", shown.append)
+    _, message = DatasetTab(app.state).add_photos("notes-only", [str(note)], None)
+    assert "Added 0 photos" in message
+    assert len(shown) == 1 and "notes.txt" in shown[0] and "not photos" in shown[0]
+
+
+def test_toasts_show_quotes_not_backticks(monkeypatch):
+    from sdtrainer.ui import i18n
+
+    shown = []
+    monkeypatch.setattr(i18n.gr, "Warning", shown.append)
+    i18n.warn(Say("en")("lint_bare_token", token="ohwx", class_word="person"))
+    assert "`" not in shown[0] and "“ohwx person”" in shown[0]
+
+
+def test_cards_name_each_warning_once_then_the_caption(app):
+    project = Project.create(app.state.projects_dir, "cards")
+    subject = project.subject()
+    subject.record.token, subject.record.class_word = "ohwx", "person"
+    photo(subject.prepared_dir / "a.png", 1)
+    subject.warnings = {"a.png": [["near_duplicate", "x"], ["near_duplicate", "y"], ["blurry", "z"]]}
+    [(_, label)] = DatasetTab(app.state).gallery_items(subject, Say("en"))
+    assert label.count(STRINGS["issue_short_near_duplicate"]["en"]) == 1 and STRINGS["issue_short_blurry"]["en"] in label
+    assert label.endswith("“ohwx person”") and "a.png" not in label
+
+
+def test_closing_a_tab_stops_the_jobs_it_started(app):
+    """Gradio's unload (the tab closed or reloaded) stops that session's generation or class images."""
+    from types import SimpleNamespace
+
+    unload = [dep for dep in app.fns.values() if any(target[1] == "unload" for target in dep.targets)]
+    assert [dep.fn for dep in unload] == [app.state.end_session]
+    with app.state.jobs.run("class_images", "tab-1") as closed, app.state.jobs.run("test", "tab-2") as open_:
+        app.state.end_session(SimpleNamespace(session_hash="tab-1"))
+        assert closed.is_set() and not open_.is_set()

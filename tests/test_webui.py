@@ -1,5 +1,6 @@
 """webui.py's command line: safe defaults, refusals with a message, and no work at import time."""
 import socket
+import re
 import subprocess
 import threading
 import sys
@@ -30,7 +31,7 @@ def test_listen_needs_a_login(capsys):
     assert (host, auth) == ("0.0.0.0", ("joe", "pa:ss"))
 
 
-@pytest.mark.parametrize("value", ["joe", ":secret", "joe:"])
+@pytest.mark.parametrize("value", ["joe", ":secret", "joe:", " : ", "  :secret", "joe:   "])
 def test_bad_auth_is_refused(value, capsys):
     assert webui.main(["--auth", value]) == 2
     assert "USER:PASSWORD" in capsys.readouterr().err
@@ -130,3 +131,46 @@ def test_the_console_says_where_the_app_runs_and_nothing_about_share_links(tmp_p
         rest, _ = proc.communicate(timeout=30)
         deadline.cancel()
     assert "share=True" not in "".join(lines) + rest
+def test_ci_builds_its_own_virtualenv_not_the_apps():
+    """.ci/run installs the CPU build of torch: in launch.sh's .venv it would replace the app's CUDA torch."""
+    def venv_of(script: str) -> str:
+        return re.search(r"-m venv (\S+)", (ROOT / script).read_text()).group(1)
+
+    ci = venv_of(".ci/run")
+    assert ci != venv_of("launch.sh")
+    assert re.findall(r"^(\.\S+)/bin/", (ROOT / ".ci/run").read_text(), re.M) == [ci] * 3
+
+
+def test_start_removes_what_interrupted_saves_left(tmp_path, capsys):
+    models, outputs = tmp_path / "models", tmp_path / "outputs" / "runs" / "joe" / "state"
+    outputs.mkdir(parents=True)
+    models.mkdir()
+    leftover = outputs / ".last.ckpt.999999999-0123abcd.tmp.ckpt"  # no process has that id
+    leftover.write_bytes(b"half a state")
+    (models / "v1-5.safetensors").write_bytes(b"a model")
+    webui.remove_leftovers(models, tmp_path / "outputs")
+    assert not leftover.exists() and (models / "v1-5.safetensors").exists()
+    assert str(leftover) in capsys.readouterr().out
+
+
+@pytest.fixture
+def taken_port():
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        yield s.getsockname()[1]
+
+
+def test_a_port_in_use_is_one_line_naming_port(taken_port, capsys):
+    assert webui.main(["--port", str(taken_port)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert f"Port {taken_port} is already in use" in err and "--port" in err and len(err.splitlines()) == 1
+
+
+def test_without_port_the_next_free_one_is_taken_and_said(taken_port, monkeypatch, capsys):
+    monkeypatch.setattr(webui, "DEFAULT_PORT", taken_port)
+    port = webui.pick_port("127.0.0.1", None)
+    assert port > taken_port and webui.is_free("127.0.0.1", port)
+    assert f"serving on port {port} instead" in capsys.readouterr().out

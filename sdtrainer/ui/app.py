@@ -9,11 +9,13 @@ module level, so two apps (tests) never share anything.
 """
 from __future__ import annotations
 
+import os
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import gradio as gr
+from starlette.middleware import Middleware
 
 from sdtrainer.checkpoint import CheckpointInfo
 from sdtrainer.config import Device
@@ -21,7 +23,8 @@ from sdtrainer.models import DEMO_MODEL_NAME, ModelCache, ensure_demo_model, is_
 from sdtrainer.session import SessionManager
 from sdtrainer.ui.common import Jobs, Lists, model_choices, model_facts
 from sdtrainer.ui.dataset_tab import DatasetTab
-from sdtrainer.ui.i18n import Say, UIError, language_js, request_lang, translations
+from sdtrainer.ui.guard import RewritePages, host_guard, slow_login, without_api_info
+from sdtrainer.ui.i18n import Say, UIError, language_js, request_lang, translations, with_locale_script
 from sdtrainer.ui.projects import list_projects
 from sdtrainer.ui.pruning_tab import PruningTab
 from sdtrainer.ui.test_tab import TestTab
@@ -32,6 +35,11 @@ CSS = """
 .sdt-banner { background: #fff4d6; border: 1px solid #f0c36d; border-radius: 8px; padding: 10px 14px; }
 .sdt-banner p, .sdt-banner code { color: #5a4500; }
 .sdt-status p { margin: 4px 0; }
+/* image cards: the label (warnings, then the caption) wraps over up to 3 lines instead of being cut */
+.sdt-cards .caption { white-space: normal; display: -webkit-box; -webkit-line-clamp: 3;
+                      -webkit-box-orient: vertical; line-height: 1.25; }
+/* the GPU report's long lines wrap instead of being cut at the box's edge */
+.sdt-status pre, .sdt-status pre code { white-space: pre-wrap; word-break: break-word; }
 .sdt-warning p { color: #a05a00; font-weight: 500; }
 .sdt-advice ul { margin-top: 0; }
 .sdt-title h1 { margin-bottom: 0; }
@@ -46,12 +54,14 @@ class AppState:
     models_dir: Path
     outputs_dir: Path
     default_lang: str | None = None  # --lang; None: the browser's
+    allowed_dirs: tuple[Path, ...] = ()  # --allow-dir: more folders whose files the app may read
     cache: ModelCache = field(default_factory=ModelCache)
     sessions: SessionManager | None = None
     jobs: Jobs = field(default_factory=Jobs)
 
     def __post_init__(self):
         self.models_dir, self.outputs_dir = Path(self.models_dir).resolve(), Path(self.outputs_dir).resolve()
+        self.allowed_dirs = tuple(Path(d).resolve() for d in self.allowed_dirs)
         for folder in (self.models_dir, self.projects_dir, self.txt2img_dir, self.grids_dir, self.runs_dir):
             folder.mkdir(parents=True, exist_ok=True)
         if self.sessions is None:
@@ -112,10 +122,29 @@ class AppState:
     def checked_model(self, value: str | None) -> Path:
         if not value:
             raise UIError("err_no_model")
-        path = Path(value)
+        path = self.confined(value)
         if not path.is_file():
             raise UIError("err_model_missing", name=path.name)
         return path
+
+    # --- which files the app reads: those of its folders only, whatever a request names
+    @property
+    def roots(self) -> tuple[Path, ...]:
+        return self.models_dir, self.outputs_dir, *self.allowed_dirs
+
+    def is_inside(self, path: Path | str) -> bool:
+        """Whether `path` lies in models/, outputs/ or an --allow-dir folder (`..` resolved; links the user put
+        there are followed, as the pickers list them)."""
+        absolute = Path(os.path.abspath(path))
+        return any(absolute.is_relative_to(root) for root in self.roots)
+
+    def confined(self, value: str | Path) -> Path:
+        """The path a request names, or UIError when it lies outside the app's folders (the dropdowns accept typed
+        values, and the API takes any text)."""
+        path = Path(value)
+        if not self.is_inside(path):
+            raise UIError("err_outside_folders", path=path, folders=", ".join(str(r) for r in self.roots))
+        return Path(os.path.abspath(path))
 
     @staticmethod
     def is_demo(info: CheckpointInfo) -> bool:
@@ -128,6 +157,11 @@ class AppState:
     def is_demo_path(self, value: str) -> bool:
         """The built-in demo model (not a run trained from it): replaced by a real model once there is one."""
         return Path(value) == self.outputs_dir / "demo" / DEMO_MODEL_NAME
+
+    def end_session(self, request: gr.Request) -> None:
+        """A browser tab was closed or reloaded: stop what it started (generation, class images), so that nobody
+        waits behind a job whose page is gone. Training is not stopped: it runs on without a page."""
+        self.jobs.stop_session(request.session_hash)
 
     # --- the GPU
     def training_active(self) -> bool:
@@ -157,7 +191,20 @@ class TrainerApp(gr.Blocks):
         super().__init__(**kwargs)
         self.state = state
 
-    def launch(self, *args, **kwargs):
+    def launch(self, *args, allowed_hosts: tuple[str, ...] = (), **kwargs):
+        """Gradio's launch, behind HostGuard: requests must name 127.0.0.1, localhost, an IP address of this
+        computer or one of allowed_hosts ("*": any). A (user, password) auth becomes a throttled login. Pages get
+        with_locale_script, so that Gradio's own strings are in the chosen language too."""
+        server = kwargs.get("server_name") or "127.0.0.1"
+        app_kwargs = dict(kwargs.get("app_kwargs") or {})
+        def pages(html: bytes) -> bytes:  # the login page without the API; every page in the chosen language
+            return with_locale_script(without_api_info(html), self.state.default_lang)
+
+        app_kwargs["middleware"] = [*app_kwargs.get("middleware", []), host_guard([server, *allowed_hosts]),
+                                    Middleware(RewritePages, rewrite=pages)]
+        kwargs["app_kwargs"] = app_kwargs
+        if isinstance(kwargs.get("auth"), tuple):
+            kwargs["auth"] = slow_login(*kwargs["auth"])
         kwargs.setdefault("i18n", translations())
         kwargs.setdefault("css", CSS)
         kwargs.setdefault("allowed_paths", [str(self.state.outputs_dir)])
@@ -166,9 +213,9 @@ class TrainerApp(gr.Blocks):
 
 
 def build_app(models_dir: Path | str = "models", outputs_dir: Path | str = "outputs",
-              lang: str | None = None) -> TrainerApp:
+              lang: str | None = None, allowed_dirs: tuple[Path | str, ...] = ()) -> TrainerApp:
     """The whole UI over a new AppState; writes the demo model when models/ has no checkpoint."""
-    state = AppState(Path(models_dir), Path(outputs_dir), default_lang=lang)
+    state = AppState(Path(models_dir), Path(outputs_dir), default_lang=lang, allowed_dirs=tuple(allowed_dirs))
     if not state.has_real_model():
         ensure_demo_model(state.outputs_dir)
     T = translations()
@@ -201,6 +248,10 @@ def build_app(models_dir: Path | str = "models", outputs_dir: Path | str = "outp
         # on page load, after the lists: a reload during a run shows that run's settings in the Training form
         app.load(api_name="refresh_lists_on_load", api_visibility="private", **refresh_lists).then(
             training.restore_form, outputs=training.form, api_name="training_restore_form", show_progress="hidden")
+        # A closed (or reloaded) tab ends its session: its generation or class images stop instead of holding the
+        # GPU. Registered last: gradio_client numbers the events without it, so any event after it would be
+        # called one off.
+        app.unload(state.end_session)
     return app
 
 

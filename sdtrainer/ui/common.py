@@ -59,6 +59,18 @@ class Jobs:
                 if self._running.get(key) is stop:
                     del self._running[key]
 
+    def count(self) -> int:
+        with self._lock:
+            return len(self._running)
+
+    def stop_session(self, session: str | None) -> int:
+        """Stop every job of one browser session (its tab was closed); returns how many were asked to stop."""
+        with self._lock:
+            stops = [stop for (_, owner), stop in self._running.items() if owner == (session or "")]
+        for stop in stops:
+            stop.set()
+        return len(stops)
+
     def stop(self, kind: str, session: str | None) -> bool:
         """Ask the job to stop; False when none of that kind runs for this session."""
         with self._lock:

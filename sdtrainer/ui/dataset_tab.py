@@ -19,7 +19,7 @@ from sdtrainer.config import DEMO_CLASS_IMAGE_STEPS, TrainConfig
 from sdtrainer.dataset import (IMAGE_EXTENSIONS, MAX_PHOTOS, MIN_PHOTOS, DatasetError, ValidationReport,
                                is_common_token, list_images, prepare_images, prompt_lint, subject_issues)
 from sdtrainer.ui.common import USER_ERRORS, Lists
-from sdtrainer.ui.i18n import Say, UIError
+from sdtrainer.ui.i18n import Say, UIError, warn
 from sdtrainer.ui.projects import Project, SubjectFiles, import_class_images, import_files, list_projects
 
 if TYPE_CHECKING:
@@ -102,7 +102,7 @@ class DatasetTab:
                     prepare = gr.Button(T("ds_prepare"), variant="primary", scale=1)
         status = gr.Markdown(elem_classes=["sdt-status"])
         gallery = gr.Gallery(label=T("ds_gallery"), columns=8, height=300, object_fit="cover",
-                             allow_preview=False)
+                             allow_preview=False, elem_classes=["sdt-cards"])
         with gr.Row():
             with gr.Column(scale=2):
                 with gr.Accordion(T("ds_report"), open=False):
@@ -247,13 +247,13 @@ class DatasetTab:
         return gr.update(choices=choices, value=chosen.token or None)
 
     def gallery_items(self, subject: SubjectFiles, say: Say) -> list[tuple[str, str]]:
-        """(image, label): the label starts with its warnings, so they show on the thumbnail, and ends with the
-        caption training will give it."""
+        """(image, label): the label starts with its warnings (each kind once), so they show on the thumbnail, and
+        ends with the caption training will give it (the file name shows when the card is chosen)."""
         items = []
         for path in subject.prepared():
-            codes = [code for code, _ in subject.warnings.get(path.name, [])]
+            codes = dict.fromkeys(code for code, _ in subject.warnings.get(path.name, []))
             flags = "⚠ " + ", ".join(say(f"issue_short_{code}") for code in codes) + " · " if codes else ""
-            items.append((str(path), f"{flags}{path.name} · “{subject.caption(path)}”"))
+            items.append((str(path), f"{flags}“{subject.caption(path)}”"))
         return items
 
     def caption_note(self, subject: SubjectFiles, path: Path, say: Say) -> str:
@@ -349,9 +349,11 @@ class DatasetTab:
             chosen = self.subject(name, subject)
             if not files:
                 raise UIError("err_no_files")
-            copied, skipped = import_files(files, chosen.instance_dir)
+            copied, skipped, lone_captions = import_files(files, chosen.instance_dir)
         if skipped:
-            gr.Warning(say("warn_not_images", n=len(skipped), names=", ".join(skipped[:5])))
+            warn(say("warn_not_images", n=len(skipped), names=", ".join(skipped[:5])))
+        if lone_captions:
+            warn(say("warn_caption_without_photo", n=len(lone_captions), names=", ".join(lone_captions[:5])))
         message = say("msg_added_photos", n=len(copied), total=len(chosen.photos()))
         return None, message
 
@@ -382,7 +384,7 @@ class DatasetTab:
 
     def check_subject(self, subject: SubjectFiles) -> list:
         """Check the prepared set again for the whole-set warnings (no face, same background) and store them."""
-        found = subject_issues(subject.prepared(), subject.class_word)
+        found = subject_issues(subject.prepared(), subject.class_word, subject.photo_of)
         for name in subject.warnings:
             subject.warnings[name] = [w for w in subject.warnings[name] if w[0] not in SUBJECT_CODES]
         for i in found:
@@ -436,9 +438,9 @@ class DatasetTab:
         subject's own token."""
         for other in subject.project.all_subjects():
             if other.token and prompt_lint(caption, other.token, other.class_word):
-                gr.Warning(say("lint_bare_token", token=other.token, class_word=other.class_word))
+                warn(say("lint_bare_token", token=other.token, class_word=other.class_word))
         if subject.token and subject.token.lower() not in caption.lower():
-            gr.Warning(say("warn_caption_no_token", token=subject.token, class_word=subject.class_word))
+            warn(say("warn_caption_no_token", token=subject.token, class_word=subject.class_word))
 
     def remove_image(self, name: str | None, image: str, request: gr.Request, subject: str | None = None):
         say = self.state.say(request)
@@ -479,8 +481,11 @@ class DatasetTab:
         with say.errors(DatasetError):
             chosen = self.subject(name, subject)
             path = Path((folder or "").strip().strip('"')).expanduser()
-            if not (folder or "").strip() or not path.is_dir():
-                raise UIError("err_folder_missing", folder=folder or "")
+            if not (folder or "").strip():
+                raise UIError("err_folder_missing", folder="")
+            path = self.state.confined(path)  # before looking at it: says nothing of folders elsewhere
+            if not path.is_dir():
+                raise UIError("err_folder_missing", folder=folder)
             if path.resolve() in (chosen.project.reg_dir.resolve(), chosen.class_dir.resolve()):
                 raise UIError("err_folder_is_reg")
             images = list_images(path)
@@ -494,7 +499,7 @@ class DatasetTab:
             folder.mkdir(parents=True, exist_ok=True)
             result = import_class_images(folder, subject.project.resolution, images)
         if result.report.errors:
-            gr.Warning(say("warn_class_skipped", n=len(result.report.errors),
+            warn(say("warn_class_skipped", n=len(result.report.errors),
                            names=", ".join(i.path.name for i in result.report.errors[:5])))
         text = say("msg_class_imported", n=len(result.written)) + " " + self.class_count_text(subject, say)
         return self.class_gallery(subject), text

@@ -9,7 +9,7 @@ the browser:
 Text the server writes (status lines, warnings, errors) uses the request's language:
 
     say = Say(request_lang(request, default="fr"))
-    gr.Warning(say("msg_added_photos", n=3, total=12))
+    warn(say("lint_bare_token", token="ohwx", class_word="person"))   # a toast
     say.message(state.message)            # a core module's Message (sdtrainer.messages) in that language
 
 Core errors raised with a Message (CheckpointError, DatasetError, ...) are shown in the page's language by
@@ -17,8 +17,10 @@ Core errors raised with a Message (CheckpointError, DatasetError, ...) are shown
 
 The language is the browser's, unless the user picked one with the switch at the top of the page
 (remembered in the browser) or the server was started with --lang. The page tells the server which
-one it shows through the `sdtrainer_lang` cookie, set by LANGUAGE_JS.
+one it shows through the `sdtrainer_lang` cookie, set by language_js; with_locale_script makes Gradio's own
+strings follow the same choice (the page is drawn again when the user switches).
 """
+import re
 from contextlib import contextmanager
 
 import gradio as gr
@@ -77,16 +79,24 @@ class Say:
 
     @contextmanager
     def errors(self, *user_errors: type[Exception]):
-        """Turn UIError, and the given exception types (translated when raised with a Message), into gr.Error."""
+        """Turn UIError, and the given exception types (translated when raised with a Message), into gr.Error.
+
+        The message is for the page: the console gets no traceback (a user's mistake is not the app's crash)."""
         try:
             yield
         except UIError as e:
-            raise gr.Error(self(e.key, **e.fmt)) from None
+            raise gr.Error(self(e.key, **e.fmt), print_exception=False) from None
         except user_errors as e:
             message = message_of(e)
             if isinstance(message, Message):
-                raise gr.Error(self.message(message)) from None
-            raise gr.Error(self("err_detail", error=message)) from None
+                raise gr.Error(self.message(message), print_exception=False) from None
+            raise gr.Error(self("err_detail", error=message), print_exception=False) from None
+
+
+def warn(text: str) -> None:
+    """A warning toast. Toasts show text as it is, so `code` marks (which our Markdown messages use) become
+    quotes."""
+    gr.Warning(re.sub(r"`([^`]*)`", r"“\1”", text))
 
 
 def language_js(default: str | None) -> tuple[str, str]:
@@ -106,9 +116,28 @@ def language_js(default: str | None) -> tuple[str, str]:
     }}"""
     on_switch = f"""async (lang) => {{{apply}
       localStorage.setItem("{STORAGE_KEY}", lang);
-      return await apply(lang);
+      await apply(lang);
+      location.reload();  // Gradio's own strings follow its locale only when drawn: draw everything again
+      return lang;
     }}"""
     return on_load, on_switch
+
+
+def with_locale_script(page: bytes, default: str | None = None) -> bytes:
+    """The app's HTML page with a first script that gives Gradio the chosen language as the browser's: Gradio picks
+    its locale (its own strings: "Drop File Here"...) from navigator.language once, before anything of ours runs."""
+    script = f"""<script>(() => {{ try {{
+      const saved = localStorage.getItem("{STORAGE_KEY}")
+        || (document.cookie.match(/(?:^|; ){COOKIE}=(\\w+)/) || [])[1] || "{normalize(default) or ''}";
+      if (saved === "en" || saved === "fr") {{
+        Object.defineProperty(navigator, "language", {{get: () => saved}});
+        Object.defineProperty(navigator, "languages", {{get: () => [saved]}});
+      }}
+    }} catch (err) {{ console.warn(err); }} }})();</script>"""
+    head = page.find(b"<head>")
+    if head < 0 or b"window.gradio_config" not in page:
+        return page
+    return page[:head + len(b"<head>")] + script.encode() + page[head + len(b"<head>"):]
 
 
 
@@ -244,10 +273,11 @@ STRINGS: dict[str, dict[str, str]] = {
     },
     "ds_reg_upload": {"en": "Import class images", "fr": "Importer des images de classe"},
     "ds_reg_folder": {"en": "…or a folder on this computer", "fr": "…ou un dossier de cet ordinateur"},
-    "ds_reg_folder_info": {"en": "Its full path, e.g. /home/joe/person or C:\\Users\\joe\\person; every image in it is "
-                                 "squared and copied.",
-                           "fr": "Son chemin complet, par ex. /home/joe/person ou C:\\Users\\joe\\person ; chaque "
-                                 "image est recadrée et copiée."},
+    "ds_reg_folder_info": {"en": "Its full path, in models/, outputs/ or a folder given with --allow-dir, e.g. "
+                                 "/home/joe/sdtrainer/outputs/person; every image in it is squared and copied.",
+                           "fr": "Son chemin complet, dans models/, outputs/ ou un dossier donné avec --allow-dir, "
+                                 "par ex. /home/joe/sdtrainer/outputs/person ; chaque image est recadrée et "
+                                 "copiée."},
     "ds_reg_import_folder": {"en": "Import the folder", "fr": "Importer le dossier"},
     "ds_reg_model": {"en": "Base model to generate with", "fr": "Modèle de base pour la génération"},
     "ds_reg_count": {"en": "How many", "fr": "Combien"},
@@ -398,9 +428,11 @@ STRINGS: dict[str, dict[str, str]] = {
                                                                        "préréglage."},
     "tr_gate_refused": {"en": "✖ Training on this GPU would fail now:", "fr": "✖ L'entraînement sur cette carte "
                                                                               "échouerait maintenant :"},
-    "tr_gate_cpu": {"en": "(Without a GPU, Start trains on the CPU: only sensible with the demo model.)",
-                    "fr": "(Sans carte graphique, Lancer entraîne sur le processeur : raisonnable seulement avec "
-                          "le modèle de démonstration.)"},
+    "tr_gate_cpu": {"en": "ℹ No NVIDIA GPU can be used here ({cause}), so **▶ Start** trains on the CPU: fine with "
+                          "the demo model, far too slow for a real one.",
+                    "fr": "ℹ Aucune carte NVIDIA n'est utilisable ici ({cause}) : **▶ Lancer** entraîne donc sur le "
+                          "processeur, ce qui convient au modèle de démonstration mais est bien trop lent pour un "
+                          "vrai modèle."},
     "tr_cpu_real_model": {
         "en": "Training a real SD v1 model on the CPU takes days; use an NVIDIA GPU, or the demo model to try.",
         "fr": "Entraîner un vrai modèle SD v1 sur processeur prend des jours ; utilisez une carte NVIDIA, ou le "
@@ -706,6 +738,12 @@ STRINGS: dict[str, dict[str, str]] = {
               "classe qui fait la ressemblance (l'erreur numéro un avec ces modèles).",
     },
     "lint_fixed": {"en": "Suggested: `{prompt}`", "fr": "Proposition : `{prompt}`"},
+    "warn_caption_without_photo": {
+        "en": "{n} text file(s) ({names}) are not photos: a .txt is the caption of the photo with the same name, "
+              "and there is none. Add that photo, or drop photos (JPEG, PNG, WebP).",
+        "fr": "{n} fichier(s) texte ({names}) ne sont pas des photos : un .txt est la légende de la photo du même "
+              "nom, et il n'y en a pas. Ajoutez cette photo, ou déposez des photos (JPEG, PNG, WebP).",
+    },
     "warn_not_images": {"en": "Skipped {n} files that are not images: {names}.",
                         "fr": "{n} fichiers ignorés, ce ne sont pas des images : {names}."},
     "warn_few_photos": {"en": "⚠ Only {n} usable photos: {low} to {high} varied photos work best.",
@@ -727,6 +765,17 @@ STRINGS: dict[str, dict[str, str]] = {
                            "fr": "Un projet « {name} » existe déjà : choisissez-le dans la liste."},
     "err_project_missing": {"en": "The project “{name}” is gone; press ⟳ to refresh the list.",
                             "fr": "Le projet « {name} » a disparu ; cliquez sur ⟳ pour actualiser la liste."},
+    "err_project_damaged": {
+        "en": "The project “{name}” cannot be opened: its project.json is damaged or names folders outside the "
+              "project. Fix or delete that file (its photos stay where they are).",
+        "fr": "Impossible d'ouvrir le projet « {name} » : son project.json est abîmé ou nomme des dossiers hors du "
+              "projet. Corrigez ou supprimez ce fichier (ses photos restent en place).",
+    },
+    "err_caption_chars": {
+        "en": "The caption holds a character that cannot be saved (a broken emoji or a lone surrogate); retype it.",
+        "fr": "La légende contient un caractère impossible à enregistrer (un émoji cassé ou un « surrogate » "
+              "isolé) ; retapez-la.",
+    },
     "err_subject_missing": {"en": "The project has no subject “{token}”; pick one in the list.",
                             "fr": "Le projet n'a pas de sujet « {token} » ; choisissez-en un dans la liste."},
     "err_token_used": {"en": "“{token}” is already a subject of this project: give each subject its own token.",
@@ -782,6 +831,12 @@ STRINGS: dict[str, dict[str, str]] = {
     "err_count_range": {"en": "Choose between {low} and {high} images.", "fr": "Choisissez entre {low} et {high} "
                                                                                "images."},
     "err_no_model": {"en": "Choose a model first.", "fr": "Choisissez d'abord un modèle."},
+    "err_outside_folders": {
+        "en": "{path} is outside the app's folders ({folders}); the app reads only files there. Copy it into one of "
+              "them, or start the app with --allow-dir FOLDER.",
+        "fr": "{path} est hors des dossiers de l'application ({folders}) ; elle ne lit que les fichiers qui s'y "
+              "trouvent. Copiez-le dans l'un d'eux, ou lancez l'application avec --allow-dir DOSSIER.",
+    },
     "err_model_missing": {"en": "The file {name} is gone; press ⟳ Refresh models.",
                           "fr": "Le fichier {name} a disparu ; cliquez sur ⟳ Actualiser les modèles."},
     "err_gpu_training": {"en": "A training is using the GPU right now; generate when it ends (or stop it).",

@@ -88,16 +88,32 @@ class Project:
         file = root / PROJECT_FILE
         if not file.is_file():
             raise UIError("err_project_missing", name=root.name)
-        data = json.loads(file.read_text(encoding="utf-8"))
-        known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__ and k not in ("root", "subjects")}
-        subjects = [Subject(**{k: v for k, v in s.items() if k in Subject.__dataclass_fields__})
-                    for s in data.get("subjects") or []]
+        try:
+            data = json.loads(file.read_text(encoding="utf-8"))
+            known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__ and k not in ("root", "subjects")}
+            subjects = [Subject(**{k: v for k, v in s.items() if k in Subject.__dataclass_fields__})
+                        for s in data.get("subjects") or []]
+        except (ValueError, AttributeError, TypeError):
+            raise UIError("err_project_damaged", name=root.name) from None
         project = cls(root, **known, subjects=subjects)
+        project.check_words()
         for subject in project.all_subjects():
             for folder in (subject.instance_dir, subject.prepared_dir):
                 folder.mkdir(parents=True, exist_ok=True)
         project.reg_dir.mkdir(exist_ok=True)
         return project
+
+    def check_words(self) -> None:
+        """The words that name folders, as a hand-edited or crafted project.json may hold them: UIError unless every
+        one is a plain folder name (so no folder is ever made outside the project)."""
+        for subject in self.subjects:
+            if not isinstance(subject.token, str) or not FOLDER_WORD.match(subject.token):
+                raise UIError("err_project_damaged", name=self.name)
+        for word in [self.class_word or "person", *(s.class_word for s in self.subjects)]:  # first: may be unset
+            if not isinstance(word, str) or not FOLDER_WORD.match(word):
+                raise UIError("err_project_damaged", name=self.name)
+        if not isinstance(self.token, str):
+            raise UIError("err_project_damaged", name=self.name)
 
     def save(self) -> None:
         data = {k: v for k, v in asdict(self).items() if k != "root"}
@@ -304,15 +320,26 @@ class SubjectFiles:
             return same_base[n]
         raise UIError("err_source_gone", name=f"{stem}.png")
 
+    def photo_of(self, prepared: Path) -> Path | None:
+        """The source photo of a prepared image, None when it is gone."""
+        try:
+            return self.source_of(prepared.stem)
+        except UIError:
+            return None
+
     def set_caption(self, name: str, caption: str) -> Path:
         """Write (or, when empty, delete) the caption .txt beside the prepared image and its source photo,
         so preparing again keeps it. Returns the prepared image's path."""
         path = self.prepared_dir / Path(name).name
         if not path.is_file():
             raise UIError("err_image_gone", name=name)
+        try:
+            data = (caption + "\n").encode("utf-8")  # before any file is opened: a bad text must not empty one
+        except UnicodeEncodeError:
+            raise UIError("err_caption_chars") from None
         for txt in [path.with_suffix(".txt"), *self._source_files(path.stem)[1:]]:
             if caption:
-                txt.write_text(caption + "\n", encoding="utf-8")
+                txt.write_bytes(data)
             else:
                 txt.unlink(missing_ok=True)
         return path
@@ -332,24 +359,27 @@ def list_projects(projects_dir: Path) -> list[str]:
     return sorted(p.name for p in projects_dir.iterdir() if (p / PROJECT_FILE).is_file())
 
 
-def import_files(files: list[str], folder: Path) -> tuple[list[Path], list[str]]:
+def import_files(files: list[str], folder: Path) -> tuple[list[Path], list[str], list[str]]:
     """Copy uploaded images (and .txt captions named like them) into `folder`, names kept where free.
 
-    Returns (copied images, names skipped because they are neither). Content is checked later by
-    validate_images, which reports unreadable files instead of failing.
+    Returns (copied images, names skipped because they are neither, captions that belong to no photo of `folder`:
+    kept, but said, since a .txt alone is not a photo). Content is checked later by validate_images, which reports
+    unreadable files instead of failing.
     """
-    copied, skipped = [], []
+    copied, skipped, captions = [], [], []
     for file in sorted(files, key=lambda f: Path(f).suffix.lower() == ".txt"):  # images first
         src = Path(file)
         suffix = src.suffix.lower()
         if suffix == ".txt":
             shutil.copyfile(src, folder / src.name)
+            captions.append(src.name)
         elif suffix in IMAGE_EXTENSIONS:
             copied.append(free_path(folder, src.stem, suffix))
             shutil.copyfile(src, copied[-1])
         else:
             skipped.append(src.name)
-    return copied, skipped
+    stems = {p.stem for p in list_images(folder)}
+    return copied, skipped, [name for name in captions if Path(name).stem not in stems]
 
 
 def import_class_images(folder: Path, resolution: int, images: list[Path]) -> PrepareResult:

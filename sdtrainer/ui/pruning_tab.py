@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 import gradio as gr
 
-from sdtrainer.checkpoint import CheckpointError
+from sdtrainer.checkpoint import CheckpointError, temp_path
 from sdtrainer.pruning import EmaMode, prune_checkpoint
 from sdtrainer.ui.common import Lists, size_text
 from sdtrainer.ui.i18n import Say, UIError
@@ -82,7 +82,7 @@ class PruningTab:
             folder.mkdir(parents=True, exist_ok=True)
             progress(0.2, desc=say("progress_pruning", name=src.name))
             # The original is replaced only once the pruned file is written and loads: pruned beside it first.
-            target = dst.with_name(f".{dst.stem}.replacing{dst.suffix}") if replacing else dst
+            target = temp_path(dst) if replacing else dst  # a crash leaves it to remove_stale_temp_files
             report = prune_checkpoint(src, target, half=bool(half), ema=ema, overwrite=bool(overwrite))
             if replacing:
                 os.replace(target, dst)
@@ -96,7 +96,7 @@ class PruningTab:
             return Path(upload), self.state.pruned_dir
         if not source:
             raise UIError("err_pick_checkpoint")
-        path = Path(source)
+        path = self.state.confined(source)
         if not path.is_file():
             raise UIError("err_model_missing", name=path.name)
         return path, path.parent

@@ -21,7 +21,7 @@ from sdtrainer.sampling import (MAX_BATCH, MAX_SIDE, MAX_STEPS, GenerationParams
                                 size_multiple)
 from sdtrainer.ui.common import USER_ERRORS, Lists, Stopped, model_facts, stop_check
 from sdtrainer.ui.grid import labelled_grid
-from sdtrainer.ui.i18n import Say, UIError
+from sdtrainer.ui.i18n import Say, UIError, warn
 
 if TYPE_CHECKING:
     from sdtrainer.ui.app import AppState
@@ -138,7 +138,7 @@ class TestTab:
         """Token and class word from the file's metadata; image sides that suit it (a user's choice is kept
         when it fits: demo -> 64 px, SD v1 -> a multiple of 64, 512 when it was smaller than 256)."""
         say = self.state.say(request)
-        if not model or not Path(model).is_file():
+        if not model or not self.state.is_inside(model) or not Path(model).is_file():
             return gr.skip(), gr.skip(), gr.skip(), gr.skip(), ""
         facts = model_facts(Path(model))
         multiple = DEMO_MULTIPLE if facts["demo"] else SD_MULTIPLE
@@ -206,7 +206,7 @@ class TestTab:
             params = self.params(prompt, batch_size=batch_size, **settings)
             path = self.state.checked_model(model)
             if lint := self.lint_text([params.prompt], concept_pairs(token, class_word, [model]), say):
-                gr.Warning(lint)
+                warn(lint)
 
             def step(info: dict) -> None:
                 progress((info["i"] + 1) / params.steps, desc=say("progress_sampling"))
@@ -245,7 +245,7 @@ class TestTab:
             seed = int(seed) if seed is not None and seed >= 0 else random.randrange(2**32)
             base = self.params(lines[0], seed=seed, **settings)
             if lint := self.lint_text(lines, concept_pairs(token, class_word, models), say):
-                gr.Warning(lint)
+                warn(lint)
             columns = self.compare_columns(paths, lines, base, request, progress, say)
         if columns is None:
             return gr.skip(), say("msg_stopped")

@@ -24,11 +24,12 @@ from sdtrainer.config import (DEFAULT_PRESET, PRESET_VRAM_GIB, Concept, Device, 
                               number_text, preset_names, required_free_gib)
 from sdtrainer import models
 from sdtrainer.estimate import estimate, minutes
+from sdtrainer.messages import Message
 from sdtrainer.preflight import GateReport, check_gpu
 from sdtrainer.session import SessionBusy, SessionState, Status
 from sdtrainer.trainer import RunPaths, check_run_folder
 from sdtrainer.ui.common import USER_ERRORS, Lists
-from sdtrainer.ui.i18n import Say, UIError
+from sdtrainer.ui.i18n import Say, UIError, warn
 from sdtrainer.ui.projects import Project, SubjectFiles, list_projects
 
 if TYPE_CHECKING:
@@ -338,7 +339,7 @@ class TrainingTab:
         others = {n: g for n, g in PRESET_VRAM_GIB.items() if n != cfg.preset}
         report = check_gpu(required_free_gib(cfg), cfg.preset, others, min_total_gib(cfg),
                            probe=self.state.sessions.probe)
-        return gate_text(report, say, note="" if default_device() is Device.CUDA else say("tr_gate_cpu"))
+        return gate_text(report, say) if no_cuda_cause(report) is None else cpu_gate_text(report, say)
 
     # ------------------------------------------------------------------ controls
     def start(self, project: str | None, model: str | None, preset: str, run_name: str, resume_run: bool,
@@ -361,7 +362,7 @@ class TrainingTab:
             except SessionBusy:
                 raise UIError("err_session_busy") from None
         if cfg.device is Device.CPU and not self.state.is_demo_file(path):
-            gr.Warning(say("tr_cpu_real_model"))
+            warn(say("tr_cpu_real_model"))
         return say("msg_training_started", run=name, folder=session.run_dir), name
 
     def run_name(self, run_name: str, project: Project) -> str:
@@ -416,7 +417,7 @@ class TrainingTab:
         say = self.state.say(request)
         session = self.active_session()
         if session is None:
-            gr.Warning(say("msg_no_training"))
+            warn(say("msg_no_training"))
             return say("msg_no_training")
         getattr(session, action)()
         return say(done_key)
@@ -517,6 +518,17 @@ def plot_frame(rows: list[dict]) -> pd.DataFrame | None:
         return None
     frame = pd.DataFrame(rows, columns=["step", "value", "series"])
     return frame.astype({"step": "int64", "value": "float64", "series": "str"})
+
+
+def no_cuda_cause(report: GateReport) -> Message | None:
+    """Why the gate found no CUDA GPU at all (a CPU-only PyTorch...), None when it found one."""
+    return next((r.fields["cause"] for r in report.reasons if getattr(r, "key", None) == "gate_no_cuda"), None)
+
+
+def cpu_gate_text(report: GateReport, say: Say) -> str:
+    """Without a usable CUDA GPU the app trains on the CPU: say that once, with why there is no GPU (the gate's
+    report is about GPUs, and its advice is the command line's)."""
+    return say("tr_gate_cpu", cause=say.message(no_cuda_cause(report)))
 
 
 def gate_text(report: GateReport, say: Say, note: str = "") -> str:
