@@ -52,10 +52,10 @@ def draw(model: StableDiffusion, prompts: list[str], seeds: list[int], side: int
     for start in range(0, len(prompts), settings.batch):
         chunk = slice(start, start + settings.batch)
         cond = table[[unique.index(p) for p in prompts[chunk]]]
-        noise = initial_noise(seeds[chunk], (model.cfg.unet.in_channels, side // f, side // f), device, dtype)
+        generators = [torch.Generator().manual_seed(seed) for seed in seeds[chunk]]  # one stream per sample
+        noise = initial_noise(generators, (model.cfg.unet.in_channels, side // f, side // f), device, dtype)
         extra = {"cond": cond, "uncond": uncond.expand(len(cond), -1, -1), "cfg_scale": settings.cfg_scale}
-        latents = sample(denoiser, noise, settings.sampler, settings.steps, extra,
-                         generator=torch.Generator().manual_seed(seeds[start]))
+        latents = sample(denoiser, noise, settings.sampler, settings.steps, extra, generator=generators)
         pixels = model.decode_latents(latents.to(next(model.vae.parameters()).dtype))
         images.append(((pixels.float() + 1) * 127.5).round().clamp(0, 255).to(torch.uint8).cpu())
     return torch.cat(images)
