@@ -7,6 +7,7 @@ With ``CI=true`` (as .ci/run sets it) any other skip is a failure: a missing tes
 (chromium, diffusers) must not pass unseen.
 """
 import os
+import socket
 from pathlib import Path
 
 import numpy as np
@@ -110,3 +111,10 @@ def subject_photos(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def class_photos(tmp_path_factory) -> Path:
     return write_photos(tmp_path_factory.mktemp("class") / "reg", 6, vertical=False, seed=100)
+
+
+def free_port() -> int:
+    """A TCP port nobody listens on now, for an app launched by a test."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]

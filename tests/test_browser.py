@@ -4,7 +4,7 @@ Screenshots go to tests/artifacts/.
 
 Skipped only when /usr/bin/chromium is missing, and that skip is a failure in CI (CI=true).
 """
-import socket
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -12,6 +12,7 @@ import pytest
 from gradio_client import Client, handle_file
 from PIL import Image
 
+from conftest import free_port
 from sdtrainer.ui.app import build_app
 from sdtrainer.ui.projects import Project
 
@@ -25,12 +26,6 @@ pytestmark = [pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's c
               pytest.mark.slow]
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def app(tmp_path_factory):
     root = tmp_path_factory.mktemp("browser")
@@ -40,27 +35,33 @@ def app(tmp_path_factory):
     blocks.close()
 
 
-@pytest.fixture(scope="module")
-def project(app, tmp_path_factory) -> str:
-    """A ready project made through the API (the browser test is about the Training tab, not uploads)."""
-    src = tmp_path_factory.mktemp("photos")
-    rng = np.random.default_rng(0)
+def prepared_project(app, folder: Path, name: str, seed: int) -> Client:
+    """A project of 5 random photos, prepared at 64 px, made through the API (these tests are about other tabs
+    than the uploads); returns the client that made it."""
+    rng = np.random.default_rng(seed)
     files = []
     for i in range(5):
-        files.append(src / f"p{i}.png")
+        files.append(folder / f"p{i}.png")
         Image.fromarray((rng.random((96, 96, 3)) * 255).astype("uint8")).save(files[-1])
     client = Client(app.local_url, verbose=False)
-    client.predict(new_name="anna", api_name="/dataset_create")
-    client.predict(name="anna", token="ohwx", class_word="person", resolution=64, api_name="/dataset_save_settings")
-    client.predict(name="anna", files=[handle_file(f) for f in files], api_name="/dataset_add_photos")
-    client.predict(name="anna", crop="center", api_name="/dataset_prepare")
+    client.predict(new_name=name, api_name="/dataset_create")
+    client.predict(name=name, token="ohwx", class_word="person", resolution=64, api_name="/dataset_save_settings")
+    client.predict(name=name, files=[handle_file(f) for f in files], api_name="/dataset_add_photos")
+    client.predict(name=name, crop="center", api_name="/dataset_prepare")
+    return client
+
+
+@pytest.fixture(scope="module")
+def project(app, tmp_path_factory) -> str:
+    client = prepared_project(app, tmp_path_factory.mktemp("photos"), "anna", seed=0)
     demo = str(app.state.outputs_dir / "demo" / "sdtrainer-demo-tiny.safetensors")
     client.predict(name="anna", model=demo, count=2, api_name="/dataset_generate_class_images")
     return "anna"
 
 
-@pytest.fixture(scope="module")
-def page(app):
+@contextmanager
+def browser_page(url: str):
+    """A headless chromium page on the app, in English, once the first tab is drawn."""
     from playwright.sync_api import sync_playwright
 
     ARTIFACTS.mkdir(exist_ok=True)
@@ -68,10 +69,16 @@ def page(app):
         browser = p.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
         tab = browser.new_page(locale="en-US", viewport={"width": 1400, "height": 1000})
         tab.set_default_timeout(TIMEOUT_MS)
-        tab.goto(app.local_url)
+        tab.goto(url)
         tab.get_by_role("tab", name="1. Dataset").wait_for()
         yield tab
         browser.close()
+
+
+@pytest.fixture(scope="module")
+def page(app):
+    with browser_page(app.local_url) as tab:
+        yield tab
 
 
 def test_switch_to_french(page):

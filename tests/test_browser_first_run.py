@@ -8,12 +8,10 @@ Skipped only when /usr/bin/chromium is missing.
 import re
 import time
 
-import numpy as np
 import pytest
-from gradio_client import Client, handle_file
-from PIL import Image
 
-from test_browser import ARGS, ARTIFACTS, CHROMIUM, TIMEOUT_MS, free_port
+from conftest import free_port
+from test_browser import ARTIFACTS, CHROMIUM, TIMEOUT_MS, browser_page, prepared_project
 
 from sdtrainer.config import CPU_SETTINGS
 from sdtrainer.ui.app import build_app
@@ -37,34 +35,14 @@ def app(tmp_path_factory):
 @pytest.fixture(scope="module")
 def project(app, tmp_path_factory) -> str:
     """Prepared photos and no class images: the first run has to make them."""
-    src = tmp_path_factory.mktemp("photos")
-    rng = np.random.default_rng(1)
-    files = []
-    for i in range(5):
-        files.append(src / f"p{i}.png")
-        Image.fromarray((rng.random((96, 96, 3)) * 255).astype("uint8")).save(files[-1])
-    client = Client(app.local_url, verbose=False)
-    client.predict(new_name="newcomer", api_name="/dataset_create")
-    client.predict(name="newcomer", token="ohwx", class_word="person", resolution=64,
-                   api_name="/dataset_save_settings")
-    client.predict(name="newcomer", files=[handle_file(f) for f in files], api_name="/dataset_add_photos")
-    client.predict(name="newcomer", crop="center", api_name="/dataset_prepare")
+    prepared_project(app, tmp_path_factory.mktemp("photos"), "newcomer", seed=1)
     return "newcomer"
 
 
 @pytest.fixture(scope="module")
 def page(app):
-    from playwright.sync_api import sync_playwright
-
-    ARTIFACTS.mkdir(exist_ok=True)
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
-        tab = browser.new_page(locale="en-US", viewport={"width": 1400, "height": 1000})
-        tab.set_default_timeout(TIMEOUT_MS)
-        tab.goto(app.local_url)
-        tab.get_by_role("tab", name="1. Dataset").wait_for()
+    with browser_page(app.local_url) as tab:
         yield tab
-        browser.close()
 
 
 def training_panel(page):

@@ -1,20 +1,14 @@
 """The server's guard: requests naming a foreign host (DNS rebinding, cross-site pages) are refused, and a
 login cannot be guessed at speed. The app is launched for real on 127.0.0.1 and probed with httpx."""
 import asyncio
-import socket
 
 import httpx
 import pytest
 from gradio_client import Client
 
+from conftest import free_port
 from sdtrainer.ui.app import build_app
 from sdtrainer.ui.guard import LoginLimiter, host_name, slow_login
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")

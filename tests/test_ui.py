@@ -10,7 +10,6 @@ import itertools
 import json
 import re
 import shutil
-import socket
 import time
 from pathlib import Path
 
@@ -23,7 +22,7 @@ from PIL import Image
 from safetensors.torch import load_file, save_file
 import torch
 
-from conftest import FakeProbe
+from conftest import FakeProbe, free_port
 from sdtrainer.checkpoint import load_model, read_metadata
 from sdtrainer.concepts import run_subjects
 from sdtrainer.config import Concept, ConfigError, check_config, load_config
@@ -42,12 +41,6 @@ from sdtrainer.ui.test_tab import concept_pairs
 from sdtrainer.ui.training_tab import SETTINGS, TrainingTab, gate_text, parsed
 
 TRAIN_TIMEOUT_S = 120
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def photo(path: Path, seed: int, size=(160, 200)) -> Path:
