@@ -615,7 +615,8 @@ def test_stopped_runs_and_class_images_read_as_what_they_are():
     assert "Class images" not in TrainingTab.progress_text(None, making, Say("en"))
 
 
-def test_bad_input_gives_messages_and_the_app_keeps_working(app, client, french, demo_model, tmp_path, capfd):
+def test_bad_input_gives_messages_and_the_app_keeps_working(app, client, french, project, demo_model, tmp_path,
+                                                            capfd):
     cases = [
         (dict(model=demo_model, prompt="  ", batch_size=1, token="", class_word="", negative_prompt="",
               sampler="euler_a", steps=5, cfg_scale=7, seed=1, width=64, height=64, api_name="/test_generate"),
