@@ -397,6 +397,11 @@ def import_bitsandbytes():
     return bitsandbytes
 
 
+def needs_bitsandbytes(cfg: TrainConfig) -> bool:
+    """8-bit AdamW, and the stochastically rounded AdamW of bf16 weights, are bitsandbytes' kernels."""
+    return cfg.optimizer is OptimizerName.ADAMW8BIT or cfg.precision is Precision.BF16_TRUE
+
+
 def build_optimizer(cfg: TrainConfig, groups: list[dict], device: torch.device) -> torch.optim.Optimizer:
     """AdamW as configured. bf16 weights (bf16-true) always take the stochastically rounded AdamW: rounded
     to nearest, updates at DreamBooth learning rates are smaller than half a bf16 step and all vanish."""
@@ -959,7 +964,7 @@ def run_training(cfg: TrainConfig, run_dir: Path, emit: Emit, control: RunContro
     paths = RunPaths(Path(run_dir))
     # 1. settings, run folder, photos: every user error before anything heavy
     check_config(cfg)
-    if cfg.optimizer is OptimizerName.ADAMW8BIT or cfg.precision is Precision.BF16_TRUE:
+    if needs_bitsandbytes(cfg):
         import_bitsandbytes()
     check_run_folder(paths, resume)
     subjects = run_subjects(cfg)
