@@ -33,8 +33,8 @@ HEADERS = {
            "learning vs fp32 weights |",
            "UNet forward + backward alone (bf16, CUDA graph): the ceiling",
            "sampling 512×512, CFG 7, euler_a 20 steps, fp16, UNet as a CUDA graph", "UNet it/s", "s per image",
-           "Measured on {device} on {date} (torch {torch}) with `{command}`: each job the median of {processes} "
-           "processes; peak VRAM is PyTorch's maximum reserved memory (add ~0.5 GiB of CUDA context). Learning: "
+           "Measured on {device} on {date} (torch {torch}) with `{command}`: each preset the median of {processes} "
+           "processes (the number of every job's processes is in `bench/results/`); peak VRAM is PyTorch's maximum reserved memory (add ~0.5 GiB of CUDA context). Learning: "
            "the drop of a held-out denoising error after the same steps from the same weights, as a share of "
            "the fp32 run's; in brackets the share of UNet weights that changed (bf16 weights with stochastic "
            "rounding move by whole bf16 steps, so fewer of them change, by more)."),
@@ -43,8 +43,8 @@ HEADERS = {
            "face aux réglages par défaut du script | apprentissage face aux poids fp32 |",
            "UNet seul, aller + retour (bf16, graphe CUDA) : le plafond",
            "échantillonnage 512×512, CFG 7, euler_a 20 pas, fp16, UNet en graphe CUDA", "it/s UNet", "s par image",
-           "Mesuré sur {device} le {date} (torch {torch}) avec `{command}` : chaque mesure est la médiane de "
-           "{processes} processus ; la VRAM max est le maximum de mémoire réservée par PyTorch (ajouter ~0,5 Gio "
+           "Mesuré sur {device} le {date} (torch {torch}) avec `{command}` : chaque préréglage est la médiane "
+           "de {processes} processus (le nombre de processus de chaque mesure est dans `bench/results/`) ; la VRAM max est le maximum de mémoire réservée par PyTorch (ajouter ~0,5 Gio "
            "de contexte CUDA). Apprentissage : la baisse d'une erreur de débruitage mesurée à part, après les "
            "mêmes pas depuis les mêmes poids, rapportée à celle du calcul en fp32 ; entre crochets la part des "
            "poids du UNet qui ont changé (les poids bf16 à arrondi stochastique bougent par pas bf16 entiers : "

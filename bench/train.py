@@ -18,8 +18,8 @@ repeated --repeat times, the median kept and the spread recorded):
   sampling[:graph]    our sampler, fp16, CFG 7, euler_a 20 steps, VAE decode ([:graph]: CUDA graph)
   reference:sampling  diffusers UNet + VAE in fp16, the same loop as StableDiffusionPipeline
 
-Learning: every train job starts from the same random weights and data order; after its steps it
-reports the share of UNet weights that changed and the relative drop of a held-out denoising error
+Learning: every train job starts from the same random weights and data order; after its steps its first
+process reports the share of UNet weights that changed and the relative drop of a held-out denoising error
 (subject latents, fixed noise and timesteps, evaluated in fp32), set against train:fp32's.
 Throughput in TFLOP/s counts the useful work of a step: forward and backward of the UNet on 2 images
 (2.47 TFLOP per 512 px image), not the recomputation of gradient checkpointing.
@@ -163,14 +163,18 @@ def time_training(preset: str, overrides: list[str], args) -> dict:
         trainer = build_trainer(cfg, callbacks)
         module = DreamBoothModule(cfg, model, data)
         trainer.precision_plugin.convert_module(module)  # bf16-true: learning is measured from the rounded start
-        start, error_before = unet_weights(model), heldout_error(model, data)
+        if args.learning:
+            start, error_before = unet_weights(model), heldout_error(model, data)
         reset_peak(torch.device(args.device))
+        fit_started = time.perf_counter()
         trainer.fit(module)
+        fit_s = time.perf_counter() - fit_started
         memory = peaks(torch.device(args.device))
-    changed = unet_weights(model) != start
-    return {**timer.result(args.steps), **memory, "cpu_fallbacks": notes,
-            "share_changed": changed.float().mean().item(),
-            "error_drop": (error_before - heldout_error(model, data)) / error_before,
+    learnt = {}
+    if args.learning:
+        learnt = {"share_changed": (unet_weights(model) != start).float().mean().item(),
+                  "error_drop": (error_before - heldout_error(model, data)) / error_before}
+    return {**timer.result(args.steps), **memory, **learnt, "cpu_fallbacks": notes, "fit_s": fit_s,
             "precision": cfg.precision.value, "optimizer": cfg.optimizer.value,
             "gradient_checkpointing": cfg.gradient_checkpointing, "cuda_graphs": cfg.cuda_graphs,
             "compile": cfg.compile, "learning_rate": cfg.learning_rate}
@@ -221,7 +225,33 @@ def time_ceiling(args) -> dict:
         call(x, t, cond).float().square().mean().backward()
         synchronize(device)
         marks.append(time.perf_counter())
-    return {"it_per_s": args.steps / (marks[-1] - marks[args.warmup - 1]), **peaks(device)}
+    result = {"it_per_s": args.steps / (marks[-1] - marks[args.warmup - 1]), **peaks(device)}
+    return {**result, **step_parts_ms(unet, args)}
+
+
+def step_parts_ms(unet, args) -> dict:
+    """What the 24gb preset adds to the ceiling's forward and backward, each timed alone on the UNet's
+    parameters in fp32 (its master weights): the fused AdamW step, the gradient clipping (norm and scale),
+    and the casts of the weights to bf16 that autocast makes each step. A profile of the step, in parts."""
+    device = torch.device(args.device)
+    params = [p.detach().float().requires_grad_(True) for p in unet.parameters()]
+    for p in params:
+        p.grad = torch.randn_like(p) * 1e-3
+    optimizer = torch.optim.AdamW(params, lr=1e-6, fused=device.type == "cuda" or None)
+    parts = {"adamw_fused": lambda: optimizer.step(),
+             "clip_grad_norm": lambda: torch.nn.utils.clip_grad_norm_(params, 1.0),
+             "bf16_casts": lambda: [p.to(torch.bfloat16) for p in params]}
+    times = {}
+    for name, part in parts.items():
+        for _ in range(3):
+            part()
+        synchronize(device)
+        start = time.perf_counter()
+        for _ in range(args.steps):
+            part()
+        synchronize(device)
+        times[f"{name}_ms"] = 1000 * (time.perf_counter() - start) / args.steps
+    return times
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -277,11 +307,14 @@ def run_safely(job: str, args) -> dict:
 # ---------------------------------------------------------------------------------------------------
 
 def combine(runs: list[dict]) -> dict:
-    """One job's processes as one result: the median process (by it/s), with every process's it/s kept."""
+    """One job's processes as one result: the median process (by it/s), with every process's it/s kept, and
+    what the first process learnt (only it measures learning: the others start from the same weights and data)."""
     ok = sorted((r for r in runs if "error" not in r), key=lambda r: r["it_per_s"])
     if not ok:
         return runs[0]
-    return {**ok[len(ok) // 2], "it_per_s_runs": [r["it_per_s"] for r in ok], "failed_runs": len(runs) - len(ok)}
+    learnt = {k: runs[0][k] for k in ("share_changed", "error_drop") if k in runs[0]}
+    return {**ok[len(ok) // 2], **learnt, "it_per_s_runs": [r["it_per_s"] for r in ok],
+            "failed_runs": len(runs) - len(ok)}
 
 
 def summarize(jobs: dict[str, dict], date: str, device_name: str, size: int) -> dict:
@@ -366,6 +399,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--out", default=str(ROOT / "bench" / "results"))
     parser.add_argument("--merge", help="a details file of an earlier run on the same device: its jobs that this run "
                                         "does not repeat are kept (listed under merged_jobs)")
+    parser.add_argument("--no-learning", dest="learning", action="store_false",
+                        help="time only (the repeats of a job: learning is measured by its first process)")
     parser.add_argument("--job", help=argparse.SUPPRESS)  # one job, in a child process
     args = parser.parse_args(argv)
     args.steps = args.steps or (3 if args.tiny else 30)
@@ -391,8 +426,8 @@ def main(argv: list[str] | None = None) -> dict:
     jobs = {}
     for job in args.jobs or default_jobs(args.device):
         print(f"[bench] {job} ...", file=sys.stderr, flush=True)
-        runs = [run_safely(job, args) if args.in_process else run_isolated(job, child_argv, timeout=480)
-                for _ in range(args.repeat)]
+        runs = [run_safely(job, args) if args.in_process else
+                run_isolated(job, child_argv + ["--no-learning"] * (i > 0), timeout=480) for i in range(args.repeat)]
         jobs[job] = combine(runs)
         print(f"[bench] {job}: {json.dumps(jobs[job])[:400]}", file=sys.stderr, flush=True)
         kept = {k: v for k, v in {**earlier.get("merged_jobs", {}), **earlier["jobs"]}.items() if k not in jobs}

@@ -5,7 +5,8 @@
     python -m bench.quality --size tiny --device cpu --runs 24gb --steps 20 40 --out /tmp/q   # the code, on the CPU
 
 1. the reader's accuracy on held-out world images;  2. the base model: read from --base if the file is
-there, else pretrained (VAE, then UNet and text encoder) and written there; its caption accuracy;
+there, else pretrained (VAE, then UNet under the frozen text encoder) and written there (--pretrain-more: its
+UNet trained further); its caption accuracy;
 3. the subject's photos and the class images (the base's own `<class>` samples);  4. each run through
 the app's trainer (`<preset>[+prior=W][+te=0|1][+lr=SCALE][+key=value]`), scored at each step count;
 5. the reference loop (bench/reference.py's step) at the same step counts;  6. <out>/quality-latest.json,
@@ -57,11 +58,12 @@ def parse_run(text: str, lr_scale: float) -> RunSpec:
 def base_model(args, world: World, config, budget: Budget, record: dict) -> Path:
     """The base checkpoint: reused when the file exists, else pretrained and written."""
     path = Path(args.base)
-    if path.exists() and not args.pretrain:
+    if path.exists() and not (args.pretrain or args.pretrain_more):
         print(f"base: reusing {path}")
         record["base"]["file"] = str(path)
         return path
-    print(f"base: pretraining {config.name} on {args.device}")
+    earlier = load_model(path, device=args.device, dtype=torch.float32)[0] if args.pretrain_more else None
+    print(f"base: pretraining {config.name} on {args.device}" + " (its UNet further)" * args.pretrain_more)
     budget.unet_seconds = args.pretrain_seconds or budget.unet_seconds
     budget.vae_steps = args.vae_steps or budget.vae_steps
     budget.pool = args.pool or budget.pool
@@ -71,7 +73,7 @@ def base_model(args, world: World, config, budget: Budget, record: dict) -> Path
         print(f"  unet step {step}: caption accuracy {accuracy:.3f} (EMA weights, 128 samples)")
         return accuracy >= args.target_accuracy
 
-    model, report = pretrain(world, config, args.device, budget, good_enough=good_enough)
+    model, report = pretrain(world, config, args.device, budget, good_enough=good_enough, model=earlier)
     keep_vocabulary(model, world_words(world) + [args.token])
     path.parent.mkdir(parents=True, exist_ok=True)
     save_checkpoint(model, path, dtype=torch.float16, metadata={"base_model": f"bench.quality pretrain ({config.name})"})
@@ -134,6 +136,7 @@ def parse_args(argv):
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--base", help="base checkpoint (pretrained and written there if missing)")
     p.add_argument("--pretrain", action="store_true", help="pretrain even if --base exists")
+    p.add_argument("--pretrain-more", action="store_true", help="train the UNet of the existing --base further")
     p.add_argument("--pretrain-seconds", type=float, help="cap on the UNet's pretraining")
     p.add_argument("--target-accuracy", type=float, default=0.93,
                    help="pretraining stops once the base's caption accuracy reaches this")

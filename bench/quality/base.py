@@ -227,16 +227,20 @@ def keep_vocabulary(model: StableDiffusion, words: list[str]) -> None:
 
 
 def pretrain(world: World, config: SDConfig, device: str | torch.device, budget: Budget, log=print,
-             good_enough=None) -> tuple[StableDiffusion, PretrainReport]:
+             good_enough=None, model: StableDiffusion | None = None) -> tuple[StableDiffusion, PretrainReport]:
     """A base model of `config` that draws the world's captions: the VAE first, then the UNet under a frozen
-    random text encoder, until `good_enough(model, step)` says so or the budget is spent."""
+    random text encoder, until `good_enough(model, step)` says so or the budget is spent. Given a `model`
+    (an earlier base, in fp32), its VAE is kept and its UNet trains on."""
     device = torch.device(device)
     torch.manual_seed(budget.seed)
-    model, report = StableDiffusion(config).to(device), PretrainReport()
+    report = PretrainReport()
+    if model is None:
+        model = StableDiffusion(config).to(device)
+        model.requires_grad_(False)
+        model.vae.requires_grad_(True)
+        train_vae(model, world, budget, device, report)
+        log(f"  vae: {report.vae_steps} steps, loss {report.vae_loss:.5f}, {report.vae_seconds:.0f} s")
     model.requires_grad_(False)
-    model.vae.requires_grad_(True)
-    train_vae(model, world, budget, device, report)
-    log(f"  vae: {report.vae_steps} steps, loss {report.vae_loss:.5f}, {report.vae_seconds:.0f} s")
     model.unet.requires_grad_(True)
     check = (lambda step: good_enough(model, step)) if good_enough is not None else None
     train_unet(model, world, budget, device, report, log, check)
