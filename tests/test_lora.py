@@ -8,8 +8,8 @@ import torch
 from safetensors.torch import save_file
 
 from bench.reference import SD_V1_DIFFUSERS, TINY_DIFFUSERS
-from ldm.model import SD_V1, TINY, StableDiffusion
-from sdtrainer.checkpoint import CheckpointError, save_checkpoint
+from ldm.model import SD_V1, StableDiffusion
+from sdtrainer.checkpoint import CheckpointError
 from sdtrainer.lora import (ALPHA, DOWN, UP, LayerGroup, Lora, LoraError, LoraModule, is_lora_file, lora_hash,
                             lora_layers, read_lora, with_lora)
 from sdtrainer.messages import message_of, say_in
