@@ -41,17 +41,20 @@ def add_demo_model(sub) -> None:
 
 
 def run_generate(args) -> int:
+    from sdtrainer.lora import lora_hash
     from sdtrainer.models import ModelCache
-    from sdtrainer.sampling import GenerationParams, generate, save_images
+    from sdtrainer.sampling import GenerationParams, LoraUse, generate, save_images
 
     if not Path(args.model).is_file():
         raise ValueError(f"model file not found: {args.model}")
     cache = ModelCache()
-    model, info = cache.get(Path(args.model))
+    lora = Path(args.lora) if args.lora else None
+    model, info = cache.get(Path(args.model), lora, args.lora_weight)
     params = GenerationParams(prompt=args.prompt, negative_prompt=args.negative, sampler=args.sampler,
                               steps=args.steps, cfg_scale=args.cfg, seed=args.seed, width=args.width,
-                              height=args.height, batch_size=args.batch, eta=args.eta)
-    results = generate(model, params, model_name=Path(args.model).stem, unet=cache.sampling_unet())
+                              height=args.height, batch_size=args.batch, eta=args.eta,
+                              lora=LoraUse(lora.stem, args.lora_weight, lora_hash(lora)) if lora else None)
+    results = generate(model, params, model_name=Path(args.model).stem, unet=cache.sampling_unet(model))
     for path in save_images(results, Path(args.out)):
         print(path)
     return 0
@@ -70,6 +73,8 @@ def add_generate(sub) -> None:
     p.add_argument("--height", type=int, default=512)
     p.add_argument("--batch", type=int, default=1)
     p.add_argument("--eta", type=float, default=None, help="noise of ddim / euler_a (default: the sampler's)")
+    p.add_argument("--lora", help="a LoRA file (kohya's layout, e.g. from extract-lora) to apply to the model")
+    p.add_argument("--lora-weight", type=float, default=1.0, help="its weight, 0 to 1.5 (default 1)")
     p.add_argument("--out", required=True, help="folder for the PNGs")
     p.set_defaults(run=run_generate)
 

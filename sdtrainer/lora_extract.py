@@ -21,8 +21,8 @@ import torch
 from safetensors.torch import save_file
 
 from ldm.model import StableDiffusion
-from sdtrainer.checkpoint import (CheckpointError, check_not_a_folder, detect_file_config, normalize_state_dict, read_checkpoint,
-                                  same_shapes, write_atomically)
+from sdtrainer.checkpoint import (CheckpointError, check_not_a_folder, detect_file_config, normalize_state_dict,
+                                  read_checkpoint, same_shapes, write_atomically)
 from sdtrainer.lora import ALPHA, DOWN, UP, LayerGroup, LoraError, LoraLayer, lora_layers, model_hashes
 from sdtrainer.messages import Message
 from sdtrainer.models import default_device

@@ -17,8 +17,8 @@ from pathlib import Path
 import torch
 
 from sdtrainer.checkpoint import (EMA_PREFIX, PICKLE_SUFFIXES, SAFETENSORS_SUFFIXES, CheckpointError,
-                                  check_not_a_folder, detect_file_config, load_model, normalize_state_dict, read_checkpoint,
-                                  save_checkpoint, temp_path, to_model_key)
+                                  check_not_a_folder, detect_file_config, load_model, normalize_state_dict,
+                                  read_checkpoint, save_checkpoint, temp_path, to_model_key)
 from sdtrainer.messages import Message
 
 
