@@ -2,13 +2,14 @@
 
     report = extract_lora("models/v1-5.safetensors", "outputs/runs/joe/joe-final.safetensors",
                           "outputs/lora/joe.safetensors", ExtractSettings(rank=32))
-    print(report.summary)  # "joe.safetensors: 192 layers at rank 32 keep 87.3% of the difference (18.1 MB)"
+    print(report.summary)  # "joe.safetensors: 192 layers at rank 32 keep 87.3% of their difference ..."
 
 For each layer a kohya LoRA adapts (sdtrainer.lora.lora_layers), the difference D = W_tuned - W_base, flattened to
 [out, in*kh*kw], is factored by SVD, D = U S Vh. The r largest singular values give the closest rank-r matrix
 (Eckart-Young), and the share of D's energy (squared Frobenius norm) it keeps is sum(S[:r]^2) / sum(S^2): the
-report gives it per layer and over the whole model. The file holds up = U_r sqrt(S_r) and down = sqrt(S_r) Vh_r
-(the two halves alike in size, which fp16 keeps better) and alpha = r, so that alpha/rank = 1.
+report gives it per layer, over the whole LoRA and at other ranks, and how much of all that training changed its
+layers hold (biases, norms, the first and last convs are in no kohya LoRA). The file holds up = U_r sqrt(S_r) and
+down = sqrt(S_r) Vh_r (the two halves alike in size, which fp16 keeps better) and alpha = r, so alpha/rank = 1.
 """
 import json
 import math
@@ -21,13 +22,15 @@ import torch
 from safetensors.torch import save_file
 
 from ldm.model import StableDiffusion
-from sdtrainer.checkpoint import (CheckpointError, check_not_a_folder, detect_file_config, normalize_state_dict,
-                                  read_checkpoint, same_shapes, write_atomically)
-from sdtrainer.lora import ALPHA, DOWN, UP, LayerGroup, LoraError, LoraLayer, lora_layers, model_hashes
+from sdtrainer.checkpoint import (UNET_PREFIX, CheckpointError, check_not_a_folder, detect_file_config,
+                                  normalize_state_dict, read_checkpoint, same_shapes, write_atomically)
+from sdtrainer.lora import (ALPHA, DOWN, TEXT_HOLDER, UP, LayerGroup, LoraError, LoraLayer, lora_layers,
+                            model_hashes)
 from sdtrainer.messages import Message
 from sdtrainer.models import default_device
 
 MAX_RANK = 1024
+RANK_STEPS = (4, 8, 16, 32, 64, 128, 256)  # the ranks the report gives the kept share of, to choose one
 
 
 @dataclass(frozen=True)
@@ -46,6 +49,10 @@ class LayerReport:
     full_rank: int  # min(out, in*kh*kw): the rank that keeps everything
     energy: float  # ||D||^2, the squared Frobenius norm of the layer's difference
     kept: float  # share of it the kept rank holds
+    shares: tuple[float, ...] = field(repr=False, default=())  # share kept at rank 1, 2, ... full_rank
+
+    def kept_at(self, rank: int) -> float:
+        return self.shares[min(rank, self.full_rank) - 1]
 
 
 @dataclass
@@ -53,13 +60,24 @@ class ExtractReport:
     path: Path
     layers: list[LayerReport]
     unchanged: list[str] = field(default_factory=list)  # adaptable layers whose difference is zero: left out
+    held: float = 1.0  # share of the difference in the extracted parts (UNet, text encoder) its layers hold
     size: int = 0  # bytes written
 
     @property
     def kept(self) -> float:
-        """Share of the whole difference's energy that the LoRA keeps."""
+        """Share of its layers' difference (energy) that the LoRA keeps."""
+        return self.kept_at(None)
+
+    def kept_at(self, rank: int | None) -> float:
+        """That share if every layer had `rank` (None: the ranks it has)."""
         total = sum(layer.energy for layer in self.layers)
-        return sum(layer.energy * layer.kept for layer in self.layers) / total
+        kept = (layer.kept if rank is None else layer.kept_at(rank) for layer in self.layers)
+        return sum(layer.energy * share for layer, share in zip(self.layers, kept)) / total
+
+    def rank_steps(self) -> list[tuple[int, float]]:
+        """(rank, kept_at(rank)) for the RANK_STEPS below the largest full rank: what a rank would keep."""
+        top = max(layer.full_rank for layer in self.layers)
+        return [(rank, self.kept_at(rank)) for rank in RANK_STEPS if rank < top]
 
     @property
     def ranks(self) -> str:
@@ -68,8 +86,8 @@ class ExtractReport:
 
     @property
     def summary(self) -> str:
-        return (f"{self.path.name}: {len(self.layers)} layers at rank {self.ranks} keep {self.kept:.1%} of the "
-                f"difference ({self.size / 1e6:.1f} MB)")
+        return (f"{self.path.name}: {len(self.layers)} layers at rank {self.ranks} keep {self.kept:.1%} of their "
+                f"difference ({self.size / 1e6:.1f} MB); those layers hold {self.held:.1%} of what training changed")
 
     def worst(self, n: int) -> list[LayerReport]:
         """The n layers that keep the least of their difference."""
@@ -111,7 +129,8 @@ def extract_lora(base: str | Path, tuned: str | Path, out: str | Path, settings:
     if not reports:
         raise LoraError(Message("lora_no_difference", tuned=tuned.name, base=base.name))
     # 4. write it, with what AUTOMATIC1111 and kohya's tools read
-    report = ExtractReport(out, reports, unchanged)
+    report = ExtractReport(out, reports, unchanged, held=sum(r.energy for r in reports) / _changed(
+        base_sd, tuned_sd, settings))
     metadata = lora_metadata(base, tuned, tuned_metadata, settings, report)
     write_atomically(out, lambda tmp: save_file(tensors, tmp, metadata=metadata),
                      sum(t.nbytes for t in tensors.values()) + (1 << 20))
@@ -152,6 +171,14 @@ def _read_model(path: Path):
     return normalize_state_dict(raw), config, metadata
 
 
+def _changed(base_sd: dict[str, torch.Tensor], tuned_sd: dict[str, torch.Tensor], settings: ExtractSettings) -> float:
+    """The energy of the whole difference in the parts extracted (the UNet, and the text encoder when asked):
+    biases, norms, first and last convs and the layers left out included, which no kohya LoRA holds."""
+    parts = (UNET_PREFIX, TEXT_HOLDER) if settings.text_encoder else (UNET_PREFIX,)
+    return sum(float((tuned_sd[k].float() - t.float()).square().sum()) for k, t in base_sd.items()
+               if k.startswith(parts) and t.is_floating_point())
+
+
 def _selected(layer: LoraLayer, settings: ExtractSettings) -> bool:
     return {LayerGroup.ATTENTION: True, LayerGroup.CONV: settings.conv_rank > 0,
             LayerGroup.TEXT: settings.text_encoder}[layer.group]
@@ -170,7 +197,7 @@ def factor(diff: torch.Tensor, layer: LoraLayer, settings: ExtractSettings) -> t
     root = s[:rank].sqrt()
     up = (u[:, :rank] * root).reshape(diff.shape[0], rank, *[1] * (diff.dim() - 2))
     down = (root[:, None] * vh[:rank]).reshape(rank, *diff.shape[1:])
-    report = LayerReport(layer.name, rank, len(s), float(energy.sum()), float(kept[rank - 1]))
+    report = LayerReport(layer.name, rank, len(s), float(energy.sum()), float(kept[rank - 1]), tuple(kept.tolist()))
     return up.cpu().contiguous(), down.cpu().contiguous(), report
 
 

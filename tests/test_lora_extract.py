@@ -33,6 +33,10 @@ def test_a_full_rank_lora_gives_back_the_trained_model(base_and_tuned, tmp_path)
     report = extract_lora(base, tuned, tmp_path / "full.safetensors", EVERYTHING)
     assert len(report.layers) == len(lora_layers(load_model(base)[0])) and not report.unchanged
     assert all(layer.rank == layer.full_rank and layer.kept > 1 - 1e-6 for layer in report.layers)
+    assert report.held == pytest.approx(1, abs=1e-6)  # training changed only what a LoRA can hold
+    steps = report.rank_steps()
+    assert [rank for rank, _ in steps] == [4, 8, 16, 32]  # below the largest full rank, min(out, in) = 64 in TINY
+    assert report.kept_at(1) < report.kept_at(2) and all(kept > 0.99 for _, kept in steps)  # rank-2 changes
     base_model, trained = load_model(base)[0], load_model(tuned)[0]
     merged = with_lora(base_model, read_lora(report.path), 1.0)
     x, t, context = torch.randn(2, 4, 8, 8), torch.tensor([5, 900]), torch.randn(2, 77, 32)
@@ -61,6 +65,13 @@ def test_a_lower_rank_keeps_the_energy_it_reports(base_and_tuned, tmp_path):
         assert 0.2 < layer.kept < 0.95, layer
         kept_energy += layer.energy - float(residual)
     assert report.kept == pytest.approx(kept_energy / sum(layer.energy for layer in report.layers), abs=1e-4)
+    assert report.kept_at(1) == pytest.approx(report.kept) and report.kept_at(2) > 0.99
+    # held: the attention layers' share of all the UNet's change (its ResBlocks changed too, but are left out here)
+    a, b = (normalize_state_dict(read_checkpoint(p)[0]) for p in (base, tuned))
+    unet = sum(float((b[k] - a[k]).square().sum()) for k in a if k.startswith("model.diffusion_model."))
+    assert report.held == pytest.approx(sum(float(diffs[layer.name].square().sum()) for layer in report.layers) / unet,
+                                        rel=1e-5)
+    assert 0.2 < report.held < 0.9 and f"hold {report.held:.1%}" in report.summary
     assert "keep" in report.summary and f"{report.kept:.1%}" in report.summary
     two = extract_lora(base, tuned, tmp_path / "r2.safetensors", ExtractSettings(rank=2))
     assert two.kept > 0.99 > report.kept  # the rank-2 changes are caught whole (fp16 file, same report)

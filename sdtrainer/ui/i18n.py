@@ -762,6 +762,12 @@ STRINGS: dict[str, dict[str, str]] = {
               "différence entre {tuned} et {base}.\n\nEnregistré dans `{path}`. Choisissez-le dans l'onglet Test, "
               "ou copiez-le dans models/Lora d'AUTOMATIC1111 et écrivez `<lora:{stem}:0.8>` dans un prompt.",
     },
+    "msg_extracted_held": {"en": "These layers hold {held} of all that training changed (biases, norms, the first "
+                                 "and last convs are in no LoRA; the conv rank adds the ResBlocks).",
+                           "fr": "Ces couches portent {held} de tout ce que l'entraînement a changé (biais, "
+                                 "normalisations, première et dernière convolutions ne sont dans aucun LoRA ; le rang "
+                                 "des convolutions ajoute les ResBlocks)."},
+    "msg_extracted_ranks": {"en": "Kept at another rank: {ranks}.", "fr": "Part gardée à un autre rang : {ranks}."},
     "msg_extracted_unchanged": {"en": "{n} layers the training left alone are left out.",
                                 "fr": "{n} couches que l'entraînement n'a pas modifiées sont laissées de côté."},
     "msg_extracted_worst": {"en": "Layers that keep the least:", "fr": "Couches qui gardent le moins :"},

@@ -177,6 +177,9 @@ class PruningTab:
         head = [say("msg_extracted", name=report.path.name, size=size_text(report.size), layers=len(report.layers),
                     ranks=report.ranks, kept=f"{report.kept:.1%}", tuned=tuned.name, base=base.name,
                     path=report.path, stem=report.path.stem)]
+        head.append(say("msg_extracted_held", held=f"{report.held:.1%}"))
+        if steps := report.rank_steps():
+            head.append(say("msg_extracted_ranks", ranks=", ".join(f"{rank}: {kept:.1%}" for rank, kept in steps)))
         if report.unchanged:
             head.append(say("msg_extracted_unchanged", n=len(report.unchanged)))
         worst = [say("msg_extracted_layer", name=layer.name, rank=layer.rank, full=layer.full_rank,
