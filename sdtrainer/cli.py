@@ -226,7 +226,7 @@ def run_extract_lora(args) -> int:
     print(file=sys.stderr)
     print(report.summary)
     if steps := report.rank_steps():
-        print("at every layer's rank " + ", ".join(f"{rank}: {kept:.1%}" for rank, kept in steps))
+        print("kept with every layer at rank " + ", ".join(f"{rank}: {kept:.1%}" for rank, kept in steps))
     if report.unchanged:
         print(f"{len(report.unchanged)} layers unchanged, left out (e.g. {report.unchanged[0]})")
     print("layers that keep the least:")

@@ -1064,6 +1064,10 @@ def test_extract_a_lora_then_generate_with_it(app, client, french, base_and_tune
     assert f'Lora hashes: "tuned-lora-r2: {lora_hash(lora)}"' in info and "Lora" not in plain_info
     written = sorted((app.state.outputs_dir / "txt2img").glob("*.png"), key=lambda p: p.stat().st_mtime)
     assert Image.open(written[-3]).info["parameters"] == info
+    grid, status = client.predict(models=[str(base), str(tuned)], prompts="ohwx person", token="", class_word="",
+                                  lora=str(lora), lora_weight=0.8, negative_prompt="", sampler="euler", steps=2,
+                                  cfg_scale=7, seed=3, width=64, height=64, api_name="/test_compare")
+    assert "<lora:tuned-lora-r2:0.8>" in Image.open(grid).info["parameters"].splitlines()[0] and "seed 3" in status
 
 
 def test_lora_mistakes_come_back_in_english_and_french(app, client, french, base_and_tuned, demo_model):
