@@ -151,8 +151,8 @@ def read_lora(path: str | Path) -> Lora:
         raise LoraError(Message("lora_not_found", path=path))
     tensors, metadata = read_checkpoint(path)
     names = {key.split(".")[0] for key in tensors}
-    strays = sorted(k for k in tensors if not k.startswith((LORA_UNET, LORA_TEXT))
-                    or not k.endswith((DOWN, UP, ALPHA)) or k.count(".") > 2)
+    strays = sorted(k for k in tensors if not k.startswith("lora_") or not k.endswith((DOWN, UP, ALPHA))
+                    or k.count(".") > 2)  # other prefixes (SDXL's lora_te1_...) are refused by with_lora, by name
     if strays:
         kind = "lora_is_model" if any(k.startswith(UNET_PREFIX) for k in strays) else "lora_not_kohya"
         raise LoraError(Message(kind, name=path.name, key=strays[0]))

@@ -124,8 +124,9 @@ def test_bad_lora_files_and_weights_give_one_line_in_english_and_french(tiny_mod
         assert english in str(caught.value) and "\n" not in str(caught.value), what
         assert french in say_in(message_of(caught.value), "fr"), what
     sdxl = read_lora(lora_file(tmp_path / "sdxl.safetensors", {"lora_unet_input_blocks_4_1_proj_in": (
-        torch.ones(2, 640, 1, 1), torch.ones(640, 2, 1, 1), 2.0)}))
-    with pytest.raises(LoraError, match="made for another architecture") as caught:
+        torch.ones(2, 640, 1, 1), torch.ones(640, 2, 1, 1), 2.0), "lora_te1_text_model_encoder_layers_0_mlp_fc1": (
+        torch.ones(2, 768), torch.ones(3072, 2), 2.0)}))
+    with pytest.raises(LoraError, match="adapts 2 layers this SD v1 model does not have") as caught:
         with_lora(tiny_model, sdxl, 1.0)
     assert "une autre architecture" in say_in(message_of(caught.value), "fr")
     wide = Lora(tmp_path / "wide.safetensors", {Q: LoraModule(torch.ones(2, 64), torch.ones(32, 2), 2.0)}, {})
