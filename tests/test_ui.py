@@ -897,14 +897,16 @@ def test_refresh_lists_picks_up_a_real_model_and_drops_the_demo(app, client, pro
 
     real = app.state.models_dir / "v1-5-pruned-emaonly.safetensors"
     shutil.copyfile(demo_model, real)
-    try:  # 5 model lists (the last two: the comparison's and Pruning's), then 2 project lists
-        assert refresh(demo_model, demo_model, demo_model, [demo_model], None, project, None) == [
-            str(real), str(real), str(real), [demo_model], None, project, None]
+    # 7 model lists (after the first three: the comparison's, the LoRA extraction's two and Pruning's), then 2 project
+    # lists and the LoRA list ("": none)
+    try:
+        assert refresh(demo_model, demo_model, demo_model, [demo_model], None, None, None, project, None, "") == [
+            str(real), str(real), str(real), [demo_model], None, None, None, project, None, ""]
         assert app.state.has_real_model()
     finally:
         real.unlink()
-    assert refresh(str(real), str(real), str(real), [str(real)], None, "gone", None) == [
-        demo_model, demo_model, demo_model, [], None, None, None]
+    assert refresh(str(real), str(real), str(real), [str(real)], None, None, None, "gone", None, "gone.safetensors") \
+        == [demo_model, demo_model, demo_model, [], None, None, None, None, None, ""]
 
 
 NUMBER_SETTINGS = [s for s in SETTINGS if s.kind in ("int", "float", "optional_float")]
