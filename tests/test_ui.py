@@ -1094,6 +1094,10 @@ def test_lora_mistakes_come_back_in_english_and_french(app, client, french, base
         ({**extract, "base": str(base), "tuned": str(tuned), "out_name": "../x"}, "give a file name only",
          "donnez seulement un nom de fichier"),
         ({**generate, "lora": demo_model, "lora_weight": 1.0}, "is a model, not a LoRA", "est un modèle, pas un LoRA"),
+        ({**extract, "base": str(base_and_tuned[0]), "tuned": str(tuned)}, "is outside the app's folders",
+         "est hors des dossiers de l'application"),
+        ({**generate, "lora": str(base_and_tuned[0])}, "is outside the app's folders",
+         "est hors des dossiers de l'application"),
     ]
     for kwargs, english, french_text in cases:
         with pytest.raises(AppError, match=re.escape(english)):
