@@ -102,7 +102,7 @@ def extract_lora(base: str | Path, tuned: str | Path, out: str | Path, settings:
     """
     # 1. check the request
     base, tuned, out = Path(base), Path(tuned), Path(out)
-    check_settings(settings)
+    _check_settings(settings)
     _check_output(base, tuned, out, overwrite)
     # 2. read both models: the same architecture
     base_sd, base_config, _ = _read_model(base)
@@ -138,7 +138,7 @@ def extract_lora(base: str | Path, tuned: str | Path, out: str | Path, settings:
     return report
 
 
-def check_settings(settings: ExtractSettings) -> None:
+def _check_settings(settings: ExtractSettings) -> None:
     for what, value, low in (("lora_rank_name", settings.rank, 1), ("lora_conv_rank_name", settings.conv_rank, 0)):
         if not (isinstance(value, int) and low <= value <= MAX_RANK):
             raise LoraError(Message("lora_rank", what=Message(what), low=low, high=MAX_RANK, value=value))
