@@ -612,8 +612,9 @@ STRINGS: dict[str, dict[str, str]] = {
     "te_demo_note": {"en": "(Demo model: noise is expected.)", "fr": "(Modèle de démonstration : du bruit, c'est "
                                                                      "normal.)"},
     "te_lora": {"en": "LoRA (optional)", "fr": "LoRA (facultatif)"},
-    "te_lora_info": {"en": "Applied to the model above; LoRA files in models/ and outputs/lora/.",
-                     "fr": "Appliqué au modèle ci-dessus ; fichiers LoRA de models/ et outputs/lora/."},
+    "te_lora_info": {"en": "Applied to the model above; LoRA files in models/ and outputs/ (extracted: outputs/lora/).",
+                     "fr": "Appliqué au modèle ci-dessus ; fichiers LoRA de models/ et outputs/ (extraits : "
+                           "outputs/lora/)."},
     "te_lora_weight": {"en": "LoRA weight", "fr": "Poids du LoRA"},
     "te_lora_weight_info": {"en": "1: full strength; 0.6-0.9 often keeps the base's style.",
                             "fr": "1 : pleine force ; 0,6 à 0,9 garde souvent le style de la base."},
