@@ -343,7 +343,15 @@ def detect_config(state_dict: dict[str, torch.Tensor], metadata: dict[str, str] 
         raise CheckpointError(Message("ckpt_mixed_parts", text=text.width, context=unet.context_dim, need=NEED_SD_V1))
     inferred = _known_or_custom(SDConfig(name="custom", unet=unet, vae=_infer_vae(sd), text=text))
     stored = _config_from_metadata(metadata or {})
-    return stored if stored is not None and _same_shapes(stored, inferred) else inferred
+    return stored if stored is not None and same_shapes(stored, inferred) else inferred
+
+
+def detect_file_config(path: Path, state_dict: dict[str, torch.Tensor], metadata: dict[str, str]) -> SDConfig:
+    """detect_config of a file's tensors, its error naming the file."""
+    try:
+        return detect_config(state_dict, metadata)
+    except CheckpointError as e:
+        raise CheckpointError(Message("ckpt_in_file", name=path.name, error=message_of(e))) from None
 
 
 def _unsupported_kind(sd: dict[str, torch.Tensor]) -> str | None:
@@ -457,7 +465,7 @@ def _known_or_custom(cfg: SDConfig) -> SDConfig:
     return cfg
 
 
-def _same_shapes(a: SDConfig, b: SDConfig) -> bool:
+def same_shapes(a: SDConfig, b: SDConfig) -> bool:
     """Equal in everything the tensors' shapes show (all but the head counts)."""
     return _comparable(a, heads=False) == _comparable(b, heads=False)
 
@@ -500,10 +508,7 @@ def load_model(path: str | Path, device: str | torch.device = "cpu", dtype: torc
     path, device = Path(path), torch.device(device)
     # 1. read and recognise
     raw, metadata = read_checkpoint(path)
-    try:
-        config = detect_config(raw, metadata)
-    except CheckpointError as e:
-        raise CheckpointError(Message("ckpt_in_file", name=path.name, error=message_of(e))) from None
+    config = detect_file_config(path, raw, metadata)
     info = _info(path, raw, config, metadata)
     # 2. module keys, target dtype and device
     sd = normalize_state_dict(raw, use_ema=use_ema)
@@ -512,12 +517,19 @@ def load_model(path: str | Path, device: str | torch.device = "cpu", dtype: torc
     for k, t in sd.items():  # one tensor at a time; copying also detaches weights from a memory-mapped file
         sd[k] = t.to(device=device, dtype=_dtype_for(k, t, dtype), copy=True)
     # 3. build without allocating, then adopt the file's tensors
+    return model_from_state_dict(config, sd, device, path.name), info
+
+
+def model_from_state_dict(config: SDConfig, sd: dict[str, torch.Tensor], device: torch.device,
+                          name: str) -> StableDiffusion:
+    """A StableDiffusion built on the meta device that adopts `sd`'s tensors, shared with `sd` (no copy); a
+    CheckpointError naming `name` (the file they come from) when keys or shapes differ from the config's."""
     with torch.device("meta"):
         model = StableDiffusion(config)
-    _check_keys(path, config, model, sd)
+    _check_keys(name, config, model, sd)
     model.load_state_dict(sd, strict=True, assign=True)
     _fill_unsaved_buffers(model, device)
-    return model, info
+    return model
 
 
 def _info(path: Path, raw: dict, config: SDConfig, metadata: dict[str, str]) -> CheckpointInfo:
@@ -535,7 +547,7 @@ def _dtype_for(key: str, tensor: torch.Tensor, dtype: torch.dtype | None) -> tor
     return torch.float32 if key in _schedule_keys() or key == "model_ema.decay" else dtype
 
 
-def _check_keys(path: Path, config: SDConfig, model: nn.Module, sd: dict[str, torch.Tensor]) -> None:
+def _check_keys(name: str, config: SDConfig, model: nn.Module, sd: dict[str, torch.Tensor]) -> None:
     """Strict loading, with a message that lists what differs instead of torch's wall of text."""
     expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
     missing = [f"{k} {list(s)}" for k, s in expected.items() if k not in sd]
@@ -546,7 +558,7 @@ def _check_keys(path: Path, config: SDConfig, model: nn.Module, sd: dict[str, to
         parts = [f"{len(items)} {what}: {', '.join(items[:10])}{', ...' if len(items) > 10 else ''}"
                  for what, items in (("missing", missing), ("unexpected", unexpected), ("with other shapes", wrong))
                  if items]
-        raise CheckpointError(Message("ckpt_mismatch", name=path.name, config=config.name, parts="; ".join(parts),
+        raise CheckpointError(Message("ckpt_mismatch", name=name, config=config.name, parts="; ".join(parts),
                                       need=NEED_SD_V1))
 
 

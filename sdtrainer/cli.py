@@ -41,17 +41,20 @@ def add_demo_model(sub) -> None:
 
 
 def run_generate(args) -> int:
+    from sdtrainer.lora import lora_hash
     from sdtrainer.models import ModelCache
-    from sdtrainer.sampling import GenerationParams, generate, save_images
+    from sdtrainer.sampling import GenerationParams, LoraUse, generate, save_images
 
     if not Path(args.model).is_file():
         raise ValueError(f"model file not found: {args.model}")
     cache = ModelCache()
-    model, info = cache.get(Path(args.model))
+    lora = Path(args.lora) if args.lora else None
+    model, info = cache.get(Path(args.model), lora, args.lora_weight)
     params = GenerationParams(prompt=args.prompt, negative_prompt=args.negative, sampler=args.sampler,
                               steps=args.steps, cfg_scale=args.cfg, seed=args.seed, width=args.width,
-                              height=args.height, batch_size=args.batch, eta=args.eta)
-    results = generate(model, params, model_name=Path(args.model).stem, unet=cache.sampling_unet())
+                              height=args.height, batch_size=args.batch, eta=args.eta,
+                              lora=LoraUse(lora.stem, args.lora_weight, lora_hash(lora)) if lora else None)
+    results = generate(model, params, model_name=Path(args.model).stem, unet=cache.sampling_unet(model))
     for path in save_images(results, Path(args.out)):
         print(path)
     return 0
@@ -70,6 +73,8 @@ def add_generate(sub) -> None:
     p.add_argument("--height", type=int, default=512)
     p.add_argument("--batch", type=int, default=1)
     p.add_argument("--eta", type=float, default=None, help="noise of ddim / euler_a (default: the sampler's)")
+    p.add_argument("--lora", help="a LoRA file (kohya's layout, e.g. from extract-lora) to apply to the model")
+    p.add_argument("--lora-weight", type=float, default=1.0, help="its weight, 0 to 1.5 (default 1)")
     p.add_argument("--out", required=True, help="folder for the PNGs")
     p.set_defaults(run=run_generate)
 
@@ -206,6 +211,47 @@ def add_prune(sub) -> None:
     p.set_defaults(run=run_prune)
 
 
+def run_extract_lora(args) -> int:
+    from sdtrainer.lora_extract import ExtractSettings, extract_lora
+
+    out = Path(args.out)
+    out = out if out.suffix or out.is_dir() else out.with_suffix(".safetensors")  # a folder: refused by extract
+    settings = ExtractSettings(rank=args.rank, conv_rank=args.conv_rank, energy=args.energy,
+                               text_encoder=args.text_encoder, half=args.half)
+
+    def show(done: int, total: int) -> None:
+        print(f"\rlayers {done}/{total} {bar(done, total)}", end="", file=sys.stderr, flush=True)
+
+    report = extract_lora(args.base, args.tuned, out, settings, overwrite=args.overwrite, callback=show)
+    print(file=sys.stderr)
+    print(report.summary)
+    if steps := report.rank_steps():
+        print("kept with every layer at rank " + ", ".join(f"{rank}: {kept:.1%}" for rank, kept in steps))
+    if report.unchanged:
+        print(f"{len(report.unchanged)} layers unchanged, left out (e.g. {report.unchanged[0]})")
+    print("layers that keep the least:")
+    for layer in report.worst(5):
+        print(f"  {layer.name}: rank {layer.rank} of {layer.full_rank} keeps {layer.kept:.1%}")
+    return 0
+
+
+def add_extract_lora(sub) -> None:
+    p = sub.add_parser("extract-lora", help="the difference between a trained model and its base as a LoRA file")
+    p.add_argument("base", help="the model the training started from (.safetensors or .ckpt)")
+    p.add_argument("tuned", help="the trained model")
+    p.add_argument("out", help="LoRA file to write (.safetensors), in kohya's layout (AUTOMATIC1111, ComfyUI)")
+    p.add_argument("--rank", type=at_least(1), default=32, help="rank of each layer (default 32); with --energy, "
+                                                                 "the most a layer gets")
+    p.add_argument("--conv-rank", type=at_least(0), default=0,
+                   help="also the ResBlocks, with this rank for their 3x3 convs (default 0: left out)")
+    p.add_argument("--energy", type=float, default=None,
+                   help="per layer, the smallest rank that keeps this share of its difference (e.g. 0.9)")
+    p.add_argument("--text-encoder", action="store_true", help="also the text encoder (if training changed it)")
+    p.add_argument("--half", action=argparse.BooleanOptionalAction, default=True, help="fp16 tensors (default)")
+    p.add_argument("--overwrite", action="store_true", help="replace OUT if it exists")
+    p.set_defaults(run=run_extract_lora)
+
+
 def run_preflight(args) -> int:
     from sdtrainer.config import load_config
     from sdtrainer.session import gate_report
@@ -256,7 +302,7 @@ def add_class_images(sub) -> None:
     p.set_defaults(run=run_class_images)
 
 
-COMMANDS = [add_demo_model, add_generate, add_class_images, add_train, add_prune, add_preflight]
+COMMANDS = [add_demo_model, add_generate, add_class_images, add_train, add_prune, add_extract_lora, add_preflight]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -69,8 +69,8 @@ def field_names(template: str) -> set[str]:
     return {name for _, name, _, _ in Formatter().parse(template) if name}
 
 
-# Keys by module: ckpt_/kind_ checkpoint.py, ds_ dataset.py, cfg_ config.py, gen_ sampling.py,
-# gate_ preflight.py, run_ session.py, server_ ui/guard.py and webui.py.
+# Keys by module: ckpt_/kind_ checkpoint.py, lora_ lora.py and lora_extract.py, ds_ dataset.py, cfg_ config.py,
+# gen_ sampling.py, gate_ preflight.py, run_ session.py, server_ ui/guard.py and webui.py.
 MESSAGES: dict[str, dict[str, str]] = {
     # ------------------------------------------------------------------ checkpoint.py
     "ckpt_in_file": {"en": "{name}: {error}", "fr": "{name} : {error}"},
@@ -204,6 +204,59 @@ MESSAGES: dict[str, dict[str, str]] = {
     },
     "prune_exists": {"en": "{path} already exists; choose another name or allow overwriting.",
                      "fr": "{path} existe déjà ; choisissez un autre nom ou autorisez le remplacement."},
+    # ------------------------------------------------------------------ lora.py, lora_extract.py
+    "lora_not_found": {"en": "LoRA file not found: {path}. Check the path.",
+                       "fr": "Fichier LoRA introuvable : {path}. Vérifiez le chemin."},
+    "lora_is_model": {"en": "{name} is a model, not a LoRA (it holds {key}): choose it as the model, and a LoRA file "
+                            "(lora_unet_… keys) as the LoRA.",
+                      "fr": "{name} est un modèle, pas un LoRA (il contient {key}) : choisissez-le comme modèle, et un "
+                            "fichier LoRA (clés lora_unet_…) comme LoRA."},
+    "lora_not_kohya": {"en": "{name} is not a LoRA in kohya's layout (AUTOMATIC1111's): it holds {key}, where "
+                             "lora_unet_…/lora_te_… modules with lora_down, lora_up and alpha were expected "
+                             "(LyCORIS/LoHa and DoRA files are not supported).",
+                       "fr": "{name} n'est pas un LoRA au format de kohya (celui d'AUTOMATIC1111) : il contient {key}, "
+                             "là où des modules lora_unet_…/lora_te_… avec lora_down, lora_up et alpha étaient "
+                             "attendus (les fichiers LyCORIS/LoHa et DoRA ne sont pas pris en charge)."},
+    "lora_incomplete": {"en": "{name} is incomplete: the module {module} lacks its lora_down or lora_up weight; "
+                              "extract or download it again.",
+                        "fr": "{name} est incomplet : le module {module} n'a pas son poids lora_down ou lora_up ; "
+                              "extrayez-le ou téléchargez-le à nouveau."},
+    "lora_unknown_layer": {"en": "{name} adapts {n} layers this SD v1 model does not have (e.g. {module}): it was "
+                                 "made for another architecture (SD 2, SDXL…); use a LoRA made for SD v1.",
+                           "fr": "{name} modifie {n} couches que ce modèle SD v1 n'a pas (par ex. {module}) : il a été "
+                                 "fait pour une autre architecture (SD 2, SDXL…) ; utilisez un LoRA fait pour SD v1."},
+    "lora_shape": {"en": "{name} does not fit this model: {module} has up {up} and down {down}, the layer is "
+                         "{shape}; use a LoRA made for this architecture.",
+                   "fr": "{name} ne convient pas à ce modèle : {module} a up {up} et down {down}, la couche est "
+                         "{shape} ; utilisez un LoRA fait pour cette architecture."},
+    "lora_weight": {"en": "The LoRA weight must be between 0 and {max} (1 is full strength), got {value}.",
+                    "fr": "Le poids du LoRA doit être entre 0 et {max} (1 : pleine force), pas {value}."},
+    "lora_same_model": {"en": "The base and the trained model are the same file ({name}): choose the model the "
+                              "training started from as the base.",
+                        "fr": "Le modèle de base et le modèle entraîné sont le même fichier ({name}) : choisissez "
+                              "comme base le modèle dont l'entraînement est parti."},
+    "lora_architectures": {
+        "en": "{base} ({base_config}) and {tuned} ({tuned_config}) are different architectures: a LoRA is the "
+              "difference between a model and the base it was trained from; choose that base.",
+        "fr": "{base} ({base_config}) et {tuned} ({tuned_config}) sont des architectures différentes : un LoRA est "
+              "la différence entre un modèle et la base dont il a été entraîné ; choisissez cette base.",
+    },
+    "lora_no_difference": {"en": "{tuned} has the same weights as {base} in every layer a LoRA adapts: nothing to "
+                                 "extract (was it trained from this base?).",
+                           "fr": "{tuned} a les mêmes poids que {base} dans toutes les couches qu'un LoRA modifie : "
+                                 "rien à extraire (a-t-il été entraîné à partir de cette base ?)."},
+    "lora_rank": {"en": "{what} must be a whole number from {low} to {high}, got {value}.",
+                  "fr": "{what} doit être un nombre entier de {low} à {high}, pas {value}."},
+    "lora_rank_name": {"en": "The rank", "fr": "Le rang"},
+    "lora_conv_rank_name": {"en": "The conv rank (0: no 3x3 convs)", "fr": "Le rang des convolutions (0 : aucune)"},
+    "lora_energy": {"en": "The energy to keep must be above 0 and at most 1 (e.g. 0.9 keeps 90% of each layer's "
+                          "difference), got {value}.",
+                    "fr": "L'énergie à garder doit être supérieure à 0 et au plus 1 (par ex. 0.9 garde 90 % de la "
+                          "différence de chaque couche), pas {value}."},
+    "lora_suffix": {"en": "A LoRA is written as .safetensors: name the file {name}.safetensors.",
+                    "fr": "Un LoRA s'écrit en .safetensors : nommez le fichier {name}.safetensors."},
+    "lora_overwrites_model": {"en": "{name} is one of the two models: choose another name for the LoRA.",
+                              "fr": "{name} est l'un des deux modèles : choisissez un autre nom pour le LoRA."},
     # ------------------------------------------------------------------ dataset.py
     "ds_folder_missing": {
         "en": "Image folder {folder} does not exist or is not a folder; choose the folder that holds the photos.",

@@ -3,6 +3,7 @@
     path = ensure_demo_model(Path("outputs"))      # writes the tiny random-weight model once
     cache = ModelCache()
     model, info = cache.get(path)                  # loads once, on the GPU in fp16 when there is one
+    styled, _ = cache.get(path, lora=Path("outputs/lora/joe.safetensors"), weight=0.8)  # the LoRA merged in
 
 `ModelCache.lock` is the one lock around GPU work: generation, class-image sampling and training
 take it, so two of them never fight for VRAM.
@@ -17,6 +18,7 @@ import torch
 from ldm.cuda_graph import CUDAGraphUNet
 from ldm.model import TINY, StableDiffusion
 from sdtrainer.checkpoint import CheckpointError, CheckpointInfo, load_model, read_metadata, save_checkpoint
+from sdtrainer.lora import is_lora_file, read_lora, with_lora
 
 CHECKPOINT_SUFFIXES = (".safetensors", ".ckpt")
 DEMO_MODEL_NAME = "sdtrainer-demo-tiny.safetensors"
@@ -75,11 +77,20 @@ def ensure_demo_model(outputs_dir: Path) -> Path:
 
 
 def list_checkpoints(*folders: Path) -> list[Path]:
-    """Every checkpoint file under the folders (recursively), newest first within each folder."""
+    """Every model file under the folders (recursively; LoRA files left out), newest first within each folder."""
+    return [p for p in _files(folders, CHECKPOINT_SUFFIXES) if not is_lora_file(p)]
+
+
+def list_loras(*folders: Path) -> list[Path]:
+    """Every kohya LoRA .safetensors file under the folders (recursively), newest first within each folder."""
+    return [p for p in _files(folders, (".safetensors",)) if is_lora_file(p)]
+
+
+def _files(folders: tuple[Path, ...], suffixes: tuple[str, ...]) -> list[Path]:
     found: list[Path] = []
     for folder in folders:
         if folder.is_dir():
-            files = [p for p in folder.rglob("*") if p.suffix.lower() in CHECKPOINT_SUFFIXES and p.is_file()]
+            files = [p for p in folder.rglob("*") if p.suffix.lower() in suffixes and p.is_file()]
             found += sorted(files, key=lambda p: p.stat().st_mtime, reverse=True)
     return found
 
@@ -94,35 +105,62 @@ def inference_dtype(device: torch.device) -> torch.dtype:
     return torch.float16 if device.type == "cuda" else torch.float32
 
 
+def _stamp(path: Path) -> tuple:
+    """Which version of a file: a file saved again is loaded again."""
+    return path.resolve(), path.stat().st_mtime_ns if path.exists() else None
+
+
 class ModelCache:
-    """Keeps the last loaded model so repeated generations do not reload a 2-4 GB file."""
+    """Keeps the last loaded model, and the last LoRA merged into it, so repeated generations do not reload a
+    2-4 GB file. The cached model is never changed: a LoRA is merged into a model that shares its other tensors."""
 
     def __init__(self, device: torch.device | None = None):
         self.device = device or default_device()
         self.lock = threading.RLock()
         self._key: tuple | None = None
         self._loaded: tuple[StableDiffusion, CheckpointInfo] | None = None
-        self._graphed: CUDAGraphUNet | None = None
+        self._merged_key: tuple | None = None
+        self._merged: StableDiffusion | None = None
+        self._graphed: dict[int, CUDAGraphUNet] = {}  # by id of the UNet they replay
 
-    def get(self, path: Path) -> tuple[StableDiffusion, CheckpointInfo]:
-        path = Path(path)
-        key = (path.resolve(), path.stat().st_mtime_ns if path.exists() else None)
+    def get(self, path: Path, lora: Path | None = None, weight: float = 1.0) -> tuple[StableDiffusion, CheckpointInfo]:
+        """The model of `path`, with `lora` merged at `weight` when one is given."""
+        key = _stamp(Path(path))
         with self.lock:
             if self._key != key:
                 self.clear()
                 model, info = load_model(path, device=self.device, dtype=inference_dtype(self.device))
                 self._key, self._loaded = key, (model.eval().requires_grad_(False), info)
-                self._graphed = CUDAGraphUNet(model.unet) if self.device.type == "cuda" else None
-            return self._loaded
+                self._graph(model)
+            if lora is None:
+                return self._loaded
+            merged_key = (key, _stamp(Path(lora)), weight)
+            if self._merged_key != merged_key:
+                self._drop_merged()
+                self._merged = with_lora(self._loaded[0], read_lora(lora), weight)
+                self._merged_key = merged_key
+                self._graph(self._merged)
+            return self._merged, self._loaded[1]
 
-    def sampling_unet(self) -> CUDAGraphUNet | None:
-        """For `generate(..., unet=)`: the cached model's UNet replayed from CUDA graphs (one capture per
-        image size, kept with the model: ~3x faster steps at 512 px); None on the CPU."""
-        return self._graphed
+    def sampling_unet(self, model: StableDiffusion) -> CUDAGraphUNet | None:
+        """For `generate(..., unet=)`: the UNet of a model this cache gave, replayed from CUDA graphs (one capture
+        per image size, kept with the model: ~3x faster steps at 512 px); None on the CPU."""
+        return self._graphed.get(id(model.unet))
+
+    def _graph(self, model: StableDiffusion) -> None:
+        if self.device.type == "cuda":
+            self._graphed[id(model.unet)] = CUDAGraphUNet(model.unet)
+
+    def _drop_merged(self) -> None:
+        if self._merged is not None:
+            self._graphed.pop(id(self._merged.unet), None)
+        self._merged_key = self._merged = None
 
     def clear(self) -> None:
-        """Drop the cached model (training needs the VRAM)."""
+        """Drop the cached models (training needs the VRAM)."""
         with self.lock:
-            self._key = self._loaded = self._graphed = None
+            self._drop_merged()
+            self._key = self._loaded = None
+            self._graphed.clear()
             if self.device.type == "cuda":
                 torch.cuda.empty_cache()

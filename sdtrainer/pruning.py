@@ -17,9 +17,9 @@ from pathlib import Path
 import torch
 
 from sdtrainer.checkpoint import (EMA_PREFIX, PICKLE_SUFFIXES, SAFETENSORS_SUFFIXES, CheckpointError,
-                                  check_not_a_folder, detect_config, load_model, normalize_state_dict, read_checkpoint,
-                                  save_checkpoint, temp_path, to_model_key)
-from sdtrainer.messages import Message, message_of
+                                  check_not_a_folder, detect_file_config, load_model, normalize_state_dict,
+                                  read_checkpoint, save_checkpoint, temp_path, to_model_key)
+from sdtrainer.messages import Message
 
 
 class EmaMode(str, Enum):
@@ -55,10 +55,7 @@ def prune_checkpoint(src: str | Path, dst: str | Path, half: bool = True, ema: E
     _check_destination(src, dst, overwrite)
     # 2. read and keep the model's weights
     raw, metadata = read_checkpoint(src)
-    try:
-        detect_config(raw, metadata)  # names the file if it is not an SD v1 model
-    except CheckpointError as e:
-        raise CheckpointError(Message("ckpt_in_file", name=src.name, error=message_of(e))) from None
+    detect_file_config(src, raw, metadata)  # names the file if it is not an SD v1 model
     weights = normalize_state_dict(raw, use_ema=mode is EmaMode.USE)
     ema_weights = {k: v for k, v in raw.items() if k.startswith(EMA_PREFIX)} if mode is EmaMode.KEEP else {}
     dropped = sorted(k for k in raw if to_model_key(k) not in weights and k not in ema_weights)

@@ -34,6 +34,15 @@ class GenerationError(ValueError):
     """A generation request the user can fix (the message says how)."""
 
 
+@dataclass(frozen=True)
+class LoraUse:
+    """A LoRA merged into the model, as AUTOMATIC1111 records it: `<lora:name:weight>` after the prompt and
+    `Lora hashes: "name: hash"` (sdtrainer.lora.lora_hash)."""
+    name: str  # the file's name without its suffix, as A1111's prompts name it
+    weight: float
+    hash: str
+
+
 @dataclass
 class GenerationParams:
     prompt: str
@@ -46,6 +55,7 @@ class GenerationParams:
     height: int = 512
     batch_size: int = 1
     eta: float | None = None  # ddim / euler_a stochasticity; None keeps the sampler's default
+    lora: LoraUse | None = None  # recorded in the PNG's parameters (the caller merges it into the model)
 
 
 @dataclass
@@ -87,12 +97,15 @@ def check_params(params: GenerationParams, cfg: SDConfig) -> GenerationParams:
 
 def infotext(params: GenerationParams, seed: int, model_name: str) -> str:
     """The generation parameters in AUTOMATIC1111's `parameters` format."""
-    lines = [params.prompt]
+    lora = params.lora
+    lines = [params.prompt + (f" <lora:{lora.name}:{lora.weight:g}>" if lora else "")]
     if params.negative_prompt:
         lines.append(f"Negative prompt: {params.negative_prompt}")
     fields = [f"Steps: {params.steps}", f"Sampler: {A1111_SAMPLER_NAMES[params.sampler]}",
               f"CFG scale: {params.cfg_scale:g}", f"Seed: {seed}", f"Size: {params.width}x{params.height}",
               f"Model: {model_name}"]
+    if lora:  # A1111 drops ':' and ',' from the name here, and quotes the value (it holds ': ')
+        fields.append(f'Lora hashes: "{lora.name.translate(str.maketrans("", "", ":,"))}: {lora.hash}"')
     if params.eta is not None:  # AUTOMATIC1111 keeps DDIM's eta apart from the ancestral samplers'
         fields.append(f"{'Eta DDIM' if params.sampler == SamplerName.DDIM.value else 'Eta'}: {params.eta:g}")
     return "\n".join(lines + [", ".join(fields)])

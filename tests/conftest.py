@@ -17,6 +17,8 @@ from PIL import Image
 
 from ldm.model import TINY, StableDiffusion
 from sdtrainer import preflight
+from sdtrainer.checkpoint import save_checkpoint
+from sdtrainer.lora import lora_layers
 from sdtrainer.preflight import GIB, GpuInfo, GpuProcess
 from sdtrainer.models import write_demo_model
 
@@ -86,6 +88,24 @@ def tiny_model() -> StableDiffusion:
 def demo_file(tmp_path_factory) -> Path:
     """The demo model (tiny configuration, random weights) as a file, like a user's base checkpoint."""
     return write_demo_model(tmp_path_factory.mktemp("models") / "demo.safetensors")
+
+
+@pytest.fixture(scope="session")
+def base_and_tuned(tmp_path_factory, tiny_model) -> tuple[Path, Path]:
+    """Two float32 files of the tiny model, as a base and a model "trained" from it on `ohwx person`: every layer
+    a LoRA can adapt (3x3 convs and text encoder included) moved by a rank-2 change plus a little full-rank noise,
+    everything else (norms, biases, conv_in...) untouched, so that a LoRA can hold the whole difference."""
+    folder = tmp_path_factory.mktemp("lora-models")
+    base = save_checkpoint(tiny_model, folder / "base.safetensors", dtype=None)
+    g = torch.Generator().manual_seed(7)
+    sd = {k: v.clone() for k, v in tiny_model.state_dict().items()}
+    for layer in lora_layers(tiny_model):
+        w = sd[layer.key].flatten(1)
+        change = 0.05 * torch.randn(w.shape[0], 2, generator=g) @ torch.randn(2, w.shape[1], generator=g)
+        sd[layer.key] = (w + change + 0.002 * torch.randn(w.shape, generator=g)).reshape(sd[layer.key].shape)
+    tuned = save_checkpoint(sd, folder / "tuned.safetensors", dtype=None,
+                            metadata={"token": "ohwx", "class_word": "person", "concepts": '[["ohwx", "person"]]'})
+    return base, tuned
 
 
 def stripes(seed: int, vertical: bool, size: int = 64) -> Image.Image:

@@ -3,6 +3,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from PIL import Image
@@ -236,3 +237,43 @@ def test_a_damaged_state_on_resume_is_one_line_without_torchs_advice(demo_file, 
     err = capsys.readouterr().err
     assert "Cannot resume from" in err and "weights_only" not in err and "Traceback" not in err
     assert not (tmp_path / "pwned").exists()
+
+
+def test_extract_lora_writes_the_file_and_prints_what_each_rank_keeps(base_and_tuned, tmp_path, capsys):
+    from sdtrainer.lora import lora_layers, read_lora
+    from sdtrainer.checkpoint import load_model
+
+    base, tuned = base_and_tuned
+    assert main(["extract-lora", str(base), str(tuned), str(tmp_path / "joe"), "--rank", "1", "--conv-rank", "1",
+                 "--text-encoder"]) == 0
+    out = capsys.readouterr().out
+    n = len(lora_layers(load_model(base)[0]))
+    assert f"joe.safetensors: {n} layers at rank 1 keep" in out and "layers that keep the least:" in out
+    assert len(read_lora(tmp_path / "joe.safetensors").modules) == n
+    for args, words in (([str(tmp_path / "joe.safetensors"), str(tuned), str(tmp_path / "x.safetensors")],
+                         "This is a LoRA/LyCORIS file"),
+                        ([str(base), str(tuned), str(tmp_path / "y.safetensors"), "--energy", "0"], "above 0"),
+                        ([str(base), str(tuned), str(tmp_path / "joe.safetensors")], "already exists")):
+        assert main(["extract-lora", *args]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and err[0].startswith("error: ") and words in err[0], err
+
+
+def test_generate_with_a_lora_records_it_and_changes_the_image(base_and_tuned, tmp_path, capsys):
+    from sdtrainer.lora import lora_hash
+
+    base, tuned = base_and_tuned
+    lora = tmp_path / "joe.safetensors"
+    assert main(["extract-lora", str(base), str(tuned), str(lora), "--rank", "2"]) == 0
+    images = {}
+    for name, extra in (("plain", []), ("lora", ["--lora", str(lora), "--lora-weight", "0.5"])):
+        assert main(["generate", "--model", str(base), "--prompt", "ohwx person", "--steps", "2", "--seed", "3",
+                     "--width", "64", "--height", "64", "--out", str(tmp_path / name), *extra]) == 0
+        path = capsys.readouterr().out.split()[-1]
+        with Image.open(path) as img:
+            images[name] = (np.asarray(img, dtype=int), img.info["parameters"])
+    assert np.abs(images["lora"][0] - images["plain"][0]).max() > 10
+    assert images["lora"][1].startswith("ohwx person <lora:joe:0.5>\n")
+    assert f'Lora hashes: "joe: {lora_hash(lora)}"' in images["lora"][1]
+    assert main(["generate", "--model", str(base), "--prompt", "x", "--lora", str(base), "--out", str(tmp_path)]) == 2
+    assert "is a model, not a LoRA" in capsys.readouterr().err

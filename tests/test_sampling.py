@@ -6,6 +6,7 @@ from PIL import Image
 from sdtrainer.sampling import (
     GenerationError,
     GenerationParams,
+    LoraUse,
     check_params,
     generate,
     infotext,
@@ -83,6 +84,14 @@ def test_infotext_is_automatic1111_format(tiny_model):
 def test_infotext_names_eta_as_automatic1111_reads_it(sampler, field):
     text = infotext(params(sampler=sampler, eta=0.3), 7, "m")
     assert text.splitlines()[-1].endswith(f"Model: m, {field}")
+
+
+def test_infotext_records_a_lora_as_automatic1111_does():
+    """`<lora:name:weight>` after the prompt; `Lora hashes` quoted, without ':' or ',' in the name."""
+    text = infotext(params(negative_prompt="ugly", lora=LoraUse("joe:v2,x", 0.75, "0123456789ab")), 7, "m")
+    assert text.splitlines() == [
+        "a photo of sks person <lora:joe:v2,x:0.75>", "Negative prompt: ugly",
+        'Steps: 4, Sampler: Euler, CFG scale: 7, Seed: 7, Size: 64x64, Model: m, Lora hashes: "joev2x: 0123456789ab"']
 
 
 @pytest.mark.parametrize("change,words", [

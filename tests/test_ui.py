@@ -5,6 +5,7 @@ Every event has an api_name, so each test calls what a button would. Messages co
 AppError of a gr.Error (in the language of the request: the `sdtrainer_lang` cookie).
 """
 import ast
+import dataclasses
 import hashlib
 import itertools
 import json
@@ -23,7 +24,8 @@ from safetensors.torch import load_file, save_file
 import torch
 
 from conftest import FakeProbe, free_port
-from sdtrainer.checkpoint import load_model, read_metadata
+from ldm.model import TINY, StableDiffusion
+from sdtrainer.checkpoint import load_model, read_metadata, save_checkpoint
 from sdtrainer.concepts import run_subjects
 from sdtrainer.config import Concept, ConfigError, check_config, load_config
 from sdtrainer.dataset import caption_for
@@ -895,14 +897,16 @@ def test_refresh_lists_picks_up_a_real_model_and_drops_the_demo(app, client, pro
 
     real = app.state.models_dir / "v1-5-pruned-emaonly.safetensors"
     shutil.copyfile(demo_model, real)
-    try:  # 5 model lists (the last two: the comparison's and Pruning's), then 2 project lists
-        assert refresh(demo_model, demo_model, demo_model, [demo_model], None, project, None) == [
-            str(real), str(real), str(real), [demo_model], None, project, None]
+    # 7 model lists (after the first three: the comparison's, the LoRA extraction's two and Pruning's), then 2 project
+    # lists and the LoRA list ("": none)
+    try:
+        assert refresh(demo_model, demo_model, demo_model, [demo_model], None, None, None, project, None, "") == [
+            str(real), str(real), str(real), [demo_model], None, None, None, project, None, ""]
         assert app.state.has_real_model()
     finally:
         real.unlink()
-    assert refresh(str(real), str(real), str(real), [str(real)], None, "gone", None) == [
-        demo_model, demo_model, demo_model, [], None, None, None]
+    assert refresh(str(real), str(real), str(real), [str(real)], None, None, None, "gone", None, "gone.safetensors") \
+        == [demo_model, demo_model, demo_model, [], None, None, None, None, None, ""]
 
 
 NUMBER_SETTINGS = [s for s in SETTINGS if s.kind in ("int", "float", "optional_float")]
@@ -1023,3 +1027,81 @@ def test_closing_a_tab_stops_the_jobs_it_started(app):
     with app.state.jobs.run("class_images", "tab-1") as closed, app.state.jobs.run("test", "tab-2") as open_:
         app.state.end_session(SimpleNamespace(session_hash="tab-1"))
         assert closed.is_set() and not open_.is_set()
+
+
+def test_extract_a_lora_then_generate_with_it(app, client, french, base_and_tuned):
+    """Pruning tab: extract base -> tuned as a LoRA into outputs/lora; Test tab: the LoRA is listed (not as a model),
+    brings its token and class word, changes the images at weight 0.8 and not at 0, never changes the cached model,
+    and the PNG records it as AUTOMATIC1111 does."""
+    from sdtrainer.lora import lora_hash
+
+    folder = app.state.outputs_dir / "extract"  # in the app's folders, not models/ (the other tests' demo mode)
+    folder.mkdir(exist_ok=True)
+    base, tuned = (shutil.copyfile(p, folder / p.name) for p in base_and_tuned)
+    extract = dict(base=str(base), tuned=str(tuned), rank=2, conv_rank=0, energy=0, text_encoder=False, out_name="",
+                   overwrite=False, api_name="/extract_lora")
+    text = client.predict(**extract)
+    lora = app.state.lora_dir / "tuned-lora-r2.safetensors"
+    assert lora.is_file() and "tuned-lora-r2.safetensors" in text and "keep **" in text and "<lora:tuned-lora-r2:0.8>" \
+        in text and "Layers that keep the least:" in text
+    with pytest.raises(AppError, match="already exists"):
+        client.predict(**extract)
+    assert "Terminé" in french.predict(**{**extract, "overwrite": True, "energy": 0.5, "out_name": "fr"})
+    assert str(lora) in {path for _, path in app.state.lora_choices()}
+    assert str(lora) not in {path for _, path in app.state.model_choices()}
+    assert client.predict(lora=str(lora), api_name="/test_lora_changed") == ("ohwx", "person")
+
+    def image(weight: float | None) -> tuple[np.ndarray, str]:
+        gallery, info, _ = client.predict(model=str(base), prompt="a photo of ohwx person", batch_size=1, token="",
+                                          class_word="", lora="" if weight is None else str(lora),
+                                          lora_weight=weight or 0.0, negative_prompt="", sampler="euler", steps=3,
+                                          cfg_scale=7, seed=5, width=64, height=64, api_name="/test_generate")
+        return np.asarray(Image.open(gallery[0]["image"])), info
+
+    plain, plain_info = image(None)
+    styled, info = image(0.8)
+    assert np.abs(styled.astype(int) - plain.astype(int)).max() > 10  # the LoRA is applied...
+    assert np.array_equal(image(0.0)[0], plain) and np.array_equal(image(None)[0], plain)  # ...and the base kept
+    assert info.splitlines()[0] == "a photo of ohwx person <lora:tuned-lora-r2:0.8>"
+    assert f'Lora hashes: "tuned-lora-r2: {lora_hash(lora)}"' in info and "Lora" not in plain_info
+    written = sorted((app.state.outputs_dir / "txt2img").glob("*.png"), key=lambda p: p.stat().st_mtime)
+    assert Image.open(written[-3]).info["parameters"] == info
+    grid, status = client.predict(models=[str(base), str(tuned)], prompts="ohwx person", token="", class_word="",
+                                  lora=str(lora), lora_weight=0.8, negative_prompt="", sampler="euler", steps=2,
+                                  cfg_scale=7, seed=3, width=64, height=64, api_name="/test_compare")
+    assert "<lora:tuned-lora-r2:0.8>" in Image.open(grid).info["parameters"].splitlines()[0] and "seed 3" in status
+
+
+def test_lora_mistakes_come_back_in_english_and_french(app, client, french, base_and_tuned, demo_model):
+    folder = app.state.outputs_dir / "extract-bad"
+    folder.mkdir(exist_ok=True)
+    base, tuned = (shutil.copyfile(p, folder / p.name) for p in base_and_tuned)
+    client.predict(base=str(base), tuned=str(tuned), rank=1, conv_rank=0, energy=0, text_encoder=False,
+                   out_name="bad-test", overwrite=True, api_name="/extract_lora")
+    lora = str(app.state.lora_dir / "bad-test.safetensors")
+    other_config = dataclasses.replace(TINY, unet=dataclasses.replace(TINY.unet, num_res_blocks=2))
+    other = save_checkpoint(StableDiffusion(other_config), folder / "other.safetensors")
+    extract = dict(rank=4, conv_rank=0, energy=0, text_encoder=False, out_name="x", overwrite=False,
+                   api_name="/extract_lora")
+    generate = dict(model=str(base), prompt="a person", batch_size=1, token="", class_word="", negative_prompt="",
+                    sampler="euler", steps=2, cfg_scale=7, seed=1, width=64, height=64, api_name="/test_generate")
+    cases = [
+        ({**extract, "base": lora, "tuned": str(tuned)}, "This is a LoRA/LyCORIS file", "C'est un fichier LoRA"),
+        ({**extract, "base": str(other), "tuned": str(tuned)}, "are different architectures",
+         "sont des architectures différentes"),
+        ({**extract, "base": None, "tuned": str(tuned)}, "Choose the base model and the trained model",
+         "Choisissez d'abord le modèle de base"),
+        ({**extract, "base": str(base), "tuned": str(tuned), "out_name": "../x"}, "give a file name only",
+         "donnez seulement un nom de fichier"),
+        ({**generate, "lora": demo_model, "lora_weight": 1.0}, "is a model, not a LoRA", "est un modèle, pas un LoRA"),
+        ({**extract, "base": str(base_and_tuned[0]), "tuned": str(tuned)}, "is outside the app's folders",
+         "est hors des dossiers de l'application"),
+        ({**generate, "lora": str(base_and_tuned[0])}, "is outside the app's folders",
+         "est hors des dossiers de l'application"),
+    ]
+    for kwargs, english, french_text in cases:
+        with pytest.raises(AppError, match=re.escape(english)):
+            client.predict(**kwargs)
+        with pytest.raises(AppError) as caught:
+            french.predict(**kwargs)
+        assert french_text in str(caught.value) and "Impossible" not in str(caught.value), french_text

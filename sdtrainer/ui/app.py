@@ -19,7 +19,7 @@ from starlette.middleware import Middleware
 
 from sdtrainer.checkpoint import CheckpointInfo
 from sdtrainer.config import Device
-from sdtrainer.models import DEMO_MODEL_NAME, ModelCache, ensure_demo_model, is_demo, list_checkpoints
+from sdtrainer.models import DEMO_MODEL_NAME, ModelCache, ensure_demo_model, is_demo, list_checkpoints, list_loras
 from sdtrainer.session import SessionManager
 from sdtrainer.ui.common import Jobs, Lists, model_choices, model_facts
 from sdtrainer.ui.dataset_tab import DatasetTab
@@ -88,6 +88,10 @@ class AppState:
     def runs_dir(self) -> Path:
         return self.outputs_dir / "runs"
 
+    @property
+    def lora_dir(self) -> Path:
+        return self.outputs_dir / "lora"
+
     # --- language
     def say(self, request: gr.Request | None) -> Say:
         return Say(request_lang(request, self.default_lang))
@@ -102,6 +106,24 @@ class AppState:
     def model_choices(self, states: bool = False) -> list[tuple[str, str]]:
         """Every model file, grouped, with short labels; `states`: also the runs' training states (Pruning)."""
         return model_choices(self.checkpoints(), self.models_dir, self.outputs_dir, states)
+
+    def lora_choices(self) -> list[tuple[str, str]]:
+        """("—", "") for no LoRA, then every LoRA file in the app's folders, labelled like the model lists."""
+        paths = list_loras(self.models_dir, self.outputs_dir)
+        return [("—", "")] + model_choices(paths, self.models_dir, self.outputs_dir)
+
+    def lora_dropdown_update(self, current: str | None):
+        choices = self.lora_choices()
+        return gr.update(choices=choices, value=current if current in {path for _, path in choices} else "")
+
+    def checked_lora(self, value: str | None) -> Path | None:
+        """The LoRA file a request names (None for none), inside the app's folders."""
+        if not value:
+            return None
+        path = self.confined(value)
+        if not path.is_file():
+            raise UIError("err_model_missing", name=path.name)
+        return path
 
     def default_model(self) -> str | None:
         """The newest checkpoint in models/, else the demo model."""
@@ -230,6 +252,7 @@ def build_app(models_dir: Path | str = "models", outputs_dir: Path | str = "outp
                     lists.models += found.models
                     lists.projects += found.projects
                     lists.prunable += found.prunable
+                    lists.loras += found.loras
         # Gradio translates tab titles once; sending them again after a language change redraws them.
         on_load, on_switch = language_js(lang)
         retitle = {"fn": lambda: [gr.Tab(label=T(label)) for label in tabs], "outputs": list(tabs.values()),
@@ -240,7 +263,7 @@ def build_app(models_dir: Path | str = "models", outputs_dir: Path | str = "outp
                           api_visibility="private").then(api_name="language_switch_titles", **retitle)
         # Files change behind the page's back (a model dropped into models/, a run's checkpoints, a project made
         # in another tab): every list is read again on page load, on the header's button and on each tab switch.
-        current = lists.models + lists.prunable + lists.projects
+        current = lists.models + lists.prunable + lists.projects + lists.loras
         refresh_lists = {"fn": lambda *values: refreshed_lists(state, lists, values), "inputs": current,
                          "outputs": [banner, *current], "show_progress": "hidden"}
         gr.on([refresh.click, *(tab.select for tab in tabs.values())], api_name="refresh_lists",
@@ -256,13 +279,15 @@ def build_app(models_dir: Path | str = "models", outputs_dir: Path | str = "outp
 
 
 def refreshed_lists(state: AppState, lists: Lists, values: tuple) -> list:
-    """Updates for the demo banner, every model dropdown and every project dropdown, keeping what is chosen."""
+    """Updates for the demo banner, every model, project and LoRA dropdown, keeping what is chosen."""
     n, m = len(lists.models), len(lists.models) + len(lists.prunable)
-    models, prunable, projects = values[:n], values[n:m], values[m:]
+    p = m + len(lists.projects)
+    models, prunable, projects, loras = values[:n], values[n:m], values[m:p], values[p:]
     names = list_projects(state.projects_dir)
     return ([gr.update(visible=not state.has_real_model())] + [state.model_dropdown_update(v) for v in models]
             + [state.model_dropdown_update(v, states=True) for v in prunable]
-            + [gr.update(choices=names, value=v if v in names else None) for v in projects])
+            + [gr.update(choices=names, value=v if v in names else None) for v in projects]
+            + [state.lora_dropdown_update(v) for v in loras])
 
 
 def render_header(state: AppState, T: gr.I18n) -> tuple[gr.Column, gr.Button, gr.Radio]:

@@ -18,11 +18,12 @@ import gradio as gr
 from sdtrainer.checkpoint import CheckpointError, read_metadata
 from sdtrainer.config import ConfigError
 from sdtrainer.dataset import DatasetError
+from sdtrainer.lora import LoraError
 from sdtrainer.models import is_demo
 from sdtrainer.sampling import GenerationError
 
 # Errors whose (English) message tells the user what to do: shown as they are, never as a crash.
-USER_ERRORS: tuple[type[Exception], ...] = (CheckpointError, ConfigError, DatasetError, GenerationError)
+USER_ERRORS: tuple[type[Exception], ...] = (CheckpointError, ConfigError, DatasetError, GenerationError, LoraError)
 
 
 @dataclass
@@ -31,6 +32,7 @@ class Lists:
     models: list[gr.Dropdown] = field(default_factory=list)
     projects: list[gr.Dropdown] = field(default_factory=list)
     prunable: list[gr.Dropdown] = field(default_factory=list)  # model lists that also offer training states
+    loras: list[gr.Dropdown] = field(default_factory=list)  # LoRA files (the first choice: none)
 
 
 class Stopped(Exception):

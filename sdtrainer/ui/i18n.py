@@ -611,6 +611,13 @@ STRINGS: dict[str, dict[str, str]] = {
     "te_concepts": {"en": "This model was trained on: {concepts}.", "fr": "Ce modèle a appris : {concepts}."},
     "te_demo_note": {"en": "(Demo model: noise is expected.)", "fr": "(Modèle de démonstration : du bruit, c'est "
                                                                      "normal.)"},
+    "te_lora": {"en": "LoRA (optional)", "fr": "LoRA (facultatif)"},
+    "te_lora_info": {"en": "Applied to the model above; LoRA files in models/ and outputs/ (extracted: outputs/lora/).",
+                     "fr": "Appliqué au modèle ci-dessus ; fichiers LoRA de models/ et outputs/ (extraits : "
+                           "outputs/lora/)."},
+    "te_lora_weight": {"en": "LoRA weight", "fr": "Poids du LoRA"},
+    "te_lora_weight_info": {"en": "1: full strength; 0.6-0.9 often keeps the base's style.",
+                            "fr": "1 : pleine force ; 0,6 à 0,9 garde souvent le style de la base."},
     "te_compare_heading": {"en": "Compare checkpoints (pick the best step)",
                            "fr": "Comparer des modèles (choisir la meilleure étape)"},
     "te_compare_help": {
@@ -665,11 +672,49 @@ STRINGS: dict[str, dict[str, str]] = {
                           "fr": "Décoché : rien n'est jamais écrasé. L'original n'est remplacé que si vous cochez "
                                 "ceci et donnez son propre nom."},
     "pr_run": {"en": "✂ Prune", "fr": "✂ Élaguer"},
+    "pr_lora_heading": {"en": "Extract a LoRA (a small file for AUTOMATIC1111, ComfyUI and the Test tab)",
+                        "fr": "Extraire un LoRA (un petit fichier pour AUTOMATIC1111, ComfyUI et l'onglet Test)"},
+    "pr_lora_help": {
+        "en": "A LoRA holds what training changed: the difference between the trained model and its base, layer by "
+              "layer, cut to a low rank (a few tens of MB instead of 2 GB). It applies to any SD v1 model with a "
+              "weight. The report says how much of the difference each rank keeps: raise the rank (or the energy) "
+              "when it keeps too little.",
+        "fr": "Un LoRA contient ce que l'entraînement a changé : la différence entre le modèle entraîné et sa base, "
+              "couche par couche, réduite à un rang faible (quelques dizaines de Mo au lieu de 2 Go). Il s'applique "
+              "à n'importe quel modèle SD v1 avec un poids. Le rapport dit quelle part de la différence chaque rang "
+              "garde : augmentez le rang (ou l'énergie) s'il en garde trop peu.",
+    },
+    "pr_lora_base": {"en": "Base model", "fr": "Modèle de base"},
+    "pr_lora_base_info": {"en": "The model the training started from.",
+                          "fr": "Le modèle dont l'entraînement est parti."},
+    "pr_lora_tuned": {"en": "Trained model", "fr": "Modèle entraîné"},
+    "pr_lora_tuned_info": {"en": "e.g. a run's final file or best step.",
+                           "fr": "par ex. le fichier final d'un entraînement ou sa meilleure étape."},
+    "pr_lora_rank": {"en": "Rank", "fr": "Rang"},
+    "pr_lora_rank_info": {"en": "32-64 is usual; higher keeps more, in a bigger file.",
+                          "fr": "32 à 64 en général ; plus haut garde davantage, dans un fichier plus gros."},
+    "pr_lora_conv_rank": {"en": "Conv rank (0: off)", "fr": "Rang des convolutions (0 : aucune)"},
+    "pr_lora_conv_rank_info": {"en": "Also the ResBlocks' 3x3 convs (kohya's LoCon): more of the change, bigger.",
+                               "fr": "Aussi les convolutions 3x3 des ResBlocks (LoCon de kohya) : plus fidèle, "
+                                     "plus gros."},
+    "pr_lora_energy": {"en": "Energy to keep (0: off)", "fr": "Énergie à garder (0 : désactivé)"},
+    "pr_lora_energy_info": {"en": "e.g. 0.9: each layer gets the smallest rank that keeps 90% of its change, at "
+                                  "most the rank above.",
+                            "fr": "par ex. 0.9 : chaque couche reçoit le plus petit rang qui garde 90 % de son "
+                                  "changement, au plus le rang ci-dessus."},
+    "pr_lora_text": {"en": "Text encoder too", "fr": "Aussi l'encodeur de texte"},
+    "pr_lora_text_info": {"en": "When the training changed it (the classic preset).",
+                          "fr": "Quand l'entraînement l'a modifié (préréglage classic)."},
+    "pr_lora_out_name": {"en": "LoRA file name (optional)", "fr": "Nom du fichier LoRA (facultatif)"},
+    "pr_lora_out_name_info": {"en": "Default: <trained model>-lora-r<rank>, in outputs/lora/.",
+                              "fr": "Par défaut : <modèle entraîné>-lora-r<rang>, dans outputs/lora/."},
+    "pr_lora_run": {"en": "⇣ Extract the LoRA", "fr": "⇣ Extraire le LoRA"},
     # ------------------------------------------------------------------ progress
     "progress_preparing": {"en": "Preparing images", "fr": "Préparation des images"},
     "progress_class_images": {"en": "Class image {done} of {total}", "fr": "Image de classe {done} sur {total}"},
     "progress_sampling": {"en": "Sampling", "fr": "Génération"},
     "progress_compare": {"en": "Drawing with {name}", "fr": "Dessin avec {name}"},
+    "progress_extracting": {"en": "Extracting from {name}", "fr": "Extraction depuis {name}"},
     "progress_pruning": {"en": "Pruning {name}", "fr": "Élagage de {name}"},
     # ------------------------------------------------------------------ messages
     "msg_project_created": {"en": "Project “{name}” created. Next: token and class, then drop photos.",
@@ -710,6 +755,25 @@ STRINGS: dict[str, dict[str, str]] = {
         "fr": "✔ **Terminé.** {src} ({src_size}) → **{dst}** ({dst_size}) : {saved} plus léger. Le nouveau fichier "
               "se charge correctement ({kept} tenseurs gardés, {dropped} retirés).\n\nEnregistré dans `{path}`.",
     },
+    "msg_extracted": {
+        "en": "✔ **Done.** **{name}** ({size}): {layers} layers at rank {ranks} keep **{kept}** of the difference "
+              "between {tuned} and {base}.\n\nSaved as `{path}`. Choose it in the Test tab, or copy it to "
+              "AUTOMATIC1111's models/Lora and write `<lora:{stem}:0.8>` in a prompt.",
+        "fr": "✔ **Terminé.** **{name}** ({size}) : {layers} couches au rang {ranks} gardent **{kept}** de la "
+              "différence entre {tuned} et {base}.\n\nEnregistré dans `{path}`. Choisissez-le dans l'onglet Test, "
+              "ou copiez-le dans models/Lora d'AUTOMATIC1111 et écrivez `<lora:{stem}:0.8>` dans un prompt.",
+    },
+    "msg_extracted_held": {"en": "These layers hold {held} of all that training changed (biases, norms, the first "
+                                 "and last convs are in no LoRA; the conv rank adds the ResBlocks).",
+                           "fr": "Ces couches portent {held} de tout ce que l'entraînement a changé (biais, "
+                                 "normalisations, première et dernière convolutions ne sont dans aucun LoRA ; le rang "
+                                 "des convolutions ajoute les ResBlocks)."},
+    "msg_extracted_ranks": {"en": "Kept at another rank: {ranks}.", "fr": "Part gardée à un autre rang : {ranks}."},
+    "msg_extracted_unchanged": {"en": "{n} layers the training left alone are left out.",
+                                "fr": "{n} couches que l'entraînement n'a pas modifiées sont laissées de côté."},
+    "msg_extracted_worst": {"en": "Layers that keep the least:", "fr": "Couches qui gardent le moins :"},
+    "msg_extracted_layer": {"en": "`{name}`: rank {rank} of {full} keeps {kept}",
+                            "fr": "`{name}` : rang {rank} sur {full}, garde {kept}"},
     "msg_original_replaced": {"en": "The original was replaced by its pruned version, as asked.",
                               "fr": "L'original a été remplacé par sa version élaguée, comme demandé."},
     "msg_training_started": {"en": "Training “{run}” started in `{folder}`. Progress appears below.",
@@ -860,6 +924,8 @@ STRINGS: dict[str, dict[str, str]] = {
                                "fr": "Écrivez au moins un prompt (un par ligne)."},
     "err_compare_too_many": {"en": "At most {max} images per grid: choose fewer files or prompts.",
                              "fr": "Au plus {max} images par grille : choisissez moins de fichiers ou de prompts."},
+    "err_pick_base_and_tuned": {"en": "Choose the base model and the trained model first.",
+                                "fr": "Choisissez d'abord le modèle de base et le modèle entraîné."},
     "err_pick_checkpoint": {"en": "Choose a checkpoint in the list, or upload one.",
                             "fr": "Choisissez un modèle dans la liste, ou envoyez-en un."},
     "err_format": {"en": "Unknown format {fmt}: choose .safetensors or .ckpt.",

@@ -4,7 +4,8 @@
     with gr.Tab(T("tab_test")):
         tab.render(T)
 
-PNGs go to outputs/txt2img with AUTOMATIC1111's `parameters` text; grids to outputs/grids.
+PNGs go to outputs/txt2img with AUTOMATIC1111's `parameters` text; grids to outputs/grids. A LoRA chosen with its
+weight is merged into the model for both (the cached model itself stays as it was) and recorded as A1111 does.
 Generation takes the app's model lock, so it never runs while a training holds the GPU.
 """
 from __future__ import annotations
@@ -17,8 +18,9 @@ import gradio as gr
 
 from ldm.samplers import SamplerName
 from sdtrainer.dataset import add_class_word, prompt_lint
-from sdtrainer.sampling import (MAX_BATCH, MAX_SIDE, MAX_STEPS, GenerationParams, generate, save_images, save_png,
-                                size_multiple)
+from sdtrainer.lora import MAX_WEIGHT, lora_hash
+from sdtrainer.sampling import (MAX_BATCH, MAX_SIDE, MAX_STEPS, GenerationParams, LoraUse, generate, save_images,
+                                save_png, size_multiple)
 from sdtrainer.ui.common import USER_ERRORS, Lists, Stopped, model_facts, stop_check
 from sdtrainer.ui.grid import labelled_grid
 from sdtrainer.ui.i18n import Say, UIError, warn
@@ -71,6 +73,11 @@ class TestTab:
                                 info=T("te_model_info"), scale=4)
             token = gr.Textbox(label=T("te_token"), info=T("te_token_info"), scale=1)
             class_word = gr.Textbox(label=T("te_class"), info=T("te_class_info"), scale=1)
+        with gr.Row(equal_height=True):
+            lora = gr.Dropdown(self.state.lora_choices(), value="", label=T("te_lora"), info=T("te_lora_info"),
+                               allow_custom_value=True, scale=4)
+            lora_weight = gr.Slider(0, MAX_WEIGHT, value=1.0, step=0.05, label=T("te_lora_weight"),
+                                    info=T("te_lora_weight_info"), scale=2)
         with gr.Row():
             with gr.Column(scale=3):
                 prompt = gr.Textbox(label=T("te_prompt"), placeholder=T("te_prompt_placeholder"), lines=2)
@@ -101,22 +108,26 @@ class TestTab:
 
         settings = {"sampler": sampler, "steps": steps, "cfg_scale": cfg, "seed": seed, "width": width,
                     "height": height, "negative_prompt": negative}
+        adapter = {"lora": lora, "lora_weight": lora_weight}
         model.change(self.model_changed, inputs=[model, width, height], outputs=[token, class_word, width, height, status],
                      api_name="test_model_changed")
+        lora.change(self.lora_changed, inputs=lora, outputs=[token, class_word], api_name="test_lora_changed")
         for n, box in enumerate((prompt, token, class_word, model)):
-            box.change(self.lint, inputs=[prompt, token, class_word, model], outputs=[lint, fix],
+            box.change(self.lint, inputs=[prompt, token, class_word, model, lora], outputs=[lint, fix],
                        api_name=f"test_lint_{n}", trigger_mode="always_last", show_progress="hidden")
-        fix.click(self.fix_prompt, inputs=[prompt, token, class_word, model], outputs=prompt,
+        fix.click(self.fix_prompt, inputs=[prompt, token, class_word, model, lora], outputs=prompt,
                   api_name="test_fix_prompt")
         event = run.click(self.generate, inputs_kwargs={"model": model, "prompt": prompt, "batch_size": batch,
-                                                         "token": token, "class_word": class_word, **settings},
+                                                         "token": token, "class_word": class_word, **adapter,
+                                                         **settings},
                           outputs=[gallery, info, status], api_name="test_generate", concurrency_id="gpu")
         stop.click(self.stop, outputs=status, cancels=[event], api_name="test_stop")
         compare["run"].click(self.compare, inputs_kwargs={"models": compare["models"], "prompts": compare["prompts"],
-                                                          "token": token, "class_word": class_word, **settings},
+                                                          "token": token, "class_word": class_word, **adapter,
+                                                          **settings},
                              outputs=[compare["image"], compare["status"]], api_name="test_compare",
                              concurrency_id="gpu")
-        return Lists(models=[model, compare["models"]])
+        return Lists(models=[model, compare["models"]], loras=[lora])
 
     def render_compare(self, T: gr.I18n) -> dict:
         with gr.Accordion(T("te_compare_heading"), open=True):
@@ -154,14 +165,22 @@ class TestTab:
         return (facts["token"] or gr.skip(), facts["class_word"] or gr.skip(), side(width), side(height),
                 " ".join(notes))
 
-    def lint(self, prompt: str, token: str, class_word: str, model: str | None, request: gr.Request):
+    def lora_changed(self, lora: str | None):
+        """Token and class word from the LoRA's metadata (an extracted LoRA carries its model's)."""
+        if not lora or not self.state.is_inside(lora) or not Path(lora).is_file():
+            return gr.skip(), gr.skip()
+        facts = model_facts(Path(lora))
+        return facts["token"] or gr.skip(), facts["class_word"] or gr.skip()
+
+    def lint(self, prompt: str, token: str, class_word: str, model: str | None, lora: str | None,
+             request: gr.Request):
         """The warning (with the prompt as it should read) and the Fix button, shown only when needed."""
-        text = self.lint_text([prompt], concept_pairs(token, class_word, [model]), self.state.say(request))
+        text = self.lint_text([prompt], concept_pairs(token, class_word, [model, lora]), self.state.say(request))
         return text, gr.update(visible=bool(text))
 
-    def fix_prompt(self, prompt: str, token: str, class_word: str, model: str | None) -> str:
+    def fix_prompt(self, prompt: str, token: str, class_word: str, model: str | None, lora: str | None) -> str:
         """The prompt with the right class word after each token written alone."""
-        return fix_prompt(prompt or "", concept_pairs(token, class_word, [model]))
+        return fix_prompt(prompt or "", concept_pairs(token, class_word, [model, lora]))
 
     def lint_text(self, prompts: list[str], pairs: list[tuple[str, str]], say: Say) -> str:
         """A warning naming each token written without its class word, then the first such prompt fixed ('' when
@@ -199,24 +218,33 @@ class TestTab:
             if value % multiple:
                 raise UIError("err_size_multiple", value=value, multiple=multiple)
 
+    def lora_use(self, path: Path | None, weight: float | None) -> LoraUse | None:
+        """The chosen LoRA with its weight (checked when merged) and hash; None for none."""
+        return LoraUse(path.stem, float("nan") if weight is None else float(weight), lora_hash(path)) if path else None
+
+    def model(self, path: Path, lora_path: Path | None, lora: LoraUse | None):
+        """(model, info) from the cache, the LoRA merged in (call with the model lock held)."""
+        return self.state.cache.get(path, lora_path, lora.weight) if lora else self.state.cache.get(path)
+
     def generate(self, model: str | None, prompt: str, batch_size: float, token: str, class_word: str,
-                 request: gr.Request, progress=gr.Progress(), **settings):
+                 lora: str | None, lora_weight: float, request: gr.Request, progress=gr.Progress(), **settings):
         say = self.state.say(request)
         with say.errors(*USER_ERRORS):
             params = self.params(prompt, batch_size=batch_size, **settings)
-            path = self.state.checked_model(model)
-            if lint := self.lint_text([params.prompt], concept_pairs(token, class_word, [model]), say):
+            path, lora_path = self.state.checked_model(model), self.state.checked_lora(lora)
+            params.lora = self.lora_use(lora_path, lora_weight)
+            if lint := self.lint_text([params.prompt], concept_pairs(token, class_word, [model, lora]), say):
                 warn(lint)
 
             def step(info: dict) -> None:
                 progress((info["i"] + 1) / params.steps, desc=say("progress_sampling"))
 
             with self.state.jobs.run("test", request.session_hash) as stop, self.state.model_lock():
-                loaded, info = self.state.cache.get(path)
+                loaded, info = self.model(path, lora_path, params.lora)
                 self.check_size(params, info.config)
                 try:
                     results = generate(loaded, params, model_name=path.stem, callback=stop_check(stop, step),
-                                       unet=self.state.cache.sampling_unet())
+                                       unet=self.state.cache.sampling_unet(loaded))
                 except Stopped:
                     return gr.skip(), gr.skip(), say("msg_stopped")
         paths = save_images(results, self.state.txt2img_dir)[: len(results)]
@@ -229,8 +257,8 @@ class TestTab:
         say = self.state.say(request)
         return say("msg_stopping") if self.state.jobs.stop("test", request.session_hash) else say("msg_nothing_to_stop")
 
-    def compare(self, models: list[str] | None, prompts: str, token: str, class_word: str, request: gr.Request,
-                progress=gr.Progress(), **settings):
+    def compare(self, models: list[str] | None, prompts: str, token: str, class_word: str, lora: str | None,
+                lora_weight: float, request: gr.Request, progress=gr.Progress(), **settings):
         say = self.state.say(request)
         with say.errors(*USER_ERRORS):
             lines = [line.strip() for line in (prompts or "").splitlines() if line.strip()]
@@ -243,29 +271,32 @@ class TestTab:
             paths = [self.state.checked_model(m) for m in models]
             seed = settings.pop("seed")
             seed = int(seed) if seed is not None and seed >= 0 else random.randrange(2**32)
-            base = self.params(lines[0], seed=seed, **settings)
-            if lint := self.lint_text(lines, concept_pairs(token, class_word, models), say):
+            base, lora_path = self.params(lines[0], seed=seed, **settings), self.state.checked_lora(lora)
+            base.lora = self.lora_use(lora_path, lora_weight)
+            if lint := self.lint_text(lines, concept_pairs(token, class_word, [*models, lora]), say):
                 warn(lint)
-            columns = self.compare_columns(paths, lines, base, request, progress, say)
+            columns = self.compare_columns(paths, lines, base, lora_path, request, progress, say)
         if columns is None:
             return gr.skip(), say("msg_stopped")
         grid = labelled_grid([list(row) for row in zip(*columns)], rows=lines,
                              cols=[checkpoint_title(p) for p in paths])
         out = self.state.grids_dir / f"compare-{len(list(self.state.grids_dir.glob('compare-*.png'))):05d}-{seed}.png"
-        summary = "\n".join([f"Comparison of {', '.join(p.name for p in paths)}", *lines,
+        lora_text = f" <lora:{base.lora.name}:{base.lora.weight:g}>" if base.lora else ""
+        summary = "\n".join([f"Comparison of {', '.join(p.name for p in paths)}{lora_text}", *lines,
                              f"Steps: {base.steps}, Sampler: {base.sampler}, CFG scale: {base.cfg_scale:g}, "
                              f"Seed: {seed}, Size: {base.width}x{base.height}"])
         save_png(grid, summary, out)
         return str(out), say("msg_compare_done", path=out, seed=seed)
 
-    def compare_columns(self, paths: list[Path], lines: list[str], base: GenerationParams, request: gr.Request,
-                        progress: gr.Progress, say: Say) -> list[list] | None:
-        """One list of images (one per prompt) per checkpoint; None when stopped."""
+    def compare_columns(self, paths: list[Path], lines: list[str], base: GenerationParams, lora_path: Path | None,
+                        request: gr.Request, progress: gr.Progress, say: Say) -> list[list] | None:
+        """One list of images (one per prompt) per checkpoint, each with the LoRA if one is chosen; None when
+        stopped."""
         columns, total = [], len(paths) * len(lines)
         with self.state.jobs.run("test", request.session_hash) as stop:
             for path in paths:
                 with self.state.model_lock():
-                    loaded, info = self.state.cache.get(path)
+                    loaded, info = self.model(path, lora_path, base.lora)
                     self.check_size(base, info.config)
                     column = []
                     for line in lines:
@@ -274,7 +305,7 @@ class TestTab:
                         params = GenerationParams(**{**base.__dict__, "prompt": line, "batch_size": 1})
                         try:
                             column.append(generate(loaded, params, path.stem, callback=stop_check(stop),
-                                                   unet=self.state.cache.sampling_unet())[0].image)
+                                                   unet=self.state.cache.sampling_unet(loaded))[0].image)
                         except Stopped:
                             return None
                 columns.append(column)
