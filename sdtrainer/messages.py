@@ -245,6 +245,17 @@ MESSAGES: dict[str, dict[str, str]] = {
     "cfg_range_strictly_between": {"en": "strictly between {low} and {high}",
                                    "fr": "strictement entre {low} et {high}"},
     "cfg_range_from_below": {"en": "at least {low} and below {high}", "fr": "au moins {low} et inférieur à {high}"},
+    "cfg_devices": {"en": "devices must be a whole number from 1 (the GPUs to train on) or all, got {value!r}.",
+                    "fr": "devices doit être un nombre entier à partir de 1 (les GPU à utiliser) ou all, pas "
+                          "{value!r}."},
+    "cfg_devices_graphs": {
+        "en": "cuda_graphs works on one GPU only: set cuda_graphs to false to train on {devices} GPUs, or set "
+              "devices to 1.",
+        "fr": "cuda_graphs ne fonctionne que sur un seul GPU : réglez cuda_graphs sur false pour entraîner sur "
+              "{devices} GPU, ou réglez devices sur 1."},
+    "cfg_devices_all_cpu": {"en": "devices all means every GPU; on the CPU, give a number of processes (e.g. 2).",
+                            "fr": "devices all désigne tous les GPU ; sur le processeur, donnez un nombre de "
+                                  "processus (par ex. 2)."},
     "cfg_multiple_of_64": {"en": "a multiple of 64 (512 for SD v1)", "fr": "un multiple de 64 (512 pour SD v1)"},
     # ------------------------------------------------------------------ sampling.py
     "gen_side": {
