@@ -293,6 +293,8 @@ MESSAGES: dict[str, dict[str, str]] = {
     "gate_used_mib": {"en": "{mib} MiB", "fr": "{mib} Mio"},
     "gate_needs": {"en": "Preset {preset} needs {gib} GiB free.",
                    "fr": "Le préréglage {preset} demande {gib} Gio libres."},
+    "gate_needs_each": {"en": "Preset {preset} needs {gib} GiB free on each of the {n} GPUs.",
+                        "fr": "Le préréglage {preset} demande {gib} Gio libres sur chacun des {n} GPU."},
     "gate_ok": {"en": "OK: training can start.", "fr": "OK : l'entraînement peut commencer."},
     "gate_refused": {"en": "Training cannot start:", "fr": "L'entraînement ne peut pas commencer :"},
     # ------------------------------------------------------------------ preflight.py: reasons for refusing
@@ -301,6 +303,12 @@ MESSAGES: dict[str, dict[str, str]] = {
               "Choose one of those indices.",
         "fr": "Il n'y a pas de GPU d'indice {index} : le pilote voit {count} GPU (indices 0 à {last}). "
               "Choisissez l'un de ces indices.",
+    },
+    "gate_on_gpu": {"en": "GPU {index}: {reason}", "fr": "GPU {index} : {reason}"},
+    "gate_too_few_gpus": {
+        "en": "devices is {asked}, but the driver sees {count} GPU(s): set devices to {count} or fewer, or to all.",
+        "fr": "devices vaut {asked}, mais le pilote voit {count} GPU : réglez devices sur {count} ou moins, ou sur "
+              "all.",
     },
     "gate_too_small": {
         "en": "The GPU ({name}) has {total:.1f} GiB in total; the {preset} preset needs a card with at least "
