@@ -249,10 +249,12 @@ MESSAGES: dict[str, dict[str, str]] = {
                     "fr": "devices doit être un nombre entier à partir de 1 (les GPU à utiliser) ou all, pas "
                           "{value!r}."},
     "cfg_devices_graphs": {
-        "en": "cuda_graphs works on one GPU only: set cuda_graphs to false to train on {devices} GPUs, or set "
+        "en": "cuda_graphs works on one GPU only: set cuda_graphs to false to train on {devices} GPUs (each GPU "
+              "then steps about 3 times slower, so several may be slower than one with the graphs), or set "
               "devices to 1.",
         "fr": "cuda_graphs ne fonctionne que sur un seul GPU : réglez cuda_graphs sur false pour entraîner sur "
-              "{devices} GPU, ou réglez devices sur 1."},
+              "{devices} GPU (chaque GPU fait alors ses pas environ 3 fois plus lentement : plusieurs peuvent être "
+              "plus lents qu'un seul avec les graphes), ou réglez devices sur 1."},
     "cfg_devices_all_cpu": {"en": "devices all means every GPU; on the CPU, give a number of processes (e.g. 2).",
                             "fr": "devices all désigne tous les GPU ; sur le processeur, donnez un nombre de "
                                   "processus (par ex. 2)."},
