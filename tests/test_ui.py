@@ -38,7 +38,7 @@ from sdtrainer.ui.common import model_choices, parse_concepts
 from sdtrainer.ui.i18n import LANGUAGES, STRINGS, Say, UIError
 from sdtrainer.ui.projects import Project
 from sdtrainer.ui.test_tab import concept_pairs
-from sdtrainer.ui.training_tab import SETTINGS, TrainingTab, gate_text, parsed
+from sdtrainer.ui.training_tab import SETTING, SETTINGS, TrainingTab, gate_text, parsed, shown
 
 TRAIN_TIMEOUT_S = 120
 
@@ -1023,3 +1023,26 @@ def test_closing_a_tab_stops_the_jobs_it_started(app):
     with app.state.jobs.run("class_images", "tab-1") as closed, app.state.jobs.run("test", "tab-2") as open_:
         app.state.end_session(SimpleNamespace(session_hash="tab-1"))
         assert closed.is_set() and not open_.is_set()
+
+
+@pytest.mark.parametrize("typed, accepted", [("2", 2), (" 3 ", 3), ("all", "all"), ("1", 1), ("0", None),
+                                             ("two", None)])
+def test_the_gpus_setting_takes_a_number_or_all_and_the_config_judges_it(typed, accepted):
+    value = parsed(SETTING["devices"], typed, Say("en"))
+    settings = {"model": "m.safetensors", "images": "photos", "token": "ohwx", "class_word": "person",
+                "cuda_graphs": False, "devices": value}
+    if accepted is None:
+        with pytest.raises(ConfigError, match="devices must be a whole number from 1"):
+            check_config(load_config(values=settings))
+    else:
+        check_config(load_config(values=settings))
+        assert value == accepted and shown(SETTING["devices"], value) == typed.strip()
+
+
+def test_the_vram_plot_shows_each_gpu_of_a_run_on_several():
+    two = SessionState(vram=[(1, 9.0, 11.0), (2, 9.0, 12.0)], vram_by_device=[(1, [10.0, 11.0]), (2, [10.5, 12.0])])
+    frame = TrainingTab.vram_frame(None, two, Say("en"))
+    assert sorted(set(frame["series"])) == ["GPU 0 reserved", "GPU 1 reserved"]
+    assert frame[frame["series"] == "GPU 1 reserved"]["value"].tolist() == [11.0, 12.0]
+    one = SessionState(vram=[(1, 9.0, 11.0)], vram_by_device=[(1, [11.0])])
+    assert sorted(set(TrainingTab.vram_frame(None, one, Say("fr"))["series"])) == ["allouée", "réservée"]
