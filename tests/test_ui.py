@@ -422,6 +422,7 @@ def test_check_gpu_shows_the_gate_report(app, client, french, monkeypatch):
     try:
         monkeypatch.setattr(torch.cuda, "is_available", lambda: True)  # as on a machine with a GPU
         ready = client.predict(preset="24gb", ema=False, api_name="/training_check_gpu")
+        two = client.predict(preset="24gb", ema=False, devices="2", api_name="/training_check_gpu")
         monkeypatch.setattr(torch.cuda, "is_available", lambda: False)  # a CPU-only PyTorch, on any machine
         app.state.sessions.probe = FakeProbe(cuda=False)
         no_gpu = client.predict(preset="24gb", ema=True, api_name="/training_check_gpu")
@@ -430,6 +431,7 @@ def test_check_gpu_shows_the_gate_report(app, client, french, monkeypatch):
         app.state.sessions.probe = None
     assert ready.count("```") == 2 and "✔" in ready and "✖" not in ready and "RTX 3090" in ready
     assert "trains on the CPU" not in ready
+    assert "✖" in two and "devices is 2, but the driver sees 1 GPU(s)" in two  # this machine has one
     assert "trains on the CPU" in no_gpu
     assert "would fail" not in no_gpu and "--device" not in no_gpu  # one verdict, no command-line flag
     assert "entraîne donc sur le processeur" in french_no_gpu
