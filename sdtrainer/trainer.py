@@ -6,9 +6,15 @@
 
 `run_training` reads as its stages: 1. check the settings and the photos  2. load the base model
 3. class images (generated with the base model when no folder is given)  4. encode every image once
-with the frozen VAE (and the captions with the frozen text encoder)  5. Lightning fit  6. final files.
-Everything the user sees goes out as `Event`s through `emit`; the callbacks below write metrics.csv,
-previews, model files and the resumable state.
+with the frozen VAE (and the captions with the frozen text encoder)  5. Lightning fit, in this process or
+(devices above 1) in one process per device  6. final files. Everything the user sees goes out as `Event`s
+through `emit`; the callbacks below write metrics.csv, previews, model files and the resumable state.
+
+Several devices (Lightning's ddp; sdtrainer.ddp starts the processes and carries events and pause/stop):
+stages 1-4 run here once, then each process loads the base model onto its device and takes its share of
+every micro-batch, which is drawn for all of them (`share`); DDP averages their gradients, so N processes of
+batch b train as one of batch N x b. Only process 0 reports and writes files; pause and stop are process 0's
+decision, broadcast to all.
 
 Exact resume: what is random in a step (images, flips, timesteps, noise) is drawn by `batch_for`, a
 pure function of (seed, micro-batch index); Lightning restores weights, optimizer, LR schedule and
@@ -1044,7 +1050,9 @@ def run_training(cfg: TrainConfig, run_dir: Path, emit: Emit, control: RunContro
     del model  # each process loads its own copy onto its device
     if device.type == "cuda":
         torch.cuda.empty_cache()
-    log(emit, 0, f"Starting {processes} processes, one per {'GPU' if device.type == 'cuda' else 'CPU process'}.")
+    where = "one per GPU" if device.type == "cuda" else "on the CPU"
+    log(emit, 0, f"Starting {processes} processes ({where}): each step trains on {processes} x {cfg.batch_size} "
+                 f"images (x {cfg.grad_accum} accumulated).")
     results = launch(processes, train_process, (cfg, data, words, paths.root, resume), emit, control)
     return agreed(results, emit)
 
