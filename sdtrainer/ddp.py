@@ -19,6 +19,7 @@ What crosses between this process and them:
   for the failed one in their next collective) and is raised here, with the failed process's traceback as its
   cause. Ctrl+C reaches only this process, which asks for a clean stop.
 """
+import atexit
 import os
 import pickle
 import queue
@@ -67,6 +68,7 @@ def launch(processes: int, target: Callable, args: tuple, emit: Callable, contro
                for rank in range(processes)]
     for worker in workers:
         worker.start()
+    atexit.register(end, workers, 0.0)  # this program exiting mid-run (a second Ctrl+C) ends them, never waits
     results: dict[int, Any] = {}
     try:
         while len(results) < processes:
@@ -85,6 +87,7 @@ def launch(processes: int, target: Callable, args: tuple, emit: Callable, contro
                 raise error from ProcessFailed(f"in training process {rank}:\n{trace}")
     finally:
         end(workers, EXIT_WAIT_S if len(results) == processes else 0.0)
+        atexit.unregister(end)
     return [results[rank] for rank in range(processes)]
 
 
@@ -118,11 +121,12 @@ def check_alive(workers: list, results: dict) -> None:
 
 
 def end(workers: list, wait_s: float) -> None:
-    """Let each process exit within wait_s, then end those still there."""
+    """Let each process exit within wait_s, then kill those still there. SIGKILL, not SIGTERM: Lightning catches
+    SIGTERM to stop after the current step, which a process waiting for a failed one in a collective never ends."""
     for worker in workers:
         worker.join(wait_s)
         if worker.is_alive():
-            worker.terminate()
+            worker.kill()
             worker.join()
 
 

@@ -90,6 +90,7 @@ class TrainingSession:
         self._lock = threading.Lock()
         self._listeners: list[Callable[[Event], None]] = []
         self._thread: threading.Thread | None = None
+        self._ended = threading.Event()  # set when the thread has reported the end of the run
         self._started = 0.0
 
     # --- controls
@@ -124,11 +125,11 @@ class TrainingSession:
                 self._state.status = Status.STOPPING
 
     def wait(self, timeout: float | None = None) -> bool:
-        """Block until the run ends (True) or the timeout passes (False)."""
+        """Block until the run ends (True) or the timeout passes (False). An Event, not Thread.join: a Ctrl+C that
+        interrupts Python 3.11's join leaves the thread marked as ended while it still runs (and saves)."""
         if self._thread is None:
             return True
-        self._thread.join(timeout)
-        return not self._thread.is_alive()
+        return self._ended.wait(timeout)
 
     @property
     def active(self) -> bool:
@@ -157,6 +158,8 @@ class TrainingSession:
             self._finish(result)
         except Exception as error:  # noqa: BLE001 - every failure must reach the state, not kill the thread
             self._fail(error)
+        finally:
+            self._ended.set()
 
     def _gate(self) -> None:
         """On CUDA, the VRAM gate decides before anything is allocated."""

@@ -1,4 +1,5 @@
 """The training session the UI and the CLI drive: background thread, state, pause/stop, the GPU gate, OOM."""
+import signal
 import threading
 import time
 
@@ -176,3 +177,25 @@ def test_out_of_memory_on_several_gpus_names_the_last_state_saved(demo_file, sub
     assert state.status is Status.FAILED and state.message.startswith("Out of GPU memory at step 3")
     assert "The state at step 2 was saved; resume from" in state.message
     assert state.vram_by_device == [(1, [10.0, 11.0]), (2, [10.0, 12.0]), (3, [10.0, 13.0])]
+
+
+def test_a_ctrl_c_while_waiting_leaves_the_run_to_finish_and_be_waited_for(demo_file, subject_photos, tmp_path,
+                                                                         monkeypatch):
+    """The CLI waits, and on Ctrl+C asks for a stop and waits again for the step and the save. Python 3.11's
+    Thread.join, interrupted, marks the thread as ended while it runs: the second wait returned at once and the
+    program exited mid-save (on several GPUs it then hung, waiting for its training processes)."""
+    release = threading.Event()
+
+    def slow_training(config, run_dir, emit, control, resume=False):
+        release.wait(30)
+        return TrainResult(config.steps, config.steps, None, stopped=False)
+
+    monkeypatch.setattr(session_module, "run_training", slow_training)
+    session = TrainingSession(cfg(demo_file, subject_photos), tmp_path / "run").start()
+    ctrl_c = threading.Timer(0.3, signal.pthread_kill, (threading.main_thread().ident, signal.SIGINT))
+    ctrl_c.start()
+    with pytest.raises(KeyboardInterrupt):
+        session.wait(10)
+    assert not session.wait(0.2) and session.active
+    release.set()
+    assert session.wait(10) and session.snapshot().status is Status.FINISHED

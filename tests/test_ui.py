@@ -799,9 +799,9 @@ def test_training_config_has_a_concept_for_each_added_subject(app, client, pair_
     pair = pair_with_effy
     root = app.state.projects_dir / pair
     tab = TrainingTab(app.state)
-    values = dict(zip([s.name for s in SETTINGS], tab.preset_values("24gb")), repeats=2)
+    values = dict(zip([s.name for s in SETTINGS], tab.preset_values("24gb")), repeats=2, devices="2")
     cfg = tab.config(Project.open(root), Path(demo_model), "24gb", values, Say("en"))
-    assert (cfg.images, cfg.token, cfg.class_word) == (str(root / "prepared"), "ohwx", "person")
+    assert (cfg.images, cfg.token, cfg.class_word, cfg.devices) == (str(root / "prepared"), "ohwx", "person", 2)
     assert cfg.concepts == [Concept(token="effy", class_word="dog", images=str(root / "subjects" / "effy" / "prepared"),
                                     reg_images=str(root / "reg" / "dog"), class_images=None, repeats=2)]
     assert cfg.reg_images is None and cfg.class_images_dir == str(root / "reg")  # no person images: generated there
