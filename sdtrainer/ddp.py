@@ -17,7 +17,7 @@ What crosses between this process and them:
   so every process pauses and stops after the same step;
 - the end: each process's return value, or its error. An error ends the other processes at once (they would wait
   for the failed one in their next collective) and is raised here, with the failed process's traceback as its
-  cause. Ctrl+C reaches only this process, which asks for a clean stop.
+  cause. The processes ignore Ctrl+C: this one asks them for a clean stop (and kills them if it exits mid-run).
 """
 import atexit
 import os

@@ -1091,11 +1091,12 @@ def train_process(channel: Channel, cfg: TrainConfig, data: CachedData, words: l
 
 
 def weights_digest(model: torch.nn.Module) -> str:
-    """sha256 of every weight's bytes: two processes with the same digest hold the same weights."""
+    """sha256 of the bytes of every weight that trains: two processes with the same digest hold the same weights."""
     digest = hashlib.sha256()
-    for name, tensor in model.state_dict().items():
-        digest.update(name.encode())
-        digest.update(tensor.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
+    for name, weight in model.named_parameters():
+        if weight.requires_grad:
+            digest.update(name.encode())
+            digest.update(weight.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
     return digest.hexdigest()
 
 

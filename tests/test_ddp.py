@@ -10,7 +10,8 @@ import pytest
 import torch
 
 from sdtrainer.ddp import ProcessFailed, launch
-from sdtrainer.trainer import (BatchPlan, EventKind, RunControl, batch_for, batch_plan, run_training, share)
+from sdtrainer.trainer import (BatchPlan, EventKind, RunControl, TrainResult, agreed, batch_for, batch_plan, run_training,
+                               share, weights_digest)
 from test_trainer import Recorder, config, metrics, train, unet_weights
 
 STEPS = 4
@@ -159,3 +160,16 @@ def test_the_plan_of_n_processes_draws_n_times_the_batch(demo_file):
                       torch.zeros(0, dtype=torch.long), torch.zeros(1, 77, 8))
     cfg = config(demo_file, "photos", batch_size=3)
     assert batch_plan(cfg, data, 2).batch_size == 6 and batch_plan(cfg, data).batch_size == 3
+
+
+def test_processes_that_end_with_different_weights_fail_the_run():
+    """The check behind "same weights": one weight one float step apart changes the digest, and the run fails."""
+    layer = torch.nn.Linear(3, 2)
+    before = weights_digest(layer)
+    with torch.no_grad():
+        layer.bias[1] = torch.nextafter(layer.bias[1], torch.tensor(1.0))
+    assert weights_digest(layer) != before
+    result = TrainResult(4, 4, None, stopped=False)
+    assert agreed([(result, before), (result, before)], lambda event: None) is result
+    with pytest.raises(RuntimeError, match="ended with different weights"):
+        agreed([(result, before), (result, weights_digest(layer))], lambda event: None)
