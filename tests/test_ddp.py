@@ -3,6 +3,7 @@ takes exactly its steps and writes one set of outputs; every process ends with t
 batch 1 train as one process of batch 2; resume is exact (and says what changes on another number of processes);
 pause and stop reach every process; a process that fails ends the run with its error."""
 import multiprocessing
+import os
 import shutil
 import time
 
@@ -173,3 +174,17 @@ def test_processes_that_end_with_different_weights_fail_the_run():
     assert agreed([(result, before), (result, before)], lambda event: None) is result
     with pytest.raises(RuntimeError, match="ended with different weights"):
         agreed([(result, before), (result, weights_digest(layer))], lambda event: None)
+
+
+def die_in_process_1(channel):
+    """Process 1 vanishes without a word, as under the kernel's out-of-memory killer; process 0 waits for it."""
+    if channel.rank == 1:
+        os._exit(9)
+    time.sleep(600)
+
+
+@pytest.mark.slow
+def test_a_process_that_dies_without_a_word_ends_the_run():
+    with pytest.raises(RuntimeError, match="Training process 1 ended with exit code 9 before the run did"):
+        launch(2, die_in_process_1, (), lambda event: None, RunControl())
+    assert multiprocessing.active_children() == []
