@@ -8,7 +8,8 @@
 
 The trainer (`sdtrainer.trainer.run_training`) reports through `Event`s; the session folds them into
 its `SessionState` and passes them on to subscribers. Before anything is loaded it runs the GPU gate
-(on CUDA) and takes `ModelCache.lock` for the whole run, after clearing the cache to free VRAM.
+(on CUDA, on every GPU the run uses) and takes `ModelCache.lock` for the whole run, after clearing the cache to
+free VRAM. A run on several GPUs reports through the same events (process 0's, see sdtrainer.ddp).
 """
 import copy
 import threading
