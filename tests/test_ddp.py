@@ -11,8 +11,8 @@ import pytest
 import torch
 
 from sdtrainer.ddp import ProcessFailed, launch
-from sdtrainer.trainer import (BatchPlan, EventKind, RunControl, TrainResult, agreed, batch_for, batch_plan, run_training,
-                               share, weights_digest)
+from sdtrainer.trainer import (BatchPlan, EventKind, RunControl, TrainResult, agreed, batch_for, batch_plan,
+                               run_training, share, weights_digest)
 from test_trainer import Recorder, config, metrics, train, unet_weights
 
 STEPS = 4
