@@ -10,6 +10,9 @@ repeated --repeat times, the median kept and the spread recorded):
   train:<preset>      our training path: DreamBoothModule + the Trainer from build_trainer, on synthetic
                       cached latents (5 instance, 20 class; batch 1 + 1 class image), random weights
   train:fp32          the 24gb preset with fp32 weights and math: the learning yardstick
+  train:<preset>+devices=N+cuda_graphs=false
+                      the same on N GPUs, one process each (Lightning's ddp, as the trainer runs it): each
+                      step trains N times the batch; images_per_s counts them (not in the default jobs)
   reference:default   bench/reference.py with train_dreambooth.py's defaults (fp32, AdamW)
   reference:strong    its fastest 24 GB recipe (bf16 autocast, TF32, fused AdamW): paired with 24gb
   reference:lowmem    its low-memory recipe (+ gradient checkpointing, AdamW8bit): paired with 12gb, 8gb
@@ -106,7 +109,7 @@ def build_training_model(sd_cfg, device: str):
     torch.manual_seed(0)
     with torch.device(device):
         model = no_zero_weights_(StableDiffusion(sd_cfg))
-    if device == "cuda":
+    if torch.device(device).type == "cuda":
         model.vae.half()
         model.text_encoder.half()
     return model.eval()
@@ -139,10 +142,10 @@ def step_timer(warmup: int):
 
 
 def time_training(preset: str, overrides: list[str], args) -> dict:
-    import pytorch_lightning as pl
-
-    from sdtrainer.trainer import (Controller, DreamBoothModule, MetricsReporter, PreviewMaker, RunControl, RunPaths,
-                                   build_trainer, quiet_lightning)
+    """A preset's training speed and learning, in this process or (devices above 1) in one process per device."""
+    from sdtrainer.config import process_count
+    from sdtrainer.ddp import launch
+    from sdtrainer.trainer import RunControl
 
     if preset == FP32_JOB.partition(":")[2]:
         preset, overrides = "24gb", ["precision=32", *overrides]
@@ -150,7 +153,32 @@ def time_training(preset: str, overrides: list[str], args) -> dict:
     notes = cpu_fallbacks(cfg, args.device)
     if notes:
         cfg = bench_config(preset, args.device, args.size, args.warmup + args.steps, overrides + notes)
-    model = build_training_model(args.sd_cfg, args.device)
+    processes = process_count(cfg, torch.cuda.device_count() if args.device == "cuda" else 1)
+    if processes == 1:
+        result = fit_and_time(cfg, args)
+    else:
+        result = launch(processes, timed_process, (cfg, args), lambda event: None, RunControl())[0]
+    return {**result, "cpu_fallbacks": notes, "devices": processes,
+            "images_per_s": result["it_per_s"] * processes * cfg.batch_size * cfg.grad_accum}
+
+
+def timed_process(channel, cfg, args) -> dict:
+    """One process of a job on several devices (sdtrainer.ddp starts it); process 0's numbers are the job's."""
+    device = f"cuda:{channel.rank}" if args.device == "cuda" else "cpu"
+    if args.device == "cuda":
+        torch.cuda.set_device(device)
+    return fit_and_time(cfg, args, device, channel.processes)
+
+
+def fit_and_time(cfg, args, device: str | None = None, processes: int = 1) -> dict:
+    """Fit the synthetic data with the trainer's module and callbacks: steps per second, peak memory, learning."""
+    import pytorch_lightning as pl
+
+    from sdtrainer.trainer import (Controller, DreamBoothModule, MetricsReporter, PreviewMaker, RunControl, RunPaths,
+                                   build_trainer, quiet_lightning)
+
+    device = device or args.device
+    model = build_training_model(args.sd_cfg, device)
     data = synthetic_data(args.sd_cfg, args.size)
     with tempfile.TemporaryDirectory() as tmp:
         paths = RunPaths(Path(tmp) / "bench")
@@ -160,21 +188,21 @@ def time_training(preset: str, overrides: list[str], args) -> dict:
                      Controller(RunControl(), lambda e: None), timer]
         quiet_lightning()
         pl.seed_everything(cfg.seed, verbose=False)
-        trainer = build_trainer(cfg, callbacks)
-        module = DreamBoothModule(cfg, model, data)
+        trainer = build_trainer(cfg, callbacks, processes)
+        module = DreamBoothModule(cfg, model, data, processes=processes)
         trainer.precision_plugin.convert_module(module)  # bf16-true: learning is measured from the rounded start
         if args.learning:
             start, error_before = unet_weights(model), heldout_error(model, data)
-        reset_peak(torch.device(args.device))
+        reset_peak(torch.device(device))
         fit_started = time.perf_counter()
         trainer.fit(module)
         fit_s = time.perf_counter() - fit_started
-        memory = peaks(torch.device(args.device))
+        memory = peaks(torch.device(device))
     learnt = {}
     if args.learning:
         learnt = {"share_changed": (unet_weights(model) != start).float().mean().item(),
                   "error_drop": (error_before - heldout_error(model, data)) / error_before}
-    return {**timer.result(args.steps), **memory, **learnt, "cpu_fallbacks": notes, "fit_s": fit_s,
+    return {**timer.result(args.steps), **memory, **learnt, "fit_s": fit_s,
             "precision": cfg.precision.value, "optimizer": cfg.optimizer.value,
             "gradient_checkpointing": cfg.gradient_checkpointing, "cuda_graphs": cfg.cuda_graphs,
             "compile": cfg.compile, "learning_rate": cfg.learning_rate}

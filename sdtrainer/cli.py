@@ -26,6 +26,13 @@ def at_least(minimum: int) -> Callable[[str], int]:
     return whole_number
 
 
+def devices(text: str) -> int | str:
+    """An argparse type: `all`, or a whole number of GPUs from 1."""
+    from sdtrainer.config import ALL_DEVICES
+
+    return text if text == ALL_DEVICES else at_least(1)(text)
+
+
 def run_demo_model(args) -> int:
     from sdtrainer.models import write_demo_model
 
@@ -83,7 +90,7 @@ def train_values(args) -> dict:
     """The flags the user gave, as config values (flags left out do not override the preset or YAML)."""
     values = {"model": args.model, "images": args.images, "token": args.token, "class_word": args.class_word,
               "reg_images": args.reg_images, "class_images": args.class_images, "steps": args.steps,
-              "device": args.device}
+              "device": args.device, "devices": args.devices}
     return {k: v for k, v in values.items() if v is not None}
 
 
@@ -182,6 +189,8 @@ def add_train(sub) -> None:
     p.add_argument("--config", help="YAML file of settings (see sdtrainer/config.py)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="any setting, repeatable")
     p.add_argument("--device", choices=["cuda", "cpu"], help="cuda (default); cpu only for the demo model")
+    p.add_argument("--devices", type=devices, metavar="N|all",
+                   help="GPUs to train on, one process each (default 1); each takes batch_size images per step")
     out = p.add_mutually_exclusive_group(required=True)
     out.add_argument("--out", help="new run folder, e.g. outputs/joe")
     out.add_argument("--resume", metavar="RUN_DIR", help="continue the run in this folder from its saved state")
@@ -256,7 +265,8 @@ def run_preflight(args) -> int:
     from sdtrainer.config import load_config
     from sdtrainer.session import gate_report
 
-    report = gate_report(load_config(args.preset, args.config, args.set))
+    values = {"devices": args.devices} if args.devices is not None else {}
+    report = gate_report(load_config(args.preset, args.config, args.set, values=values))
     print(report.format())
     return 0 if report.ok else 1
 
@@ -266,6 +276,7 @@ def add_preflight(sub) -> None:
     p.add_argument("--preset", help="24gb (default), 12gb, 8gb or classic")
     p.add_argument("--config", help="YAML file of settings")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="e.g. ema=true")
+    p.add_argument("--devices", type=devices, metavar="N|all", help="check the first N GPUs, or all (default 1)")
     p.set_defaults(run=run_preflight)
 
 

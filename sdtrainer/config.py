@@ -19,7 +19,7 @@ import typing
 from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Optional, Union
 
 import yaml
 from omegaconf import OmegaConf
@@ -48,6 +48,7 @@ PRESET_VRAM_GIB: dict[str, float] = {
 # Smallest card (total VRAM, GiB) each preset accepts; a 24 GB card reports ~23.7 GiB to PyTorch.
 PRESET_MIN_TOTAL_GIB: dict[str, float] = {"24gb": 23.0, "classic": 23.0, "12gb": 11.5, "8gb": 7.5}
 EMA_EXTRA_GIB = 3.3  # an fp32 shadow copy of the SD v1 UNet stays on the GPU when ema is on
+ALL_DEVICES = "all"  # devices: every GPU of the machine
 DEFAULT_PREVIEW_PROMPTS = ["{token} {class}", "a portrait of {token} {class}, oil painting", "{class}"]
 
 
@@ -210,6 +211,9 @@ class TrainConfig:
     # --- run
     seed: int = ranged(42, 0, 2**31 - 1)  # data order, flips, noise and timesteps are functions of (seed, step)
     device: Device = Device.CUDA
+    devices: Union[int, str] = 1  # GPUs to train on, or "all": above 1, one process per GPU (Lightning's ddp),
+    #                               each with its own batch_size (the effective batch is batch_size x grad_accum x
+    #                               devices); steps stay as set. On the CPU, the number of processes (tests)
     required_free_gib: Optional[float] = None  # VRAM gate; None: PRESET_VRAM_GIB[preset] (+ EMA_EXTRA_GIB with ema)
     min_total_gib: Optional[float] = None  # smallest card accepted; None: PRESET_MIN_TOTAL_GIB[preset]
 
@@ -360,8 +364,22 @@ def check_config(cfg: TrainConfig) -> None:
     if not cfg.cache_latents:
         raise ConfigError("cache_latents=false is not supported: the VAE is frozen, so latents are always "
                           "computed once before training. Remove the setting.")
+    _check_devices(cfg)
     if cfg.preset not in PRESET_VRAM_GIB and cfg.device is Device.CUDA and cfg.required_free_gib is None:
         raise ConfigError(f"Preset {cfg.preset!r} has no VRAM figure; set required_free_gib.")
+
+
+def _check_devices(cfg: TrainConfig) -> None:
+    """devices is a whole number from 1 or "all"; several processes need what DDP can run."""
+    devices = cfg.devices
+    if devices != ALL_DEVICES and (not isinstance(devices, int) or devices < 1):
+        raise ConfigError(Message("cfg_devices", value=devices))
+    if devices == 1:
+        return
+    if cfg.cuda_graphs and cfg.device is Device.CUDA:
+        raise ConfigError(Message("cfg_devices_graphs", devices=devices))
+    if devices == ALL_DEVICES and cfg.device is Device.CPU:
+        raise ConfigError(Message("cfg_devices_all_cpu"))
 
 
 def _check_concept(n: int, concept: Concept) -> None:
@@ -387,6 +405,11 @@ def _check_ranges(settings: TrainConfig | Concept, prefix: str = "") -> None:
     if isinstance(settings, TrainConfig) and (settings.resolution < 64 or settings.resolution % 64):
         raise ConfigError(Message("cfg_must_be", key="resolution", what=Message("cfg_multiple_of_64"),
                                   value=settings.resolution))
+
+
+def process_count(cfg: TrainConfig, gpus: int) -> int:
+    """How many processes train: cfg.devices, with "all" as the `gpus` the machine has."""
+    return gpus if cfg.devices == ALL_DEVICES else int(cfg.devices)
 
 
 def uses_prior(cfg: TrainConfig) -> bool:

@@ -298,6 +298,19 @@ MESSAGES: dict[str, dict[str, str]] = {
     "cfg_range_strictly_between": {"en": "strictly between {low} and {high}",
                                    "fr": "strictement entre {low} et {high}"},
     "cfg_range_from_below": {"en": "at least {low} and below {high}", "fr": "au moins {low} et inférieur à {high}"},
+    "cfg_devices": {"en": "devices must be a whole number from 1 (the GPUs to train on) or all, got {value!r}.",
+                    "fr": "devices doit être un nombre entier à partir de 1 (les GPU à utiliser) ou all, pas "
+                          "{value!r}."},
+    "cfg_devices_graphs": {
+        "en": "cuda_graphs works on one GPU only: set cuda_graphs to false to train on {devices} GPUs (each GPU "
+              "then steps about 3 times slower, so several may be slower than one with the graphs), or set "
+              "devices to 1.",
+        "fr": "cuda_graphs ne fonctionne que sur un seul GPU : réglez cuda_graphs sur false pour entraîner sur "
+              "{devices} GPU (chaque GPU fait alors ses pas environ 3 fois plus lentement : plusieurs peuvent être "
+              "plus lents qu'un seul avec les graphes), ou réglez devices sur 1."},
+    "cfg_devices_all_cpu": {"en": "devices all means every GPU; on the CPU, give a number of processes (e.g. 2).",
+                            "fr": "devices all désigne tous les GPU ; sur le processeur, donnez un nombre de "
+                                  "processus (par ex. 2)."},
     "cfg_multiple_of_64": {"en": "a multiple of 64 (512 for SD v1)", "fr": "un multiple de 64 (512 pour SD v1)"},
     # ------------------------------------------------------------------ sampling.py
     "gen_side": {
@@ -335,6 +348,8 @@ MESSAGES: dict[str, dict[str, str]] = {
     "gate_used_mib": {"en": "{mib} MiB", "fr": "{mib} Mio"},
     "gate_needs": {"en": "Preset {preset} needs {gib} GiB free.",
                    "fr": "Le préréglage {preset} demande {gib} Gio libres."},
+    "gate_needs_each": {"en": "Preset {preset} needs {gib} GiB free on each of the {n} GPUs.",
+                        "fr": "Le préréglage {preset} demande {gib} Gio libres sur chacun des {n} GPU."},
     "gate_ok": {"en": "OK: training can start.", "fr": "OK : l'entraînement peut commencer."},
     "gate_refused": {"en": "Training cannot start:", "fr": "L'entraînement ne peut pas commencer :"},
     # ------------------------------------------------------------------ preflight.py: reasons for refusing
@@ -343,6 +358,12 @@ MESSAGES: dict[str, dict[str, str]] = {
               "Choose one of those indices.",
         "fr": "Il n'y a pas de GPU d'indice {index} : le pilote voit {count} GPU (indices 0 à {last}). "
               "Choisissez l'un de ces indices.",
+    },
+    "gate_on_gpu": {"en": "GPU {index}: {reason}", "fr": "GPU {index} : {reason}"},
+    "gate_too_few_gpus": {
+        "en": "devices is {asked}, but the driver sees {count} GPU(s): set devices to {count} or fewer, or to all.",
+        "fr": "devices vaut {asked}, mais le pilote voit {count} GPU : réglez devices sur {count} ou moins, ou sur "
+              "all.",
     },
     "gate_too_small": {
         "en": "The GPU ({name}) has {total:.1f} GiB in total; the {preset} preset needs a card with at least "

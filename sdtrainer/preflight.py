@@ -21,12 +21,15 @@ Usage::
     if not report.ok:
         ...  # show report.reasons and stop
 
+    report = check_gpus(20, "24gb", devices=2)     # a run on several GPUs: every one of them, by the same rules;
+                                                   # each reason names its GPU (same .ok, .reasons, .format())
+
 `python -m sdtrainer preflight` prints the report for a preset (sdtrainer.session.gate_report) and
 exits 1 when it would refuse.
 
 Tests pass a fake :class:`GpuProbe`; :class:`NvmlProbe` is the real one. ``device_index`` is the
-NVML index, which matches PyTorch's ``cuda:N`` on a one-GPU machine (NVML ignores
-``CUDA_VISIBLE_DEVICES`` and orders cards by PCI bus).
+NVML index, which matches PyTorch's ``cuda:N`` on a one-GPU machine and when every GPU is used
+(NVML ignores ``CUDA_VISIBLE_DEVICES`` and orders cards by PCI bus).
 """
 import os
 from collections.abc import Callable, Iterator, Mapping
@@ -36,6 +39,7 @@ from typing import Literal, Protocol
 
 import psutil
 
+from sdtrainer.config import ALL_DEVICES
 from sdtrainer.messages import Message, say_in
 
 GIB = 1024**3
@@ -173,6 +177,59 @@ def check_gpu(
     if report.gpu_name is not None:
         report.reasons += _rule_reasons(report, dict(other_presets or {}), min_total_gib)
     return report
+
+
+@dataclass
+class GpusReport:
+    """The gate over every GPU a run trains on: one GateReport each, all by the same rules, and the reasons that
+    concern no single GPU. With one GPU it reads exactly as that GPU's GateReport."""
+
+    reports: list[GateReport]
+    run_reasons: list[Message] = field(default_factory=list)  # e.g. more GPUs asked for than there are
+
+    @property
+    def ok(self) -> bool:
+        return not self.reasons
+
+    @property
+    def reasons(self) -> list[Message]:
+        """Every reason to refuse; with several GPUs, each GPU's reasons name it."""
+        if len(self.reports) == 1:
+            return self.run_reasons + self.reports[0].reasons
+        return self.run_reasons + [Message("gate_on_gpu", index=r.device_index, reason=reason)
+                                   for r in self.reports for reason in r.reasons]
+
+    def format(self, lang: str = "en") -> str:
+        first = self.reports[0]
+        lines = [line for r in self.reports for line in r._found_lines()]
+        need = (Message("gate_needs", preset=first.preset_name, gib=_gib(first.required_free_gib))
+                if len(self.reports) == 1 else Message("gate_needs_each", preset=first.preset_name,
+                                                       gib=_gib(first.required_free_gib), n=len(self.reports)))
+        verdict = ([Message("gate_ok")] if self.ok else
+                   [Message("gate_refused")] + [_indented("  - ", reason) for reason in self.reasons])
+        return "\n".join(say_in(line, lang) for line in lines + [need] + verdict)
+
+
+def check_gpus(
+    required_free_gib: float,
+    preset_name: str,
+    other_presets: Mapping[str, float] | None = None,
+    min_total_gib: float = DEFAULT_MIN_TOTAL_GIB,
+    devices: int | str = 1,
+    probe: GpuProbe | None = None,
+) -> GpusReport:
+    """check_gpu on each of the first ``devices`` GPUs ("all": every one the driver sees). Without CUDA or
+    a driver to ask, the report is GPU 0's alone, which says so. Never raises for a missing GPU or driver."""
+    probe = NvmlProbe() if probe is None else probe
+    first = check_gpu(required_free_gib, preset_name, other_presets, min_total_gib, 0, probe)
+    if first.gpu_name is None:  # no CUDA, no driver, no GPU at all: nothing more to ask
+        return GpusReport([first])
+    count = probe.device_count()
+    asked = count if devices == ALL_DEVICES else int(devices)
+    reports = [first] + [check_gpu(required_free_gib, preset_name, other_presets, min_total_gib, index, probe)
+                         for index in range(1, min(asked, count))]
+    too_few = [Message("gate_too_few_gpus", asked=asked, count=count)] if asked > count else []
+    return GpusReport(reports, too_few)
 
 
 def _read_gpu(report: GateReport, probe: GpuProbe) -> None:

@@ -8,7 +8,8 @@
 
 The trainer (`sdtrainer.trainer.run_training`) reports through `Event`s; the session folds them into
 its `SessionState` and passes them on to subscribers. Before anything is loaded it runs the GPU gate
-(on CUDA) and takes `ModelCache.lock` for the whole run, after clearing the cache to free VRAM.
+(on CUDA, on every GPU the run uses) and takes `ModelCache.lock` for the whole run, after clearing the cache to
+free VRAM. A run on several GPUs reports through the same events (process 0's, see sdtrainer.ddp).
 """
 import copy
 import threading
@@ -23,7 +24,7 @@ from sdtrainer.config import (PRESET_VRAM_GIB, Device, TrainConfig, lower_preset
                               required_free_gib)
 from sdtrainer.messages import Message, message_of
 from sdtrainer.models import demo_threads
-from sdtrainer.preflight import GateReport, GpuProbe, check_gpu
+from sdtrainer.preflight import GpuProbe, GpusReport, check_gpus
 from sdtrainer.trainer import Event, EventKind, Preview, RunControl, RunPaths, is_out_of_memory, run_training
 
 __all__ = ["Event", "EventKind", "Preview", "SessionBusy", "SessionManager", "SessionState", "Status",
@@ -61,17 +62,20 @@ class SessionState:
     eta_s: float | None = None
     elapsed_s: float = 0.0
     history: list[tuple[int, float, float]] = field(default_factory=list)  # (step, loss, prior_loss)
-    vram: list[tuple[int, float, float]] = field(default_factory=list)  # (step, allocated GiB, reserved GiB)
+    vram: list[tuple[int, float, float]] = field(default_factory=list)  # (step, allocated GiB, reserved GiB) of
+    #                                                                     the fullest device
+    vram_by_device: list[tuple[int, list[float]]] = field(default_factory=list)  # (step, each device's reserved GiB)
     class_word: str = ""  # class images being generated before training: of which class word, how many done
     class_done: int = 0
     class_total: int = 0
     class_eta_s: float | None = None
     previews: list[Preview] = field(default_factory=list)
     checkpoints: list[Path] = field(default_factory=list)  # model files, oldest first
+    state_step: int | None = None  # the step of the last training state saved by this run
     log: list[str] = field(default_factory=list)  # the last LOG_LINES lines
     message: str = ""  # why it failed, or how it finished: English, a sdtrainer.messages.Message where it can be
     run_dir: Path | None = None
-    gate: GateReport | None = None  # the GPU gate's report (CUDA runs); a refused start failed because of it
+    gate: GpusReport | None = None  # the GPU gate's report (CUDA runs); a refused start failed because of it
     active: bool = False  # preparing, running, paused or stopping: a second start is refused
 
 
@@ -87,6 +91,7 @@ class TrainingSession:
         self._lock = threading.Lock()
         self._listeners: list[Callable[[Event], None]] = []
         self._thread: threading.Thread | None = None
+        self._ended = threading.Event()  # set when the thread has reported the end of the run
         self._started = 0.0
 
     # --- controls
@@ -121,11 +126,11 @@ class TrainingSession:
                 self._state.status = Status.STOPPING
 
     def wait(self, timeout: float | None = None) -> bool:
-        """Block until the run ends (True) or the timeout passes (False)."""
+        """Block until the run ends (True) or the timeout passes (False). An Event, not Thread.join: a Ctrl+C that
+        interrupts Python 3.11's join leaves the thread marked as ended while it still runs (and saves)."""
         if self._thread is None:
             return True
-        self._thread.join(timeout)
-        return not self._thread.is_alive()
+        return self._ended.wait(timeout)
 
     @property
     def active(self) -> bool:
@@ -154,6 +159,8 @@ class TrainingSession:
             self._finish(result)
         except Exception as error:  # noqa: BLE001 - every failure must reach the state, not kill the thread
             self._fail(error)
+        finally:
+            self._ended.set()
 
     def _gate(self) -> None:
         """On CUDA, the VRAM gate decides before anything is allocated."""
@@ -185,7 +192,7 @@ class TrainingSession:
     def _fail(self, error: Exception) -> None:
         step = self._state.step
         if is_out_of_memory(error):
-            message = oom_message(self.config, step, RunPaths(self.run_dir))
+            message = oom_message(self.config, step, RunPaths(self.run_dir), self._state.state_step)
         elif isinstance(error, ValueError):
             message = message_of(error)
         else:
@@ -210,10 +217,11 @@ class TrainingSession:
         self._emit(Event(EventKind.LOG, self._state.step, {"message": message}))
 
 
-def gate_report(cfg: TrainConfig, probe: GpuProbe | None = None) -> GateReport:
-    """The GPU gate's verdict for this config: its preset's VRAM figures, the other presets as advice."""
+def gate_report(cfg: TrainConfig, probe: GpuProbe | None = None) -> GpusReport:
+    """The GPU gate's verdict for this config on each of its GPUs: its preset's VRAM figures, the other presets
+    as advice."""
     others = {n: g for n, g in PRESET_VRAM_GIB.items() if n != cfg.preset}
-    return check_gpu(required_free_gib(cfg), cfg.preset, others, min_total_gib(cfg), probe=probe)
+    return check_gpus(required_free_gib(cfg), cfg.preset, others, min_total_gib(cfg), cfg.devices, probe)
 
 
 class GateRefused(ValueError):
@@ -228,13 +236,15 @@ class _NoLock:
         return False
 
 
-def oom_message(cfg: TrainConfig, step: int, paths: RunPaths) -> Message:
+def oom_message(cfg: TrainConfig, step: int, paths: RunPaths, state_step: int | None = None) -> Message:
+    """What to do after running out of memory at `step`; which state resumes (on one GPU the trainer saves one
+    at the last full step; on several, the last one saved before is what there is)."""
     lower = lower_preset(cfg.preset)
     if lower:
         advice = Message("run_oom_lower", preset=lower, gib=f"{PRESET_VRAM_GIB[lower]:g}")
     else:  # the CUDA graphs' buffers are the smallest preset's largest optional cost (~1.5 GiB)
         advice = Message("run_oom_graphs" if cfg.cuda_graphs else "run_oom_smallest")
-    saved = Message("run_oom_saved", step=step, root=paths.root) if paths.state.exists() else ""
+    saved = Message("run_oom_saved", step=state_step, root=paths.root) if state_step is not None else ""
     return Message("run_oom", step=step, preset=cfg.preset, advice=advice, saved=saved)
 
 
@@ -254,6 +264,7 @@ def apply_event(state: SessionState, event: Event) -> None:
         state.eta_s, state.elapsed_s = data["eta_s"], data["elapsed_s"]
         state.history.append((event.step, data["loss"], data["prior_loss"]))
         state.vram.append((event.step, data["vram_alloc_gib"], data["vram_reserved_gib"]))
+        state.vram_by_device.append((event.step, list(data["vram_reserved_by_device"])))
     elif event.kind is EventKind.CLASS_IMAGES:
         state.class_word, state.class_done, state.class_total = data["class_word"], data["done"], data["total"]
         state.class_eta_s = data["eta_s"]
@@ -261,6 +272,8 @@ def apply_event(state: SessionState, event: Event) -> None:
         state.previews.append(data["preview"])
     elif event.kind is EventKind.CHECKPOINT and data["kind"] == "model":
         state.checkpoints.append(Path(data["path"]))
+    elif event.kind is EventKind.CHECKPOINT:
+        state.state_step = event.step
     elif event.kind is EventKind.LOG:
         _append_log(state, data["message"])
     elif event.kind in (EventKind.FINISHED, EventKind.FAILED):

@@ -6,9 +6,15 @@
 
 `run_training` reads as its stages: 1. check the settings and the photos  2. load the base model
 3. class images (generated with the base model when no folder is given)  4. encode every image once
-with the frozen VAE (and the captions with the frozen text encoder)  5. Lightning fit  6. final files.
-Everything the user sees goes out as `Event`s through `emit`; the callbacks below write metrics.csv,
-previews, model files and the resumable state.
+with the frozen VAE (and the captions with the frozen text encoder)  5. Lightning fit, in this process or
+(devices above 1) in one process per device  6. final files. Everything the user sees goes out as `Event`s
+through `emit`; the callbacks below write metrics.csv, previews, model files and the resumable state.
+
+Several devices (Lightning's ddp; sdtrainer.ddp starts the processes and carries events and pause/stop):
+stages 1-4 run here once, then each process loads the base model onto its device and takes its share of
+every micro-batch, which is drawn for all of them (`share`); DDP averages their gradients, so N processes of
+batch b train as one of batch N x b. Only process 0 reports and writes files; pause and stop are process 0's
+decision, broadcast to all.
 
 Exact resume: what is random in a step (images, flips, timesteps, noise) is drawn by `batch_for`, a
 pure function of (seed, micro-batch index); Lightning restores weights, optimizer, LR schedule and
@@ -21,12 +27,12 @@ state/last.ckpt, samples/stepNNNNN-pJ-sSEED.png, class_images/, <run>-final.safe
 import collections
 import csv
 import functools
+import hashlib
 import json
 import logging
 import math
 import os
 import random
-import threading
 import time
 import warnings
 from collections.abc import Callable
@@ -39,6 +45,7 @@ import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
 from pytorch_lightning.plugins import TorchCheckpointIO
+from pytorch_lightning.strategies import DDPStrategy
 from torch.utils.data import DataLoader, IterableDataset
 
 from ldm.cuda_graph import graphed_training_call
@@ -49,9 +56,11 @@ from sdtrainer.checkpoint import (EMA_PREFIX, UNET_PREFIX, CheckpointError, ema_
                                   save_checkpoint, storage_bytes, write_atomically)
 from sdtrainer.class_images import Pace, class_image_batch, generate_class_images
 from sdtrainer.concepts import Subject, generated_class_dir, run_subjects
+from sdtrainer.control import RunControl
 from sdtrainer.config import (ConfigError, Device, LRSchedule, OptimizerName, Precision, TrainConfig, check_config,
-                              config_dict, preview_prompts, save_config, uses_prior)
+                              config_dict, preview_prompts, process_count, save_config, uses_prior)
 from sdtrainer.dataset import ClassDataset, ImageDataset, InstanceDataset
+from sdtrainer.ddp import Channel, launch
 from sdtrainer.flat_params import flatten_
 from sdtrainer.messages import Message
 from sdtrainer.models import is_demo
@@ -60,6 +69,7 @@ from sdtrainer.sampling import GenerationParams, check_params, infotext, sample_
 from sdtrainer.seeds import seeded_generator
 
 ENCODE_BATCH = 4  # images per VAE call while caching latents
+PAUSE_POLL_S = 1.0  # how often a pause looks again for resume or stop
 INSTANCE_STREAM, CLASS_STREAM, STEP_STREAM, SUBJECT_STREAM = 0, 1, 2, 3  # independent random streams of batch_for
 
 
@@ -98,38 +108,6 @@ class TrainResult:
     total_steps: int
     model_file: Path | None  # the last model file written
     stopped: bool  # True when a stop request ended the run early
-
-
-class RunControl:
-    """Pause and stop requests, set from any thread and honoured between optimizer steps."""
-
-    def __init__(self):
-        self._stop = threading.Event()
-        self._go = threading.Event()
-        self._go.set()
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._go.set()
-
-    def pause(self) -> None:
-        self._go.clear()
-
-    def resume(self) -> None:
-        self._go.set()
-
-    @property
-    def stop_requested(self) -> bool:
-        return self._stop.is_set()
-
-    @property
-    def paused(self) -> bool:
-        return not self._go.is_set()
-
-    def wait_while_paused(self) -> None:
-        """Block until resumed or stopped."""
-        while not self._go.wait(0.2):
-            pass
 
 
 Emit = Callable[[Event], None]
@@ -221,7 +199,8 @@ class BatchPlan:
     instance_counts: tuple[int, ...]  # distinct instance images of each subject, stored subject after subject
     class_counts: tuple[int, ...]  # class images of each subject, same order (all 0 without prior preservation)
     repeats: tuple[int, ...]  # each subject's share of the picks: repeats[c] / sum(repeats)
-    batch_size: int  # instance images per micro-batch; as many class images (of the same subjects) join them
+    batch_size: int  # instance images per micro-batch of all processes together; as many class images (of the
+    #                  same subjects) join them. Process r of n takes its share (see `share`)
     flip_p: float
     latent_shape: tuple[int, int, int]
     noise_offset: float
@@ -259,22 +238,39 @@ def batch_for(plan: BatchPlan, k: int) -> dict[str, torch.Tensor]:
             "timesteps": torch.randint(0, NUM_TIMESTEPS, (n,), generator=g), "noise": noise}
 
 
-def batch_plan(cfg: TrainConfig, data: "CachedData") -> BatchPlan:
-    """The plan of a run's cached data (one subject when the data does not say how many)."""
+def share(batch: dict[str, torch.Tensor], rank: int, processes: int) -> dict[str, torch.Tensor]:
+    """Process `rank`'s share of a micro-batch drawn for `processes` processes: its slice of the instance rows and
+    the class rows paired with them, with their flips, timesteps and noise. The shares, in rank order, are the
+    batch; the mean of their losses is the batch's loss, which is what DDP's averaged gradients descend."""
+    if processes == 1:
+        return batch
+    total = len(batch["instance"])
+    mine = slice(rank * total // processes, (rank + 1) * total // processes)
+    rows = torch.arange(total)[mine]
+    if len(batch["class"]):
+        rows = torch.cat([rows, rows + total])
+    return {"instance": batch["instance"][mine], "class": batch["class"][mine], "flip": batch["flip"][rows],
+            "timesteps": batch["timesteps"][rows], "noise": batch["noise"][rows]}
+
+
+def batch_plan(cfg: TrainConfig, data: "CachedData", processes: int = 1) -> BatchPlan:
+    """The plan of a run's cached data (one subject when the data does not say how many) on `processes` processes,
+    each with cfg.batch_size instance images per micro-batch."""
     instance = data.instance_counts or (len(data.instance_latents),)
     classes = data.class_counts or (len(data.class_latents),)
-    return BatchPlan(tuple(instance), tuple(classes), tuple(data.repeats or (1,) * len(instance)), cfg.batch_size,
-                     cfg.flip_p, tuple(data.instance_latents.shape[2:]), cfg.noise_offset, cfg.seed)
+    return BatchPlan(tuple(instance), tuple(classes), tuple(data.repeats or (1,) * len(instance)),
+                     cfg.batch_size * processes, cfg.flip_p, tuple(data.instance_latents.shape[2:]),
+                     cfg.noise_offset, cfg.seed)
 
 
 class StepBatches(IterableDataset):
-    """Micro-batches start .. stop-1 of a plan, in order (one Lightning epoch)."""
+    """Process `rank`'s shares of micro-batches start .. stop-1 of a plan, in order (one Lightning epoch)."""
 
-    def __init__(self, plan: BatchPlan, start: int, stop: int):
-        self.plan, self.start, self.stop = plan, start, stop
+    def __init__(self, plan: BatchPlan, start: int, stop: int, rank: int = 0, processes: int = 1):
+        self.plan, self.start, self.stop, self.rank, self.processes = plan, start, stop, rank, processes
 
     def __iter__(self):
-        return (batch_for(self.plan, k) for k in range(self.start, self.stop))
+        return (share(batch_for(self.plan, k), self.rank, self.processes) for k in range(self.start, self.stop))
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -439,9 +435,10 @@ class DreamBoothModule(pl.LightningModule):
     """
 
     def __init__(self, cfg: TrainConfig, model: StableDiffusion, data: CachedData,
-                 subjects: list[tuple[str, str]] | None = None):
+                 subjects: list[tuple[str, str]] | None = None, processes: int = 1):
         super().__init__()
         self.cfg, self.sd, self.subjects = cfg, model, subjects  # subjects: (token, class word) pairs, for metadata
+        self.processes = processes  # the run's processes, each taking its share of every micro-batch
         model.vae.requires_grad_(False)
         model.text_encoder.requires_grad_(cfg.train_text_encoder)
         model.unet.requires_grad_(True)
@@ -450,7 +447,7 @@ class DreamBoothModule(pl.LightningModule):
         self.graphed: dict[str, torch.nn.Module] = {}  # the CUDA-graphed UNet call, made at the first step
         for name, tensor in data.tensors().items():
             self.register_buffer(name, tensor, persistent=False)
-        self.plan = batch_plan(cfg, data)
+        self.plan = batch_plan(cfg, data, processes)
         self.acp = alphas_cumprod().float()  # not a buffer: bf16-true must not round it
         self.ema: EMA | None = None
         self.stepped = False  # an optimizer step ended the current micro-batch (callbacks read it)
@@ -462,7 +459,8 @@ class DreamBoothModule(pl.LightningModule):
     # --- data
     def train_dataloader(self) -> DataLoader:
         accum = self.cfg.grad_accum
-        batches = StepBatches(self.plan, self.trainer.global_step * accum, self.cfg.steps * accum)
+        batches = StepBatches(self.plan, self.trainer.global_step * accum, self.cfg.steps * accum,
+                              self.trainer.global_rank, self.processes)
         return DataLoader(batches, batch_size=None, num_workers=0)
 
     def gather(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
@@ -567,7 +565,8 @@ class DreamBoothModule(pl.LightningModule):
         if self.ema is not None:
             weights.update(ema_to_file({UNET_PREFIX + k: v for k, v in self.ema.shadow.items()}))
         checkpoint["state_dict"] = weights
-        checkpoint["sdtrainer"] = {"rng": rng_state(), "ema_updates": self.ema.updates if self.ema else 0}
+        checkpoint["sdtrainer"] = {"rng": rng_state(), "ema_updates": self.ema.updates if self.ema else 0,
+                                   "processes": self.processes}
         checkpoint["sdtrainer_metadata"] = model_metadata(self.cfg, self.global_step, self.subjects)
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
@@ -617,8 +616,17 @@ def vram_gib(device: torch.device) -> tuple[float, float]:
     return torch.cuda.memory_allocated(device) / GIB, torch.cuda.memory_reserved(device) / GIB
 
 
+def by_process(trainer: pl.Trainer, module: pl.LightningModule, values: list[float]) -> list[list[float]]:
+    """Every process's values, in rank order: one all-gather on several processes, none on one."""
+    if trainer.world_size == 1:
+        return [values]
+    gathered = trainer.strategy.all_gather(torch.tensor(values, dtype=torch.float64, device=module.device))
+    return gathered.tolist()
+
+
 class MetricsReporter(pl.Callback):
-    """Averages each step's micro-batch losses, appends a metrics.csv row and emits a progress event."""
+    """Averages each step's micro-batch losses (of every process), appends a metrics.csv row and emits a progress
+    event (process 0). VRAM is the fullest device's; the event also lists each device's."""
 
     COLUMNS = ("step", "loss", "prior_loss", "lr", "it_per_s", "vram_alloc_gib", "vram_reserved_gib", "elapsed_s")
 
@@ -649,21 +657,26 @@ class MetricsReporter(pl.Callback):
             return
         self.step_times.append(time.perf_counter() - self.step_started)
         self.step_started = None
-        row = self.row(trainer, module)
+        row, reserved = self.row(trainer, module)
+        if not trainer.is_global_zero:
+            return
         self.write(row)
         remaining = self.total_steps - row["step"]
         self.emit(Event(EventKind.PROGRESS, row["step"], {**row, "total_steps": self.total_steps,
-                                                          "eta_s": remaining / row["it_per_s"]}))
+                                                          "eta_s": remaining / row["it_per_s"],
+                                                          "vram_reserved_by_device": reserved}))
 
-    def row(self, trainer, module) -> dict:
-        instance, prior = (sum(x) / len(self.losses) for x in zip(*self.losses))
+    def row(self, trainer, module) -> tuple[dict, list[float]]:
+        """The metrics.csv row of the step just done, and each device's reserved VRAM (GiB, in rank order)."""
+        local = [sum(x) / len(self.losses) for x in zip(*self.losses)] + list(vram_gib(module.device))
         self.losses = []
-        alloc, reserved = vram_gib(module.device)
+        instance, prior, alloc, reserved = zip(*by_process(trainer, module, local))
+        instance, prior = sum(instance) / len(instance), sum(prior) / len(prior)
         weight = module.cfg.prior_loss_weight
         return {"step": trainer.global_step, "loss": instance + weight * prior, "prior_loss": prior,
                 "lr": trainer.optimizers[0].param_groups[0]["lr"],
-                "it_per_s": len(self.step_times) / sum(self.step_times), "vram_alloc_gib": alloc,
-                "vram_reserved_gib": reserved, "elapsed_s": self.elapsed()}
+                "it_per_s": len(self.step_times) / sum(self.step_times), "vram_alloc_gib": max(alloc),
+                "vram_reserved_gib": max(reserved), "elapsed_s": self.elapsed()}, list(reserved)
 
     def write(self, row: dict) -> None:
         new = not self.path.exists()
@@ -719,7 +732,8 @@ class PreviewMaker(pl.Callback):
 
     def render(self, trainer, module) -> None:
         step = trainer.global_step
-        if step in self.done or not self.cfg.preview_prompts or not self.cfg.preview_seeds:
+        if (step in self.done or not self.cfg.preview_prompts or not self.cfg.preview_seeds
+                or not trainer.is_global_zero):
             return
         self.done.add(step)
         with trainer.precision_plugin.forward_context():
@@ -735,7 +749,8 @@ def is_out_of_memory(error: BaseException) -> bool:
 
 class ModelSaver(pl.Callback):
     """Model files every save_every steps and at the end (also on stop and, if possible, after an
-    out-of-memory error), each with the resumable training state."""
+    out-of-memory error on one process), each with the resumable training state. Every process takes part
+    (Lightning's state save is collective); process 0 writes."""
 
     def __init__(self, cfg: TrainConfig, paths: RunPaths, emit: Emit, subjects: list[tuple[str, str]] | None = None):
         self.cfg, self.paths, self.emit, self.subjects = cfg, paths, emit, subjects
@@ -755,8 +770,16 @@ class ModelSaver(pl.Callback):
             return
         self.save(trainer, module, final=trainer.global_step >= self.cfg.steps)
 
+    def on_load_checkpoint(self, trainer, module, checkpoint: dict) -> None:
+        before, now = checkpoint.get("sdtrainer", {}).get("processes", 1), trainer.world_size
+        if before != now:
+            log(self.emit, checkpoint["global_step"], processes_changed(self.cfg, before, now,
+                                                                        checkpoint["global_step"]))
+
     def on_exception(self, trainer, module, exception: BaseException) -> None:
-        if not is_out_of_memory(exception) or trainer.global_step == self.saved_step:
+        # several processes: the others wait for this one in a collective, so no save can be collective;
+        # sdtrainer.ddp ends them all and the last saved state is the one to resume
+        if not is_out_of_memory(exception) or trainer.global_step == self.saved_step or trainer.world_size > 1:
             return
         module.zero_grad(set_to_none=True)  # frees the gradients: the weights are those of the last full step
         if module.device.type == "cuda":
@@ -772,7 +795,8 @@ class ModelSaver(pl.Callback):
             return
         fmt = self.cfg.save_format.value
         path = self.paths.final_file(fmt) if final else self.paths.model_file(step, fmt)
-        self.write_model(module, path, step)
+        if trainer.is_global_zero:
+            self.write_model(module, path, step)
         self.emit(Event(EventKind.CHECKPOINT, step, {"path": path, "kind": "model"}))
         if step != self.saved_step:
             self.write_state(trainer, step)
@@ -792,7 +816,7 @@ class ModelSaver(pl.Callback):
         keep_all_states)."""
         state = self.paths.state
         trainer.save_checkpoint(state, weights_only=False)
-        if self.cfg.keep_all_states:
+        if self.cfg.keep_all_states and trainer.is_global_zero:
             kept = state.with_name(f"step{step:05d}.ckpt")
             kept.unlink(missing_ok=True)
             os.link(state, kept)
@@ -822,7 +846,9 @@ def cpu_copy(tensor: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
 
 
 class Controller(pl.Callback):
-    """Honours pause and stop between optimizer steps (after the step's files are written)."""
+    """Honours pause and stop between optimizer steps (after the step's files are written). On several processes,
+    process 0's control decides and broadcasts, so all pause and stop at the same step; a pause re-broadcasts every
+    PAUSE_POLL_S, so the others never wait in one collective long enough to time out."""
 
     def __init__(self, control: RunControl, emit: Emit):
         self.control, self.emit = control, emit
@@ -836,15 +862,22 @@ class Controller(pl.Callback):
 
     def obey(self, trainer) -> None:
         step = trainer.global_step
-        if self.control.paused and not self.control.stop_requested:
+        paused, stop = self.decision(trainer)
+        if paused and not stop:
             log(self.emit, step, f"Paused after step {step}.")
-            self.control.wait_while_paused()
-            if not self.control.stop_requested:
+            while paused and not stop:
+                self.control.wait_while_paused(PAUSE_POLL_S)
+                paused, stop = self.decision(trainer)
+            if not stop:
                 log(self.emit, step, "Resumed.")
-        if self.control.stop_requested:
+        if stop:
             log(self.emit, step, f"Stopping after step {step}: saving a model file and the training state." if step
                 else "Stopping before step 1: nothing trained, nothing to save.")
             trainer.should_stop = True
+
+    def decision(self, trainer) -> tuple[bool, bool]:
+        """(paused, stop requested) as process 0 sees them, on every process."""
+        return trainer.strategy.broadcast((self.control.paused, self.control.stop_requested), src=0)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -939,23 +972,45 @@ def class_datasets(cfg: TrainConfig, subjects: list[Subject], model: StableDiffu
     return [shared.get(source(s)) for s in subjects]
 
 
-def build_trainer(cfg: TrainConfig, callbacks: list[pl.Callback]) -> pl.Trainer:
+def build_trainer(cfg: TrainConfig, callbacks: list[pl.Callback], processes: int = 1) -> pl.Trainer:
+    """Lightning's Trainer for this process: one device, or one of `processes` (started by sdtrainer.ddp, which
+    sets the rendezvous in the environment, so Lightning's ddp joins the process group rather than launching)."""
     return pl.Trainer(
-        accelerator="gpu" if cfg.device is Device.CUDA else "cpu", devices=1, precision=cfg.precision.value,
-        max_steps=cfg.steps, max_epochs=-1, accumulate_grad_batches=cfg.grad_accum,
+        accelerator="gpu" if cfg.device is Device.CUDA else "cpu", devices=processes,
+        strategy=ddp_strategy(cfg) if processes > 1 else "auto", use_distributed_sampler=False,
+        precision=cfg.precision.value, max_steps=cfg.steps, max_epochs=-1, accumulate_grad_batches=cfg.grad_accum,
         gradient_clip_val=cfg.max_grad_norm or None, enable_checkpointing=False, logger=False,
         enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0, callbacks=callbacks)
 
 
+def ddp_strategy(cfg: TrainConfig) -> DDPStrategy:
+    """NCCL between GPUs, gloo between CPU processes. The cached latents are buffers, equal everywhere: not
+    broadcast at every step. Gradients live in DDP's buckets, not in a second copy (3.2 GiB for SD v1's UNet)."""
+    return DDPStrategy(process_group_backend="nccl" if cfg.device is Device.CUDA else "gloo",
+                       broadcast_buffers=False, gradient_as_bucket_view=True)
+
+
+def processes_changed(cfg: TrainConfig, before: int, now: int, step: int) -> str:
+    """What continuing a run on another number of processes changes (the log line at resume)."""
+    per_step = cfg.batch_size * cfg.grad_accum
+    return (f"This run's state was saved on {before} process(es), and it continues on {now}: from step {step} on, "
+            f"each step averages {per_step * now} instance images (before: {per_step * before}), drawn as a "
+            f"{now}-process run draws them, at the same learning rate. Its weights will differ from those of a "
+            f"run on {before} process(es) all along; resume on {before} for exactly those.")
+
+
 def quiet_lightning() -> None:
-    """Lightning's banners ("GPU available: ..."), its single-worker warning and its note about modules in eval
-    mode (the frozen VAE and text encoder are, on purpose) say nothing useful here."""
-    logging.getLogger("pytorch_lightning").setLevel(logging.WARNING)
-    logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
+    """Lightning's banners ("GPU available: ...", "Initializing distributed: ..."), its single-worker warning, its
+    note about modules in eval mode (the frozen VAE and text encoder are, on purpose) and the deprecations inside
+    its DDP (for its own code to change) say nothing useful here."""
+    for name in ("pytorch_lightning", "lightning.pytorch", "lightning_fabric", "lightning.fabric"):
+        logging.getLogger(name).setLevel(logging.WARNING)
     warnings.filterwarnings("ignore", message=".*does not have many workers.*")
     warnings.filterwarnings("ignore", message=r".*module\(s\) in eval mode.*")
     warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)` is deprecated.*")
     warnings.filterwarnings("ignore", message=".*resuming from a checkpoint that ended before the epoch ended.*")
+    warnings.filterwarnings("ignore", message=".*`broadcast_buffers` is deprecated.*")
+    warnings.filterwarnings("ignore", message=r".*torch.distributed.nn.functional.all_gather is deprecated.*")
 
 
 def run_training(cfg: TrainConfig, run_dir: Path, emit: Emit, control: RunControl,
@@ -964,6 +1019,7 @@ def run_training(cfg: TrainConfig, run_dir: Path, emit: Emit, control: RunContro
     paths = RunPaths(Path(run_dir))
     # 1. settings, run folder, photos: every user error before anything heavy
     check_config(cfg)
+    processes = process_count(cfg, torch.cuda.device_count() if cfg.device is Device.CUDA else 1)
     if needs_bitsandbytes(cfg):
         import_bitsandbytes()
     check_run_folder(paths, resume)
@@ -988,20 +1044,68 @@ def run_training(cfg: TrainConfig, run_dir: Path, emit: Emit, control: RunContro
     log(emit, 0, f"Cached {len(data.instance_latents)} instance and {len(data.class_latents)} class latents.")
     if control.stop_requested:  # before step 1 there is nothing to save: the base model is not a result
         return TrainResult(0, cfg.steps, None, stopped=True)
-    # 5. fit
+    # 5. fit, here or in one process per device
+    if processes == 1:
+        return fit(cfg, model, data, words, paths, emit, control, resume)
+    del model  # each process loads its own copy onto its device
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+    where = "one per GPU" if device.type == "cuda" else "on the CPU"
+    log(emit, 0, f"Starting {processes} processes ({where}): each step trains on {processes} x {cfg.batch_size} "
+                 f"images (x {cfg.grad_accum} accumulated).")
+    results = launch(processes, train_process, (cfg, data, words, paths.root, resume), emit, control)
+    return agreed(results, emit)
+
+
+def fit(cfg: TrainConfig, model: StableDiffusion, data: CachedData, words: list[tuple[str, str]], paths: RunPaths,
+        emit: Emit, control: RunControl, resume: bool, processes: int = 1) -> TrainResult:
+    """Lightning's fit of the cached data, with the callbacks that write metrics, previews, model files and the
+    state, and honour pause and stop; then what was written."""
     saver = ModelSaver(cfg, paths, emit, words)
     callbacks = [MetricsReporter(paths.metrics, emit, cfg.steps), PreviewMaker(cfg, paths, emit, words), saver,
                  Controller(control, emit)]
     quiet_lightning()
     pl.seed_everything(cfg.seed, verbose=False)
-    trainer = build_trainer(cfg, callbacks)
-    module = DreamBoothModule(cfg, model, data, words)
+    trainer = build_trainer(cfg, callbacks, processes)
+    module = DreamBoothModule(cfg, model, data, words, processes)
     if module.uses_cuda_graphs():
         log(emit, 0, "Capturing the UNet's step as CUDA graphs: the first step takes a few seconds more "
                      "(3-16 s on an H200; once per run).")
     elif cfg.compile and cfg.device is Device.CUDA:
         log(emit, 0, "Compiling the UNet: the first step takes a minute or two (once per run).")
     trainer.fit(module, ckpt_path=paths.state if resume else None, weights_only=True)
-    # 6. what was written
     return TrainResult(trainer.global_step, cfg.steps, saver.last_model_file,
                        stopped=trainer.global_step < cfg.steps)
+
+
+def train_process(channel: Channel, cfg: TrainConfig, data: CachedData, words: list[tuple[str, str]], root: Path,
+                  resume: bool) -> tuple[TrainResult, str]:
+    """One process of a run on several (sdtrainer.ddp starts it): the base model on its own device, its share of
+    each batch; only process 0 reports and writes. Returns the result and a digest of the weights it ended with."""
+    device = torch.device("cuda", channel.rank) if cfg.device is Device.CUDA else torch.device("cpu")
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
+    model = load_base_model(cfg, device, lambda event: None)  # the launching process said what it loaded
+    result = fit(cfg, model, data, words, RunPaths(root), channel.emit, channel.control, resume, channel.processes)
+    return result, weights_digest(model)
+
+
+def weights_digest(model: torch.nn.Module) -> str:
+    """sha256 of the bytes of every weight that trains: two processes with the same digest hold the same weights."""
+    digest = hashlib.sha256()
+    for name, weight in model.named_parameters():
+        if weight.requires_grad:
+            digest.update(name.encode())
+            digest.update(weight.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
+
+
+def agreed(results: list[tuple[TrainResult, str]], emit: Emit) -> TrainResult:
+    """Process 0's result, once every process ended with the same weights (DDP's promise; a bug otherwise)."""
+    first, digest = results[0]
+    if any(d != digest for _, d in results):
+        raise RuntimeError(f"The {len(results)} training processes ended with different weights: this is a bug in "
+                           f"sdtrainer's multi-GPU training. Process 0 wrote {first.model_file}; train on one GPU "
+                           "(devices 1) to be sure of the result.")
+    log(emit, first.step, f"All {len(results)} processes ended with the same weights.")
+    return first

@@ -80,3 +80,14 @@ def test_readme_table_without_markers_says_what_to_add():
 
 def test_readme_is_up_to_date_with_latest_json():
     assert readme_table.main(["--check"]) == 0, "run `python bench/readme_table.py`"
+
+
+@pytest.mark.slow
+def test_a_job_on_two_processes_counts_the_images_of_both(tmp_path):
+    """What the multi-GPU speed-up will be measured with: the trainer's ddp path, two gloo processes here."""
+    details = train.main(["--tiny", "--device", "cpu", "--in-process", "--steps", "2", "--out", str(tmp_path),
+                          "--jobs", "train:24gb+devices=2"])
+    job = details["jobs"]["train:24gb+devices=2"]
+    assert "error" not in job and job["devices"] == 2 and job["it_per_s"] > 0
+    assert job["images_per_s"] == pytest.approx(2 * job["it_per_s"])
+    assert job["share_changed"] > 0.9 and job["error_drop"] != 0

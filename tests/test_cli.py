@@ -8,6 +8,8 @@ import pytest
 import torch
 from PIL import Image
 
+from conftest import FakeProbe
+from sdtrainer import preflight
 from sdtrainer.cli import main
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -277,3 +279,28 @@ def test_generate_with_a_lora_records_it_and_changes_the_image(base_and_tuned, t
     assert f'Lora hashes: "joe: {lora_hash(lora)}"' in images["lora"][1]
     assert main(["generate", "--model", str(base), "--prompt", "x", "--lora", str(base), "--out", str(tmp_path)]) == 2
     assert "is a model, not a LoRA" in capsys.readouterr().err
+
+@pytest.mark.slow
+def test_train_on_two_processes_then_resume_on_one(demo_file, subject_photos, class_photos, tmp_path, capsys):
+    """--devices 2 on the CPU: two gloo processes, as two GPUs would be; --resume --devices 1 goes on in this one."""
+    run = tmp_path / "joe"
+    code = main(["train", "--model", str(demo_file), "--images", str(subject_photos), "--token", "ohwx",
+                 "--class-word", "thing", "--reg-images", str(class_photos), "--steps", "2", "--device", "cpu",
+                 "--devices", "2", "--set", "resolution=64", "--set", "preview_prompts=[]", "--out", str(run)])
+    err = capsys.readouterr().err
+    assert code == 0, err
+    assert "Starting 2 processes" in err and "All 2 processes ended with the same weights." in err
+    assert "step 2/2 [" in err and "Finished 2 steps" in err and (run / "joe-final.safetensors").is_file()
+    assert main(["train", "--resume", str(run), "--devices", "1", "--set", "steps=3"]) == 0
+    err = capsys.readouterr().err
+    assert "saved on 2 process(es), and it continues on 1" in err and "Finished 3 steps" in err
+
+
+def test_preflight_checks_as_many_gpus_as_asked(capsys, monkeypatch):
+    monkeypatch.setattr(preflight, "NvmlProbe", lambda: FakeProbe(free=23.0, busy=False))  # one free RTX 3090
+    assert main(["preflight", "--devices", "1"]) == 0
+    assert main(["preflight", "--devices", "2"]) == 1
+    assert "devices is 2, but the driver sees 1 GPU(s)" in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        main(["preflight", "--devices", "0"])
+    assert "--devices: must be 1 or more, got 0" in capsys.readouterr().err

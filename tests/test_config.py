@@ -7,7 +7,8 @@ import pytest
 
 from sdtrainer.config import (PRESET_VRAM_GIB, Concept, ConfigError, Device, OptimizerName, Precision, Range,
                               TrainConfig, check_config, defaults_for, field_range, load_config, lower_preset,
-                              preset_names, preview_prompts, required_free_gib, save_config, uses_prior)
+                              preset_names, preview_prompts, process_count, required_free_gib, save_config,
+                              uses_prior)
 from sdtrainer.sampling import MAX_STEPS
 
 RUN = {"model": "m.safetensors", "images": "photos", "token": "ohwx", "class_word": "person"}
@@ -148,3 +149,33 @@ def test_the_users_settings_win_over_the_cpu_defaults(tmp_path):
     cpu = defaults_for(Device.CPU)
     cfg = load_config("24gb", user, ["preview_every=3"], values={"class_images": 2}, device_defaults=cpu)
     assert (cfg.steps, cfg.preview_every, cfg.class_images, cfg.save_every) == (7, 3, 2, cpu["save_every"])
+
+
+@pytest.mark.parametrize("override, expected", [("devices=2", 2), ("devices=all", "all"), ("devices=1", 1)])
+def test_devices_is_a_number_of_gpus_or_all(override, expected, tmp_path):
+    cfg = load_config(values=RUN, overrides=[override, "cuda_graphs=false"])
+    check_config(cfg)
+    assert cfg.devices == expected and load_config(yaml_path=save_config(cfg, tmp_path / "c.yaml")) == cfg
+    assert process_count(cfg, 4) == (4 if expected == "all" else expected)
+
+
+@pytest.mark.parametrize("values, words", [
+    ({"devices": 0}, "devices must be a whole number from 1 (the GPUs to train on) or all, got 0."),
+    ({"devices": "two"}, "devices must be a whole number from 1 (the GPUs to train on) or all, got 'two'."),
+    ({"devices": 2, "cuda_graphs": True}, "cuda_graphs works on one GPU only: set cuda_graphs to false to train on "
+                                          "2 GPUs"),
+    ({"devices": "all", "device": "cpu"}, "devices all means every GPU; on the CPU, give a number of processes"),
+])
+def test_devices_that_cannot_train_are_refused_saying_what_to_set(values, words):
+    with pytest.raises(ConfigError, match=re.escape(words)):
+        check_config(load_config(values={**RUN, **values}))
+
+
+def test_the_presets_that_replay_cuda_graphs_train_on_several_gpus_without_them():
+    for preset in ("24gb", "12gb", "8gb"):
+        with pytest.raises(ConfigError, match="cuda_graphs works on one GPU only"):
+            check_config(load_config(preset, values={**RUN, "devices": 2}))
+        check_config(load_config(preset, values={**RUN, "devices": 2, "cuda_graphs": False}))
+    check_config(load_config("classic", values={**RUN, "devices": "all"}))
+    with pytest.raises(ConfigError, match="bad value for 'devices'"):
+        load_config(overrides=["devices=1.5"])

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 import pytest
 import torch
 
+from sdtrainer.messages import say_in
 from sdtrainer.preflight import (
     GIB,
     GpuInfo,
@@ -13,6 +14,7 @@ from sdtrainer.preflight import (
     GpuQueryError,
     NvmlProbe,
     check_gpu,
+    check_gpus,
     cpu_warning,
     merge_processes,
     process_name,
@@ -253,3 +255,66 @@ def test_real_nvml_without_driver_refuses_cleanly():
         pytest.skip("this machine has an NVIDIA driver")
     [reason] = check_gpu(20, "24gb", probe=_CudaSaysYes()).reasons
     assert "NVIDIA driver was not found or could not be queried" in reason
+
+
+@dataclass
+class FakeGpus:
+    """Several GPUs that exist only in the test: GPU i answers as cards[i]."""
+
+    cards: list[FakeProbe]
+
+    def cuda_available(self) -> bool:
+        return True
+
+    def cuda_build(self) -> str | None:
+        return "12.4"
+
+    def device_count(self) -> int:
+        return len(self.cards)
+
+    def info(self, index: int) -> GpuInfo:
+        return self.cards[index].info(index)
+
+    def processes(self, index: int) -> list[GpuProcess]:
+        return self.cards[index].processes(index)
+
+
+def test_every_chosen_gpu_is_checked_and_the_one_that_fails_is_named():
+    gpus = FakeGpus([FakeProbe(), FakeProbe(free_gib=5.0, procs=[OTHER_TRAINER]), FakeProbe()])
+    report = check_gpus(20, "24gb", SMALLER, devices=2, probe=gpus)
+    assert not report.ok and [r.device_index for r in report.reports] == [0, 1]
+    low, busy = report.reasons
+    assert low.startswith("GPU 1: Only 5.0 GiB free of 24.0 GiB") and busy.startswith("GPU 1: Another program")
+    assert "pid 4242" in busy
+    assert say_in(low, "fr").startswith("GPU 1 : Seulement 5.0 Gio libres")
+    text = report.format()
+    assert "GPU 0: NVIDIA GeForce RTX 3090" in text and "GPU 1: NVIDIA GeForce RTX 3090" in text
+    assert "Preset 24gb needs 20 GiB free on each of the 2 GPUs." in text and "  - GPU 1: Only 5.0" in text
+    assert "GPU 2" not in text  # not chosen, not checked
+
+
+def test_all_means_every_gpu_the_driver_sees():
+    report = check_gpus(20, "24gb", SMALLER, devices="all", probe=FakeGpus([FakeProbe()] * 3))
+    assert report.ok and [r.device_index for r in report.reports] == [0, 1, 2]
+    assert report.format().endswith("Preset 24gb needs 20 GiB free on each of the 3 GPUs.\nOK: training can start.")
+
+
+def test_more_gpus_than_the_machine_has_refuses_saying_how_many_there_are():
+    report = check_gpus(20, "24gb", SMALLER, devices=4, probe=FakeGpus([FakeProbe()] * 2))
+    assert report.reasons == ["devices is 4, but the driver sees 2 GPU(s): set devices to 2 or fewer, or to all."]
+    assert [r.device_index for r in report.reports] == [0, 1] and all(r.ok for r in report.reports)
+
+
+@pytest.mark.parametrize("probe", [FakeProbe(), FakeProbe(free_gib=9.0, procs=[XORG, OTHER_TRAINER]),
+                                   FakeProbe(cuda=False), FakeProbe(error="NVML: Driver Not Loaded")],
+                         ids=["ok", "refused", "no-cuda", "no-driver"])
+def test_one_gpu_reads_exactly_as_before(probe):
+    one, before = check_gpus(20, "24gb", SMALLER, probe=probe), check_gpu(20, "24gb", SMALLER, probe=probe)
+    assert (one.ok, one.reasons, one.format(), one.format("fr")) == (before.ok, before.reasons, before.format(),
+                                                                     before.format("fr"))
+
+
+def test_without_cuda_several_gpus_are_refused_once():
+    report = check_gpus(20, "24gb", SMALLER, devices=2, probe=FakeProbe(cuda=False))
+    [reason] = report.reasons
+    assert reason.startswith("No CUDA GPU was found") and len(report.reports) == 1

@@ -1,4 +1,5 @@
 """The training session the UI and the CLI drive: background thread, state, pause/stop, the GPU gate, OOM."""
+import signal
 import threading
 import time
 
@@ -9,7 +10,7 @@ from sdtrainer import session as session_module
 from sdtrainer.config import load_config
 from sdtrainer.preflight import GIB, GpuInfo, GpuProcess
 from sdtrainer.session import EventKind, SessionBusy, SessionManager, Status, TrainingSession
-from sdtrainer.trainer import DreamBoothModule, TrainResult
+from sdtrainer.trainer import DreamBoothModule, Event, TrainResult
 
 
 class Probe:
@@ -149,8 +150,52 @@ def test_out_of_memory_saves_the_state_and_names_the_lower_preset(demo_file, sub
     assert "Out of GPU memory at step 3 with the 24gb preset" in state.message and "12gb" in state.message
     saved = torch.load(tmp_path / "run" / "state" / "last.ckpt", weights_only=False)
     assert saved["global_step"] == 3  # the weights of the last full step, resumable
+    assert "The state at step 3 was saved" in state.message
 
 
 def test_a_bad_setting_fails_with_its_message(demo_file, tmp_path):
     state = finished(TrainingSession(cfg(demo_file, tmp_path / "nowhere"), tmp_path / "run").start())
     assert state.status is Status.FAILED and "nowhere" in state.message
+
+
+def test_out_of_memory_on_several_gpus_names_the_last_state_saved(demo_file, subject_photos, tmp_path,
+                                                                  monkeypatch):
+    """On several GPUs nothing can be saved after an out-of-memory error (the other processes wait in a collective
+    and are ended): the message points to the last state saved before, and the VRAM of each GPU was kept."""
+    def two_gpus_then_oom(config, run_dir, emit, control, resume=False):
+        for step in (1, 2, 3):
+            emit(Event(EventKind.PROGRESS, step, {"total_steps": 6, "loss": 0.5, "prior_loss": 0.0, "it_per_s": 2.0,
+                                                  "eta_s": 1.0, "elapsed_s": step, "vram_alloc_gib": 9.0,
+                                                  "vram_reserved_gib": 10.0 + step,
+                                                  "vram_reserved_by_device": [10.0, 10.0 + step]}))
+            if step == 2:
+                emit(Event(EventKind.CHECKPOINT, 2, {"path": run_dir / "state" / "last.ckpt", "kind": "state"}))
+        raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+
+    monkeypatch.setattr(session_module, "run_training", two_gpus_then_oom)
+    state = finished(TrainingSession(cfg(demo_file, subject_photos, devices=2), tmp_path / "run").start())
+    assert state.status is Status.FAILED and state.message.startswith("Out of GPU memory at step 3")
+    assert "The state at step 2 was saved; resume from" in state.message
+    assert state.vram_by_device == [(1, [10.0, 11.0]), (2, [10.0, 12.0]), (3, [10.0, 13.0])]
+
+
+def test_a_ctrl_c_while_waiting_leaves_the_run_to_finish_and_be_waited_for(demo_file, subject_photos, tmp_path,
+                                                                         monkeypatch):
+    """The CLI waits, and on Ctrl+C asks for a stop and waits again for the step and the save. Python 3.11's
+    Thread.join, interrupted, marks the thread as ended while it runs: the second wait returned at once and the
+    program exited mid-save (on several GPUs it then hung, waiting for its training processes)."""
+    release = threading.Event()
+
+    def slow_training(config, run_dir, emit, control, resume=False):
+        release.wait(30)
+        return TrainResult(config.steps, config.steps, None, stopped=False)
+
+    monkeypatch.setattr(session_module, "run_training", slow_training)
+    session = TrainingSession(cfg(demo_file, subject_photos), tmp_path / "run").start()
+    ctrl_c = threading.Timer(0.3, signal.pthread_kill, (threading.main_thread().ident, signal.SIGINT))
+    ctrl_c.start()
+    with pytest.raises(KeyboardInterrupt):
+        session.wait(10)
+    assert not session.wait(0.2) and session.active
+    release.set()
+    assert session.wait(10) and session.snapshot().status is Status.FINISHED

@@ -40,7 +40,7 @@ from sdtrainer.ui.common import model_choices, parse_concepts
 from sdtrainer.ui.i18n import LANGUAGES, STRINGS, Say, UIError
 from sdtrainer.ui.projects import Project
 from sdtrainer.ui.test_tab import concept_pairs
-from sdtrainer.ui.training_tab import SETTINGS, TrainingTab, gate_text, parsed
+from sdtrainer.ui.training_tab import SETTING, SETTINGS, TrainingTab, gate_text, parsed, shown
 
 TRAIN_TIMEOUT_S = 120
 
@@ -424,6 +424,7 @@ def test_check_gpu_shows_the_gate_report(app, client, french, monkeypatch):
     try:
         monkeypatch.setattr(torch.cuda, "is_available", lambda: True)  # as on a machine with a GPU
         ready = client.predict(preset="24gb", ema=False, api_name="/training_check_gpu")
+        two = client.predict(preset="24gb", ema=False, devices="2", api_name="/training_check_gpu")
         monkeypatch.setattr(torch.cuda, "is_available", lambda: False)  # a CPU-only PyTorch, on any machine
         app.state.sessions.probe = FakeProbe(cuda=False)
         no_gpu = client.predict(preset="24gb", ema=True, api_name="/training_check_gpu")
@@ -432,6 +433,7 @@ def test_check_gpu_shows_the_gate_report(app, client, french, monkeypatch):
         app.state.sessions.probe = None
     assert ready.count("```") == 2 and "✔" in ready and "✖" not in ready and "RTX 3090" in ready
     assert "trains on the CPU" not in ready
+    assert "✖" in two and "devices is 2, but the driver sees 1 GPU(s)" in two  # this machine has one
     assert "trains on the CPU" in no_gpu
     assert "would fail" not in no_gpu and "--device" not in no_gpu  # one verdict, no command-line flag
     assert "entraîne donc sur le processeur" in french_no_gpu
@@ -799,9 +801,9 @@ def test_training_config_has_a_concept_for_each_added_subject(app, client, pair_
     pair = pair_with_effy
     root = app.state.projects_dir / pair
     tab = TrainingTab(app.state)
-    values = dict(zip([s.name for s in SETTINGS], tab.preset_values("24gb")), repeats=2)
+    values = dict(zip([s.name for s in SETTINGS], tab.preset_values("24gb")), repeats=2, devices="2")
     cfg = tab.config(Project.open(root), Path(demo_model), "24gb", values, Say("en"))
-    assert (cfg.images, cfg.token, cfg.class_word) == (str(root / "prepared"), "ohwx", "person")
+    assert (cfg.images, cfg.token, cfg.class_word, cfg.devices) == (str(root / "prepared"), "ohwx", "person", 2)
     assert cfg.concepts == [Concept(token="effy", class_word="dog", images=str(root / "subjects" / "effy" / "prepared"),
                                     reg_images=str(root / "reg" / "dog"), class_images=None, repeats=2)]
     assert cfg.reg_images is None and cfg.class_images_dir == str(root / "reg")  # no person images: generated there
@@ -1105,3 +1107,25 @@ def test_lora_mistakes_come_back_in_english_and_french(app, client, french, base
         with pytest.raises(AppError) as caught:
             french.predict(**kwargs)
         assert french_text in str(caught.value) and "Impossible" not in str(caught.value), french_text
+
+@pytest.mark.parametrize("typed, accepted", [("2", 2), (" 3 ", 3), ("all", "all"), ("1", 1), ("0", None),
+                                             ("two", None)])
+def test_the_gpus_setting_takes_a_number_or_all_and_the_config_judges_it(typed, accepted):
+    value = parsed(SETTING["devices"], typed, Say("en"))
+    settings = {"model": "m.safetensors", "images": "photos", "token": "ohwx", "class_word": "person",
+                "cuda_graphs": False, "devices": value}
+    if accepted is None:
+        with pytest.raises(ConfigError, match="devices must be a whole number from 1"):
+            check_config(load_config(values=settings))
+    else:
+        check_config(load_config(values=settings))
+        assert value == accepted and shown(SETTING["devices"], value) == typed.strip()
+
+
+def test_the_vram_plot_shows_each_gpu_of_a_run_on_several():
+    two = SessionState(vram=[(1, 9.0, 11.0), (2, 9.0, 12.0)], vram_by_device=[(1, [10.0, 11.0]), (2, [10.5, 12.0])])
+    frame = TrainingTab.vram_frame(None, two, Say("en"))
+    assert sorted(set(frame["series"])) == ["GPU 0 reserved", "GPU 1 reserved"]
+    assert frame[frame["series"] == "GPU 1 reserved"]["value"].tolist() == [11.0, 12.0]
+    one = SessionState(vram=[(1, 9.0, 11.0)], vram_by_device=[(1, [11.0])])
+    assert sorted(set(TrainingTab.vram_frame(None, one, Say("fr"))["series"])) == ["allouée", "réservée"]

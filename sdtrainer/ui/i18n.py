@@ -407,6 +407,7 @@ STRINGS: dict[str, dict[str, str]] = {
     "tr_series_prior": {"en": "prior loss", "fr": "perte de l'a priori"},
     "tr_series_allocated": {"en": "allocated", "fr": "allouée"},
     "tr_series_reserved": {"en": "reserved", "fr": "réservée"},
+    "tr_series_gpu_reserved": {"en": "GPU {index} reserved", "fr": "GPU {index} réservée"},
     "tr_loss_value": {"en": "loss {loss}", "fr": "perte {loss}"},
     "tr_log": {"en": "Log", "fr": "Journal"},
     "tr_no_run": {"en": "No training yet.", "fr": "Aucun entraînement pour l'instant."},
@@ -568,6 +569,13 @@ STRINGS: dict[str, dict[str, str]] = {
     "cfg_seed": {"en": "Seed", "fr": "Graine"},
     "cfg_seed_info": {"en": "Same seed, same settings: the same run.", "fr": "Même graine, mêmes réglages : même "
                                                                          "entraînement."},
+    "cfg_devices": {"en": "GPUs", "fr": "GPU"},
+    "cfg_devices_info": {"en": "How many GPUs train, one process each, or all (Linux). Each GPU takes the batch size "
+                               "per step: the effective batch is batch size × accumulation × GPUs; the steps and "
+                               "the learning rate stay as set.",
+                         "fr": "Combien de GPU entraînent, un processus chacun, ou all (Linux). Chaque GPU prend la "
+                               "taille de lot à chaque étape : le lot effectif vaut taille de lot × accumulation × "
+                               "GPU ; les étapes et le taux d'apprentissage restent tels quels."},
     # ------------------------------------------------------------------ Test tab
     "te_intro": {
         "en": "Try any model, or any step of a run. **Write `token class`** (`a portrait of ohwx person`), never "

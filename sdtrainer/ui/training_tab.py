@@ -19,14 +19,14 @@ import gradio as gr
 import pandas as pd
 
 from ldm.samplers import SamplerName
-from sdtrainer.config import (DEFAULT_PRESET, PRESET_VRAM_GIB, Concept, Device, LRSchedule, OptimizerName, Precision,
-                              Range, SaveFormat, TrainConfig, defaults_for, field_range, load_config, min_total_gib,
-                              number_text, preset_names, required_free_gib)
+from sdtrainer.config import (ALL_DEVICES, DEFAULT_PRESET, PRESET_VRAM_GIB, Concept, Device, LRSchedule,
+                              OptimizerName, Precision, Range, SaveFormat, TrainConfig, defaults_for, field_range,
+                              load_config, number_text, preset_names)
 from sdtrainer import models
 from sdtrainer.estimate import estimate, minutes
 from sdtrainer.messages import Message
-from sdtrainer.preflight import GateReport, check_gpu
-from sdtrainer.session import SessionBusy, SessionState, Status
+from sdtrainer.preflight import GateReport, GpusReport
+from sdtrainer.session import SessionBusy, SessionState, Status, gate_report
 from sdtrainer.trainer import RunPaths, check_run_folder
 from sdtrainer.ui.common import USER_ERRORS, Lists
 from sdtrainer.ui.i18n import Say, UIError, warn
@@ -47,7 +47,7 @@ class Setting:
     """One TrainConfig field in the UI: label key `cfg_<name>`, help key `cfg_<name>_info`; a number's accepted
     values are the Range declared on the field (sdtrainer.config), the same that check_config enforces."""
     name: str
-    kind: str = "float"  # int, float, optional_float (0 = unset), bool, choice, lines, ints
+    kind: str = "float"  # int, float, optional_float (0 = unset), bool, choice, lines, ints, devices (N or all)
     choices: type[Enum] | None = None
     advanced: bool = True
 
@@ -89,7 +89,10 @@ SETTINGS = (
     Setting("preview_steps", "int"),
     Setting("preview_sampler", "choice", choices=SamplerName),
     Setting("seed", "int"),
+    Setting("devices", "devices"),
 )
+SETTING = {s.name: s for s in SETTINGS}
+DEVICE_CHOICES = ["1", "2", "3", "4", "8", ALL_DEVICES]  # any other number may be typed
 
 
 def shown(setting: Setting, value: Any) -> Any:
@@ -100,6 +103,8 @@ def shown(setting: Setting, value: Any) -> Any:
         return ", ".join(str(v) for v in value)
     if setting.kind == "optional_float":
         return value or 0
+    if setting.kind == "devices":
+        return str(value)
     return value.value if isinstance(value, Enum) else value
 
 
@@ -116,6 +121,9 @@ def parsed(setting: Setting, value: Any, say: Say) -> Any:
         return bool(value)
     if setting.kind == "choice":
         return value
+    if setting.kind == "devices":  # check_config says what a devices value must be
+        text = str(value).strip()
+        return int(text) if text.isdigit() else text
     if setting.kind == "optional_float" and value == 0:
         return None
     accepted = setting.range
@@ -131,6 +139,8 @@ def component(setting: Setting, T: gr.I18n, value: Any) -> gr.components.Compone
         return gr.Checkbox(value, label=label, info=info)
     if setting.kind == "choice":
         return gr.Dropdown([c.value for c in setting.choices], value=value, label=label, info=info)
+    if setting.kind == "devices":
+        return gr.Dropdown(DEVICE_CHOICES, value=value, label=label, info=info, allow_custom_value=True)
     if setting.kind in ("lines", "ints"):
         return gr.Textbox(value, label=label, info=info, lines=3 if setting.kind == "lines" else 1)
     # no minimum/maximum here: `parsed` checks the range with a message that names the field, in the page's language
@@ -222,8 +232,9 @@ class TrainingTab:
                      **{k: settings[k] for k in ESTIMATE_SETTINGS}}
         gr.on([c.change for c in estimated.values()], self.estimate, inputs_kwargs=estimated, outputs=estimate,
               api_name="training_estimate", show_progress="hidden", trigger_mode="always_last")
-        check.click(self.check_gpu, inputs_kwargs={"preset": preset, "ema": settings["ema"]}, outputs=message,
-                    api_name="training_check_gpu")
+        check.click(self.check_gpu, inputs_kwargs={"preset": preset, "ema": settings["ema"],
+                                                   "devices": settings["devices"]},
+                    outputs=message, api_name="training_check_gpu")
         start.click(self.start, inputs_kwargs={"project": project, "model": model, "preset": preset,
                                                "run_name": run_name, "resume_run": resume_run, **settings},
                     outputs=[message, run_name], api_name="training_start", show_progress_on=message
@@ -332,13 +343,11 @@ class TrainingTab:
             values["precision"] = Precision.FP32.value  # bf16 autocast on a CPU only makes it slower
         return load_config(preset, values=values, device_defaults=defaults_for(device))
 
-    def check_gpu(self, preset: str, ema: bool, request: gr.Request) -> str:
+    def check_gpu(self, preset: str, ema: bool, request: gr.Request, devices: str = "1") -> str:
         say = self.state.say(request)
         with say.errors(*USER_ERRORS):
-            cfg = load_config(preset, values={"ema": bool(ema)})
-        others = {n: g for n, g in PRESET_VRAM_GIB.items() if n != cfg.preset}
-        report = check_gpu(required_free_gib(cfg), cfg.preset, others, min_total_gib(cfg),
-                           probe=self.state.sessions.probe)
+            cfg = load_config(preset, values={"ema": bool(ema), "devices": parsed(SETTING["devices"], devices, say)})
+        report = gate_report(cfg, self.state.sessions.probe)
         return gate_text(report, say) if no_cuda_cause(report) is None else cpu_gate_text(report, say)
 
     # ------------------------------------------------------------------ controls
@@ -467,6 +476,10 @@ class TrainingTab:
         return plot_frame(rows)
 
     def vram_frame(self, snap: SessionState, say: Say) -> pd.DataFrame | None:
+        """Allocated and reserved VRAM; on several GPUs, each one's reserved VRAM."""
+        if any(len(by_device) > 1 for _, by_device in snap.vram_by_device):
+            return plot_frame([{"step": s, "value": reserved, "series": say("tr_series_gpu_reserved", index=i)}
+                               for s, by_device in snap.vram_by_device for i, reserved in enumerate(by_device)])
         rows = [{"step": s, "value": alloc, "series": say("tr_series_allocated")} for s, alloc, _ in snap.vram]
         rows += [{"step": s, "value": reserved, "series": say("tr_series_reserved")} for s, _, reserved in snap.vram]
         return plot_frame(rows)
@@ -520,18 +533,18 @@ def plot_frame(rows: list[dict]) -> pd.DataFrame | None:
     return frame.astype({"step": "int64", "value": "float64", "series": "str"})
 
 
-def no_cuda_cause(report: GateReport) -> Message | None:
+def no_cuda_cause(report: GpusReport | GateReport) -> Message | None:
     """Why the gate found no CUDA GPU at all (a CPU-only PyTorch...), None when it found one."""
     return next((r.fields["cause"] for r in report.reasons if getattr(r, "key", None) == "gate_no_cuda"), None)
 
 
-def cpu_gate_text(report: GateReport, say: Say) -> str:
+def cpu_gate_text(report: GpusReport | GateReport, say: Say) -> str:
     """Without a usable CUDA GPU the app trains on the CPU: say that once, with why there is no GPU (the gate's
     report is about GPUs, and its advice is the command line's)."""
     return say("tr_gate_cpu", cause=say.message(no_cuda_cause(report)))
 
 
-def gate_text(report: GateReport, say: Say, note: str = "") -> str:
+def gate_text(report: GpusReport | GateReport, say: Say, note: str = "") -> str:
     """The GPU gate's verdict (and a note after it) and its report, in the page's language."""
     verdict = say("tr_gate_ok") if report.ok else say("tr_gate_refused")
     return f"{verdict}{' ' + note if note else ''}\n\n```\n{report.format(say.lang)}\n```"
