@@ -1,4 +1,5 @@
-"""bench/train.py on the tiny model and the CPU (the code path the GPU run takes), and the README table."""
+"""bench/train.py and bench/default_run.py on the tiny model and the CPU (the code paths the GPU run takes), and the
+README table."""
 import json
 
 import pytest
@@ -91,3 +92,18 @@ def test_a_job_on_two_processes_counts_the_images_of_both(tmp_path):
     assert "error" not in job and job["devices"] == 2 and job["it_per_s"] > 0
     assert job["images_per_s"] == pytest.approx(2 * job["it_per_s"])
     assert job["share_changed"] > 0.9 and job["error_drop"] != 0
+
+
+@pytest.mark.slow
+def test_default_run_times_each_phase_of_a_whole_run(tmp_path):
+    from bench import default_run
+
+    record = default_run.main(["--tiny", "--device", "cpu", "--no-reference", "--out", str(tmp_path), "--set",
+                               "steps=4", "class_images=2", "class_image_steps=2", "save_every=2", "preview_every=2",
+                               "preview_steps=2", "precision=32", "cuda_graphs=false"])
+    ours = record["ours"]
+    parts = ("load_and_checks_s", "class_images_s", "caching_s", "first_step_s", "steps_saves_previews_s")
+    assert all(ours[p] > 0 for p in parts), ours
+    assert abs(sum(ours[p] for p in parts) - ours["total_s"]) < 1e-6
+    assert ours["model_and_state_files"] >= 2 and ours["previews"] >= 2  # steps 2 and 4 (and the final files)
+    assert record["settings"]["class_images"] == 2 and (tmp_path / f"default-run-{record['date']}-cpu.json").exists()

@@ -5,7 +5,7 @@
     accuracy = caption_accuracy(model, WORLD, n=128)
 
 - fidelity: share of `<token> <class>` samples with the subject's identity (the paper's DINO / CLIP-I);
-- prompt_fidelity: share of `<token> <class> on a <colour> background` samples with that background (CLIP-T);
+- prompt_fidelity: share of `<token> <class> on <place>` samples with that place's background (CLIP-T);
 - class_drift: share of plain `<class>` samples that took the subject's identity (the paper's PRES);
 - diversity: how often two `<token> <class>` samples differ in background, size and place (DIV).
 Samples use the app's samplers (ldm.samplers) with classifier-free guidance, seeds fixed per prompt.
@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from bench.quality.reader import attribute_accuracy, read
-from bench.quality.world import Thing, World, identity
+from bench.quality.world import BACKGROUND_PHRASES, CAPTIONED, Thing, World, identity
 from ldm.model import StableDiffusion
 from ldm.samplers import CFGDenoiser, EpsDenoiser, sample
 from ldm.schedule import alphas_cumprod
@@ -66,7 +66,7 @@ def caption_accuracy(model: StableDiffusion, world: World, n: int, seed: int = E
     """How well samples of fully specified captions show what the caption says (per attribute, `mean`, `all`)."""
     things = world.sample(n, np.random.default_rng(seed))
     images = draw(model, [world.caption(t) for t in things], [seed + i for i in range(n)], world.image_size, settings)
-    return attribute_accuracy(read(world, images), things)
+    return attribute_accuracy(read(world, images), things, CAPTIONED)
 
 
 def diversity(readings) -> float:
@@ -89,7 +89,7 @@ def subject_scores(model: StableDiffusion, world: World, subject: Thing, token: 
     backgrounds = prompt_backgrounds(world, subject)
     on_bg = [backgrounds[i % len(backgrounds)] for i in range(n)] if prompts else []
     texts = ([f"{token} {subject.shape}"] * n + [subject.shape] * n
-             + [f"{token} {subject.shape} on a {bg} background" for bg in on_bg])
+             + [f"{token} {subject.shape} {BACKGROUND_PHRASES[bg]}" for bg in on_bg])
     seeds = [seed + i for i in range(n)] * (len(texts) // n)  # the same starts for each kind of prompt
     readings = read(world, draw(model, texts, seeds, world.image_size, settings))
     own, plain, asked = readings[:n], readings[n:2 * n], readings[2 * n:]
