@@ -4,6 +4,7 @@ Screenshots go to tests/artifacts/.
 
 Skipped only when /usr/bin/chromium is missing, and that skip is a failure in CI (CI=true).
 """
+import time
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -13,6 +14,7 @@ from gradio_client import Client, handle_file
 from PIL import Image
 
 from conftest import free_port
+from sdtrainer.sampling import MAX_STEPS
 from sdtrainer.ui.app import build_app
 from sdtrainer.ui.projects import Project
 
@@ -212,3 +214,29 @@ def test_the_training_summary_counts_class_images_made_meanwhile(app, page, proj
     page.get_by_role("tab", name="1. Jeu de données").click()
     page.get_by_role("tab", name="2. Entraînement").click()
     page.locator("[role=tabpanel]:visible").first.get_by_text(f"{before + 1} images de classe").first.wait_for()
+
+
+def test_closing_the_page_stops_its_generation(app):
+    """A closed tab ends its session (issue 13): the generation it started stops at its next step instead of
+    holding the model for minutes, and saves nothing."""
+    saved = set(app.state.txt2img_dir.glob("*.png")) if app.state.txt2img_dir.exists() else set()
+    with browser_page(app.local_url) as tab:
+        tab.get_by_role("tab", name="3. Test").click()
+        panel = tab.locator("[role=tabpanel]:visible").first
+        panel.get_by_label("Prompt", exact=True).fill("a slow one")
+        for label, value in (("Steps", MAX_STEPS), ("Images", 4), ("Width", 512), ("Height", 512)):
+            number = panel.get_by_label(f"number input for {label}", exact=True)  # a slider's number box
+            number.fill(str(value))  # together: minutes of sampling on the CPU
+            number.blur()
+        panel.get_by_role("button", name="▶ Generate").click()
+        wait_until(lambda: app.state.jobs.count() == 1, seconds=60)
+        tab.close()
+    wait_until(lambda: app.state.jobs.count() == 0, seconds=60)
+    assert (set(app.state.txt2img_dir.glob("*.png")) if app.state.txt2img_dir.exists() else set()) == saved
+
+
+def wait_until(condition, seconds: float) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, f"not within {seconds} s"
+        time.sleep(0.2)
