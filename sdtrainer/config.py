@@ -26,7 +26,7 @@ from omegaconf import OmegaConf
 from omegaconf.errors import ConfigKeyError, OmegaConfBaseException
 
 from ldm.samplers import SamplerName
-from sdtrainer.dataset import Crop, subfolders
+from sdtrainer.images import Crop, subfolders
 from sdtrainer.messages import Message
 from sdtrainer.sampling import MAX_STEPS
 

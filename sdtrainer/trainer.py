@@ -59,9 +59,10 @@ from sdtrainer.concepts import Subject, generated_class_dir, run_subjects
 from sdtrainer.control import RunControl
 from sdtrainer.config import (ConfigError, Device, LRSchedule, OptimizerName, Precision, TrainConfig, check_config,
                               config_dict, preview_prompts, process_count, save_config, uses_prior)
-from sdtrainer.dataset import ClassDataset, ImageDataset, InstanceDataset
+from sdtrainer.dataset import ImageSet, class_set, instance_set
 from sdtrainer.ddp import Channel, launch
 from sdtrainer.flat_params import flatten_
+from sdtrainer.images import to_tensor
 from sdtrainer.messages import Message
 from sdtrainer.models import is_demo
 from sdtrainer.preflight import GIB, cpu_warning
@@ -293,15 +294,14 @@ class CachedData:
 
 
 @torch.no_grad()
-def encode_dataset(model: StableDiffusion, dataset: ImageDataset | None) -> torch.Tensor:
-    """[N, 2, C, h, w] posterior-mean latents of every image of the dataset, plain and mirrored."""
-    if dataset is None:
-        return torch.zeros(0)
+def encode_images(model: StableDiffusion, images: ImageSet) -> torch.Tensor:
+    """[N, 2, C, h, w] posterior-mean latents of every image of the set, plain and mirrored (the flips training
+    draws pick one of the two)."""
     vae_weight = next(model.vae.parameters())
     out = []
-    for start in range(0, len(dataset.paths), ENCODE_BATCH):
-        pixels = torch.stack([dataset[i]["pixel_values"] for i in range(start, min(start + ENCODE_BATCH,
-                                                                                     len(dataset.paths)))])
+    for start in range(0, len(images.paths), ENCODE_BATCH):
+        pixels = torch.stack([to_tensor(images.square(i)) for i in range(start, min(start + ENCODE_BATCH,
+                                                                                   len(images.paths)))])
         both = torch.cat([pixels, pixels.flip(-1)]).to(vae_weight.device, vae_weight.dtype)
         latents = model.encode_images(both).float().cpu()
         out.append(torch.stack(latents.chunk(2), dim=1))
@@ -321,14 +321,14 @@ def caption_table(model: StableDiffusion, captions: list[str], token_ids_only: b
     return table, [unique.index(c) for c in captions]
 
 
-def cache_data(model: StableDiffusion, instances: list[ImageDataset], classes: list[ImageDataset | None],
+def cache_data(model: StableDiffusion, instances: list[ImageSet], classes: list[ImageSet | None],
                train_text_encoder: bool, repeats: tuple[int, ...]) -> CachedData:
     """Latents and caption rows of every subject's photos and class images (one list entry per subject; a
     class entry is None without prior preservation), stored subject after subject."""
     encoded: dict[int, torch.Tensor] = {}  # a class set shared by subjects of one class word is encoded once
-    for dataset in instances + [d for d in classes if d is not None]:
-        if id(dataset) not in encoded:
-            encoded[id(dataset)] = encode_dataset(model, dataset)
+    for images in instances + [d for d in classes if d is not None]:
+        if id(images) not in encoded:
+            encoded[id(images)] = encode_images(model, images)
     instance_latents = torch.cat([encoded[id(d)] for d in instances])
     present = [d for d in classes if d is not None]
     class_latents = (torch.cat([encoded[id(d)] for d in present]) if present
@@ -920,12 +920,12 @@ def check_prior(cfg: TrainConfig, subjects: list[Subject]) -> None:
 
 
 def class_dataset(cfg: TrainConfig, subject: Subject, subjects: list[Subject], model: StableDiffusion,
-                  paths: RunPaths, emit: Emit, control: RunControl) -> ClassDataset | None:
+                  paths: RunPaths, emit: Emit, control: RunControl) -> ImageSet | None:
     """A subject's regularization images: its folder, or `class_images` generated with the base model."""
     if not uses_prior(cfg):
         return None
     if subject.reg_images is not None:
-        return ClassDataset(subject.reg_images, subject.class_word, cfg.resolution, flip_p=0.0, crop=cfg.crop)
+        return class_set(subject.reg_images, subject.class_word, cfg.resolution, crop=cfg.crop)
     base = Path(cfg.class_images_dir) if cfg.class_images_dir else paths.class_images
     out_dir = generated_class_dir(base, subjects, subject.class_word)
     count = subject.class_images
@@ -941,7 +941,7 @@ def class_dataset(cfg: TrainConfig, subject: Subject, subjects: list[Subject], m
                  f"({progress.elapsed():.0f} s).")
     if len(generated) < count:
         return None
-    return ClassDataset(generated, subject.class_word, cfg.resolution, flip_p=0.0, crop=cfg.crop)
+    return class_set(generated, subject.class_word, cfg.resolution, crop=cfg.crop)
 
 
 class ClassImageProgress:
@@ -960,12 +960,12 @@ class ClassImageProgress:
 
 
 def class_datasets(cfg: TrainConfig, subjects: list[Subject], model: StableDiffusion, paths: RunPaths, emit: Emit,
-                   control: RunControl) -> list[ClassDataset | None]:
+                   control: RunControl) -> list[ImageSet | None]:
     """Each subject's class images; subjects sharing a folder (or a generated class) share one dataset."""
     def source(s: Subject) -> tuple:  # a folder, or the class word and count to generate
         return (str(s.reg_images), s.class_word if s.reg_images is None else "", s.class_images)
 
-    shared: dict[tuple, ClassDataset | None] = {}
+    shared: dict[tuple, ImageSet | None] = {}
     for s in subjects:
         if source(s) not in shared and not control.stop_requested:
             shared[source(s)] = class_dataset(cfg, s, subjects, model, paths, emit, control)
@@ -1026,10 +1026,9 @@ def run_training(cfg: TrainConfig, run_dir: Path, emit: Emit, control: RunContro
     subjects = run_subjects(cfg)
     check_prior(cfg, subjects)
     words = [s.words for s in subjects]
-    instances = [InstanceDataset(s.paths, s.token, s.class_word, cfg.resolution, repeats=1, flip_p=0.0, crop=cfg.crop)
-                 for s in subjects]
-    for s, dataset in zip(subjects, instances):
-        log(emit, 0, (f"{s.token} {s.class_word}: " if len(subjects) > 1 else "") + dataset.report.format())
+    instances = [instance_set(s.paths, s.token, s.class_word, cfg.resolution, crop=cfg.crop) for s in subjects]
+    for s, images in zip(subjects, instances):
+        log(emit, 0, (f"{s.token} {s.class_word}: " if len(subjects) > 1 else "") + images.report.format())
     paths.make()
     save_config(cfg, paths.config)
     # 2. base model, on the training device

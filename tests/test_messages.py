@@ -7,7 +7,8 @@ import pytest
 
 from sdtrainer.checkpoint import CheckpointError, detect_config
 from sdtrainer.config import ConfigError, check_config, load_config
-from sdtrainer.dataset import DatasetError, InstanceDataset
+from sdtrainer.dataset import instance_set
+from sdtrainer.images import DatasetError
 from sdtrainer.messages import LANGUAGES, MESSAGES, Message, field_names, message_of, say_in
 from sdtrainer.session import oom_message
 from sdtrainer.trainer import RunPaths
@@ -47,7 +48,7 @@ def test_nested_and_listed_fields_are_said_in_the_same_language(tmp_path):
     (tmp_path / "a.png").write_bytes(b"not a png")
     (tmp_path / "b.png").write_bytes(b"not a png either")
     with pytest.raises(DatasetError) as caught:
-        InstanceDataset(tmp_path, "ohwx", "person", 64)
+        instance_set(tmp_path, "ohwx", "person", 64)
     assert "2 files were unreadable (a.png, b.png)" in str(caught.value)
     french = say_in(message_of(caught.value), "fr")
     assert "Aucune image d'entraînement utilisable" in french and "2 fichiers : illisible (a.png, b.png)" in french

@@ -28,7 +28,7 @@ from ldm.model import TINY, StableDiffusion
 from sdtrainer.checkpoint import load_model, read_metadata, save_checkpoint
 from sdtrainer.concepts import run_subjects
 from sdtrainer.config import Concept, ConfigError, check_config, load_config
-from sdtrainer.dataset import caption_for
+from sdtrainer.captions import caption_for
 from sdtrainer.messages import Message
 from sdtrainer.preflight import check_gpu
 from sdtrainer.session import oom_message

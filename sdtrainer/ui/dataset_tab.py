@@ -16,8 +16,10 @@ import gradio as gr
 from ldm.tokenizer import get_tokenizer
 from sdtrainer.class_images import class_image_batch, generate_class_images
 from sdtrainer.config import DEMO_CLASS_IMAGE_STEPS, TrainConfig
-from sdtrainer.dataset import (IMAGE_EXTENSIONS, MAX_PHOTOS, MIN_PHOTOS, DatasetError, ValidationReport,
-                               is_common_token, list_images, prepare_images, prompt_lint, subject_issues)
+from sdtrainer.captions import is_common_token, prompt_lint
+from sdtrainer.checks import MAX_PHOTOS, MIN_PHOTOS, ValidationReport, subject_issues
+from sdtrainer.dataset import prepare_images
+from sdtrainer.images import IMAGE_EXTENSIONS, DatasetError, list_images
 from sdtrainer.ui.common import USER_ERRORS, Lists
 from sdtrainer.ui.i18n import Say, UIError, warn
 from sdtrainer.ui.projects import Project, SubjectFiles, import_class_images, import_files, list_projects
@@ -31,7 +33,7 @@ SUBJECT_CODES = ("no_face", "same_background")  # warnings about the whole set, 
 
 
 def issue_text(issue, say: Say) -> str:
-    """An ImageIssue in the user's language (dataset.py writes English; other languages by issue code)."""
+    """An ImageIssue in the user's language (checks.py writes English; other languages by issue code)."""
     return issue.message if say.lang == "en" else say(f"issue_{issue.code}")
 
 

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 import gradio as gr
 
 from ldm.samplers import SamplerName
-from sdtrainer.dataset import add_class_word, prompt_lint
+from sdtrainer.captions import add_class_word, prompt_lint
 from sdtrainer.lora import MAX_WEIGHT, lora_hash
 from sdtrainer.sampling import (MAX_BATCH, MAX_SIDE, MAX_STEPS, GenerationParams, LoraUse, generate, save_images,
                                 save_png, size_multiple)
