@@ -11,6 +11,8 @@ caption says otherwise, the regularization ("class") images the bare class word.
 import re
 from pathlib import Path
 
+from sdtrainer.messages import Message
+
 TRAILING_COPY_NUMBER = re.compile(r"(?:\s*\(\d+\)|\s+\d+|(?<=\D)\d+)\s*$")
 COMMON_TOKEN_ID = 10_000  # single CLIP tokens below this id are frequent merges: words the model knows well
 # Very common English words (and photo words) that make poor subject tokens.
@@ -117,12 +119,11 @@ def class_caption_for(image_path: str | Path, class_word: str) -> str:
 
 # ---------------------------------------------------------------- prompt and token advice
 
-def prompt_lint(prompt: str, token: str, class_word: str) -> str | None:
+def prompt_lint(prompt: str, token: str, class_word: str) -> Message | None:
     """A warning when the prompt uses the token without the class word right after it; None otherwise."""
     if not token.strip() or not re.search(bare_token_pattern(token, class_word), prompt, re.IGNORECASE):
         return None
-    return (f"Write `{token} {class_word}`, not `{token}` alone: the class word is what makes the likeness "
-            "work (the number one mistake with these models).")
+    return Message("lint_bare_token", token=token, class_word=class_word)
 
 
 def add_class_word(prompt: str, token: str, class_word: str) -> str:

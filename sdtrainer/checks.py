@@ -18,6 +18,7 @@ import numpy as np
 from PIL import Image
 
 from sdtrainer.images import detect_faces, exif_orientation, open_image, to_rgb, upright, uses_alpha
+from sdtrainer.messages import Message
 
 ERROR = "error"
 WARNING = "warning"
@@ -44,12 +45,12 @@ BACKGROUND_SIZE, BACKGROUND_RING, SAME_BACKGROUND_DISTANCE = 16, 3, 10.0
 
 @dataclass
 class ImageIssue:
-    """One finding about one image; ``message`` is plain English and says what to do."""
+    """One finding about one image; ``message`` says what to do (a Message: English, and French by its key)."""
     path: Path
     severity: Severity  # "error": the image is skipped; "warning": it is used as is (or fixed on load)
     code: str  # unreadable, too_small, low_resolution, cmyk, alpha, exif_rotated, grayscale, blurry, near_duplicate,
     #            and from subject_issues: no_face, same_background
-    message: str
+    message: Message
 
 
 @dataclass
@@ -123,39 +124,9 @@ def is_grayscale(raw_mode: str, image: Image.Image) -> bool:
 
 # ---------------------------------------------------------------- validation
 
-# What each finding means and what to do about it, filled in with str.format; keyed by code or reason.
-MESSAGES = {
-    "missing": "File not found; check the path or remove it from the list.",
-    "too_many_pixels": "Far too many pixels to load safely; scale it below 100 megapixels and add it again.",
-    "not_an_image": "Not an image file (or a format that can't be read); remove it, or re-save it as JPEG or PNG.",
-    "damaged": "The file is damaged or incomplete ({err}); copy it again from the original, or re-export it.",
-    "too_small": "Only {width}x{height} pixels; training at {resolution} px needs at least {half} px on the short "
-                 "side. Use a larger original.",
-    "low_resolution": "{width}x{height} is below {resolution} px on the short side; it will be enlarged and may "
-                      "look soft. A larger original is better.",
-    "cmyk": "Stored in CMYK (print colours); it will be converted to RGB and colours may shift. Re-save it as RGB "
-            "for exact colours.",
-    "alpha": "Has transparent areas; they will be filled with white. Use a photo with a real background if white "
-             "is not wanted.",
-    "exif_rotated": "The camera stored it turned (EXIF orientation {orientation}); it will be rotated upright. "
-                    "Nothing to do.",
-    "grayscale": "Black and white; the model will learn a colourless subject from it. Prefer colour photos unless "
-                 "that is intended.",
-    "blurry": "Looks blurry or featureless (sharpness {score:.0f}, below {threshold:.0f}); blurry photos teach the "
-              "model blur. Replace it with a sharp one.",
-    "near_duplicate": "Looks like {how} {other}; keep one of them, duplicates make the model copy that photo.",
-    "changed": "Could not be read while preparing ({err}); check the file and prepare again.",
-    "no_face": "No face found, yet the class is “{class_word}”; use photos where the face is visible (or crop "
-               "this one on the face), or pick another class word if the subject is not a person.",
-    "same_background": "Same background as {n} of the other photos; whatever is the same in every photo is learnt "
-                       "as part of the subject. Vary backgrounds, clothes and light.",
-}
-
-
-
 def issue(path: Path, severity: Severity, code: str, reason: str | None = None, **values) -> ImageIssue:
-    """An ImageIssue whose message is ``MESSAGES[reason or code]`` filled in with ``values``."""
-    return ImageIssue(path=path, severity=severity, code=code, message=MESSAGES[reason or code].format(**values))
+    """An ImageIssue whose message is the catalogue's ``check_<reason or code>`` filled in with ``values``."""
+    return ImageIssue(path=path, severity=severity, code=code, message=Message(f"check_{reason or code}", **values))
 
 
 def read_for_check(path: Path) -> tuple[Image.Image | None, ImageIssue | None]:
@@ -227,7 +198,7 @@ def find_duplicates(hashes: dict[Path, int]) -> list[tuple[Path, Path, int]]:
 
 
 def duplicate_issue(first: Path, second: Path, distance: int) -> ImageIssue:
-    how = "the same picture as" if distance == 0 else "nearly the same picture as"
+    how = Message("check_same_picture" if distance == 0 else "check_nearly_same_picture")
     return issue(second, WARNING, "near_duplicate", how=how, other=first.name)
 
 

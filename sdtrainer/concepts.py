@@ -14,6 +14,7 @@ from pathlib import Path
 
 from sdtrainer.config import ConfigError, TrainConfig
 from sdtrainer.images import DatasetError, list_images, subfolders
+from sdtrainer.messages import Message
 
 
 @dataclass
@@ -40,15 +41,15 @@ def run_subjects(cfg: TrainConfig) -> list[Subject]:
     for n, c in enumerate(cfg.concepts):
         paths = list_images(c.images)
         if not paths:
-            raise DatasetError(f"concepts[{n}]: no images in {c.images}; add photos of {c.token} {c.class_word}.")
+            raise DatasetError(Message("sub_concept_no_images", n=n, folder=c.images, token=c.token,
+                                       class_word=c.class_word))
         count = cfg.class_images if c.class_images is None else c.class_images
         reg = reg_for(c.reg_images or cfg.reg_images, c.class_word, c.class_word if c.reg_images else cfg.class_word)
         if c.reg_images and reg is None:
-            raise DatasetError(f"concepts[{n}]: {c.reg_images} holds no images of {c.class_word} (at its root or in "
-                               f"{c.class_word}/); add some, or remove its reg_images to generate class images.")
+            raise DatasetError(Message("sub_concept_reg_empty", n=n, folder=c.reg_images, class_word=c.class_word))
         found.append(Subject(c.token.strip(), " ".join(c.class_word.split()), paths, reg, count, c.repeats))
     if not found:
-        raise ConfigError(f"No photos found in {cfg.images}; add photos (or <token>/<class>/ folders of them).")
+        raise ConfigError(Message("sub_no_photos", images=cfg.images))
     _check_tokens_unique(found)
     return found
 
@@ -59,9 +60,9 @@ def _check_tokens_unique(subjects: list[Subject]) -> None:
     for s in subjects:
         other = seen.setdefault(s.token.lower(), s)
         if other is not s:
-            raise ConfigError(f"Two subjects use the token {s.token!r} ({other.token} {other.class_word}: "
-                              f"{other.paths[0].parent}; {s.token} {s.class_word}: {s.paths[0].parent}); give each "
-                              "subject its own token, or put their photos in one folder.")
+            raise ConfigError(Message("sub_token_twice", token=s.token, class_word=s.class_word,
+                                      folder=s.paths[0].parent, first_token=other.token,
+                                      first_class=other.class_word, first_folder=other.paths[0].parent))
 
 
 def reg_for(reg_root: str | None, class_word: str, root_class_word: str) -> Path | None:
@@ -70,11 +71,9 @@ def reg_for(reg_root: str | None, class_word: str, root_class_word: str) -> Path
     if not reg_root:
         return None
     if not Path(reg_root).is_dir():
-        raise DatasetError(f"The class images folder {reg_root} does not exist; check the path (or leave it empty "
-                           "to generate class images).")
+        raise DatasetError(Message("sub_reg_missing", folder=reg_root))
     if not list_images(reg_root) and not any(list_images(folder) for folder in subfolders(reg_root)):
-        raise DatasetError(f"The class images folder {reg_root} holds no images; add class images (or <class>/ "
-                           "folders of them), or leave it empty to generate class images.")
+        raise DatasetError(Message("sub_reg_empty", folder=reg_root))
     return class_folder(reg_root, " ".join(class_word.split()), " ".join(root_class_word.split()))
 
 
@@ -111,9 +110,7 @@ def folder_subjects(root: str | Path, token: str, class_word: str) -> list[Folde
     found = [s for s in found if s.paths]
     for s in found:
         if not s.token.strip() or not s.class_word.strip():
-            where = s.paths[0].parent
-            raise DatasetError(f"The images in {where} need a token and a class word: set them, or move the images "
-                               "into <token>/<class>/ folders (e.g. effy/dog/).")
+            raise DatasetError(Message("sub_tree_unset", folder=s.paths[0].parent))
     return found
 
 

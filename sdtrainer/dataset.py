@@ -95,8 +95,7 @@ def prepare_images(src_paths: Iterable[str | Path], out_dir: str | Path, resolut
     """
     crop, out_dir, src_paths = parse_crop(crop), Path(out_dir), [Path(p) for p in src_paths]
     if any(p.resolve().parent == out_dir.resolve() for p in src_paths):
-        raise DatasetError(f"The output folder {out_dir} holds source images; choose another folder so the "
-                           "originals are never overwritten.")
+        raise DatasetError(Message("ds_output_holds_sources", folder=out_dir))
     report = validate_images(src_paths, resolution)
     out_dir.mkdir(parents=True, exist_ok=True)
     written, taken, usable = [], set(), list(report.ok_paths)
@@ -125,11 +124,11 @@ def write_prepared(path: Path, target: Path, resolution: int, crop: Crop, report
     return target
 
 
-def resolve_paths(images: str | Path | Sequence[str | Path]) -> tuple[list[Path], str]:
+def resolve_paths(images: str | Path | Sequence[str | Path]) -> tuple[list[Path], str | Message]:
     """A folder's images or the given list, and words naming where they came from."""
     if isinstance(images, (str, Path)):
         return list_images(images), str(images)
-    return [Path(p) for p in images], "the selected files"
+    return [Path(p) for p in images], Message("ds_selected_files")
 
 
 def empty_dataset_message(where: str, report: ValidationReport, what: str) -> Message:

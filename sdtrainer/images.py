@@ -138,12 +138,10 @@ def face_cascade():
     try:
         import cv2
     except ImportError as err:
-        raise DatasetError("Face cropping needs OpenCV: run `pip install opencv-python-headless` "
-                           "(it is in requirements.txt), or use crop='center'.") from err
+        raise DatasetError(Message("ds_no_opencv")) from err
     cascade = cv2.CascadeClassifier(str(Path(cv2.data.haarcascades) / FACE_CASCADE))
     if cascade.empty():
-        raise DatasetError(f"OpenCV's {FACE_CASCADE} could not be loaded; reinstall opencv-python-headless "
-                           "or use crop='center'.")
+        raise DatasetError(Message("ds_no_cascade", file=FACE_CASCADE))
     return cascade
 
 

@@ -210,7 +210,7 @@ class BatchPlan:
     def __post_init__(self):
         if not len(self.instance_counts) == len(self.class_counts) == len(self.repeats) or not all(
                 self.instance_counts) or (any(self.class_counts) and not all(self.class_counts)):
-            raise ValueError(f"Every subject needs images (and class images when one has them): {self}")
+            raise RuntimeError(f"Every subject needs images (and class images when one has them): {self}")
 
     @functools.cached_property
     def first_instance(self) -> list[int]:
@@ -387,9 +387,7 @@ def import_bitsandbytes():
     try:
         import bitsandbytes
     except ImportError:
-        raise OptimizerUnavailable("The adamw8bit optimizer and bf16-true weights need bitsandbytes, which is "
-                                   "missing from this Python: run `pip install bitsandbytes` in the app's "
-                                   "environment (.venv), or choose the 24gb preset.") from None
+        raise OptimizerUnavailable(Message("run_no_bitsandbytes")) from None
     return bitsandbytes
 
 
@@ -914,9 +912,7 @@ def check_prior(cfg: TrainConfig, subjects: list[Subject]) -> None:
         return
     for s in subjects:
         if s.reg_images is None and s.class_images <= 0:
-            raise ConfigError(f"{s.token} {s.class_word} has no class images: give it a reg_images folder (or a "
-                              f"{s.class_word}/ folder in reg_images) or class_images above 0, or set "
-                              "prior_loss_weight 0.")
+            raise ConfigError(Message("run_no_class_images", token=s.token, class_word=s.class_word))
 
 
 def class_dataset(cfg: TrainConfig, subject: Subject, subjects: list[Subject], model: StableDiffusion,

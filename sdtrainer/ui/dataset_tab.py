@@ -32,18 +32,13 @@ MAX_CLASS_IMAGES = 5000
 SUBJECT_CODES = ("no_face", "same_background")  # warnings about the whole set, checked again after each change
 
 
-def issue_text(issue, say: Say) -> str:
-    """An ImageIssue in the user's language (checks.py writes English; other languages by issue code)."""
-    return issue.message if say.lang == "en" else say(f"issue_{issue.code}")
-
-
 def report_text(report: ValidationReport, say: Say) -> str:
     """The validation report as Markdown: counts, then skipped images, then warnings."""
     skipped = len(report.paths) - len(report.ok_paths)
     lines = [say("report_counts", total=len(report.paths), ok=len(report.ok_paths), skipped=skipped)]
     for title, issues in (("report_errors", report.errors), ("report_warnings", report.warnings)):
         if issues:
-            lines += ["", f"**{say(title)}**"] + [f"- `{i.path.name}`: {issue_text(i, say)}" for i in issues]
+            lines += ["", f"**{say(title)}**"] + [f"- `{i.path.name}`: {say.message(i.message)}" for i in issues]
     return "\n".join(lines)
 
 
@@ -439,8 +434,9 @@ class DatasetTab:
         """Warn about every token of the project written without its class word, and a caption without the
         subject's own token."""
         for other in subject.project.all_subjects():
-            if other.token and prompt_lint(caption, other.token, other.class_word):
-                warn(say("lint_bare_token", token=other.token, class_word=other.class_word))
+            lint = prompt_lint(caption, other.token, other.class_word) if other.token else None
+            if lint:
+                warn(say.message(lint))
         if subject.token and subject.token.lower() not in caption.lower():
             warn(say("warn_caption_no_token", token=subject.token, class_word=subject.class_word))
 
