@@ -1005,7 +1005,7 @@ def test_toasts_show_quotes_not_backticks(monkeypatch):
 
     shown = []
     monkeypatch.setattr(i18n.gr, "Warning", shown.append)
-    i18n.warn(Say("en")("lint_bare_token", token="ohwx", class_word="person"))
+    i18n.warn(Say("en").message(Message("lint_bare_token", token="ohwx", class_word="person")))
     assert "`" not in shown[0] and "“ohwx person”" in shown[0]
 
 
