@@ -72,10 +72,14 @@ class ValidationReport:
     def issues_for(self, path: str | Path) -> list[ImageIssue]:
         return [found for found in self.issues if found.path == Path(path)]
 
+    def counts(self) -> Message:
+        """How many images were checked, usable and skipped (the first line of a report)."""
+        return Message("check_counts", total=len(self.paths), ok=len(self.ok_paths),
+                       skipped=len(self.paths) - len(self.ok_paths))
+
     def format(self) -> str:
-        """A multi-line report for people: counts, then errors (skipped images), then warnings."""
-        skipped = len(self.paths) - len(self.ok_paths)
-        lines = [f"{len(self.paths)} images checked: {len(self.ok_paths)} usable, {skipped} skipped."]
+        """A multi-line report for the log: counts, then errors (skipped images), then warnings."""
+        lines = [self.counts()]
         for title, issues in (("Errors (these images are skipped):", self.errors),
                               ("Warnings (these images are used):", self.warnings)):
             if issues:

@@ -337,6 +337,8 @@ MESSAGES: dict[str, dict[str, str]] = {
                       "fr": "Impossible de charger {file} d'OpenCV ; réinstallez opencv-python-headless ou utilisez "
                             "crop='center'."},
     # ------------------------------------------------------------------ checks.py: what a finding means, what to do
+    "check_counts": {"en": "{total} images checked: {ok} usable, {skipped} skipped.",
+                     "fr": "{total} images vérifiées : {ok} utilisables, {skipped} écartées."},
     "check_missing": {"en": "File not found; check the path or remove it from the list.",
                       "fr": "Fichier introuvable ; vérifiez le chemin ou retirez-le de la liste."},
     "check_too_many_pixels": {

@@ -6,6 +6,7 @@ from PIL import Image, ImageEnhance, ImageFilter
 from conftest import save, scene
 from sdtrainer import checks
 from sdtrainer.checks import subject_issues, validate_images
+from sdtrainer.messages import say_in
 
 
 def checkerboard(size=512, square=32) -> Image.Image:
@@ -35,6 +36,7 @@ def test_truncated_and_random_bytes_are_errors_not_crashes(tmp_path):
     assert all(e.code == "unreadable" and e.severity == "error" for e in report.errors)
     text = report.format()
     assert "4 images checked: 1 usable, 3 skipped." in text and "truncated.jpg" in text and "noise.jpg" in text
+    assert say_in(report.counts(), "fr") == "4 images vérifiées : 1 utilisables, 3 écartées."
 
 
 def png_announcing(path, width: int, height: int):

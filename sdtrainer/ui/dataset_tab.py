@@ -34,8 +34,7 @@ SUBJECT_CODES = ("no_face", "same_background")  # warnings about the whole set, 
 
 def report_text(report: ValidationReport, say: Say) -> str:
     """The validation report as Markdown: counts, then skipped images, then warnings."""
-    skipped = len(report.paths) - len(report.ok_paths)
-    lines = [say("report_counts", total=len(report.paths), ok=len(report.ok_paths), skipped=skipped)]
+    lines = [say.message(report.counts())]
     for title, issues in (("report_errors", report.errors), ("report_warnings", report.warnings)):
         if issues:
             lines += ["", f"**{say(title)}**"] + [f"- `{i.path.name}`: {say.message(i.message)}" for i in issues]

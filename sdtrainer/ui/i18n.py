@@ -319,8 +319,6 @@ STRINGS: dict[str, dict[str, str]] = {
               "d'avance à l'entraînement ; un jeton rare comme `ohwx` part de zéro.",
     },
     # validation report
-    "report_counts": {"en": "{total} images checked: {ok} usable, {skipped} skipped.",
-                      "fr": "{total} images vérifiées : {ok} utilisables, {skipped} écartées."},
     "report_errors": {"en": "Skipped (errors):", "fr": "Écartées (erreurs) :"},
     "report_warnings": {"en": "Used, with warnings:", "fr": "Utilisées, avec avertissements :"},
     "issue_unreadable": {"en": "unreadable", "fr": "Illisible ou endommagée : retirez-la, ou réenregistrez-la en "
