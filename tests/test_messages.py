@@ -20,9 +20,10 @@ from sdtrainer.trainer import RunPaths
 from sdtrainer.ui.i18n import STRINGS
 
 # Raised with text on purpose: a bug in sdtrainer (RuntimeError and its kinds), another library's words that are
-# caught and said in ours (Pillow's, NVML's), argparse's own English, and UIError, whose text is a STRINGS key.
+# caught and said in ours (Pillow's, NVML's), argparse's own English, Python's attribute protocol (a package's
+# __getattr__), and UIError, whose text is a STRINGS key.
 NOT_FOR_PEOPLE = {"RuntimeError", "ProcessFailed", "GpuQueryError", "Image.DecompressionBombError",
-                  "argparse.ArgumentTypeError", "UIError"}
+                  "argparse.ArgumentTypeError", "AttributeError", "UIError"}
 # Arithmetic on tensors: what they raise is a programmer's mistake, never a person's.
 INTERNAL_MODULES = {"flat_params.py", "stochastic_rounding.py"}
 

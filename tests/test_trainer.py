@@ -2,6 +2,7 @@
 import csv
 import dataclasses
 import shutil
+import subprocess
 import sys
 from pathlib import Path
 
@@ -240,6 +241,17 @@ def test_each_image_is_cached_plain_and_mirrored(tiny_model, subject_photos):
     torch.testing.assert_close(latents[0, 0], plain, atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(latents[0, 1], mirrored, atol=1e-5, rtol=1e-5)
     assert (plain - mirrored).abs().max() > 0.1
+
+
+def test_the_events_the_run_folder_and_the_data_plan_import_without_lightning():
+    """What the session, the UI and tools read of a run is plain Python; Lightning comes with run_training."""
+    code = ("import sys\n"
+            "from sdtrainer.trainer import BatchPlan, CachedData, Event, EventKind, RunPaths, TrainResult, batch_for\n"
+            "print(sorted(m for m in sys.modules if 'lightning' in m))\n"
+            "from sdtrainer.trainer import DreamBoothModule, run_training\n"
+            "print(run_training.__module__, 'pytorch_lightning' in sys.modules)")
+    shown = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split("\n")
+    assert shown[:2] == ["[]", "sdtrainer.trainer.run True"]
 
 
 def test_learning_rate_schedules():
