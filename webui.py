@@ -12,6 +12,8 @@ import socket
 import sys
 from pathlib import Path
 
+from sdtrainer.messages import Message
+
 HERE = Path(__file__).resolve().parent
 DEFAULT_PORT = 7860  # Gradio's, and AUTOMATIC1111's: often taken
 PORTS_TO_TRY = 20
@@ -43,7 +45,7 @@ def parse_auth(value: str | None) -> tuple[str, str] | None:
     user, sep, password = value.partition(":")
     user = user.strip()  # Gradio strips the name typed on the login page
     if not sep or not user or not password.strip():
-        raise ValueError("--auth must be USER:PASSWORD, both non-empty (e.g. --auth joe:s3cret).")
+        raise ValueError(Message("server_auth_form"))
     return user, password
 
 
@@ -51,10 +53,9 @@ def check_args(args: argparse.Namespace) -> tuple[str, tuple[str, str] | None]:
     """(host to serve on, login) or ValueError with what to change."""
     auth = parse_auth(args.auth)
     if args.listen and auth is None:
-        raise ValueError("--listen makes the app reachable from other computers, so it needs a login: "
-                         "add --auth USER:PASSWORD (or leave out --listen to stay on this computer).")
+        raise ValueError(Message("server_listen_needs_auth"))
     if args.port is not None and not 1 <= args.port <= 65535:
-        raise ValueError(f"--port must be between 1 and 65535, got {args.port}.")
+        raise ValueError(Message("server_port_range", port=args.port))
     return ("0.0.0.0" if args.listen else "127.0.0.1"), auth
 
 
@@ -71,8 +72,7 @@ def pick_port(host: str, asked: int | None) -> int:
     """The port asked for with --port (ValueError when taken), else 7860 or the next free one after it (said)."""
     if asked is not None:
         if not is_free(host, asked):
-            raise ValueError(f"Port {asked} is already in use (by another program, or sdtrainer running already); "
-                             f"choose another one with --port {asked + 1}, or leave out --port.")
+            raise ValueError(Message("server_port_busy", port=asked, next=asked + 1))
         return asked
     for port in range(DEFAULT_PORT, DEFAULT_PORT + PORTS_TO_TRY):
         if is_free(host, port):
@@ -80,8 +80,7 @@ def pick_port(host: str, asked: int | None) -> int:
                 print(f"Port {DEFAULT_PORT} is in use (AUTOMATIC1111 uses it too); serving on port {port} instead. "
                       f"Choose one with --port.")
             return port
-    raise ValueError(f"Ports {DEFAULT_PORT}-{DEFAULT_PORT + PORTS_TO_TRY - 1} are all in use; choose a free one "
-                     "with --port.")
+    raise ValueError(Message("server_ports_busy", first=DEFAULT_PORT, last=DEFAULT_PORT + PORTS_TO_TRY - 1))
 
 
 def remove_leftovers(*folders: Path) -> None:

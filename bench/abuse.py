@@ -193,7 +193,7 @@ def crafted_project(lab: Lab) -> bool:
 def decompression_bomb(lab: Lab) -> bool:
     from PIL import Image
 
-    from sdtrainer.dataset import validate_images
+    from sdtrainer.checks import validate_images
 
     path = lab.root / "bomb.png"
     Image.new("I;16", (8, 8)).save(path)
@@ -271,7 +271,7 @@ def caption_surrogate(lab: Lab) -> bool:
 
 @case("caption-encodings", "captions saved as UTF-16 or Windows-1252 keep their words")
 def caption_encodings(lab: Lab) -> bool:
-    from sdtrainer.dataset import decode_text
+    from sdtrainer.captions import decode_text
 
     text = "ohwx person at the café"
     return all(decode_text(text.encode(e)) == text for e in ("utf-8", "utf-8-sig", "utf-16", "cp1252"))

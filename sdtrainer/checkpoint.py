@@ -303,8 +303,8 @@ def ema_from_file(sd: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     if len(missing) == len(unet_keys):
         raise CheckpointError(Message("ckpt_no_ema"))
     if missing:
-        raise CheckpointError(f"The file's EMA weights are incomplete: {len(missing)} of {len(unet_keys)} UNet "
-                              f"tensors have no model_ema copy (e.g. {missing[0]}); turn off 'use EMA'.")
+        raise CheckpointError(Message("ckpt_ema_incomplete", missing=len(missing), total=len(unet_keys),
+                                      example=missing[0]))
     return {k: sd[_ema_key(k)] for k in unet_keys}
 
 
@@ -425,7 +425,7 @@ def _infer_unet(sd: dict[str, torch.Tensor]) -> UNetConfig:
             width = _shape(sd, p + f"input_blocks.{i}.0.in_layers.2.weight")[0]
             levels[-1].append((width, p + f"input_blocks.{i}.1.proj_in.weight" in sd))
     if len({len(level) for level in levels}) != 1 or not levels[0]:
-        raise CheckpointError(f"The UNet's stages have different depths {[len(lv) for lv in levels]}; {NEED_SD_V1}.")
+        raise CheckpointError(Message("ckpt_stage_depths", depths=str([len(lv) for lv in levels]), need=NEED_SD_V1))
     return UNetConfig(
         in_channels=in_channels, out_channels=_shape(sd, p + "out.2.weight")[0], model_channels=mc,
         channel_mult=tuple(level[0][0] // mc for level in levels), num_res_blocks=len(levels[0]),
@@ -615,14 +615,13 @@ def _output_path(path: Path) -> Path:
 def check_not_a_folder(path: Path) -> None:
     """CheckpointError when a file is to be written where a folder is (`--out outputs/` is not a file name)."""
     if path.is_dir():
-        raise CheckpointError(f"{path} is a folder; give a file name such as {path / 'model.safetensors'}.")
+        raise CheckpointError(Message("ckpt_save_folder", path=path, example=path / "model.safetensors"))
 
 
 def _string_metadata(metadata: dict[str, str] | None) -> dict[str, str]:
     bad = [k for k, v in (metadata or {}).items() if not (isinstance(k, str) and isinstance(v, str))]
     if bad:
-        raise CheckpointError(f"Checkpoint metadata must map strings to strings; convert {bad[:5]} "
-                              "(json.dumps works for numbers and lists).")
+        raise CheckpointError(Message("ckpt_metadata", bad=str(bad[:5])))
     return dict(metadata or {})
 
 
@@ -632,7 +631,7 @@ def _storable(tensors: dict[str, torch.Tensor], dtype: torch.dtype | None) -> di
     out, seen = {}, set()
     for k, t in tensors.items():
         if t.is_meta:
-            raise CheckpointError(f"{k} has no data (it is on the meta device); load weights before saving.")
+            raise CheckpointError(Message("ckpt_meta_tensor", key=k))
         t = t.detach().to("cpu").to(_dtype_for(k, t, dtype))
         storage = t.untyped_storage()
         if t.nbytes and (storage.data_ptr() in seen or not t.is_contiguous() or storage.nbytes() != t.nbytes):

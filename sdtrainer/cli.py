@@ -11,6 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from ldm.samplers import SamplerName
+from sdtrainer.messages import Message
 
 
 def at_least(minimum: int) -> Callable[[str], int]:
@@ -53,7 +54,7 @@ def run_generate(args) -> int:
     from sdtrainer.sampling import GenerationParams, LoraUse, generate, save_images
 
     if not Path(args.model).is_file():
-        raise ValueError(f"model file not found: {args.model}")
+        raise ValueError(Message("cli_model_missing", path=args.model))
     cache = ModelCache()
     lora = Path(args.lora) if args.lora else None
     model, info = cache.get(Path(args.model), lora, args.lora_weight)
@@ -162,13 +163,12 @@ def run_train(args) -> int:
 def check_run_dir(run_dir: Path) -> None:
     """ValueError, before anything is loaded, when a new run's folder is a file or cannot be made."""
     if run_dir.exists() and not run_dir.is_dir():
-        raise ValueError(f"{run_dir} is a file, not a folder: choose a new folder for the run (e.g. outputs/joe).")
+        raise ValueError(Message("cli_run_dir_is_file", run_dir=run_dir))
     missing = [p for p in (run_dir, *run_dir.parents) if not p.exists()]
     try:
         run_dir.mkdir(parents=True, exist_ok=True)  # a try: the run makes it again once its settings are checked
     except OSError as e:
-        raise ValueError(f"Cannot create the run folder {run_dir} ({e.strerror}); choose a folder you can write to, "
-                         "e.g. outputs/joe.") from None
+        raise ValueError(Message("cli_run_dir_unwritable", run_dir=run_dir, reason=e.strerror)) from None
     finally:
         for folder in missing:  # deepest first
             if folder.is_dir():
@@ -285,7 +285,7 @@ def run_class_images(args) -> int:
     from sdtrainer.models import ModelCache
 
     if not Path(args.model).is_file():
-        raise ValueError(f"model file not found: {args.model}")
+        raise ValueError(Message("cli_model_missing", path=args.model))
     cache = ModelCache()
     model, _ = cache.get(Path(args.model))
     batch, pace = args.batch or class_image_batch(None, cache.device.type), Pace()

@@ -3,7 +3,7 @@
     subjects = run_subjects(cfg)     # [Subject(token, class_word, paths, reg_images, class_images, repeats)]
     [(s.token, s.class_word) for s in subjects]
 
-`cfg.images` follows the old repos' convention (dataset.folder_subjects): images at its root are
+`cfg.images` follows the old repos' convention (folder_subjects): images at its root are
 `<token> <class_word>` of the config, `images/<t>/<c>/` images are `t c`. Each entry of `cfg.concepts`
 adds a subject with its own folder. A subject's class images come from its own `reg_images`, else
 from the run's `reg_images` (its `<class_word>/` sub-folder, or the root for the run's class word),
@@ -13,7 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from sdtrainer.config import ConfigError, TrainConfig
-from sdtrainer.dataset import DatasetError, class_folder, folder_subjects, list_images, subfolders
+from sdtrainer.images import DatasetError, list_images, subfolders
+from sdtrainer.messages import Message
 
 
 @dataclass
@@ -40,15 +41,15 @@ def run_subjects(cfg: TrainConfig) -> list[Subject]:
     for n, c in enumerate(cfg.concepts):
         paths = list_images(c.images)
         if not paths:
-            raise DatasetError(f"concepts[{n}]: no images in {c.images}; add photos of {c.token} {c.class_word}.")
+            raise DatasetError(Message("sub_concept_no_images", n=n, folder=c.images, token=c.token,
+                                       class_word=c.class_word))
         count = cfg.class_images if c.class_images is None else c.class_images
         reg = reg_for(c.reg_images or cfg.reg_images, c.class_word, c.class_word if c.reg_images else cfg.class_word)
         if c.reg_images and reg is None:
-            raise DatasetError(f"concepts[{n}]: {c.reg_images} holds no images of {c.class_word} (at its root or in "
-                               f"{c.class_word}/); add some, or remove its reg_images to generate class images.")
+            raise DatasetError(Message("sub_concept_reg_empty", n=n, folder=c.reg_images, class_word=c.class_word))
         found.append(Subject(c.token.strip(), " ".join(c.class_word.split()), paths, reg, count, c.repeats))
     if not found:
-        raise ConfigError(f"No photos found in {cfg.images}; add photos (or <token>/<class>/ folders of them).")
+        raise ConfigError(Message("sub_no_photos", images=cfg.images))
     _check_tokens_unique(found)
     return found
 
@@ -59,22 +60,20 @@ def _check_tokens_unique(subjects: list[Subject]) -> None:
     for s in subjects:
         other = seen.setdefault(s.token.lower(), s)
         if other is not s:
-            raise ConfigError(f"Two subjects use the token {s.token!r} ({other.token} {other.class_word}: "
-                              f"{other.paths[0].parent}; {s.token} {s.class_word}: {s.paths[0].parent}); give each "
-                              "subject its own token, or put their photos in one folder.")
+            raise ConfigError(Message("sub_token_twice", token=s.token, class_word=s.class_word,
+                                      folder=s.paths[0].parent, first_token=other.token,
+                                      first_class=other.class_word, first_folder=other.paths[0].parent))
 
 
 def reg_for(reg_root: str | None, class_word: str, root_class_word: str) -> Path | None:
-    """The class images folder of a subject (see dataset.class_folder); a reg folder that is not there, or
+    """The class images folder of a subject (see class_folder); a reg folder that is not there, or
     holds no images at all (none at its root nor in its sub-folders), fails: it is the wrong folder."""
     if not reg_root:
         return None
     if not Path(reg_root).is_dir():
-        raise DatasetError(f"The class images folder {reg_root} does not exist; check the path (or leave it empty "
-                           "to generate class images).")
+        raise DatasetError(Message("sub_reg_missing", folder=reg_root))
     if not list_images(reg_root) and not any(list_images(folder) for folder in subfolders(reg_root)):
-        raise DatasetError(f"The class images folder {reg_root} holds no images; add class images (or <class>/ "
-                           "folders of them), or leave it empty to generate class images.")
+        raise DatasetError(Message("sub_reg_empty", folder=reg_root))
     return class_folder(reg_root, " ".join(class_word.split()), " ".join(root_class_word.split()))
 
 
@@ -82,3 +81,48 @@ def generated_class_dir(base: Path, subjects: list[Subject], class_word: str) ->
     """Where generated class images of `class_word` go: `base` itself for a run of one class word (as before),
     else `base/<class_word>/` (the layout `reg_images` reads back)."""
     return base if len({s.class_word for s in subjects}) == 1 else base / class_word
+
+
+# ---------------------------------------------------------------- several subjects from a folder tree
+
+@dataclass
+class FolderSubject:
+    """One subject found by ``folder_subjects``: its token, class word and photos."""
+    token: str
+    class_word: str
+    paths: list[Path]
+
+
+def folder_subjects(root: str | Path, token: str, class_word: str) -> list[FolderSubject]:
+    """The subjects of a folder tree (the old repos' convention): images at the root are ``token class``
+    (the arguments); ``<t>/<c>/`` images are ``t c``; images right inside ``<t>/`` are ``t class_word``.
+
+    ``images/photo.jpg`` -> (ohwx, person), ``images/effy/dog/a.jpg`` -> (effy, dog); ``_`` in a class
+    folder's name are spaces (``rex/golden_retriever/`` -> (rex, golden retriever)). Folders without
+    images are skipped; DatasetError when images need the token or class word and it is not set.
+    """
+    root = Path(root)
+    found = [FolderSubject(token, class_word, list_images(root))]
+    for first in subfolders(root):
+        found.append(FolderSubject(first.name, class_word, list_images(first)))
+        found += [FolderSubject(first.name, " ".join(second.name.replace("_", " ").split()), list_images(second))
+                  for second in subfolders(first)]
+    found = [s for s in found if s.paths]
+    for s in found:
+        if not s.token.strip() or not s.class_word.strip():
+            raise DatasetError(Message("sub_tree_unset", folder=s.paths[0].parent))
+    return found
+
+
+def class_folder(reg_root: str | Path, class_word: str, root_class_word: str) -> Path | None:
+    """Where the class images of ``class_word`` are in a regularization folder: its ``<class_word>/``
+    sub-folder when it holds images, else the root when it holds images and ``class_word`` is the root's
+    class (``root_class_word``); None when there are none (they are generated then). The sub-folder of
+    ``golden retriever`` may also be written ``golden_retriever/``."""
+    reg_root = Path(reg_root)
+    for named in (reg_root / class_word, reg_root / class_word.replace(" ", "_")):
+        if named.is_dir() and list_images(named):
+            return named
+    if class_word == root_class_word and reg_root.is_dir() and list_images(reg_root):
+        return reg_root
+    return None

@@ -26,7 +26,7 @@ from omegaconf import OmegaConf
 from omegaconf.errors import ConfigKeyError, OmegaConfBaseException
 
 from ldm.samplers import SamplerName
-from sdtrainer.dataset import Crop, subfolders
+from sdtrainer.images import Crop, subfolders
 from sdtrainer.messages import Message
 from sdtrainer.sampling import MAX_STEPS
 
@@ -230,13 +230,13 @@ def load_config(preset: str | None = None, yaml_path: str | Path | None = None, 
 
     preset None takes the user YAML's `preset` entry (a saved run's config.yaml has one), else 24gb.
     """
-    user = _read_yaml(Path(yaml_path), "config file") if yaml_path is not None else {}
+    user = _read_yaml(Path(yaml_path), Message("cfg_what_file")) if yaml_path is not None else {}
     preset = preset or user.get("preset") or DEFAULT_PRESET
-    layers = [(f"preset {preset}", {**_read_preset(preset), "preset": preset}),
-              ("device defaults", device_defaults or {}),
-              (f"config file {yaml_path}", {k: v for k, v in user.items() if k != "preset"}),
-              ("settings", values or {}),
-              ("--set overrides", _parse_overrides(overrides))]
+    layers = [(Message("cfg_source_preset", name=preset), {**_read_preset(preset), "preset": preset}),
+              (Message("cfg_source_device"), device_defaults or {}),
+              (Message("cfg_source_file", path=yaml_path), {k: v for k, v in user.items() if k != "preset"}),
+              (Message("cfg_source_settings"), values or {}),
+              (Message("cfg_source_overrides"), _parse_overrides(overrides))]
     cfg = OmegaConf.structured(TrainConfig)
     for source, data in layers:
         cfg = _merge(cfg, _enum_values_as_str(data), source)
@@ -252,31 +252,32 @@ def _read_preset(name: str) -> dict:
     path = PRESETS_DIR / f"{name}.yaml"
     if not path.is_file():
         raise ConfigError(Message("cfg_unknown_preset", name=name, names=", ".join(preset_names())))
-    return _read_yaml(path, "preset")
+    return _read_yaml(path, Message("cfg_what_preset"))
 
 
-def _read_yaml(path: Path, what: str) -> dict:
+def _read_yaml(path: Path, what: Message) -> dict:
     if not path.is_file():
-        raise ConfigError(f"The {what} {path} does not exist; check the path.")
+        raise ConfigError(Message("cfg_file_missing", what=what, path=path))
     try:
         data = OmegaConf.to_container(OmegaConf.load(path))
     except Exception as e:  # noqa: BLE001 - yaml raises many error types for a broken file
-        raise ConfigError(f"The {what} {path} is not valid YAML ({str(e).splitlines()[0]}); fix it.") from None
+        raise ConfigError(Message("cfg_file_yaml", what=what, path=path, reason=str(e).splitlines()[0])) from None
     if data is None:
         return {}
     if not isinstance(data, dict):
-        raise ConfigError(f"The {what} {path} must hold `key: value` lines, not a {type(data).__name__}.")
+        raise ConfigError(Message("cfg_file_not_mapping", what=what, path=path, type=type(data).__name__))
     return data
 
 
 def _parse_overrides(overrides: list[str]) -> dict:
     bad = [o for o in overrides if "=" not in o or not o.split("=", 1)[0].strip()]
     if bad:
-        raise ConfigError(f"Write overrides as key=value (e.g. steps=1500), got: {', '.join(bad)}.")
+        raise ConfigError(Message("cfg_override_form", bad=", ".join(bad)))
     try:
         return OmegaConf.to_container(OmegaConf.from_dotlist(list(overrides)))
     except (OmegaConfBaseException, yaml.YAMLError) as e:
-        raise ConfigError(f"Could not read the overrides {list(overrides)}: {str(e).splitlines()[0]}.") from None
+        raise ConfigError(Message("cfg_override_unreadable", overrides=str(list(overrides)),
+                                  reason=str(e).splitlines()[0])) from None
 
 
 def _enum_values_as_str(data: dict) -> dict:
@@ -286,7 +287,7 @@ def _enum_values_as_str(data: dict) -> dict:
             and isinstance(v, (int, float)) and not isinstance(v, bool) else v for k, v in data.items()}
 
 
-def _merge(cfg, data: dict, source: str, schema: type = TrainConfig, prefix: str = ""):
+def _merge(cfg, data: dict, source: Message, schema: type = TrainConfig, prefix: str = ""):
     if schema is TrainConfig and "concepts" in data:
         _check_concept_entries(data["concepts"], source)
     try:
@@ -294,33 +295,33 @@ def _merge(cfg, data: dict, source: str, schema: type = TrainConfig, prefix: str
     except ConfigKeyError as e:
         key = str(e.full_key or e.key)
         close = difflib.get_close_matches(key, [f.name for f in dataclasses.fields(schema)], n=1)
-        hint = f"; did you mean {prefix + close[0]!r}?" if close else "; see sdtrainer/config.py for the settings."
-        raise ConfigError(f"{source}: unknown setting {prefix + key!r}{hint}") from None
+        hint = Message("cfg_did_you_mean", name=prefix + close[0]) if close else Message("cfg_see_settings")
+        raise ConfigError(Message("cfg_unknown_setting", source=source, key=prefix + key, hint=hint)) from None
     except OmegaConfBaseException as e:
         key = str(getattr(e, "full_key", None) or getattr(e, "key", None) or "?")
-        raise ConfigError(f"{source}: bad value for {prefix + key!r}: {str(e).splitlines()[0]}"
-                          f"{_choices(key, schema)}") from None
+        raise ConfigError(Message("cfg_bad_value", source=source, key=prefix + key, reason=str(e).splitlines()[0],
+                                  choices=_choices(key, schema))) from None
 
 
-def _check_concept_entries(concepts: Any, source: str) -> None:
+def _check_concept_entries(concepts: Any, source: Message) -> None:
     """Each `concepts` entry merged on its own, so a bad key or value is named with its index
     (`concepts[1].repeats`): merged as a whole list, OmegaConf names the key alone."""
     example = "concepts=[{token: effy, class_word: dog, images: photos/effy}]"
     if not isinstance(concepts, list):
-        raise ConfigError(f"{source}: concepts must be a list of subjects, e.g. {example} (got {concepts!r}).")
+        raise ConfigError(Message("cfg_concepts_list", source=source, example=example, value=repr(concepts)))
     for n, entry in enumerate(concepts):
         if isinstance(entry, Concept):
             continue
         if not isinstance(entry, dict):
-            raise ConfigError(f"{source}: concepts[{n}] must be a subject with token, class_word and images, "
-                              f"e.g. {example} (got {entry!r}).")
+            raise ConfigError(Message("cfg_concept_entry", source=source, n=n, example=example,
+                                      value=repr(entry)))
         _merge(OmegaConf.structured(Concept), entry, source, Concept, f"concepts[{n}].")
 
 
-def _choices(key: str, schema: type = TrainConfig) -> str:
+def _choices(key: str, schema: type = TrainConfig) -> Message | str:
     kind = typing.get_type_hints(schema).get(key)
     if isinstance(kind, type) and issubclass(kind, Enum):
-        return f" (choose one of: {', '.join(m.value for m in kind)})."
+        return Message("cfg_choose_one", names=", ".join(m.value for m in kind))
     return "."
 
 
@@ -349,31 +350,30 @@ def save_config(cfg: TrainConfig, path: str | Path) -> Path:
 def check_config(cfg: TrainConfig) -> None:
     """Everything a run needs that types alone cannot say; ConfigError with what to set."""
     if not str(cfg.model).strip():
-        raise ConfigError("Set model: the base SD v1 checkpoint.")
+        raise ConfigError(Message("cfg_set", key="model", hint=Message("cfg_hint_model")))
     if not cfg.images.strip() and not cfg.concepts:
-        raise ConfigError("Set images: the folder of subject photos (or list the subjects under concepts).")
+        raise ConfigError(Message("cfg_set", key="images", hint=Message("cfg_hint_images_or_concepts")))
     if cfg.images.strip() and not subfolders(cfg.images):  # <token>/ folders name their own subjects
-        for key, hint in (("token", "a rare word such as ohwx"), ("class_word", "e.g. person, dog, car")):
+        for key in ("token", "class_word"):
             if not str(getattr(cfg, key)).strip():
-                raise ConfigError(f"Set {key}: {hint}.")
+                raise ConfigError(Message("cfg_set", key=key, hint=Message(f"cfg_hint_{key}")))
     if len(str(cfg.token).split()) > 1:
-        raise ConfigError(f"The token {cfg.token!r} must be one word without spaces (a rare word such as ohwx).")
+        raise ConfigError(Message("cfg_token_one_word", token=cfg.token))
     for n, concept in enumerate(cfg.concepts):
         _check_concept(n, concept)
     _check_ranges(cfg)
     if not cfg.cache_latents:
-        raise ConfigError("cache_latents=false is not supported: the VAE is frozen, so latents are always "
-                          "computed once before training. Remove the setting.")
+        raise ConfigError(Message("cfg_cache_latents"))
     _check_devices(cfg)
     if cfg.preset not in PRESET_VRAM_GIB and cfg.device is Device.CUDA and cfg.required_free_gib is None:
-        raise ConfigError(f"Preset {cfg.preset!r} has no VRAM figure; set required_free_gib.")
+        raise ConfigError(Message("cfg_preset_vram", preset=cfg.preset))
 
 
 def _check_devices(cfg: TrainConfig) -> None:
     """devices is a whole number from 1 or "all"; several processes need what DDP can run."""
     devices = cfg.devices
     if devices != ALL_DEVICES and (not isinstance(devices, int) or devices < 1):
-        raise ConfigError(Message("cfg_devices", value=devices))
+        raise ConfigError(Message("cfg_devices_value", value=devices))
     if devices == 1:
         return
     if cfg.cuda_graphs and cfg.device is Device.CUDA:
@@ -385,9 +385,9 @@ def _check_devices(cfg: TrainConfig) -> None:
 def _check_concept(n: int, concept: Concept) -> None:
     for key in ("token", "class_word", "images"):
         if not getattr(concept, key).strip():
-            raise ConfigError(f"concepts[{n}]: set {key}.")
+            raise ConfigError(Message("cfg_concept_set", n=n, key=key))
     if len(concept.token.split()) > 1:
-        raise ConfigError(f"concepts[{n}]: the token {concept.token!r} must be one word without spaces.")
+        raise ConfigError(Message("cfg_concept_token", n=n, token=concept.token))
     _check_ranges(concept, f"concepts[{n}].")
 
 

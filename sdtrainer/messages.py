@@ -10,8 +10,16 @@ page's language:
 
 A field may itself be a Message (a hint several errors share), or a list of them (joined by "; "):
 it is said in the same language. Plain text (file names, numbers, an exception's own words) stays as it
-is. Errors raised with plain text are shown in English. The GPU gate's reasons and report
-(`GateReport.format(lang)`) and the training session's outcome use the same catalogue.
+is. The GPU gate's reasons and report (`GateReport.format(lang)`), the training session's outcome, the image
+checks' findings and the prompt lint use the same catalogue.
+
+Two catalogues, one rule. This one, MESSAGES, holds what the core says to people: everything outside
+sdtrainer/ui/ (and webui.py's command line) that a person reads, above all every error raised for a person
+to fix (ValueError and its kinds: ConfigError, DatasetError, CheckpointError...), which carries a Message,
+never plain text. sdtrainer/ui/i18n.STRINGS holds what only the web page says: labels, help, buttons, its
+own status lines and UIError keys. The page says a core Message through `Say.message`, never by copying its
+text into STRINGS. A key lives in one catalogue only; tests/test_messages.py checks both rules (it reads
+every `raise`). Errors that mean a bug in sdtrainer (RuntimeError) stay in English.
 """
 from string import Formatter
 
@@ -161,6 +169,25 @@ MESSAGES: dict[str, dict[str, str]] = {
         "fr": "Pas assez de place sur le disque pour enregistrer {name} : il faut environ {needed} Go et {folder} "
               "n'a que {free} Go libres. Libérez de la place ou choisissez un autre dossier.",
     },
+    "ckpt_ema_incomplete": {
+        "en": "The file's EMA weights are incomplete: {missing} of {total} UNet tensors have no model_ema copy "
+              "(e.g. {example}); turn off 'use EMA'.",
+        "fr": "Les poids EMA du fichier sont incomplets : {missing} des {total} tenseurs de l'UNet n'ont pas de copie "
+              "model_ema (par ex. {example}) ; n'utilisez pas l'EMA.",
+    },
+    "ckpt_stage_depths": {"en": "The UNet's stages have different depths {depths}; {need}.",
+                          "fr": "Les étages de l'UNet ont des profondeurs différentes {depths} ; {need}."},
+    "ckpt_save_folder": {"en": "{path} is a folder; give a file name such as {example}.",
+                         "fr": "{path} est un dossier ; donnez un nom de fichier, par exemple {example}."},
+    "ckpt_metadata": {
+        "en": "Checkpoint metadata must map strings to strings; convert {bad} (json.dumps works for numbers and "
+              "lists).",
+        "fr": "Les métadonnées d'un modèle doivent associer des textes à des textes ; convertissez {bad} (json.dumps "
+              "convient aux nombres et aux listes).",
+    },
+    "ckpt_meta_tensor": {"en": "{key} has no data (it is on the meta device); load weights before saving.",
+                         "fr": "{key} n'a pas de données (il est sur le périphérique meta) ; chargez les poids avant "
+                               "d'enregistrer."},
     # what a file is, when it is not an SD v1 model (the {kind} of ckpt_unsupported)
     "kind_lora": {"en": "a LoRA/LyCORIS file (an add-on for a model, not a model)",
                   "fr": "un fichier LoRA/LyCORIS (un complément pour un modèle, pas un modèle)"},
@@ -204,6 +231,14 @@ MESSAGES: dict[str, dict[str, str]] = {
     },
     "prune_exists": {"en": "{path} already exists; choose another name or allow overwriting.",
                      "fr": "{path} existe déjà ; choisissez un autre nom ou autorisez le remplacement."},
+    "prune_suffix": {"en": "Cannot save as '{suffix}': name the output .safetensors (or .ckpt).",
+                     "fr": "Impossible d'enregistrer en « {suffix} » : nommez le fichier de sortie .safetensors (ou "
+                           ".ckpt)."},
+    "prune_ema_mode": {"en": "ema must be one of {choices}, not {value!r}.",
+                       "fr": "ema doit être l'un de {choices}, pas {value!r}."},
+    "prune_reload_failed": {"en": "The pruned file did not load back and was deleted ({error}); {name} is unchanged.",
+                            "fr": "Le fichier élagué ne se rechargeait pas et a été supprimé ({error}) ; {name} n'a "
+                                  "pas changé."},
     # ------------------------------------------------------------------ lora.py, lora_extract.py
     "lora_not_found": {"en": "LoRA file not found: {path}. Check the path.",
                        "fr": "Fichier LoRA introuvable : {path}. Vérifiez le chemin."},
@@ -257,7 +292,7 @@ MESSAGES: dict[str, dict[str, str]] = {
                     "fr": "Un LoRA s'écrit en .safetensors : nommez le fichier {name}.safetensors."},
     "lora_overwrites_model": {"en": "{name} is one of the two models: choose another name for the LoRA.",
                               "fr": "{name} est l'un des deux modèles : choisissez un autre nom pour le LoRA."},
-    # ------------------------------------------------------------------ dataset.py
+    # ------------------------------------------------------------------ images.py, dataset.py
     "ds_folder_missing": {
         "en": "Image folder {folder} does not exist or is not a folder; choose the folder that holds the photos.",
         "fr": "Le dossier d'images {folder} n'existe pas ou n'est pas un dossier ; choisissez le dossier qui "
@@ -284,6 +319,149 @@ MESSAGES: dict[str, dict[str, str]] = {
                        "fr": "Indiquez le mot de classe (par ex. `person`)."},
     "ds_unknown_crop": {"en": "Unknown crop {crop!r}; use one of: {choices}.",
                         "fr": "Recadrage {crop!r} inconnu ; utilisez l'un de : {choices}."},
+    "ds_selected_files": {"en": "the selected files", "fr": "les fichiers choisis"},
+    "ds_output_holds_sources": {
+        "en": "The output folder {folder} holds source images; choose another folder so the originals are never "
+              "overwritten.",
+        "fr": "Le dossier de sortie {folder} contient des images sources ; choisissez un autre dossier, pour que les "
+              "originaux ne soient jamais écrasés.",
+    },
+    "ds_no_opencv": {
+        "en": "Face cropping needs OpenCV: run `pip install opencv-python-headless` (it is in requirements.txt), or "
+              "use crop='center'.",
+        "fr": "Le recadrage sur le visage demande OpenCV : lancez `pip install opencv-python-headless` (il est dans "
+              "requirements.txt), ou utilisez crop='center'.",
+    },
+    "ds_no_cascade": {"en": "OpenCV's {file} could not be loaded; reinstall opencv-python-headless or use "
+                            "crop='center'.",
+                      "fr": "Impossible de charger {file} d'OpenCV ; réinstallez opencv-python-headless ou utilisez "
+                            "crop='center'."},
+    # ------------------------------------------------------------------ checks.py: what a finding means, what to do
+    "check_counts": {"en": "{total} images checked: {ok} usable, {skipped} skipped.",
+                     "fr": "{total} images vérifiées : {ok} utilisables, {skipped} écartées."},
+    "check_missing": {"en": "File not found; check the path or remove it from the list.",
+                      "fr": "Fichier introuvable ; vérifiez le chemin ou retirez-le de la liste."},
+    "check_too_many_pixels": {
+        "en": "Far too many pixels to load safely; scale it below 100 megapixels and add it again.",
+        "fr": "Beaucoup trop de pixels pour la charger sans risque ; réduisez-la sous 100 mégapixels et ajoutez-la "
+              "à nouveau.",
+    },
+    "check_not_an_image": {
+        "en": "Not an image file (or a format that can't be read); remove it, or re-save it as JPEG or PNG.",
+        "fr": "Pas un fichier image (ou un format illisible) ; retirez-le, ou réenregistrez-le en JPEG ou PNG.",
+    },
+    "check_damaged": {
+        "en": "The file is damaged or incomplete ({err}); copy it again from the original, or re-export it.",
+        "fr": "Le fichier est abîmé ou incomplet ({err}) ; copiez-le à nouveau depuis l'original, ou réexportez-le.",
+    },
+    "check_too_small": {
+        "en": "Only {width}x{height} pixels; training at {resolution} px needs at least {half} px on the short side. "
+              "Use a larger original.",
+        "fr": "Seulement {width}x{height} pixels ; l'entraînement à {resolution} px demande au moins {half} px sur le "
+              "petit côté. Utilisez un original plus grand.",
+    },
+    "check_low_resolution": {
+        "en": "{width}x{height} is below {resolution} px on the short side; it will be enlarged and may look soft. "
+              "A larger original is better.",
+        "fr": "{width}x{height} est sous {resolution} px sur le petit côté ; elle sera agrandie et peut sembler floue. "
+              "Un original plus grand vaut mieux.",
+    },
+    "check_cmyk": {
+        "en": "Stored in CMYK (print colours); it will be converted to RGB and colours may shift. Re-save it as RGB "
+              "for exact colours.",
+        "fr": "Enregistrée en CMJN (couleurs d'impression) ; elle sera convertie en RVB et les couleurs peuvent "
+              "changer. Réenregistrez-la en RVB pour des couleurs exactes.",
+    },
+    "check_alpha": {
+        "en": "Has transparent areas; they will be filled with white. Use a photo with a real background if white "
+              "is not wanted.",
+        "fr": "A des zones transparentes ; elles seront remplies de blanc. Utilisez une photo avec un vrai fond si le "
+              "blanc ne convient pas.",
+    },
+    "check_exif_rotated": {
+        "en": "The camera stored it turned (EXIF orientation {orientation}); it will be rotated upright. Nothing to "
+              "do.",
+        "fr": "L'appareil l'a enregistrée tournée (orientation EXIF {orientation}) ; elle sera redressée. Rien à "
+              "faire.",
+    },
+    "check_grayscale": {
+        "en": "Black and white; the model will learn a colourless subject from it. Prefer colour photos unless that "
+              "is intended.",
+        "fr": "En noir et blanc ; le modèle en apprendra un sujet sans couleurs. Préférez des photos en couleur, sauf "
+              "si c'est voulu.",
+    },
+    "check_blurry": {
+        "en": "Looks blurry or featureless (sharpness {score:.0f}, below {threshold:.0f}); blurry photos teach the "
+              "model blur. Replace it with a sharp one.",
+        "fr": "Semble floue ou sans détails (netteté {score:.0f}, sous {threshold:.0f}) ; une photo floue apprend le "
+              "flou au modèle. Remplacez-la par une photo nette.",
+    },
+    "check_near_duplicate": {
+        "en": "Looks like {how} {other}; keep one of them, duplicates make the model copy that photo.",
+        "fr": "Semble {how} {other} ; gardez-en une seule, les doublons font recopier cette photo au modèle.",
+    },
+    "check_same_picture": {"en": "the same picture as", "fr": "la même image que"},
+    "check_nearly_same_picture": {"en": "nearly the same picture as", "fr": "presque la même image que"},
+    "check_changed": {"en": "Could not be read while preparing ({err}); check the file and prepare again.",
+                      "fr": "Illisible pendant la préparation ({err}) ; vérifiez le fichier et préparez à nouveau."},
+    "check_no_face": {
+        "en": "No face found, yet the class is “{class_word}”; use photos where the face is visible (or crop this "
+              "one on the face), or pick another class word if the subject is not a person.",
+        "fr": "Aucun visage trouvé, alors que la classe est « {class_word} » ; utilisez des photos où le visage se "
+              "voit (ou recadrez celle-ci sur le visage), ou choisissez un autre mot de classe si le sujet n'est pas "
+              "une personne.",
+    },
+    "check_same_background": {
+        "en": "Same background as {n} of the other photos; whatever is the same in every photo is learnt as part of "
+              "the subject. Vary backgrounds, clothes and light.",
+        "fr": "Même fond que {n} des autres photos ; ce qui est pareil sur toutes les photos est appris comme une "
+              "partie du sujet. Variez les fonds, les vêtements et la lumière.",
+    },
+    # ------------------------------------------------------------------ captions.py
+    "lint_bare_token": {
+        "en": "Write `{token} {class_word}`, not `{token}` alone: the class word is what makes the likeness work "
+              "(the number one mistake with these models).",
+        "fr": "Écrivez `{token} {class_word}`, pas `{token}` seul : c'est le mot de classe qui fait la "
+              "ressemblance (l'erreur numéro un avec ces modèles).",
+    },
+    # ------------------------------------------------------------------ concepts.py
+    "sub_no_photos": {"en": "No photos found in {images}; add photos (or <token>/<class>/ folders of them).",
+                      "fr": "Aucune photo trouvée dans {images} ; ajoutez des photos (ou des dossiers <token>/<class>/ "
+                            "qui en contiennent)."},
+    "sub_reg_missing": {
+        "en": "The class images folder {folder} does not exist; check the path (or leave it empty to generate class "
+              "images).",
+        "fr": "Le dossier d'images de classe {folder} n'existe pas ; vérifiez le chemin (ou laissez-le vide pour "
+              "générer les images de classe).",
+    },
+    "sub_reg_empty": {
+        "en": "The class images folder {folder} holds no images; add class images (or <class>/ folders of them), or "
+              "leave it empty to generate class images.",
+        "fr": "Le dossier d'images de classe {folder} ne contient aucune image ; ajoutez des images de classe (ou des "
+              "dossiers <class>/ qui en contiennent), ou laissez-le vide pour générer les images de classe.",
+    },
+    "sub_concept_no_images": {"en": "concepts[{n}]: no images in {folder}; add photos of {token} {class_word}.",
+                              "fr": "concepts[{n}] : aucune image dans {folder} ; ajoutez des photos de {token} "
+                                    "{class_word}."},
+    "sub_concept_reg_empty": {
+        "en": "concepts[{n}]: {folder} holds no images of {class_word} (at its root or in {class_word}/); add some, "
+              "or remove its reg_images to generate class images.",
+        "fr": "concepts[{n}] : {folder} ne contient aucune image de {class_word} (ni à sa racine ni dans "
+              "{class_word}/) ; ajoutez-en, ou retirez son reg_images pour générer les images de classe.",
+    },
+    "sub_token_twice": {
+        "en": "Two subjects use the token {token!r} ({first_token} {first_class}: {first_folder}; {token} "
+              "{class_word}: {folder}); give each subject its own token, or put their photos in one folder.",
+        "fr": "Deux sujets utilisent le jeton {token!r} ({first_token} {first_class} : {first_folder} ; {token} "
+              "{class_word} : {folder}) ; donnez à chaque sujet son propre jeton, ou mettez leurs photos dans un seul "
+              "dossier.",
+    },
+    "sub_tree_unset": {
+        "en": "The images in {folder} need a token and a class word: set them, or move the images into "
+              "<token>/<class>/ folders (e.g. effy/dog/).",
+        "fr": "Les images de {folder} ont besoin d'un jeton et d'un mot de classe : indiquez-les, ou rangez les "
+              "images dans des dossiers <token>/<class>/ (par ex. effy/dog/).",
+    },
     # ------------------------------------------------------------------ config.py
     "cfg_unknown_preset": {"en": "Unknown preset {name!r}; choose one of: {names}.",
                            "fr": "Préréglage {name!r} inconnu ; choisissez l'un de : {names}."},
@@ -298,7 +476,7 @@ MESSAGES: dict[str, dict[str, str]] = {
     "cfg_range_strictly_between": {"en": "strictly between {low} and {high}",
                                    "fr": "strictement entre {low} et {high}"},
     "cfg_range_from_below": {"en": "at least {low} and below {high}", "fr": "au moins {low} et inférieur à {high}"},
-    "cfg_devices": {"en": "devices must be a whole number from 1 (the GPUs to train on) or all, got {value!r}.",
+    "cfg_devices_value": {"en": "devices must be a whole number from 1 (the GPUs to train on) or all, got {value!r}.",
                     "fr": "devices doit être un nombre entier à partir de 1 (les GPU à utiliser) ou all, pas "
                           "{value!r}."},
     "cfg_devices_graphs": {
@@ -312,6 +490,55 @@ MESSAGES: dict[str, dict[str, str]] = {
                             "fr": "devices all désigne tous les GPU ; sur le processeur, donnez un nombre de "
                                   "processus (par ex. 2)."},
     "cfg_multiple_of_64": {"en": "a multiple of 64 (512 for SD v1)", "fr": "un multiple de 64 (512 pour SD v1)"},
+    "cfg_source_preset": {"en": "preset {name}", "fr": "préréglage {name}"},
+    "cfg_source_device": {"en": "device defaults", "fr": "réglages de l'appareil"},
+    "cfg_source_file": {"en": "config file {path}", "fr": "fichier de configuration {path}"},
+    "cfg_source_settings": {"en": "settings", "fr": "réglages"},
+    "cfg_source_overrides": {"en": "--set overrides", "fr": "réglages --set"},
+    "cfg_what_preset": {"en": "preset", "fr": "préréglage"},
+    "cfg_what_file": {"en": "config file", "fr": "fichier de configuration"},
+    "cfg_file_missing": {"en": "The {what} {path} does not exist; check the path.",
+                         "fr": "Le {what} {path} n'existe pas ; vérifiez le chemin."},
+    "cfg_file_yaml": {"en": "The {what} {path} is not valid YAML ({reason}); fix it.",
+                      "fr": "Le {what} {path} n'est pas du YAML valide ({reason}) ; corrigez-le."},
+    "cfg_file_not_mapping": {"en": "The {what} {path} must hold `key: value` lines, not a {type}.",
+                             "fr": "Le {what} {path} doit contenir des lignes `clé: valeur`, pas un {type}."},
+    "cfg_override_form": {"en": "Write overrides as key=value (e.g. steps=1500), got: {bad}.",
+                          "fr": "Écrivez les réglages sous la forme clé=valeur (par ex. steps=1500), pas : {bad}."},
+    "cfg_override_unreadable": {"en": "Could not read the overrides {overrides}: {reason}.",
+                                "fr": "Impossible de lire les réglages {overrides} : {reason}."},
+    "cfg_unknown_setting": {"en": "{source}: unknown setting {key!r}{hint}",
+                            "fr": "{source} : réglage {key!r} inconnu{hint}"},
+    "cfg_did_you_mean": {"en": "; did you mean {name!r}?", "fr": " ; vouliez-vous dire {name!r} ?"},
+    "cfg_see_settings": {"en": "; see sdtrainer/config.py for the settings.",
+                         "fr": " ; la liste des réglages est dans sdtrainer/config.py."},
+    "cfg_bad_value": {"en": "{source}: bad value for {key!r}: {reason}{choices}",
+                      "fr": "{source} : valeur incorrecte pour {key!r} : {reason}{choices}"},
+    "cfg_choose_one": {"en": " (choose one of: {names}).", "fr": " (choisissez l'un de : {names})."},
+    "cfg_concepts_list": {"en": "{source}: concepts must be a list of subjects, e.g. {example} (got {value}).",
+                          "fr": "{source} : concepts doit être une liste de sujets, par ex. {example} (pas "
+                                "{value})."},
+    "cfg_concept_entry": {
+        "en": "{source}: concepts[{n}] must be a subject with token, class_word and images, e.g. {example} (got "
+              "{value}).",
+        "fr": "{source} : concepts[{n}] doit être un sujet avec token, class_word et images, par ex. {example} (pas "
+              "{value}).",
+    },
+    "cfg_hint_images_or_concepts": {"en": "the folder of subject photos (or list the subjects under concepts)",
+                                    "fr": "le dossier des photos du sujet (ou listez les sujets sous concepts)"},
+    "cfg_token_one_word": {"en": "The token {token!r} must be one word without spaces (a rare word such as ohwx).",
+                           "fr": "Le jeton {token!r} doit être un seul mot, sans espace (un mot rare comme ohwx)."},
+    "cfg_cache_latents": {
+        "en": "cache_latents=false is not supported: the VAE is frozen, so latents are always computed once before "
+              "training. Remove the setting.",
+        "fr": "cache_latents=false n'est pas pris en charge : le VAE est figé, les latents sont donc toujours "
+              "calculés une fois avant l'entraînement. Retirez ce réglage.",
+    },
+    "cfg_preset_vram": {"en": "Preset {preset!r} has no VRAM figure; set required_free_gib.",
+                        "fr": "Le préréglage {preset!r} n'a pas de besoin en VRAM connu ; réglez required_free_gib."},
+    "cfg_concept_set": {"en": "concepts[{n}]: set {key}.", "fr": "concepts[{n}] : indiquez {key}."},
+    "cfg_concept_token": {"en": "concepts[{n}]: the token {token!r} must be one word without spaces.",
+                          "fr": "concepts[{n}] : le jeton {token!r} doit être un seul mot, sans espace."},
     # ------------------------------------------------------------------ sampling.py
     "gen_side": {
         "en": "{side} {value} is not usable: use a multiple of {multiple} between {multiple} and {max} "
@@ -333,6 +560,8 @@ MESSAGES: dict[str, dict[str, str]] = {
                       "sampler), pas {value}."},
     "gen_seed": {"en": "The seed must be a whole number from 0 to {max} (-1: a random one), got {value}.",
                  "fr": "La graine doit être un nombre entier de 0 à {max} (-1 : une au hasard), pas {value}."},
+    "gen_unknown_sampler": {"en": "unknown sampler {name!r}; choose one of: {choices}",
+                            "fr": "échantillonneur {name!r} inconnu ; choisissez l'un de : {choices}"},
     # ------------------------------------------------------------------ preflight.py: the report
     "indented": {"en": "{prefix}{text}", "fr": "{prefix}{text}"},  # a report line under a heading
     "gate_gpu_missing": {"en": "GPU {index}: not available", "fr": "GPU {index} : indisponible"},
@@ -459,6 +688,31 @@ MESSAGES: dict[str, dict[str, str]] = {
     },
     "run_oom_saved": {"en": " The state at step {step} was saved; resume from {root}.",
                       "fr": " L'état à l'étape {step} est enregistré ; reprenez depuis {root}."},
+    "run_no_bitsandbytes": {
+        "en": "The adamw8bit optimizer and bf16-true weights need bitsandbytes, which is missing from this Python: "
+              "run `pip install bitsandbytes` in the app's environment (.venv), or choose the 24gb preset.",
+        "fr": "L'optimiseur adamw8bit et les poids bf16-true demandent bitsandbytes, absent de ce Python : lancez "
+              "`pip install bitsandbytes` dans l'environnement de l'application (.venv), ou choisissez le préréglage "
+              "24gb.",
+    },
+    "run_no_class_images": {
+        "en": "{token} {class_word} has no class images: give it a reg_images folder (or a {class_word}/ folder in "
+              "reg_images) or class_images above 0, or set prior_loss_weight 0.",
+        "fr": "{token} {class_word} n'a pas d'images de classe : donnez-lui un dossier reg_images (ou un dossier "
+              "{class_word}/ dans reg_images) ou class_images au-dessus de 0, ou réglez prior_loss_weight sur 0.",
+    },
+    # ------------------------------------------------------------------ cli.py
+    "cli_model_missing": {"en": "model file not found: {path}", "fr": "fichier modèle introuvable : {path}"},
+    "cli_run_dir_is_file": {
+        "en": "{run_dir} is a file, not a folder: choose a new folder for the run (e.g. outputs/joe).",
+        "fr": "{run_dir} est un fichier, pas un dossier : choisissez un nouveau dossier pour l'entraînement (par ex. "
+              "outputs/joe).",
+    },
+    "cli_run_dir_unwritable": {
+        "en": "Cannot create the run folder {run_dir} ({reason}); choose a folder you can write to, e.g. outputs/joe.",
+        "fr": "Impossible de créer le dossier d'entraînement {run_dir} ({reason}) ; choisissez un dossier où vous "
+              "pouvez écrire, par ex. outputs/joe.",
+    },
     # ------------------------------------------------------------------ ui/guard.py, webui.py
     "server_foreign_host": {
         "en": "sdtrainer answers only requests addressed to this computer (127.0.0.1 or localhost, or a name given "
@@ -469,4 +723,23 @@ MESSAGES: dict[str, dict[str, str]] = {
               "qui tente un « DNS rebinding ». Pour joindre l'application sous ce nom, lancez-la avec "
               "--allow-host NOM.",
     },
+    "server_auth_form": {"en": "--auth must be USER:PASSWORD, both non-empty (e.g. --auth joe:s3cret).",
+                         "fr": "--auth doit être UTILISATEUR:MOT_DE_PASSE, tous deux non vides (par ex. --auth "
+                               "joe:s3cret)."},
+    "server_listen_needs_auth": {
+        "en": "--listen makes the app reachable from other computers, so it needs a login: add --auth USER:PASSWORD "
+              "(or leave out --listen to stay on this computer).",
+        "fr": "--listen rend l'application joignable depuis d'autres ordinateurs, elle demande donc un identifiant : "
+              "ajoutez --auth UTILISATEUR:MOT_DE_PASSE (ou retirez --listen pour rester sur cet ordinateur).",
+    },
+    "server_port_range": {"en": "--port must be between 1 and 65535, got {port}.",
+                          "fr": "--port doit être entre 1 et 65535, pas {port}."},
+    "server_port_busy": {
+        "en": "Port {port} is already in use (by another program, or sdtrainer running already); choose another one "
+              "with --port {next}, or leave out --port.",
+        "fr": "Le port {port} est déjà utilisé (par un autre programme, ou par sdtrainer déjà lancé) ; choisissez-en "
+              "un autre avec --port {next}, ou retirez --port.",
+    },
+    "server_ports_busy": {"en": "Ports {first}-{last} are all in use; choose a free one with --port.",
+                          "fr": "Les ports {first} à {last} sont tous occupés ; choisissez-en un libre avec --port."},
 }

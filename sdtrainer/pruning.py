@@ -19,7 +19,7 @@ import torch
 from sdtrainer.checkpoint import (EMA_PREFIX, PICKLE_SUFFIXES, SAFETENSORS_SUFFIXES, CheckpointError,
                                   check_not_a_folder, detect_file_config, load_model, normalize_state_dict,
                                   read_checkpoint, save_checkpoint, temp_path, to_model_key)
-from sdtrainer.messages import Message
+from sdtrainer.messages import Message, message_of
 
 
 class EmaMode(str, Enum):
@@ -79,7 +79,8 @@ def _ema_mode(ema: EmaMode | str) -> EmaMode:
     try:
         return EmaMode(ema)
     except ValueError:
-        raise CheckpointError(f"ema must be one of {', '.join(m.value for m in EmaMode)}, not {ema!r}.") from None
+        raise CheckpointError(Message("prune_ema_mode", choices=", ".join(m.value for m in EmaMode), value=ema)) \
+            from None
 
 
 def _check_destination(src: Path, dst: Path, overwrite: bool) -> None:
@@ -90,7 +91,7 @@ def _check_destination(src: Path, dst: Path, overwrite: bool) -> None:
     if dst.exists() and not overwrite:
         raise CheckpointError(Message("prune_exists", path=dst))
     if dst.suffix.lower() not in SAFETENSORS_SUFFIXES + PICKLE_SUFFIXES:
-        raise CheckpointError(f"Cannot save as '{dst.suffix}': name the output .safetensors (or .ckpt).")
+        raise CheckpointError(Message("prune_suffix", suffix=dst.suffix))
     if not dst.parent.is_dir():
         raise CheckpointError(Message("ckpt_no_folder", folder=dst.parent))
 
@@ -100,5 +101,4 @@ def _verify(tmp: Path, src: Path) -> None:
     try:
         load_model(tmp, dtype=torch.float16)
     except CheckpointError as e:
-        raise CheckpointError(f"The pruned file did not load back and was deleted ({e}); "
-                              f"{src.name} is unchanged.") from None
+        raise CheckpointError(Message("prune_reload_failed", error=message_of(e), name=src.name)) from None

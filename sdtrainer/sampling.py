@@ -20,7 +20,7 @@ from PIL import Image
 from PIL.PngImagePlugin import PngInfo
 
 from ldm.model import SDConfig, StableDiffusion
-from ldm.samplers import CFGDenoiser, EpsDenoiser, SamplerName, get_sampler, sample
+from ldm.samplers import SAMPLERS, CFGDenoiser, EpsDenoiser, SamplerName, get_sampler, sample
 from ldm.schedule import alphas_cumprod
 from sdtrainer.messages import Message
 
@@ -74,8 +74,9 @@ def check_params(params: GenerationParams, cfg: SDConfig) -> GenerationParams:
     """Validate a request up front; returns it with a concrete seed."""
     try:
         get_sampler(params.sampler)
-    except ValueError as e:
-        raise GenerationError(str(e)) from None
+    except ValueError:
+        raise GenerationError(Message("gen_unknown_sampler", name=params.sampler, choices=", ".join(SAMPLERS))) \
+            from None
     multiple = size_multiple(cfg)
     for side, value in (("width", params.width), ("height", params.height)):
         if value % multiple or not multiple <= value <= MAX_SIDE:

@@ -1,7 +1,6 @@
 """Random streams that are pure functions of their keys, so a run reproduces and resumes exactly.
 
     g = seeded_generator(seed, STEP_STREAM, step)     # a torch CPU generator for one purpose and one step
-    seeded_uniform(seed, epoch, index) < flip_p       # one reproducible coin toss
 
 The keys are hashed (blake2b), so streams for different keys never overlap.
 """
@@ -19,8 +18,3 @@ def hashed_seed(*keys: int) -> int:
 def seeded_generator(*keys: int) -> torch.Generator:
     """A CPU generator seeded with hashed_seed(*keys)."""
     return torch.Generator().manual_seed(hashed_seed(*keys))
-
-
-def seeded_uniform(*keys: int) -> float:
-    """A number in [0, 1) that is a pure function of the keys."""
-    return hashed_seed(*keys) / 2.0**63

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from PIL import Image
+from PIL import Image, ImageDraw
 
 from ldm.model import TINY, StableDiffusion
 from sdtrainer import preflight
@@ -131,6 +131,24 @@ def subject_photos(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def class_photos(tmp_path_factory) -> Path:
     return write_photos(tmp_path_factory.mktemp("class") / "reg", 6, vertical=False, seed=100)
+
+
+
+def scene(seed: int, size=(160, 120)) -> Image.Image:
+    """A colourful, sharp, asymmetric picture: random ellipses on a random background."""
+    rng = np.random.default_rng(seed)
+    image = Image.new("RGB", size, tuple(int(v) for v in rng.integers(0, 256, 3)))
+    draw = ImageDraw.Draw(image)
+    for _ in range(30):
+        x, y = int(rng.integers(0, size[0])), int(rng.integers(0, size[1]))
+        w, h = (int(v) for v in rng.integers(8, size[0] // 2, 2))
+        draw.ellipse([x, y, x + w, y + h], fill=tuple(int(v) for v in rng.integers(0, 256, 3)))
+    return image
+
+
+def save(image: Image.Image, path, **kwargs):
+    image.save(path, **kwargs)
+    return path
 
 
 def free_port() -> int:

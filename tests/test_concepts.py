@@ -16,10 +16,11 @@ from PIL import Image
 
 from ldm.tokenizer import get_tokenizer
 from sdtrainer.checkpoint import load_model, read_metadata, save_checkpoint
-from sdtrainer.concepts import generated_class_dir, run_subjects
+from sdtrainer.captions import caption_for, class_caption_for, template_caption
+from sdtrainer.concepts import class_folder, folder_subjects, generated_class_dir, run_subjects
 from sdtrainer.config import Concept, ConfigError, check_config, load_config, preview_prompts, save_config, uses_prior
-from sdtrainer.dataset import (ClassDataset, DatasetError, InstanceDataset, caption_for, class_caption_for,
-                               class_folder, folder_subjects, template_caption)
+from sdtrainer.dataset import class_set, instance_set
+from sdtrainer.images import DatasetError
 from sdtrainer.trainer import (BatchPlan, EventKind, RunControl, RunPaths, batch_for, batch_plan, cache_data,
                                check_prior, class_datasets)
 from test_trainer import config, denoising_error, latents_of, metrics, train
@@ -122,7 +123,7 @@ def test_the_folder_tree_names_the_subjects(tree):
 
 def test_each_subject_of_the_tree_gets_its_own_captions(tree):
     cfg = load_config(values={"model": "m", "images": str(tree), "token": "ohwx", "class_word": "person"})
-    captions = [InstanceDataset(s.paths, s.token, s.class_word, 64).captions for s in run_subjects(cfg)]
+    captions = [instance_set(s.paths, s.token, s.class_word, 64).captions for s in run_subjects(cfg)]
     assert captions == [["ohwx person"] * 3,
                         ["effy being a good dog", "effy dog", "effy dog asleep on the sofa"],
                         ["joe person"] * 2]
@@ -226,8 +227,8 @@ def test_each_pick_brings_a_class_image_of_its_own_subject():
 
 def test_cached_data_pairs_each_caption_with_its_subjects_class_caption(tiny_model, tmp_path):
     subjects = [("ohwx", "thing", "stripes", 3, "bands", 3), ("zkq", "widget", "checks", 2, "disc", 2)]
-    instances = [InstanceDataset(photos(tmp_path / t, kind, n), t, c, 64) for t, c, kind, n, _, _ in subjects]
-    classes = [ClassDataset(photos(tmp_path / f"{c}-reg", kind, n, seed=50), c, 64)
+    instances = [instance_set(photos(tmp_path / t, kind, n), t, c, 64) for t, c, kind, n, _, _ in subjects]
+    classes = [class_set(photos(tmp_path / f"{c}-reg", kind, n, seed=50), c, 64)
                for _, c, _, _, kind, n in subjects]
     data = cache_data(tiny_model, instances, classes, train_text_encoder=True, repeats=(1, 1))
     assert (data.instance_counts, data.class_counts, data.repeats) == ((3, 2), (3, 2), (1, 1))

@@ -1,6 +1,8 @@
 """The DreamBooth trainer on the CPU with the tiny model: files, previews, exact resume, stop, bad input."""
 import csv
+import dataclasses
 import shutil
+import subprocess
 import sys
 from pathlib import Path
 
@@ -10,10 +12,11 @@ from PIL import Image
 
 from sdtrainer.checkpoint import load_model, read_metadata, read_state_dict
 from sdtrainer.config import ConfigError, LRSchedule, load_config
-from sdtrainer.dataset import DatasetError
+from sdtrainer.dataset import instance_set
+from sdtrainer.images import DatasetError, to_tensor
 from ldm.schedule import alphas_cumprod
-from sdtrainer.trainer import (BatchPlan, EventKind, OptimizerUnavailable, RunControl, batch_for, lr_factor,
-                               min_snr_weights, run_training)
+from sdtrainer.trainer import (BatchPlan, EventKind, OptimizerUnavailable, RunControl, batch_for, encode_images,
+                               lr_factor, min_snr_weights, run_training)
 
 
 def config(demo_file, photos, reg=None, **values):
@@ -217,6 +220,40 @@ def test_batches_are_a_pure_function_of_seed_and_index():
     assert torch.bincount(picks[:15], minlength=5).tolist() == [3] * 5
 
 
+def test_flips_are_drawn_per_micro_batch_and_reproduce():
+    plan = BatchPlan(instance_counts=(5,), class_counts=(7,), repeats=(1,), batch_size=4, flip_p=0.5,
+                     latent_shape=(4, 8, 8), noise_offset=0.0, seed=3)
+    flips = torch.cat([batch_for(plan, k)["flip"] for k in range(50)])  # 400 rows: instance and class
+    assert torch.equal(flips, torch.cat([batch_for(plan, k)["flip"] for k in range(50)]))
+    assert 0.4 < flips.float().mean() < 0.6
+    never = dataclasses.replace(plan, flip_p=0.0)
+    assert not any(batch_for(never, k)["flip"].any() for k in range(50))
+
+
+def test_each_image_is_cached_plain_and_mirrored(tiny_model, subject_photos):
+    """A drawn flip picks the mirrored latent: the encoding of the mirrored square, not of the square."""
+    images = instance_set(subject_photos, "ohwx", "thing", 64)
+    latents = encode_images(tiny_model, images)
+    assert latents.shape[:2] == (len(images.paths), 2)
+    pixels = to_tensor(images.square(0))[None]
+    with torch.no_grad():
+        plain, mirrored = tiny_model.encode_images(pixels)[0], tiny_model.encode_images(pixels.flip(-1))[0]
+    torch.testing.assert_close(latents[0, 0], plain, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(latents[0, 1], mirrored, atol=1e-5, rtol=1e-5)
+    assert (plain - mirrored).abs().max() > 0.1
+
+
+def test_the_events_the_run_folder_and_the_data_plan_import_without_lightning():
+    """What the session, the UI and tools read of a run is plain Python; Lightning comes with run_training."""
+    code = ("import sys\n"
+            "from sdtrainer.trainer import BatchPlan, CachedData, Event, EventKind, RunPaths, TrainResult, batch_for\n"
+            "print(sorted(m for m in sys.modules if 'lightning' in m))\n"
+            "from sdtrainer.trainer import DreamBoothModule, run_training\n"
+            "print(run_training.__module__, 'pytorch_lightning' in sys.modules)")
+    shown = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split("\n")
+    assert shown[:2] == ["[]", "sdtrainer.trainer.run True"]
+
+
 def test_learning_rate_schedules():
     assert [lr_factor(LRSchedule.WARMUP, 4, 10, s) for s in range(5)] == [0.25, 0.5, 0.75, 1.0, 1.0]
     cosine = [lr_factor(LRSchedule.COSINE, 2, 10, s) for s in range(10)]
@@ -231,7 +268,7 @@ def test_min_snr_weights_cap_the_easy_timesteps():
 
 
 def latents_of(model, folder: Path) -> torch.Tensor:
-    from sdtrainer.dataset import list_images, load_image, to_tensor
+    from sdtrainer.images import list_images, load_image
 
     return model.encode_images(torch.stack([to_tensor(load_image(p, 64)) for p in list_images(folder)]))
 

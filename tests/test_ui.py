@@ -28,7 +28,7 @@ from ldm.model import TINY, StableDiffusion
 from sdtrainer.checkpoint import load_model, read_metadata, save_checkpoint
 from sdtrainer.concepts import run_subjects
 from sdtrainer.config import Concept, ConfigError, check_config, load_config
-from sdtrainer.dataset import caption_for
+from sdtrainer.captions import caption_for
 from sdtrainer.messages import Message
 from sdtrainer.preflight import check_gpu
 from sdtrainer.session import oom_message
@@ -1005,7 +1005,7 @@ def test_toasts_show_quotes_not_backticks(monkeypatch):
 
     shown = []
     monkeypatch.setattr(i18n.gr, "Warning", shown.append)
-    i18n.warn(Say("en")("lint_bare_token", token="ohwx", class_word="person"))
+    i18n.warn(Say("en").message(Message("lint_bare_token", token="ohwx", class_word="person")))
     assert "`" not in shown[0] and "“ohwx person”" in shown[0]
 
 

@@ -17,7 +17,7 @@ import gradio as gr
 
 from sdtrainer.checkpoint import CheckpointError, read_metadata
 from sdtrainer.config import ConfigError
-from sdtrainer.dataset import DatasetError
+from sdtrainer.images import DatasetError
 from sdtrainer.lora import LoraError
 from sdtrainer.models import is_demo
 from sdtrainer.sampling import GenerationError

@@ -16,8 +16,10 @@ import gradio as gr
 from ldm.tokenizer import get_tokenizer
 from sdtrainer.class_images import class_image_batch, generate_class_images
 from sdtrainer.config import DEMO_CLASS_IMAGE_STEPS, TrainConfig
-from sdtrainer.dataset import (IMAGE_EXTENSIONS, MAX_PHOTOS, MIN_PHOTOS, DatasetError, ValidationReport,
-                               is_common_token, list_images, prepare_images, prompt_lint, subject_issues)
+from sdtrainer.captions import is_common_token, prompt_lint
+from sdtrainer.checks import MAX_PHOTOS, MIN_PHOTOS, ValidationReport, subject_issues
+from sdtrainer.dataset import prepare_images
+from sdtrainer.images import IMAGE_EXTENSIONS, DatasetError, list_images
 from sdtrainer.ui.common import USER_ERRORS, Lists
 from sdtrainer.ui.i18n import Say, UIError, warn
 from sdtrainer.ui.projects import Project, SubjectFiles, import_class_images, import_files, list_projects
@@ -30,18 +32,12 @@ MAX_CLASS_IMAGES = 5000
 SUBJECT_CODES = ("no_face", "same_background")  # warnings about the whole set, checked again after each change
 
 
-def issue_text(issue, say: Say) -> str:
-    """An ImageIssue in the user's language (dataset.py writes English; other languages by issue code)."""
-    return issue.message if say.lang == "en" else say(f"issue_{issue.code}")
-
-
 def report_text(report: ValidationReport, say: Say) -> str:
     """The validation report as Markdown: counts, then skipped images, then warnings."""
-    skipped = len(report.paths) - len(report.ok_paths)
-    lines = [say("report_counts", total=len(report.paths), ok=len(report.ok_paths), skipped=skipped)]
+    lines = [say.message(report.counts())]
     for title, issues in (("report_errors", report.errors), ("report_warnings", report.warnings)):
         if issues:
-            lines += ["", f"**{say(title)}**"] + [f"- `{i.path.name}`: {issue_text(i, say)}" for i in issues]
+            lines += ["", f"**{say(title)}**"] + [f"- `{i.path.name}`: {say.message(i.message)}" for i in issues]
     return "\n".join(lines)
 
 
@@ -437,8 +433,9 @@ class DatasetTab:
         """Warn about every token of the project written without its class word, and a caption without the
         subject's own token."""
         for other in subject.project.all_subjects():
-            if other.token and prompt_lint(caption, other.token, other.class_word):
-                warn(say("lint_bare_token", token=other.token, class_word=other.class_word))
+            lint = prompt_lint(caption, other.token, other.class_word) if other.token else None
+            if lint:
+                warn(say.message(lint))
         if subject.token and subject.token.lower() not in caption.lower():
             warn(say("warn_caption_no_token", token=subject.token, class_word=subject.class_word))
 

@@ -1,4 +1,4 @@
-"""Every word the web UI shows, in English and French, and how each request's language is found.
+"""Every word the web page itself shows, in English and French, and how each request's language is found.
 
 Static text (labels, help, buttons, Markdown) goes through Gradio's own `gr.I18n`, translated in
 the browser:
@@ -9,11 +9,15 @@ the browser:
 Text the server writes (status lines, warnings, errors) uses the request's language:
 
     say = Say(request_lang(request, default="fr"))
-    warn(say("lint_bare_token", token="ohwx", class_word="person"))   # a toast
+    warn(say("warn_caption_no_token", token="ohwx", class_word="person"))   # a toast
     say.message(state.message)            # a core module's Message (sdtrainer.messages) in that language
 
-Core errors raised with a Message (CheckpointError, DatasetError, ...) are shown in the page's language by
-`with say.errors(...)`; the few raised with plain English text are shown as "Impossible : <English>".
+Core errors are raised with a Message (CheckpointError, DatasetError, ...) and shown in the page's language by
+`with say.errors(...)`; an error raised with a library's own text is shown as "Impossible : <text>".
+
+Two catalogues, one rule: STRINGS holds what only this web page says (labels, help, buttons, its status
+lines, UIError keys); what the core says to people (its errors, reports, image checks, the prompt lint) is
+sdtrainer.messages.MESSAGES, said here through `Say.message`, never copied into STRINGS. No key is in both.
 
 The language is the browser's, unless the user picked one with the switch at the top of the page
 (remembered in the browser) or the server was started with --lang. The page tells the server which
@@ -315,8 +319,6 @@ STRINGS: dict[str, dict[str, str]] = {
               "d'avance à l'entraînement ; un jeton rare comme `ohwx` part de zéro.",
     },
     # validation report
-    "report_counts": {"en": "{total} images checked: {ok} usable, {skipped} skipped.",
-                      "fr": "{total} images vérifiées : {ok} utilisables, {skipped} écartées."},
     "report_errors": {"en": "Skipped (errors):", "fr": "Écartées (erreurs) :"},
     "report_warnings": {"en": "Used, with warnings:", "fr": "Utilisées, avec avertissements :"},
     "issue_unreadable": {"en": "unreadable", "fr": "Illisible ou endommagée : retirez-la, ou réenregistrez-la en "
@@ -797,12 +799,6 @@ STRINGS: dict[str, dict[str, str]] = {
         "fr": "Arrêt avant la première étape : rien n'est encore entraîné, aucun fichier modèle n'est écrit (les "
               "images de classe déjà faites sont gardées)."},
     "msg_no_training": {"en": "No training is running.", "fr": "Aucun entraînement en cours."},
-    "lint_bare_token": {
-        "en": "Write `{token} {class_word}`, not `{token}` alone: the class word is what makes the likeness work "
-              "(the number one mistake with these models).",
-        "fr": "Écrivez `{token} {class_word}`, pas `{token}` seul : c'est le mot de classe qui fait la "
-              "ressemblance (l'erreur numéro un avec ces modèles).",
-    },
     "lint_bare_tokens": {
         "en": "Write each token with its own class word, {pairs}, never a token alone: the class word is what makes "
               "the likeness work (the number one mistake with these models).",

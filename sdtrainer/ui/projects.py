@@ -10,7 +10,7 @@
 
 The first subject is the project's own token and class word (the only one before several subjects were
 possible, so older project.json files open unchanged); class images of another class word go to
-reg/<class_word>/, the layout the trainer reads (dataset.class_folder).
+reg/<class_word>/, the layout the trainer reads (concepts.class_folder).
 
 Problems the user can fix raise UIError with a translation key (see sdtrainer/ui/i18n.py).
 """
@@ -21,8 +21,10 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from sdtrainer.dataset import (IMAGE_EXTENSIONS, PrepareResult, caption_and_source, caption_for, class_folder,
-                               face_center, list_images, prepare_images, read_rgb, resize_and_crop)
+from sdtrainer.captions import caption_and_source, caption_for
+from sdtrainer.concepts import class_folder
+from sdtrainer.dataset import PrepareResult, prepare_images
+from sdtrainer.images import IMAGE_EXTENSIONS, face_center, list_images, read_rgb, resize_and_crop
 from sdtrainer.ui.i18n import UIError
 
 PROJECT_FILE = "project.json"
@@ -197,7 +199,7 @@ class Project:
         return token, class_word
 
     def class_dir(self, class_word: str) -> Path:
-        """Where the class images of `class_word` are (dataset.class_folder's layout, what training reads):
+        """Where the class images of `class_word` are (concepts.class_folder's layout, what training reads):
         reg/ for the first subject's class word (reg/<class_word>/ once that holds images), reg/<class_word>/
         for any other."""
         found = class_folder(self.reg_dir, class_word, self.class_word)
@@ -273,7 +275,7 @@ class SubjectFiles:
         return list_images(folder) if folder.is_dir() else []
 
     def caption(self, path: Path) -> str:
-        """The caption training gives this prepared image (dataset.caption_for)."""
+        """The caption training gives this prepared image (captions.caption_for)."""
         return caption_for(path, self.token, self.class_word)
 
     def caption_source(self, path: Path) -> str:

@@ -17,8 +17,9 @@ from typing import TYPE_CHECKING
 import gradio as gr
 
 from ldm.samplers import SamplerName
-from sdtrainer.dataset import add_class_word, prompt_lint
+from sdtrainer.captions import add_class_word, prompt_lint
 from sdtrainer.lora import MAX_WEIGHT, lora_hash
+from sdtrainer.messages import Message
 from sdtrainer.sampling import (MAX_BATCH, MAX_SIDE, MAX_STEPS, GenerationParams, LoraUse, generate, save_images,
                                 save_png, size_multiple)
 from sdtrainer.ui.common import USER_ERRORS, Lists, Stopped, model_facts, stop_check
@@ -190,7 +191,7 @@ class TestTab:
             return ""
         first = next(p for p in prompts if any(prompt_lint(p or "", t, c) for t, c in bad_pairs))
         if len(bad_pairs) == 1:
-            warning = say("lint_bare_token", token=bad_pairs[0][0], class_word=bad_pairs[0][1])
+            warning = say.message(Message("lint_bare_token", token=bad_pairs[0][0], class_word=bad_pairs[0][1]))
         else:
             warning = say("lint_bare_tokens", pairs=", ".join(f"`{t} {c}`" for t, c in bad_pairs))
         return "⚠ " + warning + "\n\n" + say("lint_fixed", prompt=fix_prompt(first, pairs))

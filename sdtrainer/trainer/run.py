@@ -1,43 +1,17 @@
-"""DreamBooth ("Unfrozen Model Textual Inversion") fine-tuning of SD v1 on pytorch-lightning.
-
-    control = RunControl()                       # pause() / resume() / stop() from another thread
-    result = run_training(cfg, Path("outputs/joe"), emit=print, control=control)
-    result = run_training(cfg, Path("outputs/joe"), emit=print, control=control, resume=True)
-
-`run_training` reads as its stages: 1. check the settings and the photos  2. load the base model
-3. class images (generated with the base model when no folder is given)  4. encode every image once
-with the frozen VAE (and the captions with the frozen text encoder)  5. Lightning fit, in this process or
-(devices above 1) in one process per device  6. final files. Everything the user sees goes out as `Event`s
-through `emit`; the callbacks below write metrics.csv, previews, model files and the resumable state.
-
-Several devices (Lightning's ddp; sdtrainer.ddp starts the processes and carries events and pause/stop):
-stages 1-4 run here once, then each process loads the base model onto its device and takes its share of
-every micro-batch, which is drawn for all of them (`share`); DDP averages their gradients, so N processes of
-batch b train as one of batch N x b. Only process 0 reports and writes files; pause and stop are process 0's
-decision, broadcast to all.
-
-Exact resume: what is random in a step (images, flips, timesteps, noise) is drawn by `batch_for`, a
-pure function of (seed, micro-batch index); Lightning restores weights, optimizer, LR schedule and
-step from state/last.ckpt, and the module adds the EMA copy and the RNG states. So N steps, resume,
-N more steps give the weights of 2N uninterrupted steps.
-
-Run folder `outputs/<run>/`: config.yaml, metrics.csv, checkpoints/<run>-stepNNNNN.safetensors,
-state/last.ckpt, samples/stepNNNNN-pJ-sSEED.png, class_images/, <run>-final.safetensors.
-"""
+"""The Lightning side of a run: the LightningModule, the callbacks that report and save, and `run_training`
+(see sdtrainer.trainer for how a run goes). Importing this module imports Lightning; the events, the batch plan,
+the cached data and the optimizer pieces live in sibling modules that do not."""
 import collections
 import csv
 import functools
 import hashlib
 import json
 import logging
-import math
 import os
 import random
 import time
 import warnings
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from enum import Enum
 from pathlib import Path
 
 import numpy as np
@@ -46,372 +20,32 @@ import torch
 import torch.nn.functional as F
 from pytorch_lightning.plugins import TorchCheckpointIO
 from pytorch_lightning.strategies import DDPStrategy
-from torch.utils.data import DataLoader, IterableDataset
+from torch.utils.data import DataLoader
 
 from ldm.cuda_graph import graphed_training_call
 from ldm.model import StableDiffusion
-from ldm.schedule import NUM_TIMESTEPS, alphas_cumprod
-from ldm.tokenizer import get_tokenizer
+from ldm.schedule import alphas_cumprod
 from sdtrainer.checkpoint import (EMA_PREFIX, UNET_PREFIX, CheckpointError, ema_from_file, ema_to_file, load_model,
                                   save_checkpoint, storage_bytes, write_atomically)
 from sdtrainer.class_images import Pace, class_image_batch, generate_class_images
 from sdtrainer.concepts import Subject, generated_class_dir, run_subjects
 from sdtrainer.control import RunControl
-from sdtrainer.config import (ConfigError, Device, LRSchedule, OptimizerName, Precision, TrainConfig, check_config,
-                              config_dict, preview_prompts, process_count, save_config, uses_prior)
-from sdtrainer.dataset import ClassDataset, ImageDataset, InstanceDataset
+from sdtrainer.config import (ConfigError, Device, OptimizerName, Precision, TrainConfig, check_config, config_dict,
+                              preview_prompts, process_count, save_config, uses_prior)
+from sdtrainer.dataset import ImageSet, class_set, instance_set
 from sdtrainer.ddp import Channel, launch
 from sdtrainer.flat_params import flatten_
 from sdtrainer.messages import Message
 from sdtrainer.models import is_demo
 from sdtrainer.preflight import GIB, cpu_warning
 from sdtrainer.sampling import GenerationParams, check_params, infotext, sample_latents, save_png, to_pil
-from sdtrainer.seeds import seeded_generator
+from sdtrainer.trainer.batches import StepBatches, batch_plan
+from sdtrainer.trainer.cache import CachedData, cache_data
+from sdtrainer.trainer.events import Emit, Event, EventKind, Preview, RunPaths, TrainResult, log
+from sdtrainer.trainer.optim import (EMA, build_optimizer, import_bitsandbytes, lr_factor, min_snr_weights,
+                                     needs_bitsandbytes)
 
-ENCODE_BATCH = 4  # images per VAE call while caching latents
 PAUSE_POLL_S = 1.0  # how often a pause looks again for resume or stop
-INSTANCE_STREAM, CLASS_STREAM, STEP_STREAM, SUBJECT_STREAM = 0, 1, 2, 3  # independent random streams of batch_for
-
-
-# ---------------------------------------------------------------------------------------------------
-# What the trainer tells the outside world, and what it takes from it
-# ---------------------------------------------------------------------------------------------------
-
-class EventKind(str, Enum):
-    PROGRESS = "progress"  # data: loss, prior_loss, lr, it_per_s, eta_s, elapsed_s, vram_*_gib, total_steps
-    CLASS_IMAGES = "class_images"  # data: class_word, done, total, eta_s (None before the first new image), elapsed_s
-    PREVIEW = "preview"  # data: preview (a Preview)
-    CHECKPOINT = "checkpoint"  # data: path, kind ("model" or "state")
-    LOG = "log"  # data: message
-    FINISHED = "finished"  # data: message, path (final or last model file)
-    FAILED = "failed"  # data: message
-
-
-@dataclass
-class Event:
-    kind: EventKind
-    step: int
-    data: dict = field(default_factory=dict)
-
-
-@dataclass
-class Preview:
-    step: int
-    prompt: str
-    seed: int
-    path: Path
-
-
-@dataclass
-class TrainResult:
-    step: int  # optimizer steps done
-    total_steps: int
-    model_file: Path | None  # the last model file written
-    stopped: bool  # True when a stop request ended the run early
-
-
-Emit = Callable[[Event], None]
-
-
-def log(emit: Emit, step: int, message: str) -> None:
-    emit(Event(EventKind.LOG, step, {"message": message}))
-
-
-@dataclass(frozen=True)
-class RunPaths:
-    """Where a run keeps its files; the run's name is its folder's name."""
-
-    root: Path
-
-    @property
-    def name(self) -> str:
-        return self.root.name
-
-    @property
-    def config(self) -> Path:
-        return self.root / "config.yaml"
-
-    @property
-    def metrics(self) -> Path:
-        return self.root / "metrics.csv"
-
-    @property
-    def state(self) -> Path:
-        return self.root / "state" / "last.ckpt"
-
-    @property
-    def samples(self) -> Path:
-        return self.root / "samples"
-
-    @property
-    def class_images(self) -> Path:
-        return self.root / "class_images"
-
-    def model_file(self, step: int, fmt: str) -> Path:
-        return self.root / "checkpoints" / f"{self.name}-step{step:05d}.{fmt}"
-
-    def final_file(self, fmt: str) -> Path:
-        return self.root / f"{self.name}-final.{fmt}"
-
-    def preview(self, step: int, prompt_index: int, seed: int) -> Path:
-        return self.samples / f"step{step:05d}-p{prompt_index}-s{seed}.png"
-
-    def make(self) -> None:
-        for folder in (self.root / "checkpoints", self.state.parent, self.samples):
-            folder.mkdir(parents=True, exist_ok=True)
-
-
-# ---------------------------------------------------------------------------------------------------
-# Data order: batch k is a pure function of (seed, k)
-# ---------------------------------------------------------------------------------------------------
-
-@functools.lru_cache(maxsize=64)
-def epoch_order(seed: int, stream: int, subject: int, epoch: int, n: int) -> torch.Tensor:
-    """Item order of one shuffle epoch of a subject's n items."""
-    return torch.randperm(n, generator=seeded_generator(seed, stream, subject, epoch))
-
-
-def draw(seed: int, stream: int, subject: int, n: int, j: int) -> int:
-    """Item j of a subject's endless sequence of shuffle epochs of its n items: each item equally often."""
-    return int(epoch_order(seed, stream, subject, j // n, n)[j % n])
-
-
-@functools.lru_cache(maxsize=64)
-def subject_round(seed: int, repeats: tuple[int, ...], rnd: int) -> torch.Tensor:
-    """The subjects of one round of picks: subject c repeats[c] times, shuffled."""
-    pool = torch.repeat_interleave(torch.arange(len(repeats)), torch.tensor(repeats))
-    return pool[torch.randperm(len(pool), generator=seeded_generator(seed, SUBJECT_STREAM, rnd))]
-
-
-def subject_at(seed: int, repeats: tuple[int, ...], p: int) -> tuple[int, int]:
-    """(subject of pick p, how many picks of that subject came before it): balanced by repeats, since
-    every round of sum(repeats) picks holds subject c exactly repeats[c] times."""
-    if len(repeats) == 1:
-        return 0, p
-    rnd, r = divmod(p, sum(repeats))
-    order = subject_round(seed, repeats, rnd)
-    c = int(order[r])
-    return c, rnd * repeats[c] + int((order[:r] == c).sum())
-
-
-@dataclass(frozen=True)
-class BatchPlan:
-    instance_counts: tuple[int, ...]  # distinct instance images of each subject, stored subject after subject
-    class_counts: tuple[int, ...]  # class images of each subject, same order (all 0 without prior preservation)
-    repeats: tuple[int, ...]  # each subject's share of the picks: repeats[c] / sum(repeats)
-    batch_size: int  # instance images per micro-batch of all processes together; as many class images (of the
-    #                  same subjects) join them. Process r of n takes its share (see `share`)
-    flip_p: float
-    latent_shape: tuple[int, int, int]
-    noise_offset: float
-    seed: int
-
-    def __post_init__(self):
-        if not len(self.instance_counts) == len(self.class_counts) == len(self.repeats) or not all(
-                self.instance_counts) or (any(self.class_counts) and not all(self.class_counts)):
-            raise ValueError(f"Every subject needs images (and class images when one has them): {self}")
-
-    @functools.cached_property
-    def first_instance(self) -> list[int]:
-        """Index of each subject's first instance latent (they are stored subject after subject)."""
-        return [sum(self.instance_counts[:c]) for c in range(len(self.instance_counts))]
-
-    @functools.cached_property
-    def first_class(self) -> list[int]:
-        return [sum(self.class_counts[:c]) for c in range(len(self.class_counts))]
-
-
-def batch_for(plan: BatchPlan, k: int) -> dict[str, torch.Tensor]:
-    """Micro-batch k: which cached latents (instance then class), mirrored or not, timesteps and noise.
-    Each class latent is one of the class images of the subject of the instance latent it pairs with."""
-    b, g = plan.batch_size, seeded_generator(plan.seed, STEP_STREAM, k)
-    picks = [subject_at(plan.seed, plan.repeats, p) for p in range(k * b, k * b + b)]
-    instance = torch.tensor([plan.first_instance[c] + draw(plan.seed, INSTANCE_STREAM, c, plan.instance_counts[c], j)
-                             for c, j in picks])
-    classes = torch.tensor([plan.first_class[c] + draw(plan.seed, CLASS_STREAM, c, plan.class_counts[c], j)
-                            for c, j in picks] if all(plan.class_counts) else [], dtype=torch.long)
-    n = b + len(classes)
-    noise = torch.randn((n, *plan.latent_shape), generator=g)
-    if plan.noise_offset:
-        noise += plan.noise_offset * torch.randn((n, plan.latent_shape[0], 1, 1), generator=g)
-    return {"instance": instance, "class": classes, "flip": torch.rand(n, generator=g) < plan.flip_p,
-            "timesteps": torch.randint(0, NUM_TIMESTEPS, (n,), generator=g), "noise": noise}
-
-
-def share(batch: dict[str, torch.Tensor], rank: int, processes: int) -> dict[str, torch.Tensor]:
-    """Process `rank`'s share of a micro-batch drawn for `processes` processes: its slice of the instance rows and
-    the class rows paired with them, with their flips, timesteps and noise. The shares, in rank order, are the
-    batch; the mean of their losses is the batch's loss, which is what DDP's averaged gradients descend."""
-    if processes == 1:
-        return batch
-    total = len(batch["instance"])
-    mine = slice(rank * total // processes, (rank + 1) * total // processes)
-    rows = torch.arange(total)[mine]
-    if len(batch["class"]):
-        rows = torch.cat([rows, rows + total])
-    return {"instance": batch["instance"][mine], "class": batch["class"][mine], "flip": batch["flip"][rows],
-            "timesteps": batch["timesteps"][rows], "noise": batch["noise"][rows]}
-
-
-def batch_plan(cfg: TrainConfig, data: "CachedData", processes: int = 1) -> BatchPlan:
-    """The plan of a run's cached data (one subject when the data does not say how many) on `processes` processes,
-    each with cfg.batch_size instance images per micro-batch."""
-    instance = data.instance_counts or (len(data.instance_latents),)
-    classes = data.class_counts or (len(data.class_latents),)
-    return BatchPlan(tuple(instance), tuple(classes), tuple(data.repeats or (1,) * len(instance)),
-                     cfg.batch_size * processes, cfg.flip_p, tuple(data.instance_latents.shape[2:]),
-                     cfg.noise_offset, cfg.seed)
-
-
-class StepBatches(IterableDataset):
-    """Process `rank`'s shares of micro-batches start .. stop-1 of a plan, in order (one Lightning epoch)."""
-
-    def __init__(self, plan: BatchPlan, start: int, stop: int, rank: int = 0, processes: int = 1):
-        self.plan, self.start, self.stop, self.rank, self.processes = plan, start, stop, rank, processes
-
-    def __iter__(self):
-        return (share(batch_for(self.plan, k), self.rank, self.processes) for k in range(self.start, self.stop))
-
-
-# ---------------------------------------------------------------------------------------------------
-# Encoding every image once
-# ---------------------------------------------------------------------------------------------------
-
-@dataclass
-class CachedData:
-    instance_latents: torch.Tensor  # [N, 2, C, h, w]: as loaded, mirrored
-    class_latents: torch.Tensor  # [M, 2, C, h, w]; M = 0 without prior preservation
-    instance_rows: torch.Tensor  # [N] row of `conds` holding each instance image's caption
-    class_rows: torch.Tensor  # [M]
-    conds: torch.Tensor  # [P, 77, width] text embeddings, or [P, 77] token ids when the text encoder trains
-    instance_counts: tuple[int, ...] = ()  # images of each subject, stored subject after subject; (): one subject
-    class_counts: tuple[int, ...] = ()  # class images of each subject, same order
-    repeats: tuple[int, ...] = ()  # each subject's share of the picks; (): equal shares
-
-    def tensors(self) -> dict[str, torch.Tensor]:
-        return {k: v for k, v in self.__dict__.items() if isinstance(v, torch.Tensor)}
-
-
-@torch.no_grad()
-def encode_dataset(model: StableDiffusion, dataset: ImageDataset | None) -> torch.Tensor:
-    """[N, 2, C, h, w] posterior-mean latents of every image of the dataset, plain and mirrored."""
-    if dataset is None:
-        return torch.zeros(0)
-    vae_weight = next(model.vae.parameters())
-    out = []
-    for start in range(0, len(dataset.paths), ENCODE_BATCH):
-        pixels = torch.stack([dataset[i]["pixel_values"] for i in range(start, min(start + ENCODE_BATCH,
-                                                                                     len(dataset.paths)))])
-        both = torch.cat([pixels, pixels.flip(-1)]).to(vae_weight.device, vae_weight.dtype)
-        latents = model.encode_images(both).float().cpu()
-        out.append(torch.stack(latents.chunk(2), dim=1))
-    return torch.cat(out)
-
-
-@torch.no_grad()
-def caption_table(model: StableDiffusion, captions: list[str], token_ids_only: bool) -> tuple[torch.Tensor, list[int]]:
-    """(one row per distinct caption: embedding or token ids, the row of each caption)."""
-    unique = list(dict.fromkeys(captions))
-    ids = get_tokenizer()(unique)
-    if token_ids_only:
-        table = ids
-    else:
-        device = next(model.text_encoder.parameters()).device
-        table = model.text_encoder(ids.to(device)).float().cpu()
-    return table, [unique.index(c) for c in captions]
-
-
-def cache_data(model: StableDiffusion, instances: list[ImageDataset], classes: list[ImageDataset | None],
-               train_text_encoder: bool, repeats: tuple[int, ...]) -> CachedData:
-    """Latents and caption rows of every subject's photos and class images (one list entry per subject; a
-    class entry is None without prior preservation), stored subject after subject."""
-    encoded: dict[int, torch.Tensor] = {}  # a class set shared by subjects of one class word is encoded once
-    for dataset in instances + [d for d in classes if d is not None]:
-        if id(dataset) not in encoded:
-            encoded[id(dataset)] = encode_dataset(model, dataset)
-    instance_latents = torch.cat([encoded[id(d)] for d in instances])
-    present = [d for d in classes if d is not None]
-    class_latents = (torch.cat([encoded[id(d)] for d in present]) if present
-                     else instance_latents.new_zeros((0, *instance_latents.shape[1:])))
-    captions = [c for d in instances + present for c in d.captions]
-    conds, rows = caption_table(model, captions, train_text_encoder)
-    n = len(instance_latents)
-    return CachedData(instance_latents, class_latents, torch.tensor(rows[:n]), torch.tensor(rows[n:], dtype=torch.long),
-                      conds, tuple(len(d.paths) for d in instances),
-                      tuple(len(d.paths) if d is not None else 0 for d in classes), tuple(repeats))
-
-
-# ---------------------------------------------------------------------------------------------------
-# Loss pieces, EMA, optimizer and schedule
-# ---------------------------------------------------------------------------------------------------
-
-def min_snr_weights(acp: torch.Tensor, gamma: float) -> torch.Tensor:
-    """Min-SNR-gamma weights for an eps-predicting model: min(SNR, gamma) / SNR (Hang et al. 2023)."""
-    snr = acp / (1 - acp)
-    return snr.clamp(max=gamma) / snr
-
-
-class EMA:
-    """Exponential moving average of the UNet's parameters, in fp32 beside them (CompVis LitEma's
-    decay warm-up: min(decay, (1 + n) / (10 + n)) after n updates)."""
-
-    def __init__(self, params: dict[str, torch.Tensor], decay: float, shadow: dict | None = None, updates: int = 0):
-        self.decay, self.updates = decay, updates
-        source = shadow if shadow is not None else params
-        self.shadow = {k: source[k].detach().to(params[k].device, torch.float32).clone() for k in params}
-
-    @torch.no_grad()
-    def update(self, params: dict[str, torch.Tensor]) -> None:
-        self.updates += 1
-        decay = min(self.decay, (1 + self.updates) / (10 + self.updates))
-        for k, p in params.items():
-            self.shadow[k].lerp_(p.detach().float(), 1 - decay)
-
-
-def lr_factor(schedule: LRSchedule, warmup: int, total: int, step: int) -> float:
-    """Multiplier of the learning rate at optimizer step `step` (0-based)."""
-    if schedule is LRSchedule.CONSTANT:
-        return 1.0
-    warm = min(1.0, (step + 1) / warmup) if warmup > 0 else 1.0
-    if schedule is LRSchedule.WARMUP:
-        return warm
-    progress = min(max((step - warmup) / max(1, total - warmup), 0.0), 1.0)
-    return warm * 0.5 * (1.0 + math.cos(math.pi * progress))
-
-
-class OptimizerUnavailable(ConfigError):
-    """The chosen optimizer's package is not installed."""
-
-
-def import_bitsandbytes():
-    try:
-        import bitsandbytes
-    except ImportError:
-        raise OptimizerUnavailable("The adamw8bit optimizer and bf16-true weights need bitsandbytes, which is "
-                                   "missing from this Python: run `pip install bitsandbytes` in the app's "
-                                   "environment (.venv), or choose the 24gb preset.") from None
-    return bitsandbytes
-
-
-def needs_bitsandbytes(cfg: TrainConfig) -> bool:
-    """8-bit AdamW, and the stochastically rounded AdamW of bf16 weights, are bitsandbytes' kernels."""
-    return cfg.optimizer is OptimizerName.ADAMW8BIT or cfg.precision is Precision.BF16_TRUE
-
-
-def build_optimizer(cfg: TrainConfig, groups: list[dict], device: torch.device) -> torch.optim.Optimizer:
-    """AdamW as configured. bf16 weights (bf16-true) always take the stochastically rounded AdamW: rounded
-    to nearest, updates at DreamBooth learning rates are smaller than half a bf16 step and all vanish."""
-    if cfg.precision is Precision.BF16_TRUE:
-        import_bitsandbytes()
-        from sdtrainer.stochastic_rounding import StochasticRoundingAdamW
-        bits = 8 if cfg.optimizer is OptimizerName.ADAMW8BIT else 32
-        return StochasticRoundingAdamW(groups, lr=cfg.learning_rate, weight_decay=cfg.weight_decay,
-                                       optim_bits=bits, seed=cfg.seed)
-    if cfg.optimizer is OptimizerName.ADAMW8BIT:
-        return import_bitsandbytes().optim.AdamW8bit(groups, lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
-    # Lightning cannot clip gradients of a fused optimizer under fp16 loss scaling (it unscales internally).
-    fused = device.type == "cuda" and not (cfg.precision is Precision.FP16_MIXED and cfg.max_grad_norm > 0)
-    return torch.optim.AdamW(groups, lr=cfg.learning_rate, weight_decay=cfg.weight_decay, fused=fused or None)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -914,18 +548,16 @@ def check_prior(cfg: TrainConfig, subjects: list[Subject]) -> None:
         return
     for s in subjects:
         if s.reg_images is None and s.class_images <= 0:
-            raise ConfigError(f"{s.token} {s.class_word} has no class images: give it a reg_images folder (or a "
-                              f"{s.class_word}/ folder in reg_images) or class_images above 0, or set "
-                              "prior_loss_weight 0.")
+            raise ConfigError(Message("run_no_class_images", token=s.token, class_word=s.class_word))
 
 
 def class_dataset(cfg: TrainConfig, subject: Subject, subjects: list[Subject], model: StableDiffusion,
-                  paths: RunPaths, emit: Emit, control: RunControl) -> ClassDataset | None:
+                  paths: RunPaths, emit: Emit, control: RunControl) -> ImageSet | None:
     """A subject's regularization images: its folder, or `class_images` generated with the base model."""
     if not uses_prior(cfg):
         return None
     if subject.reg_images is not None:
-        return ClassDataset(subject.reg_images, subject.class_word, cfg.resolution, flip_p=0.0, crop=cfg.crop)
+        return class_set(subject.reg_images, subject.class_word, cfg.resolution, crop=cfg.crop)
     base = Path(cfg.class_images_dir) if cfg.class_images_dir else paths.class_images
     out_dir = generated_class_dir(base, subjects, subject.class_word)
     count = subject.class_images
@@ -941,7 +573,7 @@ def class_dataset(cfg: TrainConfig, subject: Subject, subjects: list[Subject], m
                  f"({progress.elapsed():.0f} s).")
     if len(generated) < count:
         return None
-    return ClassDataset(generated, subject.class_word, cfg.resolution, flip_p=0.0, crop=cfg.crop)
+    return class_set(generated, subject.class_word, cfg.resolution, crop=cfg.crop)
 
 
 class ClassImageProgress:
@@ -960,12 +592,12 @@ class ClassImageProgress:
 
 
 def class_datasets(cfg: TrainConfig, subjects: list[Subject], model: StableDiffusion, paths: RunPaths, emit: Emit,
-                   control: RunControl) -> list[ClassDataset | None]:
+                   control: RunControl) -> list[ImageSet | None]:
     """Each subject's class images; subjects sharing a folder (or a generated class) share one dataset."""
     def source(s: Subject) -> tuple:  # a folder, or the class word and count to generate
         return (str(s.reg_images), s.class_word if s.reg_images is None else "", s.class_images)
 
-    shared: dict[tuple, ClassDataset | None] = {}
+    shared: dict[tuple, ImageSet | None] = {}
     for s in subjects:
         if source(s) not in shared and not control.stop_requested:
             shared[source(s)] = class_dataset(cfg, s, subjects, model, paths, emit, control)
@@ -1026,10 +658,9 @@ def run_training(cfg: TrainConfig, run_dir: Path, emit: Emit, control: RunContro
     subjects = run_subjects(cfg)
     check_prior(cfg, subjects)
     words = [s.words for s in subjects]
-    instances = [InstanceDataset(s.paths, s.token, s.class_word, cfg.resolution, repeats=1, flip_p=0.0, crop=cfg.crop)
-                 for s in subjects]
-    for s, dataset in zip(subjects, instances):
-        log(emit, 0, (f"{s.token} {s.class_word}: " if len(subjects) > 1 else "") + dataset.report.format())
+    instances = [instance_set(s.paths, s.token, s.class_word, cfg.resolution, crop=cfg.crop) for s in subjects]
+    for s, images in zip(subjects, instances):
+        log(emit, 0, (f"{s.token} {s.class_word}: " if len(subjects) > 1 else "") + images.report.format())
     paths.make()
     save_config(cfg, paths.config)
     # 2. base model, on the training device
