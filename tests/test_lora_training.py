@@ -112,7 +112,8 @@ def test_only_the_lora_trains_and_the_base_is_untouched(preset_run):
 
 def test_the_saved_lora_reproduces_the_live_model_through_with_lora(preset_run, demo_file, tmp_path):
     """base + LoRA file (fp32) at weight 1 == the trained model: (W + s up@down) x against W x + s up(down x),
-    fp32 rounding apart (atol 1e-5 on outputs of size ~1; the LoRA moved them by more than 100 times that)."""
+    fp32 rounding apart. Outputs of size ~1.4: measured 1.0e-6 apart (6e-6 from the fp16 file the preset
+    writes), while the LoRA moved them by 0.056; atol 1e-5."""
     cfg, model = preset_run["cfg"], preset_run["model"]
     path = tmp_path / "joe.safetensors"
     save_lora(preset_run["module"].lora, path, lora_config(demo_file, save_half=False), model_metadata(cfg, 100))
@@ -186,17 +187,17 @@ def second_subject(tmp_path_factory) -> Path:
 @pytest.mark.slow
 def test_a_run_with_prior_and_two_subjects_writes_lora_files_and_previews(demo_file, subject_photos, class_photos,
                                                                           second_subject, tmp_path):
-    """At lr 1e-3 (the loss of 100 steps at 1e-4 moves less than its noise): the loss falls, the step files and
+    """At lr 5e-3 (the loss of 100 steps at 1e-4 moves less than its noise): the loss falls, the step files and
     the final one are kohya LoRAs, the state holds the LoRA alone, previews show the live model with its LoRA."""
-    cfg = run_config(demo_file, subject_photos, class_photos, second_subject, lora_learning_rate=1e-3, steps=40,
+    cfg = run_config(demo_file, subject_photos, class_photos, second_subject, lora_learning_rate=5e-3, steps=40,
                      save_every=20, preview_every=20)
     with torch._dynamo.config.patch(disable=True):
         result, events = train(cfg, tmp_path / "joe")
     with open(tmp_path / "joe" / "metrics.csv", newline="") as f:
         rows = list(csv.DictReader(f))
     first, last = (sum(float(r["loss"]) for r in part) / len(part) for part in (rows[:10], rows[-10:]))
-    assert last < 0.9 * first, (first, last)
-    assert all(float(r["prior_loss"]) > 0 and float(r["lr"]) == 1e-3 for r in rows)
+    assert last < 0.8 * first, (first, last)
+    assert all(float(r["prior_loss"]) > 0 and float(r["lr"]) == 5e-3 for r in rows)
     assert result.model_file == tmp_path / "joe" / "joe-final.safetensors"
     step20 = tmp_path / "joe" / "checkpoints" / "joe-step00020.safetensors"
     attention = {layer.name for layer in lora_layers(load_model(demo_file)[0]) if layer.group.value == "attention"}
