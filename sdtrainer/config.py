@@ -410,7 +410,8 @@ def _check_method(cfg: TrainConfig) -> None:
     refused = (("cfg_lora_text_encoder", cfg.train_text_encoder), ("cfg_lora_ema", cfg.ema),
                ("cfg_lora_graphs", cfg.cuda_graphs and cfg.device is Device.CUDA),
                ("cfg_lora_precision", cfg.precision is Precision.BF16_TRUE),
-               ("cfg_lora_format", cfg.save_format is not SaveFormat.SAFETENSORS), ("cfg_lora_devices", cfg.devices != 1))
+               ("cfg_lora_format", cfg.save_format is not SaveFormat.SAFETENSORS),
+               ("cfg_lora_devices", cfg.devices != 1))
     for key, wrong in refused:
         if wrong:
             raise ConfigError(Message(key))
@@ -495,8 +496,14 @@ def min_total_gib(cfg: TrainConfig) -> float:
 
 
 def lower_preset(preset: str) -> str | None:
-    """The preset needing the most VRAM below `preset`'s (None for the smallest or an unknown one)."""
+    """The preset of the same method needing the most VRAM below `preset`'s (None for the smallest or an unknown
+    one): what to try after running out of memory, without changing what the run makes."""
     if preset not in PRESET_VRAM_GIB:
         return None
-    below = {n: g for n, g in PRESET_VRAM_GIB.items() if g < PRESET_VRAM_GIB[preset]}
+    below = {n: g for n, g in PRESET_VRAM_GIB.items()
+             if g < PRESET_VRAM_GIB[preset] and preset_method(n) is preset_method(preset)}
     return max(below, key=below.get) if below else None
+
+
+def preset_method(name: str) -> Method:
+    return Method(_read_preset(name).get("method", Method.FULL.value))

@@ -324,13 +324,14 @@ MESSAGES: dict[str, dict[str, str]] = {
         "fr": "cuda_graphs ne fonctionne pas encore avec la méthode lora : réglez cuda_graphs sur false (le préréglage "
               "lora-8gb le fait)."},
     "cfg_lora_precision": {
-        "en": "method lora trains its factors in fp32 beside a frozen base held in bf16 under bf16-mixed: set precision "
-              "to bf16-mixed (or 16-mixed, 32), not bf16-true.",
+        "en": "method lora trains its factors in fp32 beside a frozen base held in bf16 under bf16-mixed: set "
+              "precision to bf16-mixed (or 16-mixed, 32), not bf16-true.",
         "fr": "la méthode lora entraîne ses facteurs en fp32 à côté d'une base figée gardée en bf16 avec bf16-mixed : "
               "réglez precision sur bf16-mixed (ou 16-mixed, 32), pas bf16-true."},
     "cfg_lora_format": {
         "en": "method lora writes kohya LoRA files, which are .safetensors: set save_format to safetensors.",
-        "fr": "la méthode lora écrit des fichiers LoRA de kohya, en .safetensors : réglez save_format sur safetensors."},
+        "fr": "la méthode lora écrit des fichiers LoRA de kohya, en .safetensors : réglez save_format sur "
+              "safetensors."},
     "cfg_lora_devices": {
         "en": "method lora trains on one GPU for now: set devices to 1 (a LoRA fits on small cards).",
         "fr": "la méthode lora s'entraîne sur un seul GPU pour l'instant : réglez devices sur 1 (un LoRA tient sur les "

@@ -2,7 +2,6 @@
 LoRA's factors, leaves the base untouched, writes kohya files that reproduce the live model through with_lora,
 resumes exactly, and starts from the app's Training tab; config checks and the gate's figure."""
 import csv
-import time
 from pathlib import Path
 
 import pytest
