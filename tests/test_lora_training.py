@@ -270,11 +270,20 @@ def test_the_gate_asks_for_a_loras_own_figure():
 # ---------------------------------------------------------------------------------------------------
 
 @pytest.mark.slow
-def test_the_training_tab_starts_a_lora_run_whose_files_the_test_tab_lists(tmp_path, subject_photos):
+def test_the_training_tab_checks_the_gpu_for_and_starts_a_lora_run_whose_files_the_test_tab_lists(
+        tmp_path, subject_photos, monkeypatch):
     blocks = build_app(tmp_path / "models", tmp_path / "outputs", lang=None)
     blocks.launch(prevent_thread_lock=True, server_name="127.0.0.1", server_port=free_port(), quiet=True)
     try:
         client = Client(blocks.local_url, verbose=False)
+        blocks.state.sessions.probe = FakeProbe(free=10.0, busy=False)
+        with monkeypatch.context() as patched:
+            patched.setattr(torch.cuda, "is_available", lambda: True)  # as on a machine with a GPU
+            gpu_form = {"preset": "24gb", "precision": "bf16-mixed", "api_name": "/training_check_gpu"}
+            lora = client.predict(method="lora", **gpu_form)
+            full = client.predict(method="full", **gpu_form)
+        blocks.state.sessions.probe = None
+        assert "✔" in lora and "8.6 GiB" in lora and "✖" in full and "20 GiB" in full
         demo = blocks.state.outputs_dir / "demo" / "sdtrainer-demo-tiny.safetensors"
         client.predict(new_name="joe", api_name="/dataset_create")
         client.predict(name="joe", token="ohwx", class_word="thing", resolution=64, api_name="/dataset_save_settings")
