@@ -185,8 +185,8 @@ class TrainConfig:
     min_snr_gamma: float = ranged(0.0, 0, 20)  # min-SNR-gamma loss weighting (Hang et al. 2023), 5 is typical; 0 = off
     # --- what trains
     method: Method = Method.FULL  # full: the whole UNet; lora: a LoRA on the frozen UNet (sdtrainer/lora_training.py)
-    lora_rank: int = ranged(16, 1, MAX_RANK)  # method lora: every adapted layer's rank
-    lora_alpha: float = ranged(8.0, 0, MAX_RANK, low_open=True)  # a layer's update is up @ down x alpha / its rank
+    lora_rank: int = ranged(16, 1, MAX_RANK)  # method lora: the rank of every adapted layer but the 3x3 convs
+    lora_alpha: float = ranged(8.0, 0, MAX_RANK, low_open=True)  # every layer adds up @ down x lora_alpha/lora_rank
     lora_conv_rank: int = ranged(0, 0, MAX_RANK)  # rank of the ResBlocks' and samplers' 3x3 convs, whose other
     #                                               layers get lora_rank; 0: the transformers' layers only (kohya's
     #                                               default)
