@@ -292,7 +292,7 @@ def test_the_gate_asks_for_a_loras_own_figure():
 # ---------------------------------------------------------------------------------------------------
 
 @pytest.mark.slow
-def test_the_training_tab_checks_the_gpu_for_and_starts_a_lora_run_whose_files_the_test_tab_lists(
+def test_the_training_tab_checks_the_gpu_for_and_starts_a_lora_run_whose_files_the_test_tab_applies(
         tmp_path, subject_photos, monkeypatch):
     blocks = build_app(tmp_path / "models", tmp_path / "outputs", lang=None)
     blocks.launch(prevent_thread_lock=True, server_name="127.0.0.1", server_port=free_port(), quiet=True)
@@ -326,5 +326,11 @@ def test_the_training_tab_checks_the_gpu_for_and_starts_a_lora_run_whose_files_t
         assert read_lora(final).modules["lora_unet_mid_block_attentions_0_proj_in"].rank == 4
         loras = [path for _, path in blocks.state.lora_choices()]
         assert str(final) in loras and str(final) not in [path for _, path in blocks.state.model_choices()]
+        assert client.predict(lora=str(final), api_name="/test_lora_changed") == ("ohwx", "thing")
+        _, info, _ = client.predict(model=str(demo), prompt="a photo of ohwx thing", batch_size=1, token="",
+                                    class_word="", lora=str(final), lora_weight=1.0, negative_prompt="",
+                                    sampler="euler", steps=2, cfg_scale=7, seed=5, width=64, height=64,
+                                    api_name="/test_generate")
+        assert "<lora:joe-lora-final:1" in info.splitlines()[0] and f"joe-lora-final: {lora_hash(final)}" in info
     finally:
         blocks.close()
