@@ -227,6 +227,8 @@ def test_a_run_with_prior_and_two_subjects_writes_lora_files_and_previews(demo_f
         assert set(lora.modules) == attention and lora.metadata["concepts"] == '[["ohwx", "thing"], ["zwx", "thing"]]'
     state = torch.load(tmp_path / "joe" / "state" / "last.ckpt", weights_only=True)
     assert set(state["state_dict"]) == set(load_file(result.model_file))  # the LoRA alone, in kohya's layout
+    [optimizer] = state["optimizer_states"]  # and its AdamW states: a down and an up per layer
+    assert len(optimizer["state"]) == 2 * len(attention) == len(optimizer["param_groups"][0]["params"])
     previews = [e.data["preview"] for e in events if e.kind is EventKind.PREVIEW]
     assert sorted({p.step for p in previews}) == [0, 20, 40]
     first_image, last_image = (next(p.path for p in previews if p.step == s and p.prompt == "ohwx thing")
