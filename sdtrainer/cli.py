@@ -185,7 +185,7 @@ def add_train(sub) -> None:
     reg.add_argument("--reg-images", help="folder of regularization images of the class")
     reg.add_argument("--class-images", type=at_least(0), help="generate N class images with the base model instead")
     p.add_argument("--steps", type=at_least(1), help="optimizer steps (preset default: 2000)")
-    p.add_argument("--preset", help="24gb (default), 12gb, 8gb or classic (the old repos' recipe)")
+    p.add_argument("--preset", help="24gb (default), 12gb, 8gb, classic (the old repos' recipe) or lora-8gb (a LoRA)")
     p.add_argument("--config", help="YAML file of settings (see sdtrainer/config.py)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="any setting, repeatable")
     p.add_argument("--device", choices=["cuda", "cpu"], help="cuda (default); cpu only for the demo model")
@@ -273,7 +273,7 @@ def run_preflight(args) -> int:
 
 def add_preflight(sub) -> None:
     p = sub.add_parser("preflight", help="check the GPU for a preset; exit 1 when training would be refused")
-    p.add_argument("--preset", help="24gb (default), 12gb, 8gb or classic")
+    p.add_argument("--preset", help="24gb (default), 12gb, 8gb, classic or lora-8gb")
     p.add_argument("--config", help="YAML file of settings")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="e.g. ema=true")
     p.add_argument("--devices", type=devices, metavar="N|all", help="check the first N GPUs, or all (default 1)")

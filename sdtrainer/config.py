@@ -27,6 +27,7 @@ from omegaconf.errors import ConfigKeyError, OmegaConfBaseException
 
 from ldm.samplers import SamplerName
 from sdtrainer.images import Crop, subfolders
+from sdtrainer.lora_extract import MAX_RANK
 from sdtrainer.messages import Message
 from sdtrainer.sampling import MAX_STEPS
 
@@ -44,9 +45,16 @@ PRESET_VRAM_GIB: dict[str, float] = {
     "classic": 20.0,  # fp32 throughout, UNet AND text encoder trained, gradient checkpointing
     "12gb": 11.0,  # bf16 weights (stochastically rounded updates) + 8-bit AdamW + CUDA graphs
     "8gb": 7.5,  # 12gb + gradient checkpointing
+    "lora-8gb": 5.1,  # method lora: the frozen UNet in bf16, gradient checkpointing (lora_vram_gib)
 }
 # Smallest card (total VRAM, GiB) each preset accepts; a 24 GB card reports ~23.7 GiB to PyTorch.
 PRESET_MIN_TOTAL_GIB: dict[str, float] = {"24gb": 23.0, "classic": 23.0, "12gb": 11.5, "8gb": 7.5}
+# Method lora trains no UNet weight, so its figure is its own, from the same parts: the frozen UNet (bf16/fp16
+# under mixed precision, else fp32), the activations, the frozen VAE and text encoder, CUDA context and slack,
+# and the LoRA's factors with their gradients and AdamW states (6.8 M parameters at rank 16, 0.1 GiB; 0.5 allowed).
+# Estimates, still to be measured on the GPU.
+LORA_VRAM_PARTS_GIB = {"unet_half": 1.7, "unet_fp32": 3.2, "activations": 5.0, "activations_checkpointed": 1.5,
+                       "frozen": 0.4, "context": 1.0, "lora": 0.5}
 EMA_EXTRA_GIB = 3.3  # an fp32 shadow copy of the SD v1 UNet stays on the GPU when ema is on
 ALL_DEVICES = "all"  # devices: every GPU of the machine
 DEFAULT_PREVIEW_PROMPTS = ["{token} {class}", "a portrait of {token} {class}, oil painting", "{class}"]
@@ -86,6 +94,11 @@ class LRSchedule(str, Enum):
     CONSTANT = "constant"  # learning_rate throughout
     WARMUP = "warmup"  # linear from 0 over warmup_steps, then constant
     COSINE = "cosine"  # linear warmup, then cosine decay to 0 at the last step
+
+
+class Method(str, Enum):
+    FULL = "full"  # the whole UNet trains (DreamBooth): model files of 2-4 GB
+    LORA = "lora"  # only a LoRA's low-rank factors train, beside the frozen base: kohya LoRA files of a few MB
 
 
 class SaveFormat(str, Enum):
@@ -171,6 +184,13 @@ class TrainConfig:
     #                                          very dark or bright subjects)
     min_snr_gamma: float = ranged(0.0, 0, 20)  # min-SNR-gamma loss weighting (Hang et al. 2023), 5 is typical; 0 = off
     # --- what trains
+    method: Method = Method.FULL  # full: the whole UNet; lora: a LoRA on the frozen UNet (sdtrainer/lora_training.py)
+    lora_rank: int = ranged(16, 1, MAX_RANK)  # method lora: the rank of every adapted layer but the 3x3 convs
+    lora_alpha: float = ranged(8.0, 0, MAX_RANK, low_open=True)  # every layer adds up @ down x lora_alpha/lora_rank
+    lora_conv_rank: int = ranged(0, 0, MAX_RANK)  # rank of the ResBlocks' and samplers' 3x3 convs, whose other
+    #                                               layers get lora_rank; 0: the transformers' layers only (kohya's
+    #                                               default)
+    lora_learning_rate: float = ranged(1e-4, 0, 1e-2, low_open=True)  # method lora's (learning_rate is full's)
     train_text_encoder: bool = False  # also fine-tune the CLIP text encoder (the old repos did; costs VRAM)
     text_encoder_lr: Optional[float] = ranged(None, 0, 1e-2, low_open=True)  # its learning rate; None = learning_rate
     ema: bool = False  # keep an exponential moving average of the UNet (saved as model_ema.*); +3.3 GiB VRAM
@@ -365,6 +385,7 @@ def check_config(cfg: TrainConfig) -> None:
     if not cfg.cache_latents:
         raise ConfigError(Message("cfg_cache_latents"))
     _check_devices(cfg)
+    _check_method(cfg)
     if cfg.preset not in PRESET_VRAM_GIB and cfg.device is Device.CUDA and cfg.required_free_gib is None:
         raise ConfigError(Message("cfg_preset_vram", preset=cfg.preset))
 
@@ -380,6 +401,20 @@ def _check_devices(cfg: TrainConfig) -> None:
         raise ConfigError(Message("cfg_devices_graphs", devices=devices))
     if devices == ALL_DEVICES and cfg.device is Device.CPU:
         raise ConfigError(Message("cfg_devices_all_cpu"))
+
+
+def _check_method(cfg: TrainConfig) -> None:
+    """What method lora does not combine with (sdtrainer/lora_training.py trains the UNet's LoRA, one process)."""
+    if cfg.method is not Method.LORA:
+        return
+    refused = (("cfg_lora_text_encoder", cfg.train_text_encoder), ("cfg_lora_ema", cfg.ema),
+               ("cfg_lora_graphs", cfg.cuda_graphs and cfg.device is Device.CUDA),
+               ("cfg_lora_precision", cfg.precision is Precision.BF16_TRUE),
+               ("cfg_lora_format", cfg.save_format is not SaveFormat.SAFETENSORS),
+               ("cfg_lora_devices", cfg.devices != 1))
+    for key, wrong in refused:
+        if wrong:
+            raise ConfigError(Message(key))
 
 
 def _check_concept(n: int, concept: Concept) -> None:
@@ -434,21 +469,41 @@ def preview_prompts(cfg: TrainConfig, subjects: list[tuple[str, str]] | None = N
 
 
 def required_free_gib(cfg: TrainConfig) -> float:
-    """Free VRAM the gate asks for: the explicit setting, else the preset's figure (+ the EMA copy)."""
+    """Free VRAM the gate asks for: the explicit setting, else the method's figure: a LoRA's own, the whole UNet's
+    the preset's (+ the EMA copy)."""
     if cfg.required_free_gib is not None:
         return cfg.required_free_gib
+    if cfg.method is Method.LORA:
+        return lora_vram_gib(cfg)
     return PRESET_VRAM_GIB[cfg.preset] + (EMA_EXTRA_GIB if cfg.ema else 0.0)
 
 
+def lora_vram_gib(cfg: TrainConfig) -> float:
+    """What training a LoRA needs free, from LORA_VRAM_PARTS_GIB: the same on a card of any size."""
+    parts = LORA_VRAM_PARTS_GIB
+    unet = parts["unet_fp32"] if cfg.precision is Precision.FP32 else parts["unet_half"]
+    activations = parts["activations_checkpointed"] if cfg.gradient_checkpointing else parts["activations"]
+    return round(unet + activations + parts["frozen"] + parts["context"] + parts["lora"], 1)
+
+
 def min_total_gib(cfg: TrainConfig) -> float:
+    """The smallest card accepted: the explicit setting, else the preset's (a LoRA: any card with the room)."""
     if cfg.min_total_gib is not None:
         return cfg.min_total_gib
+    if cfg.method is Method.LORA:
+        return required_free_gib(cfg)
     return PRESET_MIN_TOTAL_GIB.get(cfg.preset, required_free_gib(cfg))
 
 
 def lower_preset(preset: str) -> str | None:
-    """The preset needing the most VRAM below `preset`'s (None for the smallest or an unknown one)."""
+    """The preset of the same method needing the most VRAM below `preset`'s (None for the smallest or an unknown
+    one): what to try after running out of memory, without changing what the run makes."""
     if preset not in PRESET_VRAM_GIB:
         return None
-    below = {n: g for n, g in PRESET_VRAM_GIB.items() if g < PRESET_VRAM_GIB[preset]}
+    below = {n: g for n, g in PRESET_VRAM_GIB.items()
+             if g < PRESET_VRAM_GIB[preset] and preset_method(n) is preset_method(preset)}
     return max(below, key=below.get) if below else None
+
+
+def preset_method(name: str) -> Method:
+    return Method(_read_preset(name).get("method", Method.FULL.value))

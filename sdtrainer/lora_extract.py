@@ -203,24 +203,32 @@ def factor(diff: torch.Tensor, layer: LoraLayer, settings: ExtractSettings) -> t
 
 def lora_metadata(base: Path, tuned: Path, tuned_metadata: dict[str, str], settings: ExtractSettings,
                   report: ExtractReport) -> dict[str, str]:
-    """kohya's `ss_` keys (network, base model and its hashes), the SAI model spec's, and the token and class word
-    the trained model carries (our checkpoints' `token`, `class_word`, `concepts`; the spec's trigger phrase)."""
-    legacy_hash, sha256 = model_hashes(base)
+    """kohya_metadata of the extracted LoRA, and what it was extracted from and keeps."""
     dynamic = settings.energy is not None
-    conv = {"conv_dim": str(settings.conv_rank), "conv_alpha": str(float(settings.conv_rank))} if settings.conv_rank \
-        else {}
+    metadata = kohya_metadata(base, report.path, "Dynamic" if dynamic else str(settings.rank),
+                              "Dynamic" if dynamic else str(float(settings.rank)), settings.conv_rank,
+                              float(settings.conv_rank), tuned_metadata, model_hashes(base))
+    metadata.update({"extracted_from": tuned.name, "energy_kept": f"{report.kept:.6f}"})
+    return metadata
+
+
+def kohya_metadata(base: Path, out: Path, dim: str, alpha: str, conv_dim: int, conv_alpha: float,
+                   trained: dict[str, str], base_hashes: tuple[str, str]) -> dict[str, str]:
+    """kohya's `ss_` keys (network, base model and its `model_hashes`), the SAI model spec's, and the token and
+    class word the trained model carries (our checkpoints' `token`, `class_word`, `concepts`; the spec's trigger
+    phrase). A LoRA extracted (sdtrainer.lora_extract) and one trained (sdtrainer.lora_training) say the same."""
+    legacy_hash, sha256 = base_hashes
+    conv = {"conv_dim": str(conv_dim), "conv_alpha": str(conv_alpha)} if conv_dim else {}
     metadata = {
         "ss_network_module": "networks.lora", "ss_network_args": json.dumps(conv),
-        "ss_network_dim": "Dynamic" if dynamic else str(settings.rank),
-        "ss_network_alpha": "Dynamic" if dynamic else str(float(settings.rank)),
-        "ss_base_model_version": "sd_v1", "ss_v2": "False", "ss_output_name": report.path.stem,
+        "ss_network_dim": dim, "ss_network_alpha": alpha,
+        "ss_base_model_version": "sd_v1", "ss_v2": "False", "ss_output_name": out.stem,
         "ss_sd_model_name": base.name, "ss_sd_model_hash": legacy_hash, "ss_new_sd_model_hash": sha256,
         "modelspec.sai_model_spec": "1.0.0", "modelspec.architecture": "stable-diffusion-v1/lora",
-        "modelspec.implementation": "diffusers", "modelspec.title": report.path.stem,
+        "modelspec.implementation": "diffusers", "modelspec.title": out.stem,
         "modelspec.resolution": "512x512", "modelspec.prediction_type": "epsilon",
-        "extracted_from": tuned.name, "energy_kept": f"{report.kept:.6f}",
     }
-    metadata.update({k: tuned_metadata[k] for k in ("token", "class_word", "concepts") if tuned_metadata.get(k)})
-    if tuned_metadata.get("token") and tuned_metadata.get("class_word"):
-        metadata["modelspec.trigger_phrase"] = f"{tuned_metadata['token']} {tuned_metadata['class_word']}"
+    metadata.update({k: trained[k] for k in ("token", "class_word", "concepts") if trained.get(k)})
+    if trained.get("token") and trained.get("class_word"):
+        metadata["modelspec.trigger_phrase"] = f"{trained['token']} {trained['class_word']}"
     return metadata

@@ -539,6 +539,30 @@ MESSAGES: dict[str, dict[str, str]] = {
     "cfg_concept_set": {"en": "concepts[{n}]: set {key}.", "fr": "concepts[{n}] : indiquez {key}."},
     "cfg_concept_token": {"en": "concepts[{n}]: the token {token!r} must be one word without spaces.",
                           "fr": "concepts[{n}] : le jeton {token!r} doit être un seul mot, sans espace."},
+    "cfg_lora_text_encoder": {
+        "en": "method lora trains a LoRA of the UNet only: set train_text_encoder to false (or method to full).",
+        "fr": "la méthode lora n'entraîne qu'un LoRA de l'UNet : réglez train_text_encoder sur false (ou la méthode "
+              "sur full)."},
+    "cfg_lora_ema": {
+        "en": "method lora keeps no EMA copy: set ema to false (or method to full).",
+        "fr": "la méthode lora ne garde pas de copie EMA : réglez ema sur false (ou la méthode sur full)."},
+    "cfg_lora_graphs": {
+        "en": "cuda_graphs does not work with method lora yet: set cuda_graphs to false (the lora-8gb preset does).",
+        "fr": "cuda_graphs ne fonctionne pas encore avec la méthode lora : réglez cuda_graphs sur false (le préréglage "
+              "lora-8gb le fait)."},
+    "cfg_lora_precision": {
+        "en": "method lora trains its factors in fp32 beside a frozen base held in bf16 under bf16-mixed: set "
+              "precision to bf16-mixed (or 16-mixed, 32), not bf16-true.",
+        "fr": "la méthode lora entraîne ses facteurs en fp32 à côté d'une base figée gardée en bf16 avec bf16-mixed : "
+              "réglez precision sur bf16-mixed (ou 16-mixed, 32), pas bf16-true."},
+    "cfg_lora_format": {
+        "en": "method lora writes kohya LoRA files, which are .safetensors: set save_format to safetensors.",
+        "fr": "la méthode lora écrit des fichiers LoRA de kohya, en .safetensors : réglez save_format sur "
+              "safetensors."},
+    "cfg_lora_devices": {
+        "en": "method lora trains on one GPU for now: set devices to 1 (a LoRA fits on small cards).",
+        "fr": "la méthode lora s'entraîne sur un seul GPU pour l'instant : réglez devices sur 1 (un LoRA tient sur les "
+              "petites cartes)."},
     # ------------------------------------------------------------------ sampling.py
     "gen_side": {
         "en": "{side} {value} is not usable: use a multiple of {multiple} between {multiple} and {max} "

@@ -21,6 +21,9 @@ pure function of (seed, micro-batch index); Lightning restores weights, optimize
 step from state/last.ckpt, and the module adds the EMA copy and the RNG states. So N steps, resume,
 N more steps give the weights of 2N uninterrupted steps.
 
+Method lora (sdtrainer.lora_training): the UNet stays frozen and a LoRA's factors train beside it; model files
+and the state then hold the LoRA alone, in kohya's layout.
+
 Run folder `outputs/<run>/`: config.yaml, metrics.csv, checkpoints/<run>-stepNNNNN.safetensors,
 state/last.ckpt, samples/stepNNNNN-pJ-sSEED.png, class_images/, <run>-final.safetensors.
 

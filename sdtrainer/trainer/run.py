@@ -30,11 +30,12 @@ from sdtrainer.checkpoint import (EMA_PREFIX, UNET_PREFIX, CheckpointError, ema_
 from sdtrainer.class_images import Pace, class_image_batch, generate_class_images
 from sdtrainer.concepts import Subject, generated_class_dir, run_subjects
 from sdtrainer.control import RunControl
-from sdtrainer.config import (ConfigError, Device, OptimizerName, Precision, TrainConfig, check_config, config_dict,
-                              preview_prompts, process_count, save_config, uses_prior)
+from sdtrainer.config import (ConfigError, Device, Method, OptimizerName, Precision, TrainConfig, check_config,
+                              config_dict, preview_prompts, process_count, save_config, uses_prior)
 from sdtrainer.dataset import ImageSet, class_set, instance_set
 from sdtrainer.ddp import Channel, launch
 from sdtrainer.flat_params import flatten_
+from sdtrainer.lora_training import LoraNetwork, frozen_dtype, save_lora
 from sdtrainer.messages import Message
 from sdtrainer.models import is_demo
 from sdtrainer.preflight import GIB, cpu_warning
@@ -62,7 +63,8 @@ def compiled_unet_forward(cfg: TrainConfig, unet: torch.nn.Module) -> Callable |
 
 
 class DreamBoothModule(pl.LightningModule):
-    """Trains the UNet (and the text encoder if configured) on cached latents; the VAE stays frozen.
+    """Trains the UNet (and the text encoder if configured), or a LoRA on the frozen UNet, on cached latents; the
+    VAE stays frozen.
 
     Each micro-batch puts `batch_size` instance and as many class latents through one UNet call;
     loss = instance eps-MSE + prior_loss_weight * class eps-MSE.
@@ -75,8 +77,9 @@ class DreamBoothModule(pl.LightningModule):
         self.processes = processes  # the run's processes, each taking its share of every micro-batch
         model.vae.requires_grad_(False)
         model.text_encoder.requires_grad_(cfg.train_text_encoder)
-        model.unet.requires_grad_(True)
+        model.unet.requires_grad_(cfg.method is Method.FULL)
         model.unet.set_gradient_checkpointing(cfg.gradient_checkpointing)
+        self.lora = LoraNetwork.for_model(model, cfg).attach(model) if cfg.method is Method.LORA else None
         self.compiled_unet = compiled_unet_forward(cfg, model.unet)
         self.graphed: dict[str, torch.nn.Module] = {}  # the CUDA-graphed UNet call, made at the first step
         for name, tensor in data.tensors().items():
@@ -144,7 +147,8 @@ class DreamBoothModule(pl.LightningModule):
 
     def configure_optimizers(self):
         cfg = self.cfg
-        groups = [{"params": list(self.sd.unet.parameters()), "lr": cfg.learning_rate}]
+        groups = [{"params": list(self.lora.parameters()), "lr": cfg.lora_learning_rate} if self.lora is not None
+                  else {"params": list(self.sd.unet.parameters()), "lr": cfg.learning_rate}]
         if cfg.train_text_encoder:
             groups.append({"params": list(self.sd.text_encoder.parameters()),
                            "lr": cfg.text_encoder_lr or cfg.learning_rate})
@@ -194,8 +198,10 @@ class DreamBoothModule(pl.LightningModule):
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         """The state file's weights use the SD checkpoint layout (no `sd.` prefix) with the EMA copy as
-        CompVis' model_ema.*, so it loads as a model and `prune --ema use` takes the EMA weights."""
-        weights = {k.removeprefix("sd."): v for k, v in checkpoint["state_dict"].items()}
+        CompVis' model_ema.*, so it loads as a model and `prune --ema use` takes the EMA weights; a LoRA's state
+        holds the LoRA alone, in kohya's layout (the base is the run's model file)."""
+        weights = self.lora.state_dict() if self.lora is not None else {
+            k.removeprefix("sd."): v for k, v in checkpoint["state_dict"].items()}
         if self.ema is not None:
             weights.update(ema_to_file({UNET_PREFIX + k: v for k, v in self.ema.shadow.items()}))
         checkpoint["state_dict"] = weights
@@ -208,7 +214,11 @@ class DreamBoothModule(pl.LightningModule):
         restored = dict(checkpoint.get("sdtrainer") or {})
         if any(k.startswith(EMA_PREFIX) for k in weights):
             restored["ema"] = {k.removeprefix(UNET_PREFIX): v for k, v in ema_from_file(weights).items()}
-        checkpoint["state_dict"] = {"sd." + k: v for k, v in weights.items() if not k.startswith(EMA_PREFIX)}
+        if self.lora is not None:  # the frozen base as loaded, the LoRA as saved
+            checkpoint["state_dict"] = {**{"sd." + k: v for k, v in self.sd.state_dict().items()},
+                                        **{"lora." + k: v for k, v in weights.items()}}
+        else:
+            checkpoint["state_dict"] = {"sd." + k: v for k, v in weights.items() if not k.startswith(EMA_PREFIX)}
         self._restored = restored
 
 
@@ -438,6 +448,9 @@ class ModelSaver(pl.Callback):
         self.saved_step, self.last_model_file = step, path
 
     def write_model(self, module: DreamBoothModule, path: Path, step: int) -> None:
+        if module.lora is not None:
+            save_lora(module.lora, path, self.cfg, model_metadata(self.cfg, step, self.subjects))
+            return
         dtype = torch.float16 if self.cfg.save_half else torch.float32
         weights = {k: cpu_copy(v, dtype) for k, v in module.sd.state_dict().items()}
         ema = {k: v.cpu() for k, v in module.ema.shadow.items()} if module.ema is not None else None
@@ -527,7 +540,8 @@ def check_run_folder(paths: RunPaths, resume: bool) -> None:
 
 
 def load_base_model(cfg: TrainConfig, device: torch.device, emit: Emit) -> StableDiffusion:
-    """fp32 weights for training; on a GPU the frozen VAE (and text encoder) in fp16 to save memory."""
+    """fp32 weights for training; on a GPU the frozen VAE (and text encoder) in fp16 to save memory, and a LoRA's
+    frozen UNet in its autocast dtype."""
     model, info = load_model(cfg.model, device="cpu", dtype=torch.float32)
     log(emit, 0, f"Loaded {Path(cfg.model).name} ({info.config.name}).")
     if device.type == "cpu":
@@ -539,6 +553,8 @@ def load_base_model(cfg: TrainConfig, device: torch.device, emit: Emit) -> Stabl
         model.vae.half()
         if not cfg.train_text_encoder:
             model.text_encoder.half()
+        if cfg.method is Method.LORA:
+            model.unet.to(frozen_dtype(cfg.precision))
     return model.eval()
 
 

@@ -529,6 +529,28 @@ STRINGS: dict[str, dict[str, str]] = {
     "cfg_text_encoder_lr": {"en": "Text encoder learning rate", "fr": "Taux de l'encodeur de texte"},
     "cfg_text_encoder_lr_info": {"en": "0: the same as the learning rate.", "fr": "0 : le même que le taux "
                                                                                   "d'apprentissage."},
+    "cfg_method": {"en": "Method", "fr": "Méthode"},
+    "cfg_method_info": {"en": "full: the whole UNet (2 GB files). lora: a LoRA on the frozen UNet (files of a few MB, "
+                              "any SD v1 model; far less VRAM).",
+                        "fr": "full : tout l'UNet (fichiers de 2 Go). lora : un LoRA sur l'UNet figé (fichiers de "
+                              "quelques Mo, pour tout modèle SD v1 ; bien moins de mémoire)."},
+    "cfg_lora_rank": {"en": "LoRA rank", "fr": "Rang du LoRA"},
+    "cfg_lora_rank_info": {"en": "Method lora: 8-32 is usual; higher holds more detail, makes larger files.",
+                           "fr": "Méthode lora : 8 à 32 en général ; plus haut retient plus de détails, fichiers "
+                                 "plus gros."},
+    "cfg_lora_alpha": {"en": "LoRA alpha", "fr": "Alpha du LoRA"},
+    "cfg_lora_alpha_info": {"en": "The LoRA's update is scaled by alpha / rank; half the rank is usual.",
+                            "fr": "La mise à jour du LoRA est multipliée par alpha / rang ; la moitié du rang en "
+                                  "général."},
+    "cfg_lora_conv_rank": {"en": "LoRA conv rank", "fr": "Rang des convolutions du LoRA"},
+    "cfg_lora_conv_rank_info": {"en": "Above 0, the LoRA also adapts the ResBlocks' convolutions at this rank; 0 "
+                                      "adapts the attention layers only (kohya's default).",
+                                "fr": "Au-dessus de 0, le LoRA adapte aussi les convolutions des ResBlocks à ce "
+                                      "rang ; 0 n'adapte que les couches d'attention (le défaut de kohya)."},
+    "cfg_lora_learning_rate": {"en": "LoRA learning rate", "fr": "Taux d'apprentissage du LoRA"},
+    "cfg_lora_learning_rate_info": {"en": "Method lora's own (1e-4 is usual); the learning rate above is full's.",
+                                    "fr": "Celui de la méthode lora (1e-4 en général) ; le taux ci-dessus est celui "
+                                          "de full."},
     "cfg_ema": {"en": "EMA", "fr": "EMA"},
     "cfg_ema_info": {"en": "Keep a smoothed copy of the UNet (+3.3 GiB VRAM).",
                      "fr": "Garder une copie lissée de l'UNet (+3,3 Gio de mémoire)."},

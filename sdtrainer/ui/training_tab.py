@@ -19,7 +19,7 @@ import gradio as gr
 import pandas as pd
 
 from ldm.samplers import SamplerName
-from sdtrainer.config import (ALL_DEVICES, DEFAULT_PRESET, PRESET_VRAM_GIB, Concept, Device, LRSchedule,
+from sdtrainer.config import (ALL_DEVICES, DEFAULT_PRESET, PRESET_VRAM_GIB, Concept, Device, LRSchedule, Method,
                               OptimizerName, Precision, Range, SaveFormat, TrainConfig, defaults_for, field_range,
                               load_config, number_text, preset_names)
 from sdtrainer import models
@@ -38,6 +38,7 @@ if TYPE_CHECKING:
 POLL_S = 1.0
 BAR_WIDTH = 24
 RUN_NAME_CHARS = "-_."
+GATE_SETTINGS = ("ema", "devices", "method", "precision", "gradient_checkpointing")  # what the gate's figure reads
 ESTIMATE_SETTINGS = ("steps", "class_images", "preview_every", "prior_loss_weight", "batch_size", "grad_accum",
                      "preview_steps")
 
@@ -62,6 +63,11 @@ SETTINGS = (
     Setting("save_every", "int", advanced=False),
     Setting("preview_every", "int", advanced=False),
     Setting("prior_loss_weight", "float", advanced=False),
+    Setting("method", "choice", choices=Method, advanced=False),
+    Setting("lora_rank", "int", advanced=False),
+    Setting("lora_learning_rate", "float", advanced=False),
+    Setting("lora_alpha", "float"),
+    Setting("lora_conv_rank", "int"),
     Setting("class_images", "int"),
     Setting("batch_size", "int"),
     Setting("grad_accum", "int"),
@@ -232,8 +238,7 @@ class TrainingTab:
                      **{k: settings[k] for k in ESTIMATE_SETTINGS}}
         gr.on([c.change for c in estimated.values()], self.estimate, inputs_kwargs=estimated, outputs=estimate,
               api_name="training_estimate", show_progress="hidden", trigger_mode="always_last")
-        check.click(self.check_gpu, inputs_kwargs={"preset": preset, "ema": settings["ema"],
-                                                   "devices": settings["devices"]},
+        check.click(self.check_gpu, inputs_kwargs={"preset": preset, **{k: settings[k] for k in GATE_SETTINGS}},
                     outputs=message, api_name="training_check_gpu")
         start.click(self.start, inputs_kwargs={"project": project, "model": model, "preset": preset,
                                                "run_name": run_name, "resume_run": resume_run, **settings},
@@ -343,10 +348,12 @@ class TrainingTab:
             values["precision"] = Precision.FP32.value  # bf16 autocast on a CPU only makes it slower
         return load_config(preset, values=values, device_defaults=defaults_for(device))
 
-    def check_gpu(self, preset: str, ema: bool, request: gr.Request, devices: str = "1") -> str:
+    def check_gpu(self, preset: str, request: gr.Request, **settings) -> str:
+        """The gate's verdict for the preset with the settings its figure reads (GATE_SETTINGS; those not given
+        are the preset's)."""
         say = self.state.say(request)
         with say.errors(*USER_ERRORS):
-            cfg = load_config(preset, values={"ema": bool(ema), "devices": parsed(SETTING["devices"], devices, say)})
+            cfg = load_config(preset, values={k: parsed(SETTING[k], v, say) for k, v in settings.items()})
         report = gate_report(cfg, self.state.sessions.probe)
         return gate_text(report, say) if no_cuda_cause(report) is None else cpu_gate_text(report, say)
 
