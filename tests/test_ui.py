@@ -33,7 +33,7 @@ from sdtrainer.messages import Message
 from sdtrainer.preflight import check_gpu
 from sdtrainer.session import oom_message
 from sdtrainer.trainer import RunPaths
-from sdtrainer.ui.app import build_app
+from sdtrainer.ui.app import SESSIONS_KEPT, build_app
 from sdtrainer.ui.dataset_tab import DatasetTab  # noqa: F401 - importable on its own
 from sdtrainer.session import SessionState, Status
 from sdtrainer.ui.common import model_choices, parse_concepts
@@ -1129,3 +1129,27 @@ def test_the_vram_plot_shows_each_gpu_of_a_run_on_several():
     assert frame[frame["series"] == "GPU 1 reserved"]["value"].tolist() == [11.0, 12.0]
     one = SessionState(vram=[(1, 9.0, 11.0)], vram_by_device=[(1, [11.0])])
     assert sorted(set(TrainingTab.vram_frame(None, one, Say("fr"))["series"])) == ["allouée", "réservée"]
+
+
+def test_the_server_keeps_the_state_of_the_latest_sessions_only(tmp_path):
+    """Each page opened is a session holding a copy of the page's configuration: with Gradio's default of 10000
+    kept sessions the server grew by ~0.4 MB for every page ever opened (issue 13). It keeps SESSIONS_KEPT."""
+    import tracemalloc
+
+    blocks = build_app(tmp_path / "models", tmp_path / "outputs")
+    blocks.launch(prevent_thread_lock=True, server_name="127.0.0.1", server_port=free_port(), quiet=True)
+    try:
+        holder = blocks.state_holder
+        tracemalloc.start()
+        start = tracemalloc.get_traced_memory()[0]
+        holder["page-0"]
+        one = tracemalloc.get_traced_memory()[0] - start
+        for i in range(1, 3 * SESSIONS_KEPT):
+            holder[f"page-{i}"]
+        grown = tracemalloc.get_traced_memory()[0] - start
+        tracemalloc.stop()
+        assert len(holder.session_data) == SESSIONS_KEPT and "page-0" not in holder
+        assert f"page-{3 * SESSIONS_KEPT - 1}" in holder
+        assert one > 50_000 and grown < 1.5 * SESSIONS_KEPT * one, (one, grown)  # not 3 x SESSIONS_KEPT sessions
+    finally:
+        blocks.close()

@@ -31,6 +31,7 @@ from sdtrainer.ui.test_tab import TestTab
 from sdtrainer.ui.training_tab import TrainingTab
 
 LOCK_TIMEOUT_S = 2.0
+SESSIONS_KEPT = 64  # browser sessions whose state the server keeps (an older one reopened starts afresh)
 CSS = """
 .sdt-banner { background: #fff4d6; border: 1px solid #f0c36d; border-radius: 8px; padding: 10px 14px; }
 .sdt-banner p, .sdt-banner code { color: #5a4500; }
@@ -207,7 +208,9 @@ class AppState:
 
 
 class TrainerApp(gr.Blocks):
-    """gr.Blocks that launches with the app's translations, styles and output folder unless told otherwise."""
+    """gr.Blocks that launches with the app's translations, styles and output folder unless told otherwise, and
+    keeps the state of the SESSIONS_KEPT latest browser sessions (Gradio's default, 10000, lets a long-running
+    app grow by ~0.4 MB for every page ever opened: each session holds a copy of the page's configuration)."""
 
     def __init__(self, state: AppState, **kwargs):
         super().__init__(**kwargs)
@@ -231,6 +234,7 @@ class TrainerApp(gr.Blocks):
         kwargs.setdefault("css", CSS)
         kwargs.setdefault("allowed_paths", [str(self.state.outputs_dir)])
         kwargs.setdefault("footer_links", ["api", "settings"])
+        kwargs.setdefault("state_session_capacity", SESSIONS_KEPT)
         return super().launch(*args, **kwargs)
 
 
