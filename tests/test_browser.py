@@ -146,6 +146,10 @@ def test_image_card_shows_its_warnings(page, project):
     panel.get_by_label("Image sélectionnée").and_(panel.locator("textarea, input")).first.wait_for()
     panel.get_by_text("Aucun visage trouvé").first.wait_for()  # class "person", photos of noise
     assert panel.get_by_label("Image sélectionnée").input_value() == "p0.png"
+    # the card's label wraps (up to 3 lines) instead of being cut before the caption it promises (issue 13)
+    label = panel.locator(".gallery-item .caption-label").first  # Gradio's grid card: thumbnail, then its label
+    lines = label.evaluate("e => Math.round(e.getBoundingClientRect().height / parseFloat(getComputedStyle(e).lineHeight))")
+    assert label.evaluate("e => getComputedStyle(e).whiteSpace") == "normal" and lines >= 2, lines
     page.screenshot(path=ARTIFACTS / "dataset-tab.png", full_page=True)
 
 
@@ -216,11 +220,15 @@ def test_the_training_summary_counts_class_images_made_meanwhile(app, page, proj
     page.locator("[role=tabpanel]:visible").first.get_by_text(f"{before + 1} images de classe").first.wait_for()
 
 
-def test_closing_the_page_stops_its_generation(app):
+def test_closing_the_page_stops_its_generation(app, page):
     """A closed tab ends its session (issue 13): the generation it started stops at its next step instead of
-    holding the model for minutes, and saves nothing."""
+    holding the model for minutes, and saves nothing. (A second page of the module's browser, in English.)"""
     saved = set(app.state.txt2img_dir.glob("*.png")) if app.state.txt2img_dir.exists() else set()
-    with browser_page(app.local_url) as tab:
+    context = page.context.browser.new_context(locale="en-US", viewport={"width": 1400, "height": 1000})
+    try:
+        tab = context.new_page()
+        tab.set_default_timeout(TIMEOUT_MS)
+        tab.goto(app.local_url)
         tab.get_by_role("tab", name="3. Test").click()
         panel = tab.locator("[role=tabpanel]:visible").first
         panel.get_by_label("Prompt", exact=True).fill("a slow one")
@@ -230,7 +238,8 @@ def test_closing_the_page_stops_its_generation(app):
             number.blur()
         panel.get_by_role("button", name="▶ Generate").click()
         wait_until(lambda: app.state.jobs.count() == 1, seconds=60)
-        tab.close()
+    finally:
+        context.close()
     wait_until(lambda: app.state.jobs.count() == 0, seconds=60)
     assert (set(app.state.txt2img_dir.glob("*.png")) if app.state.txt2img_dir.exists() else set()) == saved
 

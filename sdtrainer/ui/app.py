@@ -37,8 +37,8 @@ CSS = """
 .sdt-banner p, .sdt-banner code { color: #5a4500; }
 .sdt-status p { margin: 4px 0; }
 /* image cards: the label (warnings, then the caption) wraps over up to 3 lines instead of being cut */
-.sdt-cards .caption { white-space: normal; display: -webkit-box; -webkit-line-clamp: 3;
-                      -webkit-box-orient: vertical; line-height: 1.25; }
+.sdt-cards .gallery-item .caption-label { white-space: normal; display: -webkit-box; -webkit-line-clamp: 3;
+                                          -webkit-box-orient: vertical; line-height: 1.25; max-width: 100%; }
 /* the GPU report's long lines wrap instead of being cut at the box's edge */
 .sdt-status pre, .sdt-status pre code { white-space: pre-wrap; word-break: break-word; }
 .sdt-warning p { color: #a05a00; font-weight: 500; }
