@@ -408,6 +408,16 @@ def port_in_use(lab: Lab) -> bool:
     return one_line(proc) and "--port" in proc.stderr
 
 
+@case("session-memory", "pages opened one after another do not each keep ~0.4 MB on the server for good")
+def session_memory(lab: Lab) -> bool:
+    from sdtrainer.ui.app import SESSIONS_KEPT
+
+    holder = lab.app.state_holder
+    for i in range(3 * SESSIONS_KEPT):  # what each new page's first event does
+        holder[f"abuse-page-{i}"]
+    return len(holder.session_data) <= SESSIONS_KEPT
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--quick", action="store_true", help="leave out the cases that train (each ~10-60 s on a CPU)")
