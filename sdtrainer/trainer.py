@@ -22,7 +22,8 @@ step from state/last.ckpt, and the module adds the EMA copy and the RNG states. 
 N more steps give the weights of 2N uninterrupted steps.
 
 Run folder `outputs/<run>/`: config.yaml, metrics.csv, checkpoints/<run>-stepNNNNN.safetensors,
-state/last.ckpt, samples/stepNNNNN-pJ-sSEED.png, class_images/, <run>-final.safetensors.
+state/last.ckpt, samples/stepNNNNN-pJ-sSEED.png, class_images/, <run>-final.safetensors, and meter.json (each
+model file's subject fit, class drift and copying, measured when it is saved: sdtrainer.meter).
 """
 import collections
 import csv
@@ -63,6 +64,7 @@ from sdtrainer.dataset import ClassDataset, ImageDataset, InstanceDataset
 from sdtrainer.ddp import Channel, launch
 from sdtrainer.flat_params import flatten_
 from sdtrainer.messages import Message
+from sdtrainer.meter import MeterRecorder, Probes, probes_of
 from sdtrainer.models import is_demo
 from sdtrainer.preflight import GIB, cpu_warning
 from sdtrainer.sampling import GenerationParams, check_params, infotext, sample_latents, save_png, to_pil
@@ -82,6 +84,7 @@ class EventKind(str, Enum):
     CLASS_IMAGES = "class_images"  # data: class_word, done, total, eta_s (None before the first new image), elapsed_s
     PREVIEW = "preview"  # data: preview (a Preview)
     CHECKPOINT = "checkpoint"  # data: path, kind ("model" or "state")
+    METER = "meter"  # data: row (a meter.MeterRow: the scores of the model file just saved)
     LOG = "log"  # data: message
     FINISHED = "finished"  # data: message, path (final or last model file)
     FAILED = "failed"  # data: message
@@ -959,6 +962,16 @@ class ClassImageProgress:
                                                     "eta_s": eta, "elapsed_s": self.elapsed()}))
 
 
+def run_probes(cfg: TrainConfig, base: StableDiffusion) -> Probes:
+    """The meter's probes of a run, made again from its photos with its base model (captions as token ids, so that
+    each model measured reads them with its own text encoder)."""
+    subjects = run_subjects(cfg)
+    instances = [InstanceDataset(s.paths, s.token, s.class_word, cfg.resolution, repeats=1, flip_p=0.0, crop=cfg.crop)
+                 for s in subjects]
+    data = cache_data(base, instances, [None] * len(subjects), True, tuple(s.repeats for s in subjects))
+    return probes_of(data, [s.words for s in subjects])
+
+
 def class_datasets(cfg: TrainConfig, subjects: list[Subject], model: StableDiffusion, paths: RunPaths, emit: Emit,
                    control: RunControl) -> list[ClassDataset | None]:
     """Each subject's class images; subjects sharing a folder (or a generated class) share one dataset."""
@@ -1062,8 +1075,11 @@ def fit(cfg: TrainConfig, model: StableDiffusion, data: CachedData, words: list[
     """Lightning's fit of the cached data, with the callbacks that write metrics, previews, model files and the
     state, and honour pause and stop; then what was written."""
     saver = ModelSaver(cfg, paths, emit, words)
+    meter = MeterRecorder(saver, probes_of(data, words), paths.root,
+                          lambda row: emit(Event(EventKind.METER, row.step, {"row": row})),
+                          lambda: load_base_model(cfg, next(model.unet.parameters()).device, lambda event: None))
     callbacks = [MetricsReporter(paths.metrics, emit, cfg.steps), PreviewMaker(cfg, paths, emit, words), saver,
-                 Controller(control, emit)]
+                 meter, Controller(control, emit)]
     quiet_lightning()
     pl.seed_everything(cfg.seed, verbose=False)
     trainer = build_trainer(cfg, callbacks, processes)
