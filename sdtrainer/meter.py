@@ -1,6 +1,7 @@
 """The likeness and drift meter: three scores for every checkpoint of a run, and the step to pick.
 
     probes = probes_of(data, subjects)          # from the trainer's cached latents (trainer.CachedData)
+    denoising_error(model, latents, token_ids)  # the number behind subject fit, for any images and text
     reference = reference_of(base, probes)      # the base model's answers, once per run
     scores = score(model, probes, reference)    # Scores(subject_fit, class_drift, copying)
     rows = measure_run(Path("outputs/runs/joe"))  # any run's checkpoints, on demand (writes meter.json)
@@ -159,6 +160,13 @@ def noised_eps(model, latents: torch.Tensor, text: torch.Tensor, stream: int) ->
     return eps.view(noise.shape), noise
 
 
+def denoising_error(model, latents: torch.Tensor, text: torch.Tensor) -> float:
+    """Mean eps-MSE of the latents [n, C, h, w] under their text (embeddings or token ids, one row per latent)
+    at TIMESTEPS with the meter's fixed noise: what subject fit is the ratio of, for any set of images."""
+    eps, noise = noised_eps(model, latents, text, 0)
+    return float((eps - noise).square().mean())
+
+
 def photo_errors(model, probes: Probes) -> tuple[torch.Tensor, torch.Tensor]:
     """eps-MSE [len(TIMESTEPS), n] of each photo at each timestep, plain and re-cropped."""
     errors = []
@@ -210,7 +218,8 @@ def score(model, probes: Probes, reference: Reference) -> Scores:
     """The three scores of `model` (see the module docstring)."""
     plain, moved = photo_errors(model, probes)
     subject_fit = fit(plain, reference.photo_errors, probes.photo_subject)
-    drift = (class_eps(model, probes, reference.class_samples) - reference.class_eps).square().sum() / reference.class_eps.square().sum()
+    change = class_eps(model, probes, reference.class_samples) - reference.class_eps
+    drift = change.square().sum() / reference.class_eps.square().sum()
     copying = fit(moved, reference.shifted_errors, probes.photo_subject) / subject_fit - 1
     return Scores(subject_fit, float(drift), copying)
 
@@ -280,8 +289,8 @@ def checkpoint_step(path: Path, metadata: dict[str, str]) -> int:
 def run_files(run_dir: Path) -> list[Path]:
     """The run's model files: checkpoints/*, then <run>-final."""
     run_dir = Path(run_dir)
-    found = sorted((run_dir / "checkpoints").glob("*.safetensors")) + sorted((run_dir / "checkpoints").glob("*.ckpt"))
-    return found + sorted(run_dir.glob(f"{run_dir.name}-final.*"))
+    steps = [p for p in sorted((run_dir / "checkpoints").glob("*")) if p.suffix in (".safetensors", ".ckpt")]
+    return [p for p in steps if not p.name.startswith(".")] + sorted(run_dir.glob(f"{run_dir.name}-final.*"))
 
 
 def measure_run(run_dir: Path, device: str = "cpu", progress: Callable[[int, int], None] | None = None,
