@@ -54,7 +54,7 @@ CLASS_PROMPTS = ("{}", "a photo of a {}")  # a class's prompts from noise
 PROMPT_SEEDS = 2  # class images (and pure-noise inputs) per class prompt
 CLASS_SAMPLE_STEPS = 10  # euler steps of the base model's class images
 SHIFT = 1  # latent pixels the re-cropped photos move (right and down)
-BATCH = 16  # probes per UNet call
+BATCH = {"cpu": 64, "cuda": 4}  # probes per UNet call: few calls on the CPU; little memory beside training on a GPU
 NOISE_SEED = 20_261_202
 LEVELLED = 0.9  # share of the best fit gain at which the fit has levelled off
 MIN_GAIN = 0.05  # below this fit gain the subject is not learnt yet
@@ -139,12 +139,12 @@ def noise_like(latents: torch.Tensor, stream: int) -> torch.Tensor:
 def predict(model, x: torch.Tensor, t: torch.Tensor, text: torch.Tensor) -> torch.Tensor:
     """The UNet's eps for inputs on the CPU, in batches of BATCH, on the model's device and dtype; float32 out."""
     weight = next(model.unet.parameters())
-    out = []
-    for i in range(0, len(x), BATCH):
-        context = text[i:i + BATCH].to(weight.device)
+    n, out = BATCH.get(weight.device.type, BATCH["cuda"]), []
+    for i in range(0, len(x), n):
+        context = text[i:i + n].to(weight.device)
         if not context.is_floating_point():  # token ids: this model's own text encoder reads them
             context = model.text_encoder(context)
-        eps = model.unet(x[i:i + BATCH].to(weight.device, weight.dtype), t[i:i + BATCH].to(weight.device),
+        eps = model.unet(x[i:i + n].to(weight.device, weight.dtype), t[i:i + n].to(weight.device),
                          context.to(weight.dtype))
         out.append(eps.float().cpu())
     return torch.cat(out) if out else x.new_zeros((0, *x.shape[1:]))
@@ -185,9 +185,9 @@ def class_ids(probes: Probes) -> torch.Tensor:
 def class_samples(base, probes: Probes) -> torch.Tensor:
     """The base model's latents of each class prompt with seeds 0 .. PROMPT_SEEDS-1 (the meter's class images)."""
     side = probes.photos.shape[-1] * base.cfg.latent_factor
-    samples = [sample_latents(base, GenerationParams(prompt, sampler="euler", steps=CLASS_SAMPLE_STEPS, seed=seed,
-                                                     width=side, height=side)).float().cpu()
-               for prompt in probes.class_prompts for seed in range(PROMPT_SEEDS)]
+    samples = [sample_latents(base, GenerationParams(prompt, sampler="euler", steps=CLASS_SAMPLE_STEPS, seed=0,
+                                                     width=side, height=side, batch_size=PROMPT_SEEDS)).float().cpu()
+               for prompt in probes.class_prompts]
     return torch.cat(samples)
 
 
@@ -345,27 +345,33 @@ def evaluating(model):
 
 class MeterRecorder(pl.Callback):
     """Scores each model file the ModelSaver writes, with the cached latents of the run, into meter.json (process
-    0), and emits each row as a METER event through `emit`. The base model's answers are taken at the first step
-    (before any training), or from the base file when the run resumes."""
+    0), and emits each row as a METER event through `emit`; at the end, `report` says what the meter cost. The base
+    model's answers are taken at the first step (before any training), or from the base file when the run resumes."""
 
     def __init__(self, saver, probes: Probes, run_dir: Path, emit: Callable[[MeterRow], None],
-                 load_base: Callable[[], object]):
-        self.saver, self.probes, self.run_dir, self.emit, self.load_base = saver, probes, run_dir, emit, load_base
+                 load_base: Callable[[], object], report: Callable[[str], None]):
+        self.saver, self.probes, self.run_dir, self.emit, self.report = saver, probes, run_dir, emit, report
+        self.load_base = load_base
         self.reference: Reference | None = None
         self.measured: int | None = None
+        self.seconds = 0.0  # spent measuring, the base model's answers included
 
     def on_train_start(self, trainer, module) -> None:
         if not trainer.is_global_zero:
             return
+        start = time.perf_counter()
         base = module.sd if trainer.global_step == 0 else self.load_base()
         with evaluating(base), trainer.precision_plugin.forward_context():
             self.reference = reference_of(base, self.probes)
+        self.seconds += time.perf_counter() - start
 
     def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx) -> None:
         self.measure(trainer, module)
 
     def on_train_end(self, trainer, module) -> None:
         self.measure(trainer, module)
+        if trainer.is_global_zero:
+            self.report(f"Meter: {self.seconds:.1f} s spent scoring the checkpoints (see {METER_FILE}).")
 
     def measure(self, trainer, module) -> None:
         step = self.saver.saved_step
@@ -376,6 +382,7 @@ class MeterRecorder(pl.Callback):
             scores = score(module.sd, self.probes, self.reference)
         row = MeterRow(step, str(self.saver.last_model_file), **asdict(scores),
                        seconds=round(time.perf_counter() - start, 3))
+        self.seconds += row.seconds
         self.measured = step
         write_rows(self.run_dir, read_rows(self.run_dir) + [row])
         self.emit(row)

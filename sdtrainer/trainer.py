@@ -1077,7 +1077,8 @@ def fit(cfg: TrainConfig, model: StableDiffusion, data: CachedData, words: list[
     saver = ModelSaver(cfg, paths, emit, words)
     meter = MeterRecorder(saver, probes_of(data, words), paths.root,
                           lambda row: emit(Event(EventKind.METER, row.step, {"row": row})),
-                          lambda: load_base_model(cfg, next(model.unet.parameters()).device, lambda event: None))
+                          lambda: load_base_model(cfg, next(model.unet.parameters()).device, lambda event: None),
+                          lambda message: log(emit, saver.saved_step or 0, message))
     callbacks = [MetricsReporter(paths.metrics, emit, cfg.steps), PreviewMaker(cfg, paths, emit, words), saver,
                  meter, Controller(control, emit)]
     quiet_lightning()

@@ -207,11 +207,11 @@ def row(step: int, fit: float, drift: float) -> MeterRow:
 
 
 def test_the_recommendation_is_the_earliest_levelled_step_with_its_reason():
-    levelled = [row(500, 0.6, 0.01), row(1000, 0.3, 0.02), row(1500, 0.26, 0.03), row(2000, 0.25, 0.1)]
+    levelled = [row(500, 0.6, 0.01), row(1000, 0.4, 0.02), row(1500, 0.3, 0.03), row(2000, 0.28, 0.1)]
     rec = recommend(levelled)
     assert (rec.step, rec.why) == (1500, "step 1500: subject fit has levelled off, class drift still low")
     assert rec.why.said("fr") == "étape 1500 : l'ajustement au sujet plafonne, la dérive de la classe reste faible"
-    drifting = [row(500, 0.6, 0.01), row(1000, 0.3, 0.08), row(1500, 0.26, 0.09), row(2000, 0.25, 0.1)]
+    drifting = [row(500, 0.6, 0.01), row(1000, 0.4, 0.08), row(1500, 0.3, 0.09), row(2000, 0.28, 0.1)]
     assert recommend(drifting).why.key == "meter_levelled_drift_high"
     still = [row(500, 0.8, 0.01), row(1000, 0.6, 0.02), row(1500, 0.4, 0.03)]
     assert (recommend(still).step, recommend(still).why.key) == (1500, "meter_still_learning")
