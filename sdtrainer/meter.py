@@ -21,7 +21,7 @@ and text, so scores compare across the steps of a run and across runs; the base 
   fixed seeds), made once per run, not the run's class images: so the drift of runs with and without prior
   preservation, or with different class image folders, is measured on the same images and compares. Higher =
   drifted.
-- **copying**: the subject fit of the photos moved by `SHIFT` latent pixels (8 image pixels; re-cropped, as a new
+- **copying**: the subject fit of the photos moved by `SHIFT` latent pixel (8 px in SD v1; re-cropped, as a new
   photo of the same subject would frame it) divided by the subject fit of the photos themselves, minus 1. A model
   that learnt the subject denoises a slightly re-framed photo about as well as the photo (0); one that memorised
   its photos pixel for pixel does much better on the exact photos (> 0). Why not the alternatives: mirrored photos
@@ -45,6 +45,8 @@ import torch
 
 from ldm.schedule import NUM_TIMESTEPS, alphas_cumprod
 from ldm.tokenizer import get_tokenizer
+from sdtrainer.checkpoint import load_model, read_metadata
+from sdtrainer.config import ConfigError, load_config
 from sdtrainer.messages import Message, say_in
 from sdtrainer.sampling import GenerationParams, sample_latents
 from sdtrainer.seeds import seeded_generator
@@ -275,6 +277,7 @@ def write_rows(run_dir: Path, rows: list[MeterRow]) -> None:
 
 
 def recommendation_of(run_dir: Path) -> Recommendation | None:
+    """The recommendation for a run's meter.json (None when it has none)."""
     return recommend(read_rows(run_dir))
 
 
@@ -297,8 +300,6 @@ def measure_run(run_dir: Path, device: str = "cpu", progress: Callable[[int, int
                 again: bool = False) -> list[MeterRow]:
     """Scores the model files of a run that meter.json lacks (`again`: all of them) against the run's base model,
     writes meter.json, returns all its rows."""
-    from sdtrainer.checkpoint import load_model, read_metadata
-    from sdtrainer.config import ConfigError, load_config
     from sdtrainer.trainer import run_probes  # the trainer imports this module: import it only when called
 
     run_dir = Path(run_dir)
@@ -316,13 +317,15 @@ def measure_run(run_dir: Path, device: str = "cpu", progress: Callable[[int, int
     cfg = load_config(yaml_path=run_dir / "config.yaml", values={"device": device})
     base, _ = load_model(cfg.model, device=device, dtype=torch.float32)
     probes = run_probes(cfg, base)
-    reference = reference_of(base, probes)
+    with evaluating(base):
+        reference = reference_of(base, probes)
     del base
     rows = []
     for n, path in enumerate(files):
         start = time.perf_counter()
-        model, info = load_model(path, device=device, dtype=torch.float32)
-        scores = score(model, probes, reference)
+        model, _ = load_model(path, device=device, dtype=torch.float32)
+        with evaluating(model):
+            scores = score(model, probes, reference)
         rows.append(MeterRow(checkpoint_step(path, read_metadata(path)), str(path), **asdict(scores),
                              seconds=round(time.perf_counter() - start, 3)))
         if progress:

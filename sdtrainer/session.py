@@ -23,7 +23,7 @@ from pathlib import Path
 from sdtrainer.config import (PRESET_VRAM_GIB, Device, TrainConfig, lower_preset, min_total_gib,
                               required_free_gib)
 from sdtrainer.messages import Message, message_of
-from sdtrainer.meter import MeterRow
+from sdtrainer.meter import MeterRow, read_rows
 from sdtrainer.models import demo_threads
 from sdtrainer.preflight import GpuProbe, GpusReport, check_gpus
 from sdtrainer.trainer import Event, EventKind, Preview, RunControl, RunPaths, is_out_of_memory, run_training
@@ -89,7 +89,8 @@ class TrainingSession:
         self.config, self.run_dir, self.cache = config, Path(run_dir), cache
         self.resume_run, self.probe = resume, probe
         self.control = RunControl()
-        self._state = SessionState(total_steps=config.steps, run_dir=self.run_dir)
+        self._state = SessionState(total_steps=config.steps, run_dir=self.run_dir,
+                                   meter=read_rows(self.run_dir) if resume else [])  # a resumed run's scores so far
         self._lock = threading.Lock()
         self._listeners: list[Callable[[Event], None]] = []
         self._thread: threading.Thread | None = None
