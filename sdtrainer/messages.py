@@ -471,6 +471,10 @@ MESSAGES: dict[str, dict[str, str]] = {
     "meter_still_learning": {"en": "step {step}: subject fit is still improving at the last checkpoint: train longer",
                              "fr": "étape {step} : l'ajustement au sujet progresse encore au dernier modèle : "
                                    "entraînez plus longtemps"},
+    "meter_only_one": {"en": "step {step}: the run's only checkpoint, nothing to compare it with: set save_every to "
+                             "save more often",
+                       "fr": "étape {step} : le seul modèle de l'entraînement, rien à quoi le comparer : réglez "
+                             "save_every pour en enregistrer plus souvent"},
     "meter_not_learnt": {"en": "step {step}: the subject is barely learnt yet: train longer",
                          "fr": "étape {step} : le sujet est à peine appris : entraînez plus longtemps"},
     # ------------------------------------------------------------------ ui/guard.py, webui.py

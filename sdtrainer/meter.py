@@ -233,6 +233,7 @@ def score(model, probes: Probes, reference: Reference) -> Scores:
 def recommend(rows: list[MeterRow]) -> Recommendation | None:
     """The step to pick and why (None without checkpoints). Fit gain = 1 - subject fit.
     - best gain below MIN_GAIN: the subject is barely learnt; the last checkpoint, "train longer";
+    - a single checkpoint: that one, "nothing to compare it with: save more often";
     - else the earliest checkpoint whose gain reaches LEVELLED of the best: "levelled off", unless it is the last
       checkpoint and the one before it had not levelled off ("still improving: train longer");
     - its class drift above HIGH_DRIFT of the run's highest: the reason says so and suggests prior preservation."""
@@ -243,8 +244,10 @@ def recommend(rows: list[MeterRow]) -> Recommendation | None:
     best, last = max(gains), rows[-1]
     if best < MIN_GAIN:
         return Recommendation(last.step, last.file, Message("meter_not_learnt", step=last.step))
+    if len(rows) == 1:
+        return Recommendation(last.step, last.file, Message("meter_only_one", step=last.step))
     chosen = next(r for r, g in zip(rows, gains) if g >= LEVELLED * best)
-    if chosen is last and len(rows) > 1:
+    if chosen is last:
         return Recommendation(last.step, last.file, Message("meter_still_learning", step=last.step))
     drift = chosen.class_drift > HIGH_DRIFT * max(r.class_drift for r in rows)
     key = "meter_levelled_drift_high" if drift else "meter_levelled"

@@ -217,7 +217,7 @@ def test_the_recommendation_is_the_earliest_levelled_step_with_its_reason():
     assert (recommend(still).step, recommend(still).why.key) == (1500, "meter_still_learning")
     barely = [row(500, 0.99, 0.01), row(1000, 0.97, 0.02)]
     assert (recommend(barely).step, recommend(barely).why.key) == (1000, "meter_not_learnt")
-    assert recommend([]) is None and recommend([row(100, 0.5, 0.0)]).why.key == "meter_levelled"
+    assert recommend([]) is None and recommend([row(100, 0.5, 0.3)]).why.key == "meter_only_one"
 
 
 # ------------------------------------------------------------------------------------------------ the app
