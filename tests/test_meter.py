@@ -23,6 +23,7 @@ from sdtrainer.cli import main
 from sdtrainer.meter import MeterRow, Scores, recommend, shifted
 from sdtrainer.trainer import EventKind, run_probes
 from sdtrainer.ui.app import build_app
+from sdtrainer.ui.test_tab import checkpoint_title
 from test_trainer import config, denoising_error, train
 
 STEPS, SAVE_EVERY = 60, 20
@@ -240,14 +241,14 @@ def test_the_test_tab_marks_the_recommended_checkpoint_and_says_why(app):
     rec = meter.recommendation_of(run_dir)
     labels = dict((path, label) for label, path in app.state.model_choices())
     files = meter.run_files(run_dir)
-    assert [labels[str(f)].endswith(" ★") for f in files] == [Path(rec.file).name == f.name for f in files]
+    marked = [labels[str(f)].endswith(" ★") for f in files]
+    assert marked == [Path(rec.file).name == f.name for f in files] and sum(marked) == 1
     client = Client(app.local_url, verbose=False)
     *_, status = client.predict(str(files[0]), 64, 64, api_name="/test_model_changed")
     assert f"★ The meter recommends **{Path(rec.file).name}**: {rec.why}." in status
     french = Client(app.local_url, verbose=False, headers={"Cookie": "sdtrainer_lang=fr"})
     *_, status = french.predict(str(files[0]), 64, 64, api_name="/test_model_changed")
     assert f"Les mesures recommandent **{Path(rec.file).name}** : {rec.why.said('fr')}." in status
-    from sdtrainer.ui.test_tab import checkpoint_title
     assert [checkpoint_title(f).endswith(" ★") for f in files] == [Path(rec.file).name == f.name for f in files]
     grid, message = client.predict(models=[str(f) for f in files], prompts="ohwx thing", token="ohwx",
                                    class_word="thing", lora="", lora_weight=1.0, sampler="euler", steps=2,
