@@ -215,24 +215,15 @@ def unet_weights(model) -> torch.Tensor:
 
 @torch.no_grad()
 def heldout_error(model, data) -> float:
-    """eps-MSE of the subject latents under their caption at t = 100, 300, 500, 700, with noise no step drew,
-    in fp32 (a bf16 UNet is widened for the call and narrowed back, exactly)."""
-    from ldm.schedule import alphas_cumprod
+    """sdtrainer.meter's denoising error of the subject latents under their caption (fixed noise no step drew), in
+    fp32 (a bf16 UNet is widened for the call and narrowed back, exactly)."""
+    from sdtrainer.meter import denoising_error
 
-    unet = model.unet
-    dtype = next(unet.parameters()).dtype
-    device = next(unet.parameters()).device
-    unet.float()
-    latents = data.instance_latents[:, 0].float().to(device)
-    context = data.conds[data.instance_rows].float().to(device)
-    acp, g, errors = alphas_cumprod().float().to(device), torch.Generator(device).manual_seed(12345), []
-    for t in (100, 300, 500, 700):
-        noise = torch.randn(latents.shape, generator=g, device=device)
-        noisy = acp[t].sqrt() * latents + (1 - acp[t]).sqrt() * noise
-        eps = unet(noisy, torch.full((len(latents),), t, device=device), context)
-        errors.append(((eps.float() - noise) ** 2).mean().item())
-    unet.to(dtype)
-    return sum(errors) / len(errors)
+    dtype = next(model.unet.parameters()).dtype
+    model.unet.float()
+    error = denoising_error(model, data.instance_latents[:, 0].float().cpu(), data.conds[data.instance_rows].cpu())
+    model.unet.to(dtype)
+    return error
 
 
 def time_ceiling(args) -> dict:

@@ -6,6 +6,7 @@ one line and exit 2.
 """
 import argparse
 import datetime
+import json
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -313,7 +314,48 @@ def add_class_images(sub) -> None:
     p.set_defaults(run=run_class_images)
 
 
-COMMANDS = [add_demo_model, add_generate, add_class_images, add_train, add_prune, add_extract_lora, add_preflight]
+def meter_table(rows, rec) -> str:
+    """The scores as an aligned text table, the recommended step marked, then why."""
+    lines = [f"{'step':>7}  {'subject_fit':>11}  {'class_drift':>11}  {'copying':>8}  file"]
+    for r in rows:
+        mark = "*" if rec is not None and r.step == rec.step else " "
+        lines.append(f"{mark}{r.step:>6}  {r.subject_fit:>11.4f}  {r.class_drift:>11.4f}  {r.copying:>8.4f}  "
+                     f"{Path(r.file).name}")
+    if rec is not None:
+        lines.append(f"* recommended: {rec.why}")
+    return "\n".join(lines)
+
+
+def run_meter(args) -> int:
+    from sdtrainer.meter import measure_run, recommend
+
+    def show(done: int, total: int) -> None:
+        print(f"\rmeasuring checkpoints {done}/{total} {bar(done, total)}", file=sys.stderr, flush=True,
+              end="\n" if done == total else "")
+
+    rows = measure_run(Path(args.run_dir), args.device, show, again=args.again)
+    rec = recommend(rows)
+    if args.json:
+        keys = ("step", "file", "subject_fit", "class_drift", "copying")
+        print(json.dumps({"checkpoints": [{k: getattr(r, k) for k in keys} for r in rows],
+                          "recommended": {"step": rec.step, "file": rec.file, "why": rec.why}}, indent=1))
+    else:
+        print(meter_table(rows, rec))
+    return 0
+
+
+def add_meter(sub) -> None:
+    p = sub.add_parser("meter", help="score a run's checkpoints (subject fit, class drift, copying); pick a step")
+    p.add_argument("run_dir", help="a run folder, e.g. outputs/runs/joe")
+    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    p.add_argument("--again", action="store_true",
+                   help="measure every checkpoint again (default: only those meter.json lacks)")
+    p.add_argument("--device", choices=["cpu", "cuda"], default="cpu", help="where to measure (default cpu)")
+    p.set_defaults(run=run_meter)
+
+
+COMMANDS = [add_demo_model, add_generate, add_class_images, add_train, add_prune, add_extract_lora, add_preflight,
+            add_meter]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -78,7 +78,7 @@ def field_names(template: str) -> set[str]:
 
 
 # Keys by module: ckpt_/kind_ checkpoint.py, lora_ lora.py and lora_extract.py, ds_ dataset.py, cfg_ config.py,
-# gen_ sampling.py, gate_ preflight.py, run_ session.py, server_ ui/guard.py and webui.py.
+# gen_ sampling.py, gate_ preflight.py, run_ session.py, meter_ meter.py, server_ ui/guard.py and webui.py.
 MESSAGES: dict[str, dict[str, str]] = {
     # ------------------------------------------------------------------ checkpoint.py
     "ckpt_in_file": {"en": "{name}: {error}", "fr": "{name} : {error}"},
@@ -737,6 +737,24 @@ MESSAGES: dict[str, dict[str, str]] = {
         "fr": "Impossible de créer le dossier d'entraînement {run_dir} ({reason}) ; choisissez un dossier où vous "
               "pouvez écrire, par ex. outputs/joe.",
     },
+    # ------------------------------------------------------------------ meter.py
+    "meter_levelled": {"en": "step {step}: subject fit has levelled off, class drift still low",
+                       "fr": "étape {step} : l'ajustement au sujet plafonne, la dérive de la classe reste faible"},
+    "meter_levelled_drift_high": {
+        "en": "step {step}: subject fit has levelled off, but class drift is already high: consider prior "
+              "preservation",
+        "fr": "étape {step} : l'ajustement au sujet plafonne, mais la dérive de la classe est déjà forte : pensez "
+              "à la préservation de l'a priori",
+    },
+    "meter_still_learning": {"en": "step {step}: subject fit is still improving at the last checkpoint: train longer",
+                             "fr": "étape {step} : l'ajustement au sujet progresse encore au dernier modèle : "
+                                   "entraînez plus longtemps"},
+    "meter_only_one": {"en": "step {step}: the run's only checkpoint, nothing to compare it with: set save_every to "
+                             "save more often",
+                       "fr": "étape {step} : le seul modèle de l'entraînement, rien à quoi le comparer : réglez "
+                             "save_every pour en enregistrer plus souvent"},
+    "meter_not_learnt": {"en": "step {step}: the subject is barely learnt yet: train longer",
+                         "fr": "étape {step} : le sujet est à peine appris : entraînez plus longtemps"},
     # ------------------------------------------------------------------ ui/guard.py, webui.py
     "server_foreign_host": {
         "en": "sdtrainer answers only requests addressed to this computer (127.0.0.1 or localhost, or a name given "

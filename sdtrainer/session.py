@@ -23,6 +23,7 @@ from pathlib import Path
 from sdtrainer.config import (PRESET_VRAM_GIB, Device, TrainConfig, lower_preset, min_total_gib,
                               required_free_gib)
 from sdtrainer.messages import Message, message_of
+from sdtrainer.meter import MeterRow, read_rows
 from sdtrainer.models import demo_threads
 from sdtrainer.preflight import GpuProbe, GpusReport, check_gpus
 from sdtrainer.trainer import Event, EventKind, Preview, RunControl, RunPaths, is_out_of_memory, run_training
@@ -71,6 +72,7 @@ class SessionState:
     class_eta_s: float | None = None
     previews: list[Preview] = field(default_factory=list)
     checkpoints: list[Path] = field(default_factory=list)  # model files, oldest first
+    meter: list[MeterRow] = field(default_factory=list)  # each model file's scores (sdtrainer.meter), oldest first
     state_step: int | None = None  # the step of the last training state saved by this run
     log: list[str] = field(default_factory=list)  # the last LOG_LINES lines
     message: str = ""  # why it failed, or how it finished: English, a sdtrainer.messages.Message where it can be
@@ -87,7 +89,8 @@ class TrainingSession:
         self.config, self.run_dir, self.cache = config, Path(run_dir), cache
         self.resume_run, self.probe = resume, probe
         self.control = RunControl()
-        self._state = SessionState(total_steps=config.steps, run_dir=self.run_dir)
+        self._state = SessionState(total_steps=config.steps, run_dir=self.run_dir,
+                                   meter=read_rows(self.run_dir) if resume else [])  # a resumed run's scores so far
         self._lock = threading.Lock()
         self._listeners: list[Callable[[Event], None]] = []
         self._thread: threading.Thread | None = None
@@ -274,6 +277,8 @@ def apply_event(state: SessionState, event: Event) -> None:
         state.checkpoints.append(Path(data["path"]))
     elif event.kind is EventKind.CHECKPOINT:
         state.state_step = event.step
+    elif event.kind is EventKind.METER:
+        state.meter.append(data["row"])
     elif event.kind is EventKind.LOG:
         _append_log(state, data["message"])
     elif event.kind in (EventKind.FINISHED, EventKind.FAILED):

@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from bench.quality.__main__ import parse_run
+from bench.quality.meter import meter_summary, ranks, spearman
 from bench.quality.base import TINY_WORLD_SD, Budget, keep_vocabulary, pretrain, world_words
 from bench.quality.metrics import SampleSettings, diversity
 from bench.quality.reader import Reading, attribute_accuracy, read, reader_accuracy, truth
@@ -126,3 +127,25 @@ def test_caption_accuracy_counts_only_what_a_caption_says():
     assert attribute_accuracy([wrong_pattern_colour], [thing], CAPTIONED)["all"] == 1.0
     assert attribute_accuracy([wrong_pattern_colour], [thing])["all"] == 0.0
     assert "blue" not in WORLD.caption(thing) and all(w in WORLD.caption(thing) for w in ("red", "grass"))
+
+
+def test_spearman_is_the_rank_correlation():
+    assert spearman([1, 2, 3, 4], [10, 30, 20, 40]) == pytest.approx(0.8)  # 1 - 6 * 2 / (4 * 15)
+    assert spearman([1, 2, 3], [3, 2, 1]) == pytest.approx(-1.0)
+    assert ranks([5.0, 1.0, 5.0, 2.0]) == [3.5, 1.0, 3.5, 2.0]
+    assert spearman([1, 2], [1, 2]) is None and spearman([1, 1, 1], [1, 2, 3]) is None
+
+
+def test_each_runs_checkpoints_carry_the_meters_scores_beside_the_worlds(dreambooth):
+    """The pieces of issue 14's proof connect on the CPU (the proof itself is the GPU world's record): each
+    checkpoint's world row has the trainer's meter scores, in the world's directions here (the run without prior
+    preservation: more fidelity and lower subject fit, more class drift in both), and the summary correlates them
+    over the base and both runs. Each run has one checkpoint: the recommended one and its run's best."""
+    base, runs = dreambooth
+    assert all(row["meter_recommended"] for row in runs.values())
+    assert runs[0.0]["meter_subject_fit"] < runs[1.0]["meter_subject_fit"], runs
+    assert runs[0.0]["meter_class_drift"] > runs[1.0]["meter_class_drift"] > 0, runs
+    summary = meter_summary(list(runs.values()), base)
+    assert summary["points"] == 3 and -1 <= summary["spearman_fit_fidelity"] <= 1
+    assert [(p["name"], p["recommended_step"], p["best_step"], p["within_target"]) for p in summary["recommended"]] \
+        == [("prior0", STEPS, STEPS, True), ("prior1", STEPS, STEPS, True)]

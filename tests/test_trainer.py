@@ -10,6 +10,8 @@ import pytest
 import torch
 from PIL import Image
 
+from ldm.tokenizer import get_tokenizer
+from sdtrainer import meter
 from sdtrainer.checkpoint import load_model, read_metadata, read_state_dict
 from sdtrainer.config import ConfigError, LRSchedule, load_config
 from sdtrainer.dataset import instance_set
@@ -275,18 +277,8 @@ def latents_of(model, folder: Path) -> torch.Tensor:
 
 @torch.no_grad()
 def denoising_error(model, latents: torch.Tensor, prompt: str) -> float:
-    """Fixed metric over fixed seeds: noise the images' latents at t = 100, 300, 500, 700 and measure how far
-    the model's estimate of the clean latents lands from them (mean squared error)."""
-    from ldm.tokenizer import get_tokenizer
-
-    acp, g, errors = alphas_cumprod().float(), torch.Generator().manual_seed(0), []
-    context = model.text_encoder(get_tokenizer()([prompt] * len(latents)))
-    for t in (100, 300, 500, 700):
-        a, noise = acp[t], torch.randn(latents.shape, generator=g)
-        noisy = a.sqrt() * latents + (1 - a).sqrt() * noise
-        eps = model.unet(noisy, torch.full((len(latents),), t), context)
-        errors.append((((noisy - (1 - a).sqrt() * eps) / a.sqrt() - latents) ** 2).mean().item())
-    return sum(errors) / len(errors)
+    """sdtrainer.meter's denoising error (fixed noise at fixed timesteps) of the images' latents under one prompt."""
+    return meter.denoising_error(model, latents, get_tokenizer()([prompt] * len(latents)))
 
 
 @pytest.mark.slow

@@ -9,6 +9,8 @@ there, else pretrained (VAE, then UNet under the frozen text encoder) and writte
 UNet trained further); its caption accuracy;
 3. the subject's photos and the class images (the base's own `<class>` samples);  4. each run through
 the app's trainer (`<preset>[+prior=W][+te=0|1][+lr=SCALE][+key=value]`), scored at each step count;
+each run's checkpoints also carry the app's meter scores (meter_* keys), and record["meter"] holds their Spearman
+correlations with fidelity and drift and each run's recommended step against its best (bench/quality/meter.py);
 5. the reference loop (bench/reference.py's step) at the same step counts;  6. <out>/quality-latest.json,
 <out>/quality-<date>-<device>.json and <out>/quality-latest.png (fidelity and drift against steps).
 """
@@ -25,6 +27,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 from bench.quality.base import TINY_WORLD_SD, WORLD_SD, Budget, keep_vocabulary, pretrain, world_words  # noqa: E402
+from bench.quality.meter import meter_summary  # noqa: E402
 from bench.quality.metrics import caption_accuracy  # noqa: E402
 from bench.quality.reader import attribute_accuracy, read, reader_accuracy  # noqa: E402
 from bench.quality.runs import LR_SCALE, RunSpec, prepare, reference_run, train_run  # noqa: E402
@@ -195,6 +198,9 @@ def main(argv=None) -> dict:
             print(f"  {text} FAILED: {type(e).__name__}: {e}")
         record["timings_s"][f"run {text}"] = round(time.perf_counter() - t, 1)
         write(record, Path(args.out))
+    record["meter"] = meter_summary(record["runs"], record["base"])
+    print(f"meter: Spearman -subject fit/fidelity {record['meter']['spearman_fit_fidelity']}, class drift/class "
+          f"drift {record['meter']['spearman_drift_drift']} over {record['meter']['points']} checkpoints")
     if args.reference:
         t = time.perf_counter()
         record["reference"] = reference_run(setup, steps, lr=1e-6 * args.lr_scale)

@@ -6,7 +6,8 @@
 
 `train_run` goes through `sdtrainer.trainer.run_training` (what the app and `sdtrainer train` run), from
 the base checkpoint file, the subject's photos and the class images as PNG folders; a model file is saved
-every `save_every` steps and each is scored by `bench.quality.metrics.subject_scores`. The world's model
+every `save_every` steps and each is scored by `bench.quality.metrics.subject_scores`, beside the scores the
+trainer's meter gave it (`bench.quality.meter.with_meter`). The world's model
 is ~100x smaller than SD v1, so every learning rate of a preset is multiplied by `lr_scale` (the same
 factor for all, which keeps the presets' own ratios). `reference_run` puts our modules behind the call
 signatures bench/reference.py's `reference_step` expects (diffusers' UNet, VAE, CLIP and DDPMScheduler)
@@ -20,6 +21,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from bench.quality.meter import with_meter
 from bench.quality.metrics import EVAL, SampleSettings, draw, subject_scores
 from bench.quality.world import Thing, World, render, save_pngs, to_model_range
 from bench import reference
@@ -116,7 +118,7 @@ def train_run(setup: Setup, spec: RunSpec, steps: tuple[int, ...], log=print) ->
                      "wall_s": round(elapsed[step], 2), "run_wall_s": round(total, 2)})
         log(f"  {spec.name} step {step}: " + ", ".join(f"{k} {v:.3f}" for k, v in scores.items())
             + f", {elapsed[step]:.1f} s")
-    return rows
+    return with_meter(rows, run_dir)
 
 
 def _elapsed_by_step(metrics: Path) -> dict[int, float]:

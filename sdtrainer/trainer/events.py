@@ -19,6 +19,7 @@ class EventKind(str, Enum):
     LOG = "log"  # data: message
     FINISHED = "finished"  # data: message, path (final or last model file)
     FAILED = "failed"  # data: message
+    METER = "meter"  # data: row (a meter.MeterRow: the scores of the model file just saved)
 
 
 @dataclass

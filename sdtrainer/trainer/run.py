@@ -37,6 +37,7 @@ from sdtrainer.ddp import Channel, launch
 from sdtrainer.flat_params import flatten_
 from sdtrainer.lora_training import LoraNetwork, frozen_dtype, save_lora
 from sdtrainer.messages import Message
+from sdtrainer.meter import MeterRecorder, Probes, probes_of
 from sdtrainer.models import is_demo
 from sdtrainer.preflight import GIB, cpu_warning
 from sdtrainer.sampling import GenerationParams, check_params, infotext, sample_latents, save_png, to_pil
@@ -607,6 +608,15 @@ class ClassImageProgress:
                                                     "eta_s": eta, "elapsed_s": self.elapsed()}))
 
 
+def run_probes(cfg: TrainConfig, base: StableDiffusion) -> Probes:
+    """The meter's probes of a run, made again from its photos with its base model (captions as token ids, so that
+    each model measured reads them with its own text encoder)."""
+    subjects = run_subjects(cfg)
+    instances = [instance_set(s.paths, s.token, s.class_word, cfg.resolution, crop=cfg.crop) for s in subjects]
+    data = cache_data(base, instances, [None] * len(subjects), True, tuple(s.repeats for s in subjects))
+    return probes_of(data, [s.words for s in subjects])
+
+
 def class_datasets(cfg: TrainConfig, subjects: list[Subject], model: StableDiffusion, paths: RunPaths, emit: Emit,
                    control: RunControl) -> list[ImageSet | None]:
     """Each subject's class images; subjects sharing a folder (or a generated class) share one dataset."""
@@ -709,8 +719,12 @@ def fit(cfg: TrainConfig, model: StableDiffusion, data: CachedData, words: list[
     """Lightning's fit of the cached data, with the callbacks that write metrics, previews, model files and the
     state, and honour pause and stop; then what was written."""
     saver = ModelSaver(cfg, paths, emit, words)
+    meter = MeterRecorder(saver, probes_of(data, words), paths.root,
+                          lambda row: emit(Event(EventKind.METER, row.step, {"row": row})),
+                          lambda: load_base_model(cfg, next(model.unet.parameters()).device, lambda event: None),
+                          lambda message: log(emit, saver.saved_step or 0, message))
     callbacks = [MetricsReporter(paths.metrics, emit, cfg.steps), PreviewMaker(cfg, paths, emit, words), saver,
-                 Controller(control, emit)]
+                 meter, Controller(control, emit)]
     quiet_lightning()
     pl.seed_everything(cfg.seed, verbose=False)
     trainer = build_trainer(cfg, callbacks, processes)

@@ -19,8 +19,11 @@ from sdtrainer.checkpoint import CheckpointError, read_metadata
 from sdtrainer.config import ConfigError
 from sdtrainer.images import DatasetError
 from sdtrainer.lora import LoraError
+from sdtrainer.meter import Recommendation, recommendation_of
 from sdtrainer.models import is_demo
 from sdtrainer.sampling import GenerationError
+
+RECOMMENDED_MARK = "★"  # after the label of the checkpoint a run's meter recommends
 
 # Errors whose (English) message tells the user what to do: shown as they are, never as a crash.
 USER_ERRORS: tuple[type[Exception], ...] = (CheckpointError, ConfigError, DatasetError, GenerationError, LoraError)
@@ -163,10 +166,28 @@ def model_choices(paths: list[Path], models_dir: Path, outputs_dir: Path,
                   states: bool = False) -> list[tuple[str, str]]:
     """(label, absolute path) pairs for a model dropdown, grouped (base models, runs' files, pruned files, the
     rest; with `states`, training states last) and newest first within a group as `paths` come; hidden
-    (temporary) files left out."""
+    (temporary) files left out. The checkpoint a run's meter recommends is marked with RECOMMENDED_MARK."""
     entries = [(model_entry(p, models_dir, outputs_dir), p) for p in paths if not p.name.startswith(".")]
     entries = [(group, label, p) for (group, label), p in entries if states or group is not ModelGroup.STATE]
-    return [(label, str(p)) for group, label, p in sorted(entries, key=lambda e: e[0])]
+    return [(marked(label, p) if group is ModelGroup.RUN else label, str(p))
+            for group, label, p in sorted(entries, key=lambda e: e[0])]
+
+
+def run_recommendation(path: Path) -> Recommendation | None:
+    """The meter's recommendation for the run a model file belongs to (None: not a run's file, or not measured)."""
+    run_dir = path.parent.parent if path.parent.name == "checkpoints" else path.parent
+    return recommendation_of(run_dir) if (run_dir / "config.yaml").is_file() else None
+
+
+def recommended(path: Path) -> Recommendation | None:
+    """The meter's recommendation when `path` is the checkpoint its run's meter.json recommends, else None."""
+    rec = run_recommendation(path)
+    return rec if rec is not None and Path(rec.file).name == path.name else None
+
+
+def marked(label: str, path: Path) -> str:
+    """A run file's label, with RECOMMENDED_MARK when its run's meter recommends it."""
+    return f"{label} {RECOMMENDED_MARK}" if recommended(path) else label
 
 
 def size_text(n_bytes: int) -> str:

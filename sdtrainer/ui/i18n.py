@@ -399,6 +399,13 @@ STRINGS: dict[str, dict[str, str]] = {
     "tr_stop": {"en": "■ Stop", "fr": "■ Arrêter"},
     "tr_loss": {"en": "Loss", "fr": "Perte"},
     "tr_vram": {"en": "GPU memory (GiB)", "fr": "Mémoire GPU (Gio)"},
+    "tr_meter": {"en": "Meter at each saved checkpoint (fit: lower = learnt; drift, copying: lower = better)",
+                 "fr": "Mesures à chaque modèle enregistré (ajustement : plus bas = appris ; dérive, copie : plus bas "
+                       "= mieux)"},
+    "tr_plot_score": {"en": "score", "fr": "score"},
+    "tr_series_subject_fit": {"en": "subject fit", "fr": "ajustement au sujet"},
+    "tr_series_class_drift": {"en": "class drift", "fr": "dérive de la classe"},
+    "tr_series_copying": {"en": "copying", "fr": "copie"},
     "tr_previews": {"en": "Previews: one row per step, same prompts and seeds each time (newest first)",
                     "fr": "Aperçus : une ligne par étape, mêmes prompts et graines à chaque fois (plus récents en haut)"},
     "tr_plot_step": {"en": "step", "fr": "étape"},
@@ -669,6 +676,8 @@ STRINGS: dict[str, dict[str, str]] = {
                                        "fr": "a portrait of ohwx person\na photo of a person\n(prompts en anglais)"},
     "te_compare_run": {"en": "Render comparison grid", "fr": "Dessiner la grille"},
     "te_compare_image": {"en": "Comparison grid", "fr": "Grille de comparaison"},
+    "te_meter_recommends": {"en": "{mark} The meter recommends **{name}**: {why}.",
+                            "fr": "{mark} Les mesures recommandent **{name}** : {why}."},
     # ------------------------------------------------------------------ Pruning tab
     "pr_intro": {
         "en": "A training file can hold optimizer states and EMA copies (up to 12 GB). Pruning keeps what image "

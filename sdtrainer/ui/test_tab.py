@@ -22,7 +22,8 @@ from sdtrainer.lora import MAX_WEIGHT, lora_hash
 from sdtrainer.messages import Message
 from sdtrainer.sampling import (MAX_BATCH, MAX_SIDE, MAX_STEPS, GenerationParams, LoraUse, generate, save_images,
                                 save_png, size_multiple)
-from sdtrainer.ui.common import USER_ERRORS, Lists, Stopped, model_facts, stop_check
+from sdtrainer.ui.common import (RECOMMENDED_MARK, USER_ERRORS, Lists, Stopped, model_facts, recommended,
+                                 run_recommendation, stop_check)
 from sdtrainer.ui.grid import labelled_grid
 from sdtrainer.ui.i18n import Say, UIError, warn
 
@@ -54,8 +55,16 @@ def fix_prompt(prompt: str, pairs: list[tuple[str, str]]) -> str:
 
 
 def checkpoint_title(path: Path) -> str:
-    """A grid column's title: the file name without its suffix (a run's files say run and step)."""
-    return path.stem
+    """A grid column's title: the file name without its suffix (a run's files say run and step), marked when the
+    run's meter recommends it."""
+    return f"{path.stem} {RECOMMENDED_MARK}" if recommended(path) else path.stem
+
+
+def meter_note(paths: list[Path], say: Say) -> str:
+    """One line per run among `paths` that the meter measured: which checkpoint it recommends, and why."""
+    recs = {rec.file: rec for rec in map(run_recommendation, paths) if rec is not None}
+    return "\n\n".join(say("te_meter_recommends", mark=RECOMMENDED_MARK, name=Path(rec.file).name,
+                            why=say.message(rec.why)) for rec in recs.values())
 
 
 class TestTab:
@@ -163,6 +172,8 @@ class TestTab:
         notes = [say("te_demo_note")] if facts["demo"] else []
         if len(facts["concepts"]) > 1:
             notes.append(say("te_concepts", concepts=", ".join(f"`{t} {c}`" for t, c in facts["concepts"])))
+        if note := meter_note([Path(model)], say):
+            notes.append(note)
         return (facts["token"] or gr.skip(), facts["class_word"] or gr.skip(), side(width), side(height),
                 " ".join(notes))
 
@@ -287,7 +298,8 @@ class TestTab:
                              f"Steps: {base.steps}, Sampler: {base.sampler}, CFG scale: {base.cfg_scale:g}, "
                              f"Seed: {seed}, Size: {base.width}x{base.height}"])
         save_png(grid, summary, out)
-        return str(out), say("msg_compare_done", path=out, seed=seed)
+        done = say("msg_compare_done", path=out, seed=seed)
+        return str(out), "\n\n".join(filter(None, [done, meter_note(paths, say)]))
 
     def compare_columns(self, paths: list[Path], lines: list[str], base: GenerationParams, lora_path: Path | None,
                         request: gr.Request, progress: gr.Progress, say: Say) -> list[list] | None:

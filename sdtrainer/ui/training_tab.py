@@ -249,7 +249,8 @@ class TrainingTab:
         resume.click(self.resume, outputs=message, api_name="training_resume")
         stop.click(self.stop, outputs=message, api_name="training_stop")
         timer = gr.Timer(POLL_S)
-        outputs = [live["progress"], live["loss"], live["vram"], live["previews"], live["log"], live["seen"]]
+        outputs = [live["progress"], live["loss"], live["meter"], live["vram"], live["previews"], live["log"],
+                   live["seen"]]
         timer.tick(self.poll, inputs=live["seen"], outputs=outputs, api_name="training_state",
                    show_progress="hidden", concurrency_limit=None)
         timer.tick(self.controls, outputs=[start, pause, resume, stop], api_name="training_controls",
@@ -266,13 +267,16 @@ class TrainingTab:
             # axis titles and series names come with the data, in the page's language (see loss_frame)
             loss = gr.LinePlot(x="step", y="value", color="series", label=T("tr_loss"), height=300,
                                 elem_classes=["sdt-plot"])
+            meter = gr.LinePlot(x="step", y="value", color="series", label=T("tr_meter"), height=300,
+                                elem_classes=["sdt-plot"])
             vram = gr.LinePlot(x="step", y="value", color="series", label=T("tr_vram"), height=300,
                                 elem_classes=["sdt-plot"])
         previews = gr.Gallery(label=T("tr_previews"), columns=3, height=420, object_fit="contain")
         with gr.Accordion(T("tr_log"), open=False):
             log = gr.Textbox(lines=12, max_lines=12, show_label=False, autoscroll=True, interactive=False)
         seen = gr.State(None)  # what this page already shows, so unchanged plots are not re-sent
-        return {"progress": progress, "loss": loss, "vram": vram, "previews": previews, "log": log, "seen": seen}
+        return {"progress": progress, "loss": loss, "meter": meter, "vram": vram, "previews": previews, "log": log,
+                "seen": seen}
 
     # ------------------------------------------------------------------ settings
     def refresh_projects(self, current: str | None):
@@ -444,17 +448,18 @@ class TrainingTab:
         say = self.state.say(request)
         session = self.state.sessions.current
         if session is None:
-            return say("tr_no_run"), gr.skip(), gr.skip(), gr.skip(), gr.skip(), seen
+            return say("tr_no_run"), gr.skip(), gr.skip(), gr.skip(), gr.skip(), gr.skip(), seen
         snap = session.snapshot()
-        key = (str(snap.run_dir), snap.status.value, snap.step, len(snap.previews), len(snap.log))
+        key = (str(snap.run_dir), snap.status.value, snap.step, len(snap.previews), len(snap.log), len(snap.meter))
         text = self.progress_text(snap, say)
         if key == seen:
-            return text, gr.skip(), gr.skip(), gr.skip(), gr.skip(), seen
+            return text, gr.skip(), gr.skip(), gr.skip(), gr.skip(), gr.skip(), seen
         on_gpu = session.config.device is Device.CUDA
         titles = {"x_title": say("tr_plot_step"), "color_title": say("tr_plot_series")}
         loss = gr.update(value=self.loss_frame(snap, say), y_title=say("tr_plot_loss"), **titles)
+        meter = gr.update(value=self.meter_frame(snap, say), y_title=say("tr_plot_score"), **titles)
         vram = gr.update(value=self.vram_frame(snap, say), visible=on_gpu, y_title=say("tr_plot_gib"), **titles)
-        return text, loss, vram, self.preview_items(snap, say), "\n".join(snap.log), key
+        return text, loss, meter, vram, self.preview_items(snap, say), "\n".join(snap.log), key
 
     def progress_text(self, snap: SessionState, say: Say) -> str:
         before_step_1 = snap.status is Status.STOPPING and not snap.history
@@ -481,6 +486,11 @@ class TrainingTab:
         rows = [{"step": s, "value": loss, "series": say("tr_series_loss")} for s, loss, _ in snap.history]
         rows += [{"step": s, "value": prior, "series": say("tr_series_prior")} for s, _, prior in snap.history]
         return plot_frame(rows)
+
+    def meter_frame(self, snap: SessionState, say: Say) -> pd.DataFrame | None:
+        """The meter's three scores at each saved checkpoint (sdtrainer.meter)."""
+        return plot_frame([{"step": row.step, "value": getattr(row, name), "series": say(f"tr_series_{name}")}
+                           for name in ("subject_fit", "class_drift", "copying") for row in snap.meter])
 
     def vram_frame(self, snap: SessionState, say: Say) -> pd.DataFrame | None:
         """Allocated and reserved VRAM; on several GPUs, each one's reserved VRAM."""

@@ -1,0 +1,78 @@
+"""The meter (sdtrainer.meter) against the world's exact numbers: issue 14's proof, from issue 11's runs.
+
+    rows = with_meter(rows, run_dir)               # each world row gets the meter's scores of its checkpoint
+    record["meter"] = meter_summary(record["runs"], record["base"])
+
+Every run of `python -m bench.quality` goes through the app's trainer, whose meter scores each saved checkpoint
+into the run's meter.json; `with_meter` puts those scores beside the world's fidelity and drift of the same
+checkpoint. `meter_summary` says how well they track each other (Spearman's rank correlation over every checkpoint
+of every run, the base model included as the meter's (1, 0, 0)) and how the recommended step of each run compares
+with the world's best trade-off: the step with the most fidelity net of class drift.
+"""
+from pathlib import Path
+
+from sdtrainer.meter import read_rows, recommend
+
+TARGET_SPEARMAN = 0.8  # issue 14: the scores track the world's fidelity and drift at least this well
+TARGET_GAP = 0.05  # and the recommended step's fidelity and drift are within this of the best trade-off's
+
+
+def with_meter(rows: list[dict], run_dir: Path) -> list[dict]:
+    """The world's rows of one run, each with the meter's scores of the same step and whether it is recommended."""
+    measured = {r.step: r for r in read_rows(run_dir)}
+    rec = recommend(list(measured.values()))
+    return [{**row, "meter_subject_fit": measured[row["steps"]].subject_fit,
+             "meter_class_drift": measured[row["steps"]].class_drift, "meter_copying": measured[row["steps"]].copying,
+             "meter_recommended": rec is not None and rec.step == row["steps"]} if row["steps"] in measured else row
+            for row in rows]
+
+
+def ranks(values: list[float]) -> list[float]:
+    """1-based ranks, ties sharing their mean rank."""
+    order = sorted(range(len(values)), key=lambda i: values[i])
+    out = [0.0] * len(values)
+    i = 0
+    while i < len(order):
+        j = i
+        while j + 1 < len(order) and values[order[j + 1]] == values[order[i]]:
+            j += 1
+        for k in range(i, j + 1):
+            out[order[k]] = (i + j) / 2 + 1
+        i = j + 1
+    return out
+
+
+def spearman(a: list[float], b: list[float]) -> float | None:
+    """Spearman's rank correlation (Pearson's on the ranks); None with fewer than 3 points or a constant side."""
+    if len(a) < 3:
+        return None
+    ra, rb = ranks(a), ranks(b)
+    ma, mb = sum(ra) / len(ra), sum(rb) / len(rb)
+    cov = sum((x - ma) * (y - mb) for x, y in zip(ra, rb))
+    va, vb = sum((x - ma) ** 2 for x in ra), sum((y - mb) ** 2 for y in rb)
+    return cov / (va * vb) ** 0.5 if va and vb else None
+
+
+def recommended_against_best(rows: list[dict]) -> dict:
+    """One run: its recommended step's fidelity and drift, and those of the world's best trade-off."""
+    best = max(rows, key=lambda r: r["fidelity"] - r["class_drift"])
+    rec = next(r for r in rows if r["meter_recommended"])
+    return {"name": rec["name"], "recommended_step": rec["steps"], "fidelity": rec["fidelity"],
+            "class_drift": rec["class_drift"], "best_step": best["steps"], "best_fidelity": best["fidelity"],
+            "best_class_drift": best["class_drift"],
+            "within_target": best["fidelity"] - rec["fidelity"] <= TARGET_GAP
+            and rec["class_drift"] - best["class_drift"] <= TARGET_GAP}
+
+
+def meter_summary(runs: list[dict], base: dict) -> dict:
+    """Spearman of -subject fit with fidelity and of the meter's class drift with the world's, and each run's
+    recommended step against its best trade-off."""
+    rows = [r for r in runs if "meter_subject_fit" in r]
+    points = [(1.0, 0.0, base["fidelity"], base["class_drift"])] if "fidelity" in base else []
+    points += [(r["meter_subject_fit"], r["meter_class_drift"], r["fidelity"], r["class_drift"]) for r in rows]
+    fit, drift, fidelity, world_drift = (list(column) for column in zip(*points)) if points else ([], [], [], [])
+    names = list(dict.fromkeys(r["name"] for r in rows if r["meter_recommended"]))  # recommended among its steps
+    picks = [recommended_against_best([r for r in rows if r["name"] == name]) for name in names]
+    return {"points": len(points), "spearman_fit_fidelity": spearman([-f for f in fit], fidelity),
+            "spearman_drift_drift": spearman(drift, world_drift), "target_spearman": TARGET_SPEARMAN,
+            "target_gap": TARGET_GAP, "recommended": picks}

@@ -1,0 +1,273 @@
+"""The likeness and drift meter on the CPU with the tiny model: scores move the right way on real (tiny) runs, the
+callback scores every saved checkpoint, on-demand measures agree with it, the CLI, the recommendation, the app.
+
+Learning rate: 1e-3, as in test_trainer, where the presets' 1e-6 is SD v1's scale: the tiny model learns nothing
+measurable at 1e-6 in the 60 steps a test can afford. The runs compared differ only in what the test is about
+(prior weight 1 or 0), so the learning rate cannot make the difference appear.
+Base: the demo model has random weights and knows no class; drift from a base that knows nothing says nothing. The
+`class_base` fixture first teaches it the class (`thing` = horizontal stripes), as a real base model knows
+`person`; the DreamBooth runs start from that file, and their class images are its own samples (class_images: 8).
+"""
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+from gradio_client import Client
+
+from conftest import free_port, write_photos
+from sdtrainer import meter
+from sdtrainer.checkpoint import load_model
+from sdtrainer.cli import main
+from sdtrainer.meter import MeterRow, Scores, recommend, shifted
+from sdtrainer.trainer import EventKind, run_probes
+from sdtrainer.ui.app import build_app
+from sdtrainer.ui.test_tab import checkpoint_title
+from test_trainer import config, denoising_error, train
+
+STEPS, SAVE_EVERY = 60, 20
+
+
+@pytest.fixture(scope="module")
+def class_base(demo_file, tmp_path_factory) -> Path:
+    """The demo model after 200 steps on horizontal stripes captioned `thing` (a .txt beside each): a base that
+    knows its class."""
+    photos = write_photos(tmp_path_factory.mktemp("class-base") / "things", 6, vertical=False, seed=100)
+    for path in photos.glob("*.png"):
+        path.with_suffix(".txt").write_text("thing")
+    cfg = config(demo_file, photos, steps=200, save_every=0, preview_every=0, prior_loss_weight=0.0, save_half=False)
+    result, _ = train(cfg, tmp_path_factory.mktemp("class-base-run") / "base")
+    return result.model_file
+
+
+def dreambooth(base: Path, photos: Path, run_dir: Path, prior: float, **values):
+    """A DreamBooth run from `base` on the subject's photos, its class images (with prior) the base's samples."""
+    cfg = config(base, photos, steps=STEPS, save_every=SAVE_EVERY, preview_every=0, prior_loss_weight=prior,
+                 save_half=False, class_images=8 if prior else 0, class_image_steps=8, **values)
+    return train(cfg, run_dir)
+
+
+@pytest.fixture(scope="module")
+def runs(class_base, subject_photos, tmp_path_factory) -> dict[float, tuple[Path, list]]:
+    """{prior weight: (run folder, events)} for prior weight 1 and 0, the same run otherwise."""
+    root = tmp_path_factory.mktemp("meter-runs")
+    found = {}
+    for prior in (1.0, 0.0):
+        run_dir = root / f"prior{prior:g}"
+        _, events = dreambooth(class_base, subject_photos, run_dir, prior)
+        found[prior] = run_dir, events.events
+    return found
+
+
+def rows(run_dir: Path) -> dict[int, MeterRow]:
+    return {r.step: r for r in meter.read_rows(run_dir)}
+
+
+# ------------------------------------------------------------------------------------------------ scores
+
+def test_the_base_model_scores_one_zero_zero(class_base, subject_photos):
+    cfg = config(class_base, subject_photos)
+    base, _ = load_model(class_base)
+    probes = run_probes(cfg, base)
+    scores = meter.score(base, probes, meter.reference_of(base, probes))
+    assert scores == Scores(pytest.approx(1.0, abs=1e-6), pytest.approx(0.0, abs=1e-9),
+                            pytest.approx(0.0, abs=1e-6))
+    assert probes.class_prompts == ["thing", "a photo of a thing"]
+
+
+def test_subject_fit_improves_with_steps(runs):
+    for prior, (run_dir, _) in runs.items():
+        fits = [r.subject_fit for r in rows(run_dir).values()]
+        assert fits == sorted(fits, reverse=True) and len(set(fits)) == 3, (prior, fits)
+        assert fits[-1] < 0.9, (prior, fits)
+
+
+def test_class_drift_is_lower_with_prior_preservation(runs):
+    with_prior, without = rows(runs[1.0][0]), rows(runs[0.0][0])
+    for step in (2 * SAVE_EVERY, STEPS):
+        assert with_prior[step].class_drift < 0.9 * without[step].class_drift, (step, with_prior, without)
+    assert all(r.class_drift > 0 for r in with_prior.values())
+
+
+def test_the_meter_fit_is_the_ratio_of_denoising_errors(runs, class_base, subject_photos):
+    """Subject fit, computed independently from the two models' denoising errors on the photos' latents."""
+    run_dir, _ = runs[0.0]
+    base, _ = load_model(class_base)
+    final, _ = load_model(run_dir / "prior0-final.safetensors")
+    latents = run_probes(config(class_base, subject_photos), base).photos
+    ratio = denoising_error(final, latents, "ohwx thing") / denoising_error(base, latents, "ohwx thing")
+    assert rows(run_dir)[STEPS].subject_fit == pytest.approx(ratio, rel=1e-4)
+
+
+def test_re_cropped_photos_are_the_photos_moved_one_latent_pixel():
+    x = torch.arange(2 * 4 * 8 * 8, dtype=torch.float32).view(2, 4, 8, 8)
+    moved = shifted(x)
+    assert torch.equal(moved[..., 1:, 1:], x[..., :-1, :-1])
+    assert torch.equal(moved[..., 0, 1:], x[..., 0, :-1]) and moved.shape == x.shape  # the edge repeated
+
+
+# ------------------------------------------------------------------------------------------------ the callback
+
+def test_the_callback_scores_every_saved_checkpoint(runs):
+    for run_dir, events in runs.values():
+        saved = [(e.step, Path(e.data["path"])) for e in events
+                 if e.kind is EventKind.CHECKPOINT and e.data["kind"] == "model"]
+        measured = [(r.step, Path(r.file)) for r in meter.read_rows(run_dir)]
+        assert measured == saved == [(20, run_dir / "checkpoints" / f"{run_dir.name}-step00020.safetensors"),
+                                     (40, run_dir / "checkpoints" / f"{run_dir.name}-step00040.safetensors"),
+                                     (60, run_dir / f"{run_dir.name}-final.safetensors")]
+        emitted = [e.data["row"] for e in events if e.kind is EventKind.METER]
+        assert emitted == meter.read_rows(run_dir) and all(r.seconds > 0 for r in emitted)
+
+
+def test_scores_continue_across_a_resume(class_base, subject_photos, tmp_path):
+    """20 steps, resume to 40: the rows of a run that ran 40 steps at once (the base's answers are taken from the
+    base file after the resume)."""
+    cfg = config(class_base, subject_photos, steps=40, save_every=10, preview_every=0, prior_loss_weight=0.0,
+                 save_half=False)
+    train(cfg, tmp_path / "once")
+    train(config(class_base, subject_photos, steps=20, save_every=10, preview_every=0, prior_loss_weight=0.0,
+                 save_half=False), tmp_path / "twice")
+    train(cfg, tmp_path / "twice", resume=True)
+    once, twice = rows(tmp_path / "once"), rows(tmp_path / "twice")
+    assert list(once) == list(twice) == [10, 20, 30, 40]
+    for step in once:
+        assert (twice[step].subject_fit, twice[step].class_drift) == (
+            pytest.approx(once[step].subject_fit, rel=1e-4), pytest.approx(once[step].class_drift, rel=1e-3))
+
+
+# ------------------------------------------------------------------------------------------------ on demand, CLI
+
+def test_the_cli_measures_a_run_on_demand_as_the_callback_did(runs, tmp_path, capsys):
+    run_dir, _ = runs[1.0]
+    copy = shutil.copytree(run_dir, tmp_path / run_dir.name)
+    (copy / meter.METER_FILE).unlink()
+    assert main(["meter", str(copy), "--json"]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    during = rows(run_dir)
+    assert [c["step"] for c in printed["checkpoints"]] == [20, 40, 60]
+    for c in printed["checkpoints"]:
+        assert set(c) == {"step", "file", "subject_fit", "class_drift", "copying"}
+        assert Path(c["file"]).parent.parent == copy or Path(c["file"]).parent == copy
+        r = during[c["step"]]
+        assert (c["subject_fit"], c["class_drift"], c["copying"]) == (
+            pytest.approx(r.subject_fit, rel=1e-3), pytest.approx(r.class_drift, rel=1e-3),
+            pytest.approx(r.copying, abs=1e-3))
+    rec = recommend(meter.read_rows(run_dir))
+    assert printed["recommended"] == {"step": rec.step, "file": printed["recommended"]["file"], "why": rec.why}
+    assert Path(printed["recommended"]["file"]).name == Path(rec.file).name
+
+
+def test_the_cli_table_marks_the_recommended_step(runs, capsys):
+    run_dir, _ = runs[0.0]
+    assert main(["meter", str(run_dir)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    rec = recommend(meter.read_rows(run_dir))
+    assert lines[0].split() == ["step", "subject_fit", "class_drift", "copying", "file"]
+    assert [line.split()[-1] for line in lines[1:4]] == ["prior0-step00020.safetensors", "prior0-step00040.safetensors",
+                                                         "prior0-final.safetensors"]
+    starred = [line for line in lines[1:4] if line.startswith("*")]
+    assert len(starred) == 1 and starred[0].split()[:2] == ["*", str(rec.step)]
+    assert lines[4] == f"* recommended: {rec.why}"
+
+
+def test_the_cli_says_what_to_do_with_a_folder_that_is_not_a_run(tmp_path, capsys):
+    assert main(["meter", str(tmp_path)]) == 2
+    assert "is not a run folder (it has no config.yaml)" in capsys.readouterr().err
+
+
+def test_several_subjects_are_each_measured(class_base, subject_photos, class_photos, tmp_path):
+    """Two subjects (ohwx thing at the images folder's root, effy dog below it), prior preservation off: subject fit
+    is the mean of each subject's ratio, and each class word has its prompts."""
+    images = tmp_path / "images"
+    shutil.copytree(subject_photos, images)
+    shutil.copytree(class_photos, images / "effy" / "dog")
+    cfg = config(class_base, images, steps=10, save_every=5, preview_every=0, prior_loss_weight=0.0, save_half=False)
+    train(cfg, tmp_path / "two")
+    measured = rows(tmp_path / "two")
+    assert list(measured) == [5, 10]
+    base, _ = load_model(class_base)
+    final, _ = load_model(tmp_path / "two" / "two-final.safetensors")
+    probes = run_probes(cfg, base)
+    assert probes.class_prompts == ["thing", "a photo of a thing", "dog", "a photo of a dog"]
+    assert probes.photo_subject.tolist() == [0] * 5 + [1] * 6
+
+    def error(model, subject: int) -> torch.Tensor:  # each photo under its own caption, the meter's fixed noise
+        eps, noise = meter.noised_eps(model, probes.photos, probes.photo_text, 0)
+        return (eps - noise)[:, probes.photo_subject == subject].square().mean()
+
+    ratios = [error(final, s) / error(base, s) for s in (0, 1)]
+    assert measured[10].subject_fit == pytest.approx(float(sum(ratios) / 2), rel=1e-4)
+
+
+# ------------------------------------------------------------------------------------------------ recommendation
+
+def row(step: int, fit: float, drift: float) -> MeterRow:
+    return MeterRow(step, f"run-step{step:05d}.safetensors", fit, drift, 0.0, 0.1)
+
+
+def test_the_recommendation_is_the_earliest_levelled_step_with_its_reason():
+    levelled = [row(500, 0.6, 0.01), row(1000, 0.4, 0.02), row(1500, 0.3, 0.03), row(2000, 0.28, 0.1)]
+    rec = recommend(levelled)
+    assert (rec.step, rec.why) == (1500, "step 1500: subject fit has levelled off, class drift still low")
+    assert rec.why.said("fr") == "étape 1500 : l'ajustement au sujet plafonne, la dérive de la classe reste faible"
+    drifting = [row(500, 0.6, 0.01), row(1000, 0.4, 0.08), row(1500, 0.3, 0.09), row(2000, 0.28, 0.1)]
+    assert recommend(drifting).why.key == "meter_levelled_drift_high"
+    still = [row(500, 0.8, 0.01), row(1000, 0.6, 0.02), row(1500, 0.4, 0.03)]
+    assert (recommend(still).step, recommend(still).why.key) == (1500, "meter_still_learning")
+    barely = [row(500, 0.99, 0.01), row(1000, 0.97, 0.02)]
+    assert (recommend(barely).step, recommend(barely).why.key) == (1000, "meter_not_learnt")
+    assert recommend([]) is None and recommend([row(100, 0.5, 0.3)]).why.key == "meter_only_one"
+
+
+# ------------------------------------------------------------------------------------------------ the app
+
+@pytest.fixture(scope="module")
+def app(tmp_path_factory, runs):
+    """The app with the prior-0 run among its runs."""
+    root = tmp_path_factory.mktemp("meter-app")
+    run_dir, _ = runs[0.0]
+    copy = shutil.copytree(run_dir, root / "outputs" / "runs" / run_dir.name)
+    meter.measure_run(copy, again=True)  # the files of the copy, at their new place
+    blocks = build_app(root / "models", root / "outputs", lang=None)
+    blocks.launch(prevent_thread_lock=True, server_name="127.0.0.1", server_port=free_port(), quiet=True)
+    yield blocks
+    blocks.close()
+
+
+def test_the_test_tab_marks_the_recommended_checkpoint_and_says_why(app):
+    run_dir = app.state.runs_dir / "prior0"
+    rec = meter.recommendation_of(run_dir)
+    labels = dict((path, label) for label, path in app.state.model_choices())
+    files = meter.run_files(run_dir)
+    marked = [labels[str(f)].endswith(" ★") for f in files]
+    assert marked == [Path(rec.file).name == f.name for f in files] and sum(marked) == 1
+    client = Client(app.local_url, verbose=False)
+    *_, status = client.predict(str(files[0]), 64, 64, api_name="/test_model_changed")
+    assert f"★ The meter recommends **{Path(rec.file).name}**: {rec.why}." in status
+    french = Client(app.local_url, verbose=False, headers={"Cookie": "sdtrainer_lang=fr"})
+    *_, status = french.predict(str(files[0]), 64, 64, api_name="/test_model_changed")
+    assert f"Les mesures recommandent **{Path(rec.file).name}** : {rec.why.said('fr')}." in status
+    assert [checkpoint_title(f).endswith(" ★") for f in files] == [Path(rec.file).name == f.name for f in files]
+    grid, message = client.predict(models=[str(f) for f in files], prompts="ohwx thing", token="ohwx",
+                                   class_word="thing", lora="", lora_weight=1.0, sampler="euler", steps=2,
+                                   cfg_scale=7, seed=1, width=64, height=64, negative_prompt="",
+                                   api_name="/test_compare")
+    assert Path(grid).is_file() and f"The meter recommends **{Path(rec.file).name}**" in message
+
+
+def test_the_training_tab_plots_the_scores_beside_the_loss(app, class_base, subject_photos):
+    cfg = config(class_base, subject_photos, steps=4, save_every=2, preview_every=0, prior_loss_weight=0.0)
+    session = app.state.sessions.start(cfg, app.state.runs_dir / "plotted")
+    assert session.wait(120)
+    client = Client(app.local_url, verbose=False)
+    text, loss, scores, *_ = client.predict(None, api_name="/training_state")
+    assert "Finished" in text
+    data = scores["value"]
+    frame = [dict(zip(data["columns"], values)) for values in data["data"]]
+    assert {(p["step"], p["series"]) for p in frame} == {(s, n) for s in (2, 4)
+                                                         for n in ("subject fit", "class drift", "copying")}
+    measured = rows(app.state.runs_dir / "plotted")
+    fits = [p["value"] for p in sorted(frame, key=lambda p: p["step"]) if p["series"] == "subject fit"]
+    assert fits == pytest.approx([measured[2].subject_fit, measured[4].subject_fit])
