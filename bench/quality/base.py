@@ -27,7 +27,6 @@ from ldm.schedule import LATENT_SCALE, NUM_TIMESTEPS, alphas_cumprod
 from ldm.text_encoder import TextEncoderConfig
 from ldm.tokenizer import get_tokenizer
 from ldm.unet import UNetConfig
-from sdtrainer.trainer import min_snr_weights
 
 # 64 px images, 32x32x4 latents (the VAE halves each side), a UNet of three stages: ~25 MB in fp16.
 WORLD_SD = SDConfig(
@@ -58,7 +57,6 @@ class Budget:
     unet_batch: int = 256
     pool: int = 100_000  # distinct (image, caption) pairs the UNet sees
     lr: float = 3e-4
-    min_snr_gamma: float | None = None  # Min-SNR loss weighting of the UNet stage (None: plain eps-MSE)
     cuda_graphs: bool = True  # on CUDA, the UNet's forward and backward as two CUDA graphs (ldm.cuda_graph)
     check_seconds: float = 30.0  # how often pretrain's `good_enough` looks at the EMA weights
     ema_decay: float = 0.999
@@ -178,10 +176,7 @@ def train_unet(model: StableDiffusion, world: World, budget: Budget, device: tor
         with amp:
             if device.type == "cuda" and budget.cuda_graphs and unet_call is model.unet:
                 unet_call = graphed_training_call(model.unet, noisy, t, cond)
-            per_sample = F.mse_loss(unet_call(noisy, t, cond).float(), noise, reduction="none").mean((1, 2, 3))
-        if budget.min_snr_gamma:
-            per_sample = per_sample * min_snr_weights(acp[t], budget.min_snr_gamma)
-        loss = per_sample.mean()
+            loss = F.mse_loss(unet_call(noisy, t, cond).float(), noise)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         for group in opt.param_groups:
