@@ -753,6 +753,22 @@ MESSAGES: dict[str, dict[str, str]] = {
                              "save more often",
                        "fr": "étape {step} : le seul modèle de l'entraînement, rien à quoi le comparer : réglez "
                              "save_every pour en enregistrer plus souvent"},
+    "meter_no_step": {
+        "en": "{path} does not say its training step (no `steps` in its metadata): the meter measures the files "
+              "sdtrainer's training writes.",
+        "fr": "{path} ne dit pas son étape d'entraînement (pas de `steps` dans ses métadonnées) : la mesure porte sur "
+              "les fichiers qu'écrit l'entraînement de sdtrainer.",
+    },
+    "meter_not_a_run": {
+        "en": "{run_dir} is not a run folder (it has no config.yaml); give the folder a training wrote, e.g. "
+              "outputs/runs/joe.",
+        "fr": "{run_dir} n'est pas un dossier d'entraînement (pas de config.yaml) ; donnez le dossier qu'un "
+              "entraînement a écrit, par ex. outputs/runs/joe.",
+    },
+    "meter_no_files": {
+        "en": "{run_dir} has no model files yet (checkpoints/ or {name}-final): nothing to measure.",
+        "fr": "{run_dir} n'a pas encore de fichier modèle (checkpoints/ ou {name}-final) : rien à mesurer.",
+    },
     "meter_not_learnt": {"en": "step {step}: the subject is barely learnt yet: train longer",
                          "fr": "étape {step} : le sujet est à peine appris : entraînez plus longtemps"},
     # ------------------------------------------------------------------ ui/guard.py, webui.py

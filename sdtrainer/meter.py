@@ -287,8 +287,7 @@ def recommendation_of(run_dir: Path) -> Recommendation | None:
 def checkpoint_step(path: Path, metadata: dict[str, str]) -> int:
     """A model file's training step, from its metadata (every file the trainer writes has it)."""
     if "steps" not in metadata:
-        raise ValueError(f"{path} does not say its training step (no `steps` in its metadata): the meter measures "
-                         "the files sdtrainer's training writes.")
+        raise ValueError(Message("meter_no_step", path=path))
     return int(metadata["steps"])
 
 
@@ -307,12 +306,10 @@ def measure_run(run_dir: Path, device: str = "cpu", progress: Callable[[int, int
 
     run_dir = Path(run_dir)
     if not (run_dir / "config.yaml").is_file():
-        raise ConfigError(f"{run_dir} is not a run folder (it has no config.yaml); give the folder a training wrote, "
-                          "e.g. outputs/runs/joe.")
+        raise ConfigError(Message("meter_not_a_run", run_dir=run_dir))
     files = run_files(run_dir)
     if not files:
-        raise ConfigError(f"{run_dir} has no model files yet (checkpoints/ or {run_dir.name}-final): nothing to "
-                          "measure.")
+        raise ConfigError(Message("meter_no_files", run_dir=run_dir, name=run_dir.name))
     known = set() if again else {Path(r.file).name for r in read_rows(run_dir)}
     files = [f for f in files if f.name not in known]
     if not files:

@@ -893,9 +893,16 @@ def test_concept_pairs_from_metadata_and_typing(demo_model, tmp_path):
 
 
 def test_refresh_lists_picks_up_a_real_model_and_drops_the_demo(app, client, project, demo_model):
-    """It puts a checkpoint into models/ (the app leaves demo mode) and takes it out again."""
+    """It puts a checkpoint into models/ (the app leaves demo mode) and takes it out again. A list whose value is
+    still valid gets its choices only: the page may have set another value since it asked (a reload's restored
+    Training form did, and a refresh asked at the tab click then cleared its project)."""
     def refresh(*values) -> list:
-        return [r["value"] if isinstance(r, dict) else r for r in client.predict(*values, api_name="/refresh_lists")]
+        out = client.predict(*values, api_name="/refresh_lists")
+        return [r.get("value", sent) if isinstance(r, dict) else r for r, sent in zip(out, values)]
+
+    kept = client.predict(demo_model, demo_model, demo_model, [demo_model], None, None, None, project, None, "",
+                          api_name="/refresh_lists")
+    assert all("value" not in r for r in kept), kept
 
     real = app.state.models_dir / "v1-5-pruned-emaonly.safetensors"
     shutil.copyfile(demo_model, real)

@@ -115,7 +115,9 @@ class AppState:
 
     def lora_dropdown_update(self, current: str | None):
         choices = self.lora_choices()
-        return gr.update(choices=choices, value=current if current in {path for _, path in choices} else "")
+        if not current or current in {path for _, path in choices}:
+            return gr.update(choices=choices)  # no value: one set meanwhile (a restored form) stays
+        return gr.update(choices=choices, value="")
 
     def checked_lora(self, value: str | None) -> Path | None:
         """The LoRA file a request names (None for none), inside the app's folders."""
@@ -138,9 +140,11 @@ class AppState:
         choices = self.model_choices(states)
         paths = {path for _, path in choices}
         if isinstance(current, list):
-            return gr.update(choices=choices, value=[c for c in current if c in paths])
+            kept = [c for c in current if c in paths]
+            return gr.update(choices=choices, **({"value": kept} if kept != current else {}))
         stale = current is not None and (current not in paths or (self.has_real_model() and self.is_demo_path(current)))
-        return gr.update(choices=choices, value=self.default_model() if stale else current)
+        # only a value that must change is sent: the page's may have changed since this update was asked for
+        return gr.update(choices=choices, value=self.default_model()) if stale else gr.update(choices=choices)
 
     def checked_model(self, value: str | None) -> Path:
         if not value:
@@ -290,7 +294,8 @@ def refreshed_lists(state: AppState, lists: Lists, values: tuple) -> list:
     names = list_projects(state.projects_dir)
     return ([gr.update(visible=not state.has_real_model())] + [state.model_dropdown_update(v) for v in models]
             + [state.model_dropdown_update(v, states=True) for v in prunable]
-            + [gr.update(choices=names, value=v if v in names else None) for v in projects]
+            + [gr.update(choices=names) if not v or v in names else gr.update(choices=names, value=None)
+               for v in projects]
             + [state.lora_dropdown_update(v) for v in loras])
 
 
