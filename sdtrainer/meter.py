@@ -62,6 +62,7 @@ LEVELLED = 0.9  # share of the best fit gain at which the fit has levelled off
 MIN_GAIN = 0.05  # below this fit gain the subject is not learnt yet
 HIGH_DRIFT = 0.5  # a drift above this share of the run's highest counts as high
 METER_FILE = "meter.json"
+REFERENCE_FILE = "meter-reference.pt"  # the base model's answers, kept so that a resumed run need not load it again
 
 
 @dataclass
@@ -349,7 +350,8 @@ def evaluating(model):
 class MeterRecorder(pl.Callback):
     """Scores each model file the ModelSaver writes, with the cached latents of the run, into meter.json (process
     0), and emits each row as a METER event through `emit`; at the end, `report` says what the meter cost. The base
-    model's answers are taken at the first step (before any training), or from the base file when the run resumes."""
+    model's answers are taken at the first step (before any training) and kept in the run folder (REFERENCE_FILE),
+    where a resumed run reads them: loading the base model beside the one training would need its memory again."""
 
     def __init__(self, saver, probes: Probes, run_dir: Path, emit: Callable[[MeterRow], None],
                  load_base: Callable[[], object], report: Callable[[str], None]):
@@ -362,10 +364,14 @@ class MeterRecorder(pl.Callback):
     def on_train_start(self, trainer, module) -> None:
         if not trainer.is_global_zero:
             return
-        start = time.perf_counter()
-        base = module.sd if trainer.global_step == 0 else self.load_base()
-        with evaluating(base), trainer.precision_plugin.forward_context():
-            self.reference = reference_of(base, self.probes)
+        start, kept = time.perf_counter(), self.run_dir / REFERENCE_FILE
+        if trainer.global_step > 0 and kept.is_file():
+            self.reference = Reference(**torch.load(kept, weights_only=True))
+        else:  # a run from before the meter kept its answers: the base model, loaded again
+            base = module.sd if trainer.global_step == 0 else self.load_base()
+            with evaluating(base), trainer.precision_plugin.forward_context():
+                self.reference = reference_of(base, self.probes)
+            torch.save(asdict(self.reference), kept)
         self.seconds += time.perf_counter() - start
 
     def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx) -> None:

@@ -121,14 +121,19 @@ def test_the_callback_scores_every_saved_checkpoint(runs):
         assert emitted == meter.read_rows(run_dir) and all(r.seconds > 0 for r in emitted)
 
 
-def test_scores_continue_across_a_resume(class_base, subject_photos, tmp_path):
-    """20 steps, resume to 40: the rows of a run that ran 40 steps at once (the base's answers are taken from the
-    base file after the resume)."""
+@pytest.mark.parametrize("kept", [True, False], ids=["answers-kept", "answers-from-the-base-file"])
+def test_scores_continue_across_a_resume(class_base, subject_photos, tmp_path, kept):
+    """20 steps, resume to 40: the rows of a run that ran 40 steps at once. The base model's answers are read back
+    from the run folder after the resume, or (a run that has not kept them) taken again from the base file."""
     cfg = config(class_base, subject_photos, steps=40, save_every=10, preview_every=0, prior_loss_weight=0.0,
                  save_half=False)
     train(cfg, tmp_path / "once")
     train(config(class_base, subject_photos, steps=20, save_every=10, preview_every=0, prior_loss_weight=0.0,
                  save_half=False), tmp_path / "twice")
+    answers = tmp_path / "twice" / meter.REFERENCE_FILE
+    assert answers.is_file()
+    if not kept:
+        answers.unlink()
     train(cfg, tmp_path / "twice", resume=True)
     once, twice = rows(tmp_path / "once"), rows(tmp_path / "twice")
     assert list(once) == list(twice) == [10, 20, 30, 40]

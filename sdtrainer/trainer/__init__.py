@@ -26,7 +26,8 @@ and the state then hold the LoRA alone, in kohya's layout.
 
 Run folder `outputs/<run>/`: config.yaml, metrics.csv, checkpoints/<run>-stepNNNNN.safetensors,
 state/last.ckpt, samples/stepNNNNN-pJ-sSEED.png, class_images/, <run>-final.safetensors, and meter.json (each
-model file's subject fit, class drift and copying, measured when it is saved: sdtrainer.meter).
+model file's subject fit, class drift and copying, measured when it is saved: sdtrainer.meter; beside it
+meter-reference.pt, the base model's answers it compares with).
 
 The package, by section: `events` (Event, TrainResult, RunPaths: what a run says and where it writes),
 `batches` (the data order), `cache` (every image encoded once), `optim` (loss weights, EMA, optimizer, schedule)
