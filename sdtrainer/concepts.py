@@ -8,8 +8,17 @@
 adds a subject with its own folder. A subject's class images come from its own `reg_images`, else
 from the run's `reg_images` (its `<class_word>/` sub-folder, or the root for the run's class word),
 else `class_images` are generated (into `<folder>/<class_word>/` when the run has several class words).
+
+A subject has three homes, one per layer, and no other type stands for one:
+- `config.Concept` is what a user writes (a `concepts:` entry of a YAML file; the single-subject fields
+  `token`/`class_word`/`images` are the first): folder names and optional numbers, checked by OmegaConf.
+- `Subject` here is what a run trains: the same subject resolved, its photos listed, its class images
+  folder found, its counts filled in from the run's. It is made only by `run_subjects` (and
+  `folder_subjects`), so the trainer never reads a Concept's optional fields.
+- `sdtrainer.ui.projects.Subject` is a subject of a project (project.json and its folders), which the
+  Training tab turns into the config's fields.
 """
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from sdtrainer.config import ConfigError, TrainConfig
@@ -19,12 +28,13 @@ from sdtrainer.messages import Message
 
 @dataclass
 class Subject:
+    """One subject of a run (see the module's docstring); folder_subjects leaves the last three at their defaults."""
     token: str
     class_word: str
     paths: list[Path]  # its photos
-    reg_images: Path | None  # the folder of its class images, None: generate `class_images` of them
-    class_images: int  # how many to generate when reg_images is None
-    repeats: int  # its share of the picks: repeats / sum of all subjects' repeats
+    reg_images: Path | None = None  # the folder of its class images, None: generate `class_images` of them
+    class_images: int = 0  # how many to generate when reg_images is None
+    repeats: int = 1  # its share of the picks: repeats / sum of all subjects' repeats
 
     @property
     def words(self) -> tuple[str, str]:
@@ -36,8 +46,8 @@ def run_subjects(cfg: TrainConfig) -> list[Subject]:
     found = []
     if cfg.images.strip():
         for s in folder_subjects(cfg.images, cfg.token.strip(), " ".join(cfg.class_word.split())):
-            found.append(Subject(s.token, s.class_word, s.paths, reg_for(cfg.reg_images, s.class_word, cfg.class_word),
-                                 cfg.class_images, cfg.repeats))
+            found.append(replace(s, reg_images=reg_for(cfg.reg_images, s.class_word, cfg.class_word),
+                                 class_images=cfg.class_images, repeats=cfg.repeats))
     for n, c in enumerate(cfg.concepts):
         paths = list_images(c.images)
         if not paths:
@@ -85,27 +95,20 @@ def generated_class_dir(base: Path, subjects: list[Subject], class_word: str) ->
 
 # ---------------------------------------------------------------- several subjects from a folder tree
 
-@dataclass
-class FolderSubject:
-    """One subject found by ``folder_subjects``: its token, class word and photos."""
-    token: str
-    class_word: str
-    paths: list[Path]
-
-
-def folder_subjects(root: str | Path, token: str, class_word: str) -> list[FolderSubject]:
-    """The subjects of a folder tree (the old repos' convention): images at the root are ``token class``
-    (the arguments); ``<t>/<c>/`` images are ``t c``; images right inside ``<t>/`` are ``t class_word``.
+def folder_subjects(root: str | Path, token: str, class_word: str) -> list[Subject]:
+    """The subjects of a folder tree (the old repos' convention), their class images and repeats left for
+    run_subjects to fill in: images at the root are ``token class`` (the arguments); ``<t>/<c>/`` images
+    are ``t c``; images right inside ``<t>/`` are ``t class_word``.
 
     ``images/photo.jpg`` -> (ohwx, person), ``images/effy/dog/a.jpg`` -> (effy, dog); ``_`` in a class
     folder's name are spaces (``rex/golden_retriever/`` -> (rex, golden retriever)). Folders without
     images are skipped; DatasetError when images need the token or class word and it is not set.
     """
     root = Path(root)
-    found = [FolderSubject(token, class_word, list_images(root))]
+    found = [Subject(token, class_word, list_images(root))]
     for first in subfolders(root):
-        found.append(FolderSubject(first.name, class_word, list_images(first)))
-        found += [FolderSubject(first.name, " ".join(second.name.replace("_", " ").split()), list_images(second))
+        found.append(Subject(first.name, class_word, list_images(first)))
+        found += [Subject(first.name, " ".join(second.name.replace("_", " ").split()), list_images(second))
                   for second in subfolders(first)]
     found = [s for s in found if s.paths]
     for s in found:

@@ -144,7 +144,8 @@ def ranged(default, low: float, high: float, low_open: bool = False, high_open: 
 
 @dataclass
 class Concept:
-    """One subject of a run with several (the `concepts` list); the single-subject fields make one too."""
+    """One subject of a run with several (the `concepts` list); the single-subject fields make one too. What a
+    user writes; run_subjects resolves it into the concepts.Subject a run trains (see sdtrainer/concepts.py)."""
 
     token: str = ""  # rare word that will stand for this subject, e.g. "effy"
     class_word: str = ""  # what it is, e.g. "dog"; its captions are "<token> <class_word>"
