@@ -176,7 +176,7 @@ def test_add_a_second_subject(app, page, project):
     page.get_by_role("option", name="ohwx person").click()
     expect(token).to_have_value("ohwx", timeout=TIMEOUT_MS)
     saved = Project.open(app.state.projects_dir / project)
-    assert [(s.token, s.class_word) for s in saved.subjects] == [("effy", "dog")]
+    assert [(s.token, s.class_word) for s in saved.subjects] == [("ohwx", "person"), ("effy", "dog")]
 
 
 def test_the_language_choice_sticks_and_gradios_own_strings_follow_it(app, page):

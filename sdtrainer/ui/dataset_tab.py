@@ -22,7 +22,7 @@ from sdtrainer.dataset import prepare_images
 from sdtrainer.images import IMAGE_EXTENSIONS, DatasetError, list_images
 from sdtrainer.ui.common import USER_ERRORS, Lists
 from sdtrainer.ui.i18n import Say, UIError, warn
-from sdtrainer.ui.projects import Project, SubjectFiles, import_class_images, import_files, list_projects
+from sdtrainer.ui.projects import Project, Subject, import_class_images, import_files, list_projects
 
 if TYPE_CHECKING:
     from sdtrainer.ui.app import AppState
@@ -226,23 +226,23 @@ class DatasetTab:
             raise UIError("err_no_project")
         return Project.open(self.state.projects_dir / Path(name).name)
 
-    def subject(self, name: str | None, subject: str | None) -> SubjectFiles:
+    def subject(self, name: str | None, subject: str | None) -> Subject:
         """The chosen subject of the chosen project (its first subject when none is chosen)."""
         return self.project(name).subject(subject)
 
-    def subject_outputs(self, subject: SubjectFiles, say: Say) -> list:
+    def subject_outputs(self, subject: Subject, say: Say) -> list:
         """What shows one subject: token, class word, advice, gallery, then the report, selected image, its
         caption, warnings and caption note emptied, then its class images and their count."""
         return [subject.token, subject.class_word, token_advice_text(subject.token, subject.class_word, say),
                 self.gallery_items(subject, say), "", "", "", "", "", self.class_gallery(subject),
                 self.class_count_text(subject, say)]
 
-    def subject_choices(self, project: Project, chosen: SubjectFiles):
+    def subject_choices(self, project: Project, chosen: Subject):
         """The subject picker's update: every subject with a token, `token class` as its label."""
-        choices = [(s.label, s.token) for s in project.all_subjects() if s.token]
+        choices = [(s.label, s.token) for s in project.subjects if s.token]
         return gr.update(choices=choices, value=chosen.token or None)
 
-    def gallery_items(self, subject: SubjectFiles, say: Say) -> list[tuple[str, str]]:
+    def gallery_items(self, subject: Subject, say: Say) -> list[tuple[str, str]]:
         """(image, label): the label starts with its warnings (each kind once), so they show on the thumbnail, and
         ends with the caption training will give it (the file name shows when the card is chosen)."""
         items = []
@@ -252,22 +252,22 @@ class DatasetTab:
             items.append((str(path), f"{flags}“{subject.caption(path)}”"))
         return items
 
-    def caption_note(self, subject: SubjectFiles, path: Path, say: Say) -> str:
+    def caption_note(self, subject: Subject, path: Path, say: Say) -> str:
         """Where the caption comes from (.txt, `@` template, file name, default), in the user's language."""
         return say(f"ds_caption_from_{subject.caption_source(path)}", token=subject.token,
                    class_word=subject.class_word)
 
-    def warnings_text(self, subject: SubjectFiles, name: str, say: Say) -> str:
+    def warnings_text(self, subject: Subject, name: str, say: Say) -> str:
         """The full warnings of one prepared image, in the user's language."""
         found = subject.warnings.get(name, [])
         if not found:
             return say("ds_no_warnings")
         return "\n".join(f"- ⚠ {message if say.lang == 'en' else say(f'issue_{code}')}" for code, message in found)
 
-    def class_gallery(self, subject: SubjectFiles) -> list[str]:
+    def class_gallery(self, subject: Subject) -> list[str]:
         return [str(p) for p in subject.class_images()[:REG_GALLERY_MAX]]
 
-    def class_count_text(self, subject: SubjectFiles, say: Say) -> str:
+    def class_count_text(self, subject: Subject, say: Say) -> str:
         return say("ds_reg_count_text", n=len(subject.class_images()), class_word=subject.class_word)
 
     # ------------------------------------------------------------------ handlers: projects and subjects
@@ -307,7 +307,7 @@ class DatasetTab:
             project = self.project(name)
             added = project.add_subject(token, class_word)
             project.save()
-        message = say("msg_subject_added", subject=added.label, n=len(project.all_subjects()))
+        message = say("msg_subject_added", subject=added.label, n=len(project.subjects))
         return [self.subject_choices(project, added), "", "", message, *self.subject_outputs(added, say)]
 
     def remove_subject(self, name: str | None, subject: str | None, request: gr.Request):
@@ -378,7 +378,7 @@ class DatasetTab:
         chosen.project.save()
         return self.gallery_items(chosen, say), report_text(result.report, say), self.prepare_summary(result, say)
 
-    def check_subject(self, subject: SubjectFiles) -> list:
+    def check_subject(self, subject: Subject) -> list:
         """Check the prepared set again for the whole-set warnings (no face, same background) and store them."""
         found = subject_issues(subject.prepared(), subject.class_word, subject.photo_of)
         for name in subject.warnings:
@@ -429,10 +429,10 @@ class DatasetTab:
             self.lint_caption(chosen, caption, say)
         return self.gallery_items(chosen, say), effective, self.caption_note(chosen, path, say), message
 
-    def lint_caption(self, subject: SubjectFiles, caption: str, say: Say) -> None:
+    def lint_caption(self, subject: Subject, caption: str, say: Say) -> None:
         """Warn about every token of the project written without its class word, and a caption without the
         subject's own token."""
-        for other in subject.project.all_subjects():
+        for other in subject.project.subjects:
             lint = prompt_lint(caption, other.token, other.class_word) if other.token else None
             if lint:
                 warn(say.message(lint))
@@ -490,7 +490,7 @@ class DatasetTab:
                 raise UIError("err_folder_empty", folder=path)
         return self.imported(chosen, images, say)
 
-    def imported(self, subject: SubjectFiles, images: list[Path], say: Say) -> tuple[list[str], str]:
+    def imported(self, subject: Subject, images: list[Path], say: Say) -> tuple[list[str], str]:
         with say.errors(DatasetError):
             folder = subject.class_dir
             folder.mkdir(parents=True, exist_ok=True)

@@ -1,16 +1,21 @@
 """A project: the photos of one or more subjects, their tokens and class words, under outputs/projects/<name>/.
 
-    project = Project.create(projects_dir, "joe")   # instance/ (photos as dropped), prepared/ (squares
-    project.token = "ohwx"; project.save()          # the trainer reads), reg/ (class images), project.json
+    project = Project.create(projects_dir, "joe")   # one subject, no words yet; its photos in instance/ and
+    project.set_words(project.subject(), "ohwx", "person")   # prepared/ (the squares the trainer reads),
+    project.save()                                  # class images in reg/, project.json
     project = Project.open(projects_dir / "joe")
     effy = project.add_subject("effy", "dog")       # subjects/effy/{instance,prepared}/, class images in reg/dog/
     project.save()
-    for subject in project.all_subjects():          # SubjectFiles: photos(), prepared(), class_images(), caption()
+    for subject in project.subjects:                # Subject: photos(), prepared(), class_images(), caption()
         print(subject.label, len(subject.prepared()))
 
-The first subject is the project's own token and class word (the only one before several subjects were
-possible, so older project.json files open unchanged); class images of another class word go to
-reg/<class_word>/, the layout the trainer reads (concepts.class_folder).
+project.json lists every subject (FORMAT 2): its words, its folder, its prepared images' warnings and
+hand-made crops. The first subject's words are the run's `token` and `class_word` (the Training tab's
+config), so it cannot be removed, and reg/ itself holds the class images of its class word; class images
+of another class word go to reg/<class_word>/, the layout the trainer reads (concepts.class_folder). A
+subject's folder is the project's own (instance/ and prepared/ beside project.json) for the subject a
+project is created with, subjects/<token>/ for one added later. A project.json from before FORMAT 2 kept
+the first subject at its top level: `migrated` reads it and the next save writes it anew; no file moves.
 
 Problems the user can fix raise UIError with a translation key (see sdtrainer/ui/i18n.py).
 """
@@ -18,7 +23,7 @@ import json
 import re
 import shutil
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 from sdtrainer.captions import caption_and_source, caption_for
@@ -28,6 +33,7 @@ from sdtrainer.images import IMAGE_EXTENSIONS, face_center, list_images, read_rg
 from sdtrainer.ui.i18n import UIError
 
 PROJECT_FILE = "project.json"
+FORMAT = 2  # project.json's layout: every subject in `subjects` (before: no `format`, see migrated)
 NAME_PATTERN = re.compile(r"^\w[\w .-]{0,63}$")
 FOLDER_WORD = re.compile(r"^\w[\w '-]{0,63}$")  # an added subject's token, any class word: they name folders
 MIN_RESOLUTION, MAX_RESOLUTION, RESOLUTION_STEP = 64, 1024, 64
@@ -36,28 +42,11 @@ RECROPS = ("center", "face", "start", "end")
 
 
 @dataclass
-class Subject:
-    """A subject of a project after the first (the project's own token and class word): its words and, as for
-    the first, its prepared images' warnings and hand-made crops. Its photos are under subjects/<token>/."""
-    token: str
-    class_word: str
-    warnings: dict[str, list[list[str]]] = field(default_factory=dict)
-    crops: dict[str, str] = field(default_factory=dict)
-
-
-@dataclass
 class Project:
     root: Path
-    token: str = ""
-    class_word: str = "person"
     resolution: int = 512
     crop: str = "center"
-    # prepared image name -> its warnings as (code, English message) pairs, from the last prepare
-    warnings: dict[str, list[list[str]]] = field(default_factory=dict)
-    # prepared image name -> how it was cropped again by hand (one of RECROPS); kept when preparing again
-    crops: dict[str, str] = field(default_factory=dict)
-    # more subjects trained in the same run (old project.json files have none)
-    subjects: list[Subject] = field(default_factory=list)
+    subjects: list["Subject"] = field(default_factory=list)  # every subject, trained together in one run
 
     @property
     def name(self) -> str:
@@ -67,10 +56,6 @@ class Project:
     def reg_dir(self) -> Path:
         return self.root / "reg"
 
-    @property
-    def subjects_dir(self) -> Path:
-        return self.root / "subjects"
-
     @classmethod
     def create(cls, projects_dir: Path, name: str) -> "Project":
         name = (name or "").strip()
@@ -79,7 +64,8 @@ class Project:
         if (projects_dir / name).exists():
             raise UIError("err_project_exists", name=name)
         project = cls(projects_dir / name)
-        first = project.subject()
+        first = Subject(project, token="", class_word="person", folder="")  # the project's own folders
+        project.subjects.append(first)
         for folder in (first.instance_dir, first.prepared_dir, project.reg_dir):
             folder.mkdir(parents=True)
         project.save()
@@ -91,34 +77,35 @@ class Project:
         if not file.is_file():
             raise UIError("err_project_missing", name=root.name)
         try:
-            data = json.loads(file.read_text(encoding="utf-8"))
-            known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__ and k not in ("root", "subjects")}
-            subjects = [Subject(**{k: v for k, v in s.items() if k in Subject.__dataclass_fields__})
-                        for s in data.get("subjects") or []]
-        except (ValueError, AttributeError, TypeError):
+            data = migrated(json.loads(file.read_text(encoding="utf-8")))
+            project = cls(root, **{k: data[k] for k in ("resolution", "crop") if k in data})
+            saved = Subject.saved_fields()
+            project.subjects = [Subject(project, **{k: v for k, v in s.items() if k in saved})
+                                for s in data["subjects"]]
+        except (ValueError, AttributeError, TypeError, KeyError):
             raise UIError("err_project_damaged", name=root.name) from None
-        project = cls(root, **known, subjects=subjects)
-        project.check_words()
-        for subject in project.all_subjects():
+        project.check_subjects()
+        for subject in project.subjects:
             for folder in (subject.instance_dir, subject.prepared_dir):
                 folder.mkdir(parents=True, exist_ok=True)
         project.reg_dir.mkdir(exist_ok=True)
         return project
 
-    def check_words(self) -> None:
-        """The words that name folders, as a hand-edited or crafted project.json may hold them: UIError unless every
-        one is a plain folder name (so no folder is ever made outside the project)."""
+    def check_subjects(self) -> None:
+        """The subjects as a hand-edited or crafted project.json may hold them: UIError unless there is one at least
+        and every word and folder is as the app writes them (so no folder is ever made outside the project)."""
         for subject in self.subjects:
-            if not isinstance(subject.token, str) or not FOLDER_WORD.match(subject.token):
+            words = (subject.token, subject.class_word, subject.folder)
+            if not all(isinstance(w, str) for w in words) or not subject.has_valid_folder():
                 raise UIError("err_project_damaged", name=self.name)
-        for word in [self.class_word or "person", *(s.class_word for s in self.subjects)]:  # first: may be unset
-            if not isinstance(word, str) or not FOLDER_WORD.match(word):
+            if subject.class_word and not FOLDER_WORD.match(subject.class_word):  # "" names no folder
                 raise UIError("err_project_damaged", name=self.name)
-        if not isinstance(self.token, str):
+        if not self.subjects:
             raise UIError("err_project_damaged", name=self.name)
 
     def save(self) -> None:
-        data = {k: v for k, v in asdict(self).items() if k != "root"}
+        data = {"format": FORMAT, "resolution": self.resolution, "crop": self.crop,
+                "subjects": [s.saved() for s in self.subjects]}
         (self.root / PROJECT_FILE).write_text(json.dumps(data, indent=2, ensure_ascii=False), encoding="utf-8")
 
     def set_resolution(self, resolution: int) -> None:
@@ -128,39 +115,33 @@ class Project:
         self.resolution = int(resolution)
 
     # ------------------------------------------------------------------ subjects
-    def all_subjects(self) -> list["SubjectFiles"]:
-        """The first subject (the project's own words, instance/ and prepared/), then the added ones."""
-        return [SubjectFiles(self, self, self.root)] + [SubjectFiles(self, s, self.subjects_dir / s.token)
-                                                        for s in self.subjects]
-
-    def subject(self, token: str | None = None) -> "SubjectFiles":
+    def subject(self, token: str | None = None) -> "Subject":
         """The subject of that token; the first one for None or ''."""
-        everyone = self.all_subjects()
         if not token:
-            return everyone[0]
-        for s in everyone:
+            return self.subjects[0]
+        for s in self.subjects:
             if s.token == token:
                 return s
         raise UIError("err_subject_missing", token=token)
 
-    def add_subject(self, token: str, class_word: str) -> "SubjectFiles":
+    def add_subject(self, token: str, class_word: str) -> "Subject":
         """A new subject with its own photos under subjects/<token>/ (not saved yet)."""
-        if not self.token:
+        if not all(s.token for s in self.subjects):
             raise UIError("err_save_settings_first")
         token, class_word = self.checked_words(token, class_word, None)
         check_folder_word(token, "err_token_chars")
-        self.subjects.append(Subject(token, class_word))
-        added = self.all_subjects()[-1]
+        added = Subject(self, token, class_word, folder=added_folder(token))
+        self.subjects.append(added)
         for folder in (added.instance_dir, added.prepared_dir):
             folder.mkdir(parents=True, exist_ok=True)
         return added
 
     def remove_subject(self, token: str) -> Path:
-        """Take an added subject out of the project (not saved yet). Its folder (photos, prepared squares,
+        """Take a subject but the first out of the project (not saved yet). Its folder (photos, prepared squares,
         captions) is moved to removed/<token>-<time>/, returned, so a wrong click loses nothing; its class
         images stay where they are (another subject may share them)."""
         subject = self.subject(token)
-        if subject.first:
+        if subject is self.subjects[0]:
             raise UIError("err_remove_first_subject")
         stem, n = f"{subject.token}-{time.strftime('%Y%m%d-%H%M%S')}", 0
         kept = self.root / "removed" / stem
@@ -170,18 +151,19 @@ class Project:
         kept.parent.mkdir(exist_ok=True)
         if subject.root.exists():
             subject.root.rename(kept)
-        self.subjects.remove(subject.record)
+        self.subjects.remove(subject)
         return kept
 
-    def set_words(self, subject: "SubjectFiles", token: str, class_word: str) -> None:
-        """Change a subject's token and class word (an added subject's folder follows its token; not saved yet)."""
+    def set_words(self, subject: "Subject", token: str, class_word: str) -> None:
+        """Change a subject's token and class word; a folder under subjects/ follows the token (not saved yet)."""
         token, class_word = self.checked_words(token, class_word, subject)
-        if not subject.first and token != subject.token:
+        if subject.folder == added_folder(subject.token) and token != subject.token:
             check_folder_word(token, "err_token_chars")
-            subject.root.rename(self.subjects_dir / token)
-        subject.record.token, subject.record.class_word = token, class_word
+            subject.root.rename(self.root / added_folder(token))
+            subject.folder = added_folder(token)
+        subject.token, subject.class_word = token, class_word
 
-    def checked_words(self, token: str, class_word: str, subject: "SubjectFiles | None") -> tuple[str, str]:
+    def checked_words(self, token: str, class_word: str, subject: "Subject | None") -> tuple[str, str]:
         """The token and class word, tidied; UIError when one is empty, the token is not one word or is
         another subject's already, or the class word cannot name a folder."""
         token, class_word = (token or "").strip(), " ".join((class_word or "").split())
@@ -192,8 +174,7 @@ class Project:
         if not class_word:
             raise UIError("err_class_empty")
         check_folder_word(class_word, "err_class_chars")
-        others = [s.token.lower() for s in self.all_subjects()
-                  if s.token and (subject is None or s.root != subject.root)]
+        others = [s.token.lower() for s in self.subjects if s.token and s is not subject]
         if token.lower() in others:
             raise UIError("err_token_used", token=token)
         return token, class_word
@@ -202,8 +183,28 @@ class Project:
         """Where the class images of `class_word` are (concepts.class_folder's layout, what training reads):
         reg/ for the first subject's class word (reg/<class_word>/ once that holds images), reg/<class_word>/
         for any other."""
-        found = class_folder(self.reg_dir, class_word, self.class_word)
-        return found or (self.reg_dir if class_word == self.class_word else self.reg_dir / class_word)
+        run_class = self.subjects[0].class_word
+        found = class_folder(self.reg_dir, class_word, run_class)
+        return found or (self.reg_dir if class_word == run_class else self.reg_dir / class_word)
+
+
+def migrated(data: dict) -> dict:
+    """project.json's data in FORMAT: a file from before kept the first subject's words, warnings and crops at
+    its top level (its photos in the project's own instance/ and prepared/) and the others in `subjects`
+    (their photos in subjects/<token>/)."""
+    if data.get("format") == FORMAT:
+        return data
+    first = {"token": data.get("token", ""), "class_word": data.get("class_word", "person"), "folder": "",
+             "warnings": data.get("warnings", {}), "crops": data.get("crops", {})}
+    added = [{**s, "folder": added_folder(s["token"])} for s in data.get("subjects") or []]
+    kept = {k: data[k] for k in ("resolution", "crop") if k in data}
+    return {"format": FORMAT, **kept, "subjects": [first, *added]}
+
+
+def added_folder(token: str) -> str:
+    """The folder of a subject added to a project, relative to its root (its token names it)."""
+    return f"subjects/{token}"
+
 
 def check_folder_word(word: str, key: str) -> None:
     """UIError `key` when `word` cannot be a folder name on every system."""
@@ -212,41 +213,35 @@ def check_folder_word(word: str, key: str) -> None:
 
 
 @dataclass
-class SubjectFiles:
-    """One subject's files in its project: photos as dropped (instance/), the squares the trainer reads
-    (prepared/, with captions), class images (Project.class_dir). Its words, warnings and crops are kept
-    in `record` (the Project itself for the first subject), saved with project.save()."""
-    project: Project
-    record: Project | Subject
-    root: Path  # holds instance/ and prepared/
+class Subject:
+    """One subject of a project: its words and its prepared images' warnings and hand-made crops, saved in
+    project.json by project.save(); its files under `folder`: photos as dropped (instance/), the squares the
+    trainer reads (prepared/, with captions); its class images (Project.class_dir). The Training tab makes a
+    run's config of them, whose subjects the trainer reads as concepts.Subject (see sdtrainer/concepts.py)."""
+    project: Project = field(repr=False, compare=False)
+    token: str
+    class_word: str
+    folder: str  # holds instance/ and prepared/, relative to the project's root: "" or added_folder(token)
+    # prepared image name -> its warnings as (code, English message) pairs, from the last prepare
+    warnings: dict[str, list[list[str]]] = field(default_factory=dict)
+    # prepared image name -> how it was cropped again by hand (one of RECROPS); kept when preparing again
+    crops: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def saved_fields(cls) -> list[str]:
+        return [f.name for f in fields(cls) if f.name != "project"]
+
+    def saved(self) -> dict:
+        """What project.json holds of it."""
+        return {name: getattr(self, name) for name in self.saved_fields()}
+
+    def has_valid_folder(self) -> bool:
+        """Whether its folder is one the app makes: the project's own or its token's under subjects/."""
+        return self.folder == "" or (self.folder == added_folder(self.token) and bool(FOLDER_WORD.match(self.token)))
 
     @property
-    def first(self) -> bool:
-        return self.record is self.project
-
-    @property
-    def token(self) -> str:
-        return self.record.token
-
-    @property
-    def class_word(self) -> str:
-        return self.record.class_word
-
-    @property
-    def warnings(self) -> dict[str, list[list[str]]]:
-        return self.record.warnings
-
-    @warnings.setter
-    def warnings(self, value: dict[str, list[list[str]]]) -> None:
-        self.record.warnings = value
-
-    @property
-    def crops(self) -> dict[str, str]:
-        return self.record.crops
-
-    @crops.setter
-    def crops(self, value: dict[str, str]) -> None:
-        self.record.crops = value
+    def root(self) -> Path:
+        return self.project.root / self.folder
 
     @property
     def instance_dir(self) -> Path:

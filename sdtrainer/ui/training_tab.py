@@ -30,7 +30,7 @@ from sdtrainer.session import SessionBusy, SessionState, Status, gate_report
 from sdtrainer.trainer import RunPaths, check_run_folder
 from sdtrainer.ui.common import USER_ERRORS, Lists
 from sdtrainer.ui.i18n import Say, UIError, warn
-from sdtrainer.ui.projects import Project, SubjectFiles, list_projects
+from sdtrainer.ui.projects import Project, Subject, list_projects
 
 if TYPE_CHECKING:
     from sdtrainer.ui.app import AppState
@@ -292,10 +292,11 @@ class TrainingTab:
             proj = Project.open(self.state.projects_dir / Path(project).name)
         except UIError as e:
             return "⚠ " + say(e.key, **e.fmt)
-        counts = [(s, len(s.prepared()), len(s.class_images())) for s in proj.all_subjects()]
+        counts = [(s, len(s.prepared()), len(s.class_images())) for s in proj.subjects]
         if len(counts) == 1:
-            text = say("tr_project_summary", token=proj.token or "?", class_word=proj.class_word,
-                       photos=counts[0][1], classes=counts[0][2], resolution=proj.resolution)
+            [(only, photos, classes)] = counts
+            text = say("tr_project_summary", token=only.token or "?", class_word=only.class_word,
+                       photos=photos, classes=classes, resolution=proj.resolution)
         else:
             text = "\n".join([say("tr_project_summary_many", n=len(counts), resolution=proj.resolution)] + [
                 "- " + say("tr_summary_subject", token=s.token, class_word=s.class_word, photos=photos,
@@ -316,7 +317,7 @@ class TrainingTab:
                               device_defaults=defaults_for(default_device()))
         except (UIError, *USER_ERRORS):
             return ""
-        if proj is None or not proj.token:
+        if proj is None or not all(s.token for s in proj.subjects):
             return ""
         demo = bool(model) and Path(model).is_file() and self.state.is_demo_file(Path(model))
         to_make = class_images_to_make(proj, cfg.class_images)
@@ -337,16 +338,16 @@ class TrainingTab:
     def config(self, project: Project, model: Path, preset: str, settings: dict[str, Any], say: Say) -> TrainConfig:
         """The run's TrainConfig: preset, then the UI's settings, then the project's folders and words.
 
-        The first subject is `images`/`token`/`class_word`, each added one a `concepts` entry (with the same
+        The first subject is `images`/`token`/`class_word`, each other one a `concepts` entry (with the same
         repeats: every subject equally often). Class images missing for a class word are generated into the
         project's reg/ (reg/<class_word>/ when the run has several class words), where the next run finds them."""
         values = {s.name: parsed(s, settings[s.name], say) for s in SETTINGS}
-        has_reg = bool(project.subject().class_images())
+        first, *others = project.subjects
         device = default_device()
-        values.update(model=str(model), images=str(project.subject().prepared_dir), token=project.token,
-                      class_word=project.class_word, resolution=project.resolution, crop="center",
-                      reg_images=str(project.reg_dir) if has_reg else None, class_images_dir=str(project.reg_dir),
-                      concepts=[concept(s, values["repeats"]) for s in project.all_subjects()[1:]],
+        values.update(model=str(model), images=str(first.prepared_dir), token=first.token,
+                      class_word=first.class_word, resolution=project.resolution, crop="center",
+                      reg_images=str(project.reg_dir) if first.class_images() else None,
+                      class_images_dir=str(project.reg_dir), concepts=[concept(s, values["repeats"]) for s in others],
                       device=device.value)
         if device is Device.CPU:
             values["precision"] = Precision.FP32.value  # bf16 autocast on a CPU only makes it slower
@@ -369,7 +370,7 @@ class TrainingTab:
             if not project:
                 raise UIError("err_no_project")
             proj = Project.open(self.state.projects_dir / Path(project).name)
-            if not proj.token or not proj.class_word:
+            if not all(s.token and s.class_word for s in proj.subjects):
                 raise UIError("err_save_settings_first")
             if missing := unprepared(proj):
                 raise missing
@@ -522,20 +523,21 @@ def class_images_lines(snap: SessionState, say: Say) -> list[str]:
 
 def class_images_to_make(project: Project, count: int) -> int:
     """Class images a run of the project generates first: `count` of each class word whose subjects have none."""
-    return count * len({s.class_word for s in project.all_subjects() if not s.class_images()})
+    return count * len({s.class_word for s in project.subjects if not s.class_images()})
 
 
 def unprepared(project: Project) -> UIError | None:
     """What to do about the first subject without prepared images (training reads only those); None when
-    every subject has some."""
-    for s in project.all_subjects():
+    every subject has some (the first cannot be removed: it is only told to prepare)."""
+    for s in project.subjects:
         if not s.prepared():
-            return UIError("err_no_prepared") if s.first else UIError("err_subject_no_prepared", subject=s.label)
+            return (UIError("err_no_prepared") if s is project.subjects[0]
+                    else UIError("err_subject_no_prepared", subject=s.label))
     return None
 
 
-def concept(subject: SubjectFiles, repeats: int) -> Concept:
-    """An added subject as a run's concept: its prepared squares, and its class images folder when it holds
+def concept(subject: Subject, repeats: int) -> Concept:
+    """A subject after the first as a run's concept: its prepared squares, and its class images folder when it holds
     some (else the run's class_images of its class word are generated)."""
     return Concept(token=subject.token, class_word=subject.class_word, images=str(subject.prepared_dir),
                    reg_images=str(subject.class_dir) if subject.class_images() else None, repeats=repeats)
