@@ -16,10 +16,14 @@ COMMAND = "python bench/train.py"
 PRESET_SETUP = {  # what each preset runs, for the table's first column
     "en": {"24gb": "`24gb`: fp32 weights, bf16 autocast, fused AdamW, UNet as CUDA graphs",
            "12gb": "`12gb`: bf16 weights with stochastic rounding, 8-bit AdamW, UNet as CUDA graphs",
-           "8gb": "`8gb`: `12gb` + gradient checkpointing"},
+           "8gb": "`8gb`: `12gb` + gradient checkpointing",
+           "lora-8gb": "`lora-8gb`: a rank-16 LoRA (fp32, 8-bit AdamW, lr 1e-4) on the frozen bf16 UNet, gradient "
+                       "checkpointing"},
     "fr": {"24gb": "`24gb` : poids fp32, autocast bf16, AdamW fusionné, UNet en graphes CUDA",
            "12gb": "`12gb` : poids bf16 à arrondi stochastique, AdamW 8 bits, UNet en graphes CUDA",
-           "8gb": "`8gb` : `12gb` + gradient checkpointing"},
+           "8gb": "`8gb` : `12gb` + gradient checkpointing",
+           "lora-8gb": "`lora-8gb` : un LoRA de rang 16 (fp32, AdamW 8 bits, lr 1e-4) sur le UNet gelé en bf16, "
+                       "gradient checkpointing"},
 }
 REFERENCE_SETUP = {  # bench/reference.py's recipes, as train_dreambooth.py flags
     "en": {"reference:strong": "strong: bf16, TF32, fused AdamW", "reference:lowmem": "low-memory: bf16, TF32, "
@@ -37,7 +41,9 @@ HEADERS = {
            "processes (the number of every job's processes is in `bench/results/`); peak VRAM is PyTorch's maximum reserved memory (add ~0.5 GiB of CUDA context). Learning: "
            "the drop of a held-out denoising error after the same steps from the same weights, as a share of "
            "the fp32 run's; in brackets the share of UNet weights that changed (bf16 weights with stochastic "
-           "rounding move by whole bf16 steps, so fewer of them change, by more)."),
+           "rounding move by whole bf16 steps, so fewer of them change, by more). `lora-8gb` trains its LoRA's factors "
+           "at its own learning rate, not the UNet's weights: its learning figure and the share in brackets (of its "
+           "factors) say that it learns, not how it compares with full training (the quality world does that)."),
     "fr": ("| préréglage (entraînement 512×512, 1 image d'instance + 1 de classe par pas) | it/s (min–max) | VRAM max | "
            "TFLOP/s | référence façon diffusers, à réglages comparables | ses it/s | accélération | accélération "
            "face aux réglages par défaut du script | apprentissage face aux poids fp32 |",
@@ -48,7 +54,10 @@ HEADERS = {
            "de contexte CUDA). Apprentissage : la baisse d'une erreur de débruitage mesurée à part, après les "
            "mêmes pas depuis les mêmes poids, rapportée à celle du calcul en fp32 ; entre crochets la part des "
            "poids du UNet qui ont changé (les poids bf16 à arrondi stochastique bougent par pas bf16 entiers : "
-           "moins de poids changent, mais davantage)."),
+           "moins de poids changent, mais davantage). `lora-8gb` entraîne les facteurs de son LoRA à son propre taux "
+           "d'apprentissage, pas les poids du UNet : son chiffre d'apprentissage et la part entre crochets (de ses "
+           "facteurs) disent qu'il apprend, pas comment il se compare à l'entraînement complet (le monde de qualité "
+           "le mesure)."),
 }
 
 

@@ -10,10 +10,11 @@ from bench import readme_table, train
 
 def test_tiny_bench_writes_the_issue_schema(tmp_path):
     train.main(["--tiny", "--device", "cpu", "--in-process", "--steps", "2", "--images", "1", "--sample-steps", "2",
-                "--out", str(tmp_path), "--jobs", "train:24gb", "train:8gb", "train:fp32", "sampling"])
+                "--out", str(tmp_path), "--jobs", "train:24gb", "train:8gb", "train:lora-8gb", "train:fp32",
+                "sampling"])
     latest = json.loads((tmp_path / "latest.json").read_text())
     assert set(latest) == {"date", "device", "torch", "train", "fp32", "ceiling", "sampling"}
-    assert set(latest["train"]) == {"24gb", "12gb", "8gb"}
+    assert set(latest["train"]) == {"24gb", "12gb", "8gb", "lora-8gb"}
     for preset in ("24gb", "8gb"):
         row = latest["train"][preset]
         assert set(row) == {"it_per_s", "it_per_s_spread", "processes", "peak_vram_gib", "tflops", "reference",
@@ -26,6 +27,9 @@ def test_tiny_bench_writes_the_issue_schema(tmp_path):
         assert row["learning"]["share_changed"] > (0.9 if preset == "24gb" else 0.001)
     assert latest["train"]["24gb"]["reference"] == "reference:strong"
     assert latest["train"]["8gb"]["reference"] == "reference:lowmem"
+    # method lora trains its factors (fp32), not the UNet: they are what moves, and the subject's error drops
+    lora = latest["train"]["lora-8gb"]["learning"]
+    assert lora["share_changed"] > 0.4 and lora["error_drop"] > 0, lora
     assert latest["fp32"]["learning"]["vs_fp32"] == 1.0 and latest["fp32"]["learning"]["error_drop"] > 0
     assert latest["sampling"]["seconds_per_image"] > 0
     dated = tmp_path / f"train-{latest['date']}-cpu.json"

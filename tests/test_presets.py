@@ -15,7 +15,7 @@ import pytorch_lightning as pl
 import torch
 from safetensors.torch import load_file
 
-from bench.train import heldout_error, unet_weights
+from bench.train import heldout_error, trained_weights
 from ldm.model import TINY, StableDiffusion
 from sdtrainer.trainer import run as trainer_module  # where DreamBoothModule looks compiled_unet_forward up
 from sdtrainer.config import load_config
@@ -44,9 +44,9 @@ def learning_of(device: str, preset: str, **values) -> dict:
     pl.seed_everything(0, verbose=False)
     trainer = build_trainer(cfg, [])
     trainer.precision_plugin.convert_module(module)  # the weights as the run holds them (bf16 under bf16-true)
-    start, before = unet_weights(model).float(), heldout_error(model, data)
+    start, before = trained_weights(module).float(), heldout_error(model, data)
     trainer.fit(module)
-    return {"delta": unet_weights(model).float() - start, "drop": (before - heldout_error(model, data)) / before,
+    return {"delta": trained_weights(module).float() - start, "drop": (before - heldout_error(model, data)) / before,
             "lr": cfg.learning_rate}
 
 

@@ -13,7 +13,7 @@ from bench.quality.meter import meter_summary, ranks, spearman
 from bench.quality.base import TINY_WORLD_SD, Budget, keep_vocabulary, pretrain, world_words
 from bench.quality.metrics import SampleSettings, diversity
 from bench.quality.reader import Reading, attribute_accuracy, read, reader_accuracy, truth
-from bench.quality.runs import RunSpec, prepare, train_run
+from bench.quality.runs import RunSpec, extracted_runs, prepare, train_run
 from bench.quality.world import CAPTIONED, SUBJECT, TINY_WORLD, TOKEN, WORLD, Thing, identity, render
 from sdtrainer.checkpoint import load_model, save_checkpoint
 
@@ -96,7 +96,7 @@ def dreambooth(tmp_path_factory):
         torch.set_num_threads(threads)
 
 
-def _train_both(work: Path) -> tuple[dict, dict]:
+def _train_both(work: Path) -> tuple[dict, dict, object]:
     base = work / "tiny-base.safetensors"
     with gzip.open(TINY_BASE) as src, open(base, "wb") as dst:
         shutil.copyfileobj(src, dst)
@@ -105,19 +105,19 @@ def _train_both(work: Path) -> tuple[dict, dict]:
     runs = {prior: train_run(setup, RunSpec(f"prior{prior:g}", "24gb", prior_loss_weight=prior, lr_scale=LR_SCALE,
                                             overrides=("precision=32",)), (STEPS,), log=lambda _: None)[-1]
             for prior in (0.0, 1.0)}
-    return setup.base_scores, runs
+    return setup.base_scores, runs, setup
 
 
 STEPS, LR_SCALE, EVAL_N, SAMPLE_STEPS = 300, 100.0, 32, 10
 
 
 def test_fine_tuning_makes_the_subject(dreambooth):
-    base, runs = dreambooth
+    base, runs, _ = dreambooth
     assert runs[0.0]["fidelity"] > base["fidelity"], (base, runs)
 
 
 def test_prior_preservation_lowers_class_drift(dreambooth):
-    base, runs = dreambooth
+    base, runs, _ = dreambooth
     assert runs[1.0]["class_drift"] < runs[0.0]["class_drift"], (base, runs)
 
 
@@ -141,7 +141,7 @@ def test_each_runs_checkpoints_carry_the_meters_scores_beside_the_worlds(dreambo
     checkpoint's world row has the trainer's meter scores, in the world's directions here (the run without prior
     preservation: more fidelity and lower subject fit, more class drift in both), and the summary correlates them
     over the base and both runs. Each run has one checkpoint: the recommended one and its run's best."""
-    base, runs = dreambooth
+    base, runs, _ = dreambooth
     assert all(row["meter_recommended"] for row in runs.values())
     assert runs[0.0]["meter_subject_fit"] < runs[1.0]["meter_subject_fit"], runs
     assert runs[0.0]["meter_class_drift"] > runs[1.0]["meter_class_drift"] > 0, runs
@@ -149,3 +149,14 @@ def test_each_runs_checkpoints_carry_the_meters_scores_beside_the_worlds(dreambo
     assert summary["points"] == 3 and -1 <= summary["spearman_fit_fidelity"] <= 1
     assert [(p["name"], p["recommended_step"], p["best_step"], p["within_target"]) for p in summary["recommended"]] \
         == [("prior0", STEPS, STEPS, True), ("prior1", STEPS, STEPS, True)]
+
+
+def test_a_lora_extracted_at_full_rank_scores_as_the_run_it_came_from(dreambooth):
+    """Issue 15 in the world: a LoRA extracted from a run's model file (every layer kohya adapts, convs included, at
+    full rank) keeps all of the difference in those layers and, applied to the base, draws the subject as the run's
+    own file does (same seeds; the layers no LoRA adapts, such as norms and biases, keep their base values)."""
+    base, runs, setup = dreambooth
+    row, = extracted_runs(setup, "prior0", (STEPS,), (64,), conv_rank=64, log=lambda _: None)
+    assert row["kept"] > 0.999 and 0.9 < row["held"] <= 1.0, row
+    assert row["fidelity"] >= 0.8 * runs[0.0]["fidelity"] > base["fidelity"], (row, runs[0.0], base)
+    assert (row["name"], row["steps"], row["rank"]) == ("prior0>lora-rank64", STEPS, 64)

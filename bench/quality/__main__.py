@@ -11,7 +11,8 @@ UNet trained further); its caption accuracy;
 the app's trainer (`<preset>[+prior=W][+te=0|1][+lr=SCALE][+key=value]`), scored at each step count;
 each run's checkpoints also carry the app's meter scores (meter_* keys), and record["meter"] holds their Spearman
 correlations with fidelity and drift and each run's recommended step against its best (bench/quality/meter.py);
-5. the reference loop (bench/reference.py's step) at the same step counts;  6. <out>/quality-latest.json,
+5. LoRAs extracted from one run's model files (--extract-from, --extract-ranks), scored on the base;
+6. the reference loop (bench/reference.py's step) at the same step counts;  7. <out>/quality-latest.json,
 <out>/quality-<date>-<device>.json and <out>/quality-latest.png (fidelity and drift against steps).
 """
 import argparse
@@ -30,7 +31,7 @@ from bench.quality.base import TINY_WORLD_SD, WORLD_SD, Budget, keep_vocabulary,
 from bench.quality.meter import meter_summary  # noqa: E402
 from bench.quality.metrics import caption_accuracy  # noqa: E402
 from bench.quality.reader import attribute_accuracy, read, reader_accuracy  # noqa: E402
-from bench.quality.runs import LR_SCALE, RunSpec, prepare, reference_run, train_run  # noqa: E402
+from bench.quality.runs import LR_SCALE, RunSpec, extracted_runs, prepare, reference_run, train_run  # noqa: E402
 from bench.quality.world import SUBJECT, TINY_WORLD, TOKEN, WORLD, World, render, to_model_range  # noqa: E402
 from sdtrainer.checkpoint import load_model, save_checkpoint  # noqa: E402
 
@@ -38,7 +39,7 @@ SIZES = {"world": (WORLD, WORLD_SD, Budget(vae_steps=1200, unet_steps=50_000, un
          "tiny": (TINY_WORLD, TINY_WORLD_SD, Budget(vae_steps=1500, unet_steps=50_000, unet_seconds=120, pool=30_000))}
 CHECK_SEED = 20_000  # captions of the accuracy checks during pretraining (the reported accuracy uses others)
 DEFAULT_RUNS = ["24gb", "24gb+prior=0", "24gb+te=1", "24gb+te=1+prior=0", "classic", "classic+prior=0",
-                "12gb", "12gb+prior=0", "8gb", "8gb+prior=0"]
+                "12gb", "12gb+prior=0", "8gb", "8gb+prior=0", "lora-8gb", "lora-8gb+prior=0"]
 
 
 def parse_run(text: str, lr_scale: float) -> RunSpec:
@@ -147,6 +148,8 @@ def parse_args(argv):
     p.add_argument("--pool", type=int, help="distinct images and captions of the UNet's pretraining")
     p.add_argument("--runs", nargs="*", default=DEFAULT_RUNS)
     p.add_argument("--steps", nargs="+", type=int, default=[100, 200, 300, 400])
+    p.add_argument("--extract-from", default="24gb", help="the run whose model files LoRAs are extracted from")
+    p.add_argument("--extract-ranks", nargs="*", type=int, default=[32, 64])
     p.add_argument("--reference", action=argparse.BooleanOptionalAction, default=True)
     p.add_argument("--lr-scale", type=float, default=LR_SCALE)
     p.add_argument("--token", default=TOKEN)
@@ -198,6 +201,10 @@ def main(argv=None) -> dict:
             print(f"  {text} FAILED: {type(e).__name__}: {e}")
         record["timings_s"][f"run {text}"] = round(time.perf_counter() - t, 1)
         write(record, Path(args.out))
+    if args.extract_from in args.runs and args.extract_from not in record.get("failed", {}) and args.extract_ranks:
+        t = time.perf_counter()
+        record["extracted"] = extracted_runs(setup, args.extract_from, steps, tuple(args.extract_ranks))
+        record["timings_s"]["extracted"] = round(time.perf_counter() - t, 1)
     record["meter"] = meter_summary(record["runs"], record["base"])
     print(f"meter: Spearman -subject fit/fidelity {record['meter']['spearman_fit_fidelity']}, class drift/class "
           f"drift {record['meter']['spearman_drift_drift']} over {record['meter']['points']} checkpoints")

@@ -7,9 +7,9 @@
 1. the VAE learns to reconstruct world images (then its latents are rescaled so that LATENT_SCALE
    brings them to unit variance, as SD v1's are);  2. a pool of world images, their latents and
    captions (some attributes named, some not, some captions empty for classifier-free guidance);
-3. the UNet learns eps-prediction on the pool under the frozen random text encoder (AdamW, bf16 autocast
-   and CUDA graphs on CUDA), until the caption accuracy of its EMA weights is good enough or the time is
-   up; the EMA weights are what gets saved.
+3. the UNet learns eps-prediction on the pool, with the text encoder trained beside it (or frozen and random:
+   `Budget.train_text_encoder`), AdamW, bf16 autocast and CUDA graphs on CUDA, until the caption accuracy of
+   the EMA weights is good enough or the time is up; the EMA weights are what gets saved.
 """
 import math
 import time
@@ -58,6 +58,10 @@ class Budget:
     pool: int = 100_000  # distinct (image, caption) pairs the UNet sees
     lr: float = 3e-4
     cuda_graphs: bool = True  # on CUDA, the UNet's forward and backward as two CUDA graphs (ldm.cuda_graph)
+    # The text encoder learns with the UNet. Frozen and random, the UNet alone must work out which word
+    # names what: after 4000 steps at batch 256 the world's first base read the size and the shape from its
+    # captions, the position and the colours hardly (caption accuracy 0.49; bench/results/NOTES.md).
+    train_text_encoder: bool = True
     check_seconds: float = 30.0  # how often pretrain's `good_enough` looks at the EMA weights
     ema_decay: float = 0.999
     seed: int = 0
@@ -119,20 +123,19 @@ def rescale_latents(model: StableDiffusion, world: World, device: torch.device, 
 
 @torch.no_grad()
 def make_pool(model: StableDiffusion, world: World, n: int, seed: int, device: torch.device):
-    """(scaled latents [n, 4, h, w], text contexts [n, 77, width]) of n random world images and their
-    training captions, encoded once by the frozen VAE and the frozen text encoder."""
+    """(scaled latents [n, 4, h, w], token ids [n, 77]) of n random world images, encoded once by the frozen
+    VAE, and their training captions."""
     rng = np.random.default_rng(seed)
-    latents, contexts = [], []
+    latents, ids = [], []
     for start in range(0, n, 1024):
         things = world.sample(min(1024, n - start), rng)
         latents.append(model.encode_images(to_model_range(render(world, things, device))).float())
-        ids = get_tokenizer()([world.training_caption(t, rng) for t in things]).to(device)
-        contexts.append(model.text_encoder(ids).float())
-    return torch.cat(latents), torch.cat(contexts)
+        ids.append(get_tokenizer()([world.training_caption(t, rng) for t in things]).to(device))
+    return torch.cat(latents), torch.cat(ids)
 
 
 class _EMA:
-    """An exponential moving average of the UNet's weights (decay warmed up as CompVis LitEma does)."""
+    """An exponential moving average of weights (decay warmed up as CompVis LitEma does)."""
 
     def __init__(self, params: list[torch.Tensor], decay: float):
         self.params, self.decay, self.updates = params, decay, 0
@@ -155,27 +158,32 @@ class _EMA:
 
 def train_unet(model: StableDiffusion, world: World, budget: Budget, device: torch.device, report: PretrainReport,
                log=print, good_enough=None) -> None:
-    """eps-prediction on the pool with the text encoder frozen (random: the UNet learns to read it); on CUDA
-    the UNet's forward and backward run as CUDA graphs. Every `check_seconds` the EMA weights are handed to
-    `good_enough(step)`, which may end the stage early. The UNet ends as its EMA."""
-    latents, contexts = make_pool(model, world, budget.pool, budget.seed + 1, device)
-    params = list(model.unet.parameters())
+    """eps-prediction on the pool, the text encoder trained with the UNet or frozen; on CUDA the UNet's forward
+    and backward run as CUDA graphs. Every `check_seconds` the EMA weights are handed to `good_enough(step)`,
+    which may end the stage early. The trained weights end as their EMA."""
+    latents, ids = make_pool(model, world, budget.pool, budget.seed + 1, device)
+    text = model.text_encoder.requires_grad_(budget.train_text_encoder)
+    params = list(model.unet.parameters()) + list(text.parameters()) * budget.train_text_encoder
     opt = torch.optim.AdamW(params, lr=budget.lr, weight_decay=0.0, fused=device.type == "cuda" or None)
     ema, acp = _EMA(params, budget.ema_decay), alphas_cumprod().float().to(device)
     g = torch.Generator(device).manual_seed(budget.seed)
     unet_call, amp = model.unet, torch.autocast(device.type, torch.bfloat16, enabled=device.type == "cuda",
                                                  cache_enabled=False)
     model.unet.train()
+    text.train(budget.train_text_encoder)
     start, checked, recent, step = time.perf_counter(), time.perf_counter(), [], 0
     while step < budget.unet_steps and time.perf_counter() - start < budget.unet_seconds:
         pick = torch.randint(0, len(latents), (budget.unet_batch,), generator=g, device=device)
         x0, t = latents[pick], torch.randint(0, NUM_TIMESTEPS, (budget.unet_batch,), generator=g, device=device)
         noise = torch.randn(x0.shape, generator=g, device=device)
         a = acp[t].view(-1, 1, 1, 1)
-        noisy, cond = a.sqrt() * x0 + (1 - a).sqrt() * noise, contexts[pick]
+        noisy = a.sqrt() * x0 + (1 - a).sqrt() * noise
         with amp:
+            with torch.set_grad_enabled(budget.train_text_encoder):
+                cond = text(ids[pick])
             if device.type == "cuda" and budget.cuda_graphs and unet_call is model.unet:
-                unet_call = graphed_training_call(model.unet, noisy, t, cond)
+                sample = cond.detach().requires_grad_(cond.requires_grad)
+                unet_call = graphed_training_call(model.unet, noisy, t, sample)
             loss = F.mse_loss(unet_call(noisy, t, cond).float(), noise)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
@@ -192,16 +200,17 @@ def train_unet(model: StableDiffusion, world: World, budget: Budget, device: tor
             recent = []
         if good_enough is not None and time.perf_counter() - checked > budget.check_seconds:
             ema.swap()
-            model.unet.eval()
+            model.eval()
             done = good_enough(step)
             model.unet.train()
+            text.train(budget.train_text_encoder)
             ema.swap()
             checked = time.perf_counter()
             if done:
                 break
     ema.swap()
     report.unet_steps, report.unet_seconds = step, time.perf_counter() - start
-    report.unet_loss = float(torch.stack(recent).mean()) if recent else report.losses[-1][1]
+    report.unet_loss = float(torch.stack(recent).mean()) if recent else report.losses[-1][1] if report.losses else 0.0
     model.eval().requires_grad_(False)
 
 
@@ -228,9 +237,9 @@ def keep_vocabulary(model: StableDiffusion, words: list[str]) -> None:
 
 def pretrain(world: World, config: SDConfig, device: str | torch.device, budget: Budget, log=print,
              good_enough=None, model: StableDiffusion | None = None) -> tuple[StableDiffusion, PretrainReport]:
-    """A base model of `config` that draws the world's captions: the VAE first, then the UNet under a frozen
-    random text encoder, until `good_enough(model, step)` says so or the budget is spent. Given a `model`
-    (an earlier base, in fp32), its VAE is kept and its UNet trains on."""
+    """A base model of `config` that draws the world's captions: the VAE first, then the UNet and the text
+    encoder, until `good_enough(model, step)` says so or the budget is spent. Given a `model` (an earlier base,
+    in fp32), its VAE is kept and its UNet and text encoder train on."""
     device = torch.device(device)
     torch.manual_seed(budget.seed)
     report = PretrainReport()

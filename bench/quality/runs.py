@@ -3,11 +3,14 @@
     setup = prepare(base_path, WORLD, SUBJECT, "sks", work, n_photos=6, n_class=100, device="cuda")
     rows = train_run(setup, RunSpec("24gb-prior", "24gb", prior_loss_weight=1.0), steps=(100, 200, 400))
     rows = reference_run(setup, steps=(100, 200, 400))
+    rows += extracted_runs(setup, "24gb", steps=(400,), ranks=(32, 64))   # LoRAs extracted from a run's files
 
 `train_run` goes through `sdtrainer.trainer.run_training` (what the app and `sdtrainer train` run), from
-the base checkpoint file, the subject's photos and the class images as PNG folders; a model file is saved
-every `save_every` steps and each is scored by `bench.quality.metrics.subject_scores`, beside the scores the
-trainer's meter gave it (`bench.quality.meter.with_meter`). The world's model
+the base checkpoint file, the subject's photos and the class images as PNG folders; a model file (with method
+lora a LoRA file, scored on the base) is saved every `save_every` steps and each is scored by
+`bench.quality.metrics.subject_scores`, beside the scores the trainer's meter gave it
+(`bench.quality.meter.with_meter`). `extracted_runs` turns a run's model files into LoRAs of a few ranks
+(`sdtrainer.lora_extract`, as the Pruning tab does) and scores each on the base. The world's model
 is ~100x smaller than SD v1, so every learning rate of a preset is multiplied by `lr_scale` (the same
 factor for all, which keeps the presets' own ratios). `reference_run` puts our modules behind the call
 signatures bench/reference.py's `reference_step` expects (diffusers' UNet, VAE, CLIP and DDPMScheduler)
@@ -29,7 +32,9 @@ from bench.reference import reference_step, synchronize
 from ldm.schedule import alphas_cumprod
 from ldm.tokenizer import get_tokenizer
 from sdtrainer.checkpoint import load_model
-from sdtrainer.config import load_config
+from sdtrainer.config import Method, load_config
+from sdtrainer.lora import read_lora, with_lora
+from sdtrainer.lora_extract import ExtractSettings, extract_lora
 from sdtrainer.trainer import EventKind, RunControl, run_training
 
 CLASS_IMAGE_SEED = 50_000
@@ -91,6 +96,8 @@ def run_config(setup: Setup, spec: RunSpec, steps: int, save_every: int):
               "device": setup.device, "steps": steps, "save_every": save_every, "preview_every": 0,
               "preview_prompts": [], "class_images": 0, "prior_loss_weight": spec.prior_loss_weight,
               "learning_rate": preset.learning_rate * spec.lr_scale, "save_half": False}
+    if preset.method is Method.LORA:
+        values["lora_learning_rate"] = preset.lora_learning_rate * spec.lr_scale
     if preset.text_encoder_lr is not None:
         values["text_encoder_lr"] = preset.text_encoder_lr * spec.lr_scale
     if spec.train_text_encoder is not None:
@@ -107,11 +114,12 @@ def train_run(setup: Setup, spec: RunSpec, steps: tuple[int, ...], log=print) ->
     run_training(cfg, run_dir, lambda e: failed.append(e) if e.kind is EventKind.FAILED else None, RunControl())
     total = time.perf_counter() - start
     elapsed = _elapsed_by_step(run_dir / "metrics.csv")
+    base = load_model(setup.base, device=setup.device, dtype=torch.float32)[0] if cfg.method is Method.LORA else None
     rows = []
     for step in steps:
-        name = f"{run_dir.name}-final" if step == cfg.steps else f"{run_dir.name}-step{step:05d}"
-        path = (run_dir / f"{name}.safetensors") if step == cfg.steps else run_dir / "checkpoints" / f"{name}.safetensors"
-        model, _ = load_model(path, device=setup.device, dtype=torch.float32)
+        path = model_file(run_dir, step, cfg.steps)
+        model = with_lora(base, read_lora(path), 1.0) if base is not None else load_model(
+            path, device=setup.device, dtype=torch.float32)[0]
         scores = score(model, setup)
         rows.append({"name": spec.name, "preset": spec.preset, "prior_loss_weight": cfg.prior_loss_weight,
                      "train_text_encoder": cfg.train_text_encoder, "steps": step, **scores,
@@ -119,6 +127,39 @@ def train_run(setup: Setup, spec: RunSpec, steps: tuple[int, ...], log=print) ->
         log(f"  {spec.name} step {step}: " + ", ".join(f"{k} {v:.3f}" for k, v in scores.items())
             + f", {elapsed[step]:.1f} s")
     return with_meter(rows, run_dir)
+
+
+def model_file(run_dir: Path, step: int, last: int) -> Path:
+    """The model (or LoRA) file a run saved at `step` of `last`."""
+    if step == last:
+        return run_dir / f"{run_dir.name}-final.safetensors"
+    return run_dir / "checkpoints" / f"{run_dir.name}-step{step:05d}.safetensors"
+
+
+def extracted_runs(setup: Setup, name: str, steps: tuple[int, ...], ranks: tuple[int, ...], conv_rank: int = 0,
+                   log=print) -> list[dict]:
+    """The LoRAs of each rank extracted from run `name`'s model files at `steps` (its own last step among them), each
+    scored on the base model: what a user who extracts one keeps of the full model's fidelity and drift. The 3x3
+    convs get `conv_rank` (0: left out, kohya's and the Pruning tab's default)."""
+    run_dir = setup.work / "runs" / name
+    last = max(_elapsed_by_step(run_dir / "metrics.csv"))
+    base = load_model(setup.base, device=setup.device, dtype=torch.float32)[0]
+    (setup.work / "extracted").mkdir(parents=True, exist_ok=True)
+    rows = []
+    for rank in ranks:
+        for step in steps:
+            out = setup.work / "extracted" / f"{name}-step{step}-rank{rank}.safetensors"
+            start = time.perf_counter()
+            report = extract_lora(setup.base, model_file(run_dir, step, last), out, ExtractSettings(rank=rank, conv_rank=conv_rank),
+                                  overwrite=True)
+            seconds = time.perf_counter() - start
+            scores = score(with_lora(base, read_lora(out), 1.0), setup)
+            rows.append({"name": f"{name}>lora-rank{rank}", "from": name, "rank": rank, "conv_rank": conv_rank, "steps": step, **scores,
+                         "kept": round(report.kept, 4), "held": round(report.held, 4), "file_mb": round(out.stat().st_size / 2**20, 2),
+                         "extract_s": round(seconds, 1)})
+            log(f"  {rows[-1]['name']} step {step}: " + ", ".join(f"{k} {v:.3f}" for k, v in scores.items())
+                + f", keeps {report.kept:.3f} of the difference")
+    return rows
 
 
 def _elapsed_by_step(metrics: Path) -> dict[int, float]:
