@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from bench.quality.__main__ import parse_run
+from bench.quality.__main__ import merge, parse_run
 from bench.quality.meter import meter_summary, ranks, spearman
 from bench.quality.base import TINY_WORLD_SD, Budget, keep_vocabulary, pretrain, world_words
 from bench.quality.metrics import SampleSettings, diversity
@@ -160,3 +160,18 @@ def test_a_lora_extracted_at_full_rank_scores_as_the_run_it_came_from(dreambooth
     assert row["kept"] > 0.999 and 0.9 < row["held"] <= 1.0, row
     assert row["fidelity"] >= 0.8 * runs[0.0]["fidelity"] > base["fidelity"], (row, runs[0.0], base)
     assert (row["name"], row["steps"], row["rank"]) == ("prior0>lora-rank64", STEPS, 64)
+
+
+def test_merge_keeps_an_earlier_calls_runs_of_the_same_base_only():
+    """A table measured in two GPU calls: the second keeps the first's runs it did not repeat, and refuses a record
+    of another base file."""
+    row = lambda name, fidelity: {"name": name, "steps": 100, "fidelity": fidelity}  # noqa: E731
+    earlier = {"base": {"sha256": "ab"}, "runs": [row("24gb", 0.5), row("8gb", 0.4)], "reference": [{"steps": 100}],
+               "extracted": [row("24gb>lora-rank32", 0.3)]}
+    record = {"base": {"sha256": "ab"}, "runs": [row("24gb", 0.6)], "reference": []}
+    merge(record, earlier)
+    assert record["runs"] == [row("24gb", 0.6), row("8gb", 0.4)]
+    assert record["reference"] == earlier["reference"] and record["extracted"] == earlier["extracted"]
+    assert record["merged"] == ["8gb", "extracted", "reference"]
+    with pytest.raises(SystemExit, match="another base"):
+        merge({"base": {"sha256": "cd"}, "runs": [], "reference": []}, earlier)

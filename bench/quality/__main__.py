@@ -12,7 +12,8 @@ the app's trainer (`<preset>[+prior=W][+te=0|1][+lr=SCALE][+key=value]`), scored
 each run's checkpoints also carry the app's meter scores (meter_* keys), and record["meter"] holds their Spearman
 correlations with fidelity and drift and each run's recommended step against its best (bench/quality/meter.py);
 5. LoRAs extracted from one run's model files (--extract-from, --extract-ranks), scored on the base;
-6. the reference loop (bench/reference.py's step) at the same step counts;  7. <out>/quality-latest.json,
+6. the reference loop (bench/reference.py's step) at the same step counts; --merge adds an earlier record's
+runs (same base file) that this command did not measure;  7. <out>/quality-latest.json,
 <out>/quality-<date>-<device>.json and <out>/quality-latest.png (fidelity and drift against steps).
 """
 import argparse
@@ -34,6 +35,7 @@ from bench.quality.reader import attribute_accuracy, read, reader_accuracy  # no
 from bench.quality.runs import LR_SCALE, RunSpec, extracted_runs, prepare, reference_run, train_run  # noqa: E402
 from bench.quality.world import SUBJECT, TINY_WORLD, TOKEN, WORLD, World, render, to_model_range  # noqa: E402
 from sdtrainer.checkpoint import load_model, save_checkpoint  # noqa: E402
+from sdtrainer.lora import file_sha256  # noqa: E402
 
 SIZES = {"world": (WORLD, WORLD_SD, Budget(vae_steps=1200, unet_steps=50_000, unet_seconds=240)),
          "tiny": (TINY_WORLD, TINY_WORLD_SD, Budget(vae_steps=1500, unet_steps=50_000, unet_seconds=120, pool=30_000))}
@@ -159,6 +161,8 @@ def parse_args(argv):
     p.add_argument("--caption-n", type=int, default=256)
     p.add_argument("--work", default=str(ROOT / "outputs" / "quality"))
     p.add_argument("--out", default=str(ROOT / "bench" / "results"))
+    p.add_argument("--merge", help="an earlier quality record from the same base file: its runs, extracted LoRAs and "
+                                   "reference loop that this command does not measure are kept")
     p.add_argument("--date", default=datetime.date.today().isoformat())
     args = p.parse_args(argv)
     args.base = args.base or str(Path(args.work) / f"{args.size}-base.safetensors")
@@ -180,6 +184,7 @@ def main(argv=None) -> dict:
     # 2. the base model
     t = time.perf_counter()
     base = base_model(args, world, config, budget, record)
+    record["base"]["sha256"] = file_sha256(base)
     score_base(base, world, args, record)
     record["timings_s"]["base"] = round(time.perf_counter() - t, 1)
     # 3. photos, class images, the base's scores
@@ -200,24 +205,41 @@ def main(argv=None) -> dict:
             record.setdefault("failed", {})[text] = f"{type(e).__name__}: {e}"
             print(f"  {text} FAILED: {type(e).__name__}: {e}")
         record["timings_s"][f"run {text}"] = round(time.perf_counter() - t, 1)
+        if text == args.extract_from and text not in record.get("failed", {}) and args.extract_ranks:
+            t = time.perf_counter()
+            record["extracted"] = extracted_runs(setup, text, steps, tuple(args.extract_ranks))
+            record["timings_s"]["extracted"] = round(time.perf_counter() - t, 1)
         write(record, Path(args.out))
-    if args.extract_from in args.runs and args.extract_from not in record.get("failed", {}) and args.extract_ranks:
-        t = time.perf_counter()
-        record["extracted"] = extracted_runs(setup, args.extract_from, steps, tuple(args.extract_ranks))
-        record["timings_s"]["extracted"] = round(time.perf_counter() - t, 1)
-    record["meter"] = meter_summary(record["runs"], record["base"])
-    print(f"meter: Spearman -subject fit/fidelity {record['meter']['spearman_fit_fidelity']}, class drift/class "
-          f"drift {record['meter']['spearman_drift_drift']} over {record['meter']['points']} checkpoints")
     if args.reference:
         t = time.perf_counter()
         record["reference"] = reference_run(setup, steps, lr=1e-6 * args.lr_scale)
         record["timings_s"]["reference"] = round(time.perf_counter() - t, 1)
+    if args.merge:
+        merge(record, json.loads(Path(args.merge).read_text()))
+    record["meter"] = meter_summary(record["runs"], record["base"])
+    print(f"meter: Spearman -subject fit/fidelity {record['meter']['spearman_fit_fidelity']}, class drift/class "
+          f"drift {record['meter']['spearman_drift_drift']} over {record['meter']['points']} checkpoints")
     record["timings_s"]["total"] = round(time.perf_counter() - started, 1)
     # 6. files
     write(record, Path(args.out))
     plot(record, Path(args.out) / "quality-latest.png")
     print(f"wrote {args.out}/quality-latest.json; timings {record['timings_s']}")
     return record
+
+
+def merge(record: dict, earlier: dict) -> None:
+    """Adds an earlier record's runs, extracted LoRAs and reference loop that this one lacks (a table measured in
+    several GPU calls); both must come from the same base file."""
+    if earlier["base"].get("sha256") != record["base"]["sha256"]:
+        raise SystemExit("--merge: that record was measured from another base model file")
+    names = {r["name"] for r in record["runs"]}
+    kept = [r for r in earlier["runs"] if r["name"] not in names]
+    record["runs"] += kept
+    record["merged"] = sorted({r["name"] for r in kept})
+    for key in ("extracted", "reference"):
+        if earlier.get(key) and not record.get(key):
+            record[key] = earlier[key]
+            record["merged"].append(key)
 
 
 def write(record: dict, out: Path) -> None:
