@@ -148,7 +148,8 @@ def parse_args(argv):
                    help="pretraining stops once the base's caption accuracy reaches this")
     p.add_argument("--vae-steps", type=int, help="VAE pretraining steps")
     p.add_argument("--pool", type=int, help="distinct images and captions of the UNet's pretraining")
-    p.add_argument("--runs", nargs="*", default=DEFAULT_RUNS)
+    p.add_argument("--runs", nargs="*", default=DEFAULT_RUNS, help="runs in order; `reference` puts the reference loop "
+                                                                   "among them (else it comes last)")
     p.add_argument("--steps", nargs="+", type=int, default=[100, 200, 300, 400])
     p.add_argument("--extract-from", default="24gb", help="the run whose model files LoRAs are extracted from")
     p.add_argument("--extract-ranks", nargs="*", type=int, default=[32, 64])
@@ -197,23 +198,11 @@ def main(argv=None) -> dict:
     print(f"base scores: {setup.base_scores}")
     # 4. the trainer's runs, 5. the reference loop
     steps = tuple(sorted(args.steps))
-    for text in args.runs:
+    for text in args.runs + ["reference"] * (args.reference and "reference" not in args.runs):
         t = time.perf_counter()
-        try:
-            record["runs"] += train_run(setup, parse_run(text, args.lr_scale), steps)
-        except Exception as e:  # noqa: BLE001 - one failing preset must not lose the others' numbers
-            record.setdefault("failed", {})[text] = f"{type(e).__name__}: {e}"
-            print(f"  {text} FAILED: {type(e).__name__}: {e}")
-        record["timings_s"][f"run {text}"] = round(time.perf_counter() - t, 1)
-        if text == args.extract_from and text not in record.get("failed", {}) and args.extract_ranks:
-            t = time.perf_counter()
-            record["extracted"] = extracted_runs(setup, text, steps, tuple(args.extract_ranks))
-            record["timings_s"]["extracted"] = round(time.perf_counter() - t, 1)
+        measure(text, setup, steps, args, record)
+        record["timings_s"]["reference" if text == "reference" else f"run {text}"] = round(time.perf_counter() - t, 1)
         write(record, Path(args.out))
-    if args.reference:
-        t = time.perf_counter()
-        record["reference"] = reference_run(setup, steps, lr=1e-6 * args.lr_scale)
-        record["timings_s"]["reference"] = round(time.perf_counter() - t, 1)
     if args.merge:
         merge(record, json.loads(Path(args.merge).read_text()))
     record["meter"] = meter_summary(record["runs"], record["base"])
@@ -225,6 +214,24 @@ def main(argv=None) -> dict:
     plot(record, Path(args.out) / "quality-latest.png")
     print(f"wrote {args.out}/quality-latest.json; timings {record['timings_s']}")
     return record
+
+
+def measure(text: str, setup, steps: tuple[int, ...], args, record: dict) -> None:
+    """One entry of --runs into the record: the reference loop, or a run of the app's trainer (a failure is recorded
+    and the others go on) with, for --extract-from, the LoRAs extracted from its files."""
+    if text == "reference":
+        record["reference"] = reference_run(setup, steps, lr=1e-6 * args.lr_scale)
+        return
+    try:
+        record["runs"] += train_run(setup, parse_run(text, args.lr_scale), steps)
+    except Exception as e:  # noqa: BLE001 - one failing preset must not lose the others' numbers
+        record.setdefault("failed", {})[text] = f"{type(e).__name__}: {e}"
+        print(f"  {text} FAILED: {type(e).__name__}: {e}")
+        return
+    if text == args.extract_from and args.extract_ranks:
+        start = time.perf_counter()
+        record["extracted"] = extracted_runs(setup, text, steps, tuple(args.extract_ranks))
+        record["timings_s"]["extracted"] = round(time.perf_counter() - start, 1)
 
 
 def merge(record: dict, earlier: dict) -> None:
