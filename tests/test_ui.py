@@ -25,7 +25,7 @@ import torch
 
 from conftest import FakeProbe, free_port
 from ldm.model import TINY, StableDiffusion
-from sdtrainer.checkpoint import load_model, read_metadata, save_checkpoint
+from sdtrainer.checkpoint import CheckpointError, load_model, read_metadata, save_checkpoint
 from sdtrainer.concepts import run_subjects
 from sdtrainer.config import Concept, ConfigError, check_config, load_config
 from sdtrainer.captions import caption_for
@@ -37,7 +37,7 @@ from sdtrainer.ui.app import SESSIONS_KEPT, build_app
 from sdtrainer.ui.dataset_tab import DatasetTab  # noqa: F401 - importable on its own
 from sdtrainer.session import SessionState, Status
 from sdtrainer.ui.common import model_choices, parse_concepts
-from sdtrainer.ui.i18n import LANGUAGES, STRINGS, Say, UIError
+from sdtrainer.ui.i18n import LANGUAGES, STRINGS, SaidError, Say, UIError
 from sdtrainer.ui.projects import Project
 from sdtrainer.ui.test_tab import concept_pairs
 from sdtrainer.ui.training_tab import SETTING, SETTINGS, TrainingTab, gate_text, parsed, shown
@@ -390,6 +390,19 @@ def test_the_api_reads_and_writes_only_in_the_apps_folders(app, client, demo_mod
         client.predict(model=str(unrelated), prompt="x", batch_size=1, token="", class_word="", negative_prompt="",
                        sampler="euler_a", steps=3, cfg_scale=7, seed=1, width=64, height=64,
                        api_name="/test_generate")
+
+
+def test_said_errors_keep_the_key_of_their_message():
+    """What Say.errors raises says the message in the page's language and keeps its key (what with_notes reads):
+    a UIError's, a core Message's; a library's plain text has none."""
+    cases = [(UIError("err_run_name", name="a/b"), "« a/b » ne peut pas", "err_run_name"),
+             (CheckpointError(Message("ckpt_not_found", path="x.ckpt")), "Modèle introuvable : x.ckpt",
+              "ckpt_not_found"),
+             (CheckpointError("bad magic"), "bad magic", None)]
+    for error, text, key in cases:
+        with pytest.raises(SaidError) as caught, Say("fr").errors(CheckpointError):
+            raise error
+        assert text in caught.value.message and caught.value.key == key
 
 
 def test_an_error_about_a_field_is_said_under_it_and_the_outputs_stay(client, french, demo_model):

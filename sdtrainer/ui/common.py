@@ -118,7 +118,8 @@ def with_notes(fn: Callable, outputs: list, status: gr.components.Component,
     Gradio draws a failed event's "Error" over its outputs, and the field to fix is often one of them (Pruning's
     list, the subject, the run name): here the error and the progress show on `status`, and an error whose key
     (SaidError.key) a note lists shows in that note too, the outputs keeping their values. The event still fails
-    (a toast in the page, an AppError for gradio_client); one that succeeds empties its notes."""
+    (a toast in the page, an AppError for gradio_client); one that succeeds empties its notes. `fn` returns its
+    outputs (it is no generator); the event's outputs are `outputs`, then the notes."""
     keys = {key: note for note, listed in notes.items() for key in listed}
     cleared = [""] * len(notes)
 

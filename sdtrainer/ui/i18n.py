@@ -13,7 +13,8 @@ Text the server writes (status lines, warnings, errors) uses the request's langu
     say.message(state.message)            # a core module's Message (sdtrainer.messages) in that language
 
 Core errors are raised with a Message (CheckpointError, DatasetError, ...) and shown in the page's language by
-`with say.errors(...)`; an error raised with a library's own text is shown as "Impossible : <text>".
+`with say.errors(...)`; an error raised with a library's own text is shown as "Impossible : <text>". What it raises,
+a SaidError, keeps the message's key, so that sdtrainer.ui.common.with_notes can also show it under its field.
 
 Two catalogues, one rule: STRINGS holds what only this web page says (labels, help, buttons, its status
 lines, UIError keys); what the core says to people (its errors, reports, image checks, the prompt lint) is
