@@ -318,8 +318,8 @@ def test_the_training_tab_checks_the_gpu_for_and_starts_a_lora_run_whose_files_t
         settings = {**dict(zip([s.name for s in SETTINGS], values)), "steps": 4, "save_every": 2,
                     "preview_every": 0, "class_images": 0, "preview_steps": 3, "lora_rank": 4}
         assert settings["method"] == "lora" and settings["lora_learning_rate"] == 1e-4
-        message, run = client.predict(project="joe", model=str(demo), preset=PRESET, run_name="joe-lora",
-                                      resume_run=False, api_name="/training_start", **settings)
+        message, run, *_ = client.predict(project="joe", model=str(demo), preset=PRESET, run_name="joe-lora",
+                                          resume_run=False, api_name="/training_start", **settings)
         assert "started" in message
         assert blocks.state.sessions.current.wait(120)
         text, *_ = client.predict(api_name="/training_state")

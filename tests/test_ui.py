@@ -25,7 +25,7 @@ import torch
 
 from conftest import FakeProbe, free_port
 from ldm.model import TINY, StableDiffusion
-from sdtrainer.checkpoint import load_model, read_metadata, save_checkpoint
+from sdtrainer.checkpoint import CheckpointError, load_model, read_metadata, save_checkpoint
 from sdtrainer.concepts import run_subjects
 from sdtrainer.config import Concept, ConfigError, check_config, load_config
 from sdtrainer.captions import caption_for
@@ -37,7 +37,7 @@ from sdtrainer.ui.app import SESSIONS_KEPT, build_app
 from sdtrainer.ui.dataset_tab import DatasetTab  # noqa: F401 - importable on its own
 from sdtrainer.session import SessionState, Status
 from sdtrainer.ui.common import model_choices, parse_concepts
-from sdtrainer.ui.i18n import LANGUAGES, STRINGS, Say, UIError
+from sdtrainer.ui.i18n import LANGUAGES, STRINGS, SaidError, Say, UIError
 from sdtrainer.ui.projects import Project
 from sdtrainer.ui.test_tab import concept_pairs
 from sdtrainer.ui.training_tab import SETTING, SETTINGS, TrainingTab, gate_text, parsed, shown
@@ -364,8 +364,8 @@ def test_comparison_grid(client, demo_model):
 
 
 def test_prune_demo_model_to_fp16(app, client, demo_model):
-    text, _ = client.predict(source=demo_model, upload=None, half=True, ema="drop", fmt=".safetensors",
-                             out_name="demo-small", overwrite=False, api_name="/prune")
+    text, *_ = client.predict(source=demo_model, upload=None, half=True, ema="drop", fmt=".safetensors",
+                              out_name="demo-small", overwrite=False, api_name="/prune")
     out = Path(demo_model).with_name("demo-small.safetensors")
     assert "loads correctly" in text and out.is_file()
     _, info = load_model(out)
@@ -392,6 +392,44 @@ def test_the_api_reads_and_writes_only_in_the_apps_folders(app, client, demo_mod
                        api_name="/test_generate")
 
 
+def test_said_errors_keep_the_key_of_their_message():
+    """What Say.errors raises says the message in the page's language and keeps its key (what with_notes reads):
+    a UIError's, a core Message's; a library's plain text has none."""
+    cases = [(UIError("err_run_name", name="a/b"), "« a/b » ne peut pas", "err_run_name"),
+             (CheckpointError(Message("ckpt_not_found", path="x.ckpt")), "Modèle introuvable : x.ckpt",
+              "ckpt_not_found"),
+             (CheckpointError("bad magic"), "bad magic", None)]
+    for error, text, key in cases:
+        with pytest.raises(SaidError) as caught, Say("fr").errors(CheckpointError):
+            raise error
+        assert text in caught.value.message and caught.value.key == key
+
+
+def test_an_error_about_a_field_is_said_under_it_and_the_outputs_stay(client, french, demo_model):
+    """The error still fails the event (the toast; an AppError here), and just before it the event's outputs are
+    left as they are (skipped) while the note under the field it is about says it, in the page's language; the
+    other notes are emptied, and so are all of them by a success."""
+    skipped = {"__type__": "update"}
+    prune = dict(upload=None, half=True, ema="drop", fmt=".safetensors", overwrite=False, api_name="/prune")
+    job = french.submit(source=None, out_name="", **prune)
+    with pytest.raises(AppError, match="Choisissez un modèle"):
+        job.result()
+    result, source, source_note, name_note = job.outputs()[-1]
+    assert (result, source) == (skipped, skipped)
+    assert source_note.startswith("Choisissez un modèle dans la liste") and name_note == ""
+    job = client.submit(source=demo_model, out_name="dir/x", **prune)
+    with pytest.raises(AppError, match="give a file name only"):
+        job.result()
+    assert job.outputs()[-1][2:] == ("", "“dir/x”: give a file name only, without folders (e.g. "
+                                         "joe-pruned.safetensors).")
+    text, _, source_note, name_note = client.predict(source=demo_model, out_name="noted", **prune)
+    assert "loads correctly" in text and source_note == name_note == ""
+    job = client.submit(source=demo_model, out_name="", **{**prune, "ema": "use"})
+    with pytest.raises(AppError, match="has no EMA weights"):  # about the file, no field's: no note changes
+        job.result()
+    assert not job.outputs()
+
+
 def test_prune_replaces_the_original_only_when_asked(app, client, demo_model):
     original = app.state.outputs_dir / "demo" / "mine.safetensors"
     shutil.copyfile(demo_model, original)
@@ -401,7 +439,7 @@ def test_prune_replaces_the_original_only_when_asked(app, client, demo_model):
     with pytest.raises(AppError, match="is the original itself"):
         client.predict(overwrite=False, **kwargs)
     assert digest(original) == before
-    text, _ = client.predict(overwrite=True, **kwargs)
+    text, *_ = client.predict(overwrite=True, **kwargs)
     assert "replaced by its pruned version" in text and "loads correctly" in text
     _, info = load_model(original)
     assert info.metadata["pruned_from"] == "mine.safetensors" and digest(original) != before
@@ -520,8 +558,8 @@ def test_progress_line_has_step_speed_eta_and_loss():
 def test_short_cpu_training_shows_previews(app, client, project, demo_model):
     params = settings(client, steps=4, save_every=2, preview_every=2, preview_steps=3, learning_rate=1e-4,
                       class_images=0)
-    message, run = client.predict(project=project, model=demo_model, preset="24gb", run_name="", resume_run=False,
-                                  api_name="/training_start", **params)
+    message, run, *_ = client.predict(project=project, model=demo_model, preset="24gb", run_name="",
+                                      resume_run=False, api_name="/training_start", **params)
     assert "started" in message
     client.predict(api_name="/training_pause")  # held in preparation: a second Start must be refused
     assert TrainingTab(app.state).start_enabled()["interactive"] is False  # Start is greyed out while it runs
@@ -570,8 +608,9 @@ def test_a_used_run_name_is_refused_before_anything_starts(app, client, french, 
 
 
 def test_a_stop_before_step_1_says_no_model_is_written_and_writes_none(app, client, project, demo_model):
-    message, run = client.predict(project=project, model=demo_model, preset="12gb", run_name="", resume_run=False,
-                                  api_name="/training_start", **settings(client, steps=50, class_images=0))
+    message, run, *_ = client.predict(project=project, model=demo_model, preset="12gb", run_name="",
+                                      resume_run=False, api_name="/training_start",
+                                      **settings(client, steps=50, class_images=0))
     client.predict(api_name="/training_pause")  # held before step 1
     assert [u["interactive"] for u in TrainingTab(app.state).controls()] == [False, False, True, True]
     # a page loaded now (a reload) shows the run's settings, not the form's defaults
@@ -743,7 +782,7 @@ def test_an_added_subject_has_its_own_photos_captions_and_class_images(app, clie
     assert len(list((root / "reg" / "dog").glob("*.png"))) == 2 and not list((root / "reg").glob("*.png"))
     token, class_word, *_ = client.predict(name=pair, subject="ohwx", api_name="/dataset_open_subject")
     assert (token, class_word) == ("ohwx", "person")
-    *_, subject_list = client.predict(pair, api_name="/dataset_open")
+    *_, subject_list, _, _ = client.predict(pair, api_name="/dataset_open")
     assert subject_list["value"] == "ohwx" and len(subject_list["choices"]) == 2
 
 
@@ -788,7 +827,7 @@ def test_a_project_json_from_before_several_subjects_opens(app, client, demo_mod
     photo(root / "prepared" / "a.png", 1)
     (root / "project.json").write_text(json.dumps({"token": "zwx", "class_word": "cat", "resolution": 64,
                                                    "crop": "center", "warnings": {}, "crops": {}}))
-    token, class_word, *_, subject_list = client.predict("legacy", api_name="/dataset_open")
+    token, class_word, *_, subject_list, _, _ = client.predict("legacy", api_name="/dataset_open")
     assert (token, class_word) == ("zwx", "cat") and subject_list["choices"] == [["zwx cat", "zwx"]]
     assert "Trains `zwx cat` on 1 prepared photos" in client.predict("legacy", api_name="/training_project_summary")
     tab = TrainingTab(app.state)
@@ -848,12 +887,13 @@ def test_two_subjects_train_in_one_run(app, client, pair_with_effy, demo_model):
 def test_renaming_an_added_subject_moves_its_photos(app, client, pair_with_effy):
     pair = pair_with_effy
     root = app.state.projects_dir / pair
-    status, _, choices = client.predict(name=pair, subject="effy", token="effie", class_word="puppy", resolution=64,
+    status, _, choices, *_ = client.predict(name=pair, subject="effy", token="effie", class_word="puppy", resolution=64,
                                         api_name="/dataset_save_settings")
     assert "saved" in status and choices["value"] == "effie" and ["effie puppy", "effie"] in choices["choices"]
     assert len(list((root / "subjects" / "effie" / "prepared").glob("*.png"))) == 3
     assert not (root / "subjects" / "effy").exists()
-    token, class_word, *_, class_count = client.predict(name=pair, subject="effie", api_name="/dataset_open_subject")
+    token, class_word, *_, class_count, _, _ = client.predict(name=pair, subject="effie",
+                                                              api_name="/dataset_open_subject")  # then 2 notes
     assert (token, class_word) == ("effie", "puppy") and "0 class images of “puppy”" in class_count  # reg/puppy/
 
 
@@ -1029,13 +1069,13 @@ def test_extract_a_lora_then_generate_with_it(app, client, french, base_and_tune
     base, tuned = (shutil.copyfile(p, folder / p.name) for p in base_and_tuned)
     extract = dict(base=str(base), tuned=str(tuned), rank=2, conv_rank=0, energy=0, text_encoder=False, out_name="",
                    overwrite=False, api_name="/extract_lora")
-    text = client.predict(**extract)
+    text, *_ = client.predict(**extract)
     lora = app.state.lora_dir / "tuned-lora-r2.safetensors"
     assert lora.is_file() and "tuned-lora-r2.safetensors" in text and "keep **" in text and "<lora:tuned-lora-r2:0.8>" \
         in text and "Layers that keep the least:" in text
     with pytest.raises(AppError, match="already exists"):
         client.predict(**extract)
-    assert "Terminé" in french.predict(**{**extract, "overwrite": True, "energy": 0.5, "out_name": "fr"})
+    assert "Terminé" in french.predict(**{**extract, "overwrite": True, "energy": 0.5, "out_name": "fr"})[0]
     assert str(lora) in {path for _, path in app.state.lora_choices()}
     assert str(lora) not in {path for _, path in app.state.model_choices()}
     assert client.predict(lora=str(lora), api_name="/test_lora_changed") == ("ohwx", "person")

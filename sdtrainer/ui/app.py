@@ -42,6 +42,8 @@ CSS = """
 /* the GPU report's long lines wrap instead of being cut at the box's edge */
 .sdt-status pre, .sdt-status pre code { white-space: pre-wrap; word-break: break-word; }
 .sdt-warning p { color: #a05a00; font-weight: 500; }
+/* an error under the field it is about (common.field_note); empty, it takes no room */
+.sdt-field-error p { color: var(--error-text-color); font-weight: 500; margin: 0; }
 .sdt-advice ul { margin-top: 0; }
 .sdt-title h1 { margin-bottom: 0; }
 /* Gradio 6.31 cuts a plot's legend (which line is which) off below its fixed height: give it room */

@@ -1,13 +1,15 @@
-"""Small pieces the tabs share: model lists for dropdowns, stoppable jobs, file-size text.
+"""Small pieces the tabs share: model lists for dropdowns, stoppable jobs, errors under their field, file-size text.
 
     choices = model_choices(checkpoints, models_dir, outputs_dir)  # [(label, path)] for gr.Dropdown, grouped
     with state.jobs.run("test", request.session_hash) as stop:     # Stop buttons call jobs.stop(...)
         generate(..., callback=stop_check(stop))
+    note = field_note(source)                                       # under the field; see with_notes
+    run.click(inputs=..., **with_notes(self.prune, [result, source], result, {note: MODEL_ERRORS}))
 """
 import functools
 import json
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from enum import IntEnum
@@ -22,8 +24,12 @@ from sdtrainer.lora import LoraError
 from sdtrainer.meter import Recommendation, recommendation_of
 from sdtrainer.models import is_demo
 from sdtrainer.sampling import GenerationError
+from sdtrainer.ui.i18n import SaidError
 
 RECOMMENDED_MARK = "★"  # after the label of the checkpoint a run's meter recommends
+# the errors about a model list's choice (AppState.checked_model), and about a chosen project (Project.open)
+MODEL_ERRORS = ("err_no_model", "err_model_missing", "err_outside_folders")
+PROJECT_ERRORS = ("err_no_project", "err_project_missing", "err_project_damaged")
 
 # Errors whose (English) message tells the user what to do: shown as they are, never as a crash.
 USER_ERRORS: tuple[type[Exception], ...] = (CheckpointError, ConfigError, DatasetError, GenerationError, LoraError)
@@ -94,6 +100,40 @@ def stop_check(stop: threading.Event, then: Callable[[dict], None] | None = None
         if then is not None:
             then(info)
     return callback
+
+
+def field_note(*fields: gr.components.Component) -> gr.Markdown:
+    """An empty line, laid out where it is made (under `fields`), where with_notes shows an error about them; it
+    empties as soon as one of them changes (in the browser: no request)."""
+    note = gr.Markdown(elem_classes=["sdt-field-error"])
+    for component in fields:
+        component.change(None, outputs=note, js="() => ''", api_visibility="private", show_progress="hidden")
+    return note
+
+
+def with_notes(fn: Callable, outputs: list, status: gr.components.Component,
+               notes: dict[gr.Markdown, Iterable[str]]) -> dict:
+    """fn, outputs and show_progress_on for an event listener whose errors about a field show under that field.
+
+    Gradio draws a failed event's "Error" over its outputs, and the field to fix is often one of them (Pruning's
+    list, the subject, the run name): here the error and the progress show on `status`, and an error whose key
+    (SaidError.key) a note lists shows in that note too, the outputs keeping their values. The event still fails
+    (a toast in the page, an AppError for gradio_client); one that succeeds empties its notes. `fn` returns its
+    outputs (it is no generator); the event's outputs are `outputs`, then the notes."""
+    keys = {key: note for note, listed in notes.items() for key in listed}
+    cleared = [""] * len(notes)
+
+    @functools.wraps(fn)
+    def noted(*args, **kwargs):  # a generator: the notes' text reaches the page before the error
+        try:
+            result = fn(*args, **kwargs)
+        except SaidError as e:
+            if e.key in keys:
+                yield [gr.skip()] * len(outputs) + [e.message if note is keys[e.key] else "" for note in notes]
+            raise
+        yield [*([result] if len(outputs) == 1 else result), *cleared]
+
+    return {"fn": noted, "outputs": [*outputs, *notes], "show_progress_on": status}
 
 
 def model_facts(path: Path) -> dict:

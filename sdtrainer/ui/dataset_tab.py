@@ -20,7 +20,7 @@ from sdtrainer.captions import is_common_token, prompt_lint
 from sdtrainer.checks import MAX_PHOTOS, MIN_PHOTOS, ValidationReport, subject_issues
 from sdtrainer.dataset import prepare_images
 from sdtrainer.images import IMAGE_EXTENSIONS, DatasetError, list_images
-from sdtrainer.ui.common import USER_ERRORS, Lists
+from sdtrainer.ui.common import PROJECT_ERRORS, USER_ERRORS, Lists, field_note, with_notes
 from sdtrainer.ui.i18n import Say, UIError, warn
 from sdtrainer.ui.projects import Project, Subject, import_class_images, import_files, list_projects
 
@@ -30,6 +30,9 @@ if TYPE_CHECKING:
 REG_GALLERY_MAX = 24
 MAX_CLASS_IMAGES = 5000
 SUBJECT_CODES = ("no_face", "same_background")  # warnings about the whole set, checked again after each change
+# what Project says about a token or class word it refuses (shown under the field)
+TOKEN_ERRORS = ("err_token_empty", "err_token_space", "err_token_used", "err_token_chars")
+CLASS_ERRORS = ("err_class_empty", "err_class_chars")
 
 
 def report_text(report: ValidationReport, say: Say) -> str:
@@ -76,16 +79,20 @@ class DatasetTab:
             refresh = gr.Button("⟳", scale=0, min_width=48, size="sm")
             new_name = gr.Textbox(label=T("ds_new_name"), placeholder=T("ds_new_name_placeholder"), scale=2)
             create = gr.Button(T("ds_create"), variant="primary", scale=1)
+        project_note = field_note(project, new_name)
         subjects = self.render_subjects(T)
         with gr.Row():
             with gr.Column(scale=1):
                 gr.Markdown(T("ds_subject_heading"))
                 token = gr.Textbox(label=T("ds_token"), info=T("ds_token_info"), placeholder=T("ds_token_placeholder"),
                                    elem_id="token")
+                token_note = field_note(token)
                 class_word = gr.Textbox(label=T("ds_class"), info=T("ds_class_info"), value="person",
                                         elem_id="class_word")
+                class_note = field_note(class_word)
                 resolution = gr.Slider(64, 1024, value=self.state.default_resolution(), step=64,
                                        label=T("ds_resolution"), info=T("ds_resolution_info"))
+                resolution_note = field_note(resolution)
                 save = gr.Button(T("ds_save_settings"))
                 advice = gr.Markdown(elem_classes=["sdt-advice"])
             with gr.Column(scale=2):
@@ -112,23 +119,30 @@ class DatasetTab:
         on_subject = [token, class_word, advice, gallery, report, one["selected"], one["caption"], one["warnings"],
                       one["caption_note"], reg["gallery"], reg["count_text"]]
         refresh.click(self.refresh_projects, inputs=project, outputs=project, api_name="dataset_refresh")
-        # errors (and progress) show on the status line, never over the fields the user has to fix
-        create.click(self.create_project, inputs=new_name, outputs=[project, new_name, status],
-                     api_name="dataset_create", show_progress_on=status)
-        project.change(self.open_project, inputs=project, outputs=[*on_subject, resolution, crop, subject],
-                       api_name="dataset_open", show_progress_on=status)
-        subject.input(self.open_subject, inputs_kwargs={"name": project, "subject": subject}, outputs=on_subject,
-                      api_name="dataset_open_subject", show_progress_on=status)
-        subjects["add"].click(self.add_subject, inputs_kwargs={"name": project, "token": subjects["token"],
-                                                              "class_word": subjects["class_word"]},
-                              outputs=[subject, subjects["token"], subjects["class_word"], status, *on_subject],
-                              api_name="dataset_add_subject", show_progress_on=status)
-        subjects["remove"].click(self.remove_subject, inputs_kwargs={"name": project, "subject": subject},
-                                 outputs=[subject, status, *on_subject], api_name="dataset_remove_subject",
-                                 show_progress_on=status)
-        save.click(self.save_settings, inputs_kwargs={"name": project, "subject": subject, "token": token,
-                                                      "class_word": class_word, "resolution": resolution},
-                   outputs=[status, advice, subject], api_name="dataset_save_settings", show_progress_on=status)
+        # errors (and progress) show on the status line, never over the fields the user has to fix, and under them
+        chosen = {project_note: PROJECT_ERRORS, subjects["note"]: ("err_subject_missing",)}
+        create.click(inputs=new_name, api_name="dataset_create",
+                     **with_notes(self.create_project, [project, new_name, status], status,
+                                  {project_note: ("err_project_name", "err_project_exists")}))
+        project.change(inputs=project, api_name="dataset_open",
+                       **with_notes(self.open_project, [*on_subject, resolution, crop, subject], status, chosen))
+        subject.input(inputs_kwargs={"name": project, "subject": subject}, api_name="dataset_open_subject",
+                      **with_notes(self.open_subject, on_subject, status, chosen))
+        new_subject = (*TOKEN_ERRORS, *CLASS_ERRORS, "err_save_settings_first", "err_subject_missing")
+        subjects["add"].click(inputs_kwargs={"name": project, "token": subjects["token"],
+                                             "class_word": subjects["class_word"]}, api_name="dataset_add_subject",
+                              **with_notes(self.add_subject, [subject, subjects["token"], subjects["class_word"],
+                                                              status, *on_subject], status,
+                                           {project_note: PROJECT_ERRORS, subjects["note"]: new_subject}))
+        subjects["remove"].click(inputs_kwargs={"name": project, "subject": subject}, api_name="dataset_remove_subject",
+                                 **with_notes(self.remove_subject, [subject, status, *on_subject], status,
+                                              {**chosen, subjects["note"]: ("err_subject_missing",
+                                                                            "err_remove_first_subject")}))
+        save.click(inputs_kwargs={"name": project, "subject": subject, "token": token, "class_word": class_word,
+                                  "resolution": resolution}, api_name="dataset_save_settings",
+                   **with_notes(self.save_settings, [status, advice, subject], status,
+                                {**chosen, token_note: TOKEN_ERRORS, class_note: CLASS_ERRORS,
+                                 resolution_note: ("err_resolution",)}))
         for box in (token, class_word):
             box.change(self.advice, inputs=[token, class_word], outputs=advice, api_name=f"dataset_advice_{box.elem_id}",
                        trigger_mode="always_last", show_progress="hidden")
@@ -183,7 +197,9 @@ class DatasetTab:
             class_word = gr.Textbox(label=T("ds_new_class"), placeholder=T("ds_new_class_placeholder"), scale=2)
             add = gr.Button(T("ds_add_subject"), scale=1)
             remove = gr.Button(T("ds_remove_subject"), variant="stop", scale=1)
-        return {"subject": subject, "token": token, "class_word": class_word, "add": add, "remove": remove}
+        note = field_note(subject, token, class_word)
+        return {"subject": subject, "token": token, "class_word": class_word, "add": add, "remove": remove,
+                "note": note}
 
     def render_regularization(self, T: gr.I18n, project: gr.Dropdown, subject: gr.Dropdown) -> dict:
         with gr.Accordion(T("ds_reg_heading"), open=True):

@@ -13,7 +13,8 @@ Text the server writes (status lines, warnings, errors) uses the request's langu
     say.message(state.message)            # a core module's Message (sdtrainer.messages) in that language
 
 Core errors are raised with a Message (CheckpointError, DatasetError, ...) and shown in the page's language by
-`with say.errors(...)`; an error raised with a library's own text is shown as "Impossible : <text>".
+`with say.errors(...)`; an error raised with a library's own text is shown as "Impossible : <text>". What it raises,
+a SaidError, keeps the message's key, so that sdtrainer.ui.common.with_notes can also show it under its field.
 
 Two catalogues, one rule: STRINGS holds what only this web page says (labels, help, buttons, its status
 lines, UIError keys); what the core says to people (its errors, reports, image checks, the prompt lint) is
@@ -41,6 +42,15 @@ class UIError(Exception):
     def __init__(self, key: str, **fmt):
         super().__init__(key)
         self.key, self.fmt = key, fmt
+
+
+class SaidError(gr.Error):
+    """The gr.Error of a user's mistake, in the page's language, with the key of its message (a UIError's or a core
+    Message's; None for a library's text): FieldNotes shows it under the field it is about."""
+
+    def __init__(self, text: str, key: str | None):
+        super().__init__(text, print_exception=False)
+        self.key = key
 
 
 def text(key: str, lang: str, **fmt) -> str:
@@ -83,18 +93,18 @@ class Say:
 
     @contextmanager
     def errors(self, *user_errors: type[Exception]):
-        """Turn UIError, and the given exception types (translated when raised with a Message), into gr.Error.
+        """Turn UIError, and the given exception types (translated when raised with a Message), into SaidError.
 
         The message is for the page: the console gets no traceback (a user's mistake is not the app's crash)."""
         try:
             yield
         except UIError as e:
-            raise gr.Error(self(e.key, **e.fmt), print_exception=False) from None
+            raise SaidError(self(e.key, **e.fmt), e.key) from None
         except user_errors as e:
             message = message_of(e)
             if isinstance(message, Message):
-                raise gr.Error(self.message(message), print_exception=False) from None
-            raise gr.Error(self("err_detail", error=message), print_exception=False) from None
+                raise SaidError(self.message(message), message.key) from None
+            raise SaidError(self("err_detail", error=message), None) from None
 
 
 def warn(text: str) -> None:

@@ -20,13 +20,14 @@ import gradio as gr
 from sdtrainer.checkpoint import CheckpointError, temp_path
 from sdtrainer.lora_extract import ExtractReport, ExtractSettings, extract_lora
 from sdtrainer.pruning import EmaMode, prune_checkpoint
-from sdtrainer.ui.common import USER_ERRORS, Lists, size_text
+from sdtrainer.ui.common import MODEL_ERRORS, USER_ERRORS, Lists, field_note, size_text, with_notes
 from sdtrainer.ui.i18n import Say, UIError
 
 if TYPE_CHECKING:
     from sdtrainer.ui.app import AppState
 
 FORMATS = (".safetensors", ".ckpt")
+OUTPUT_NAME_ERRORS = ("err_bad_file_name", "err_same_file", "err_output_exists")
 
 
 def output_path(src: Path, folder: Path, name: str, fmt: str, half: bool, ema: str) -> Path:
@@ -68,6 +69,7 @@ class PruningTab:
                 source = gr.Dropdown(self.state.model_choices(states=True), value=None, label=T("pr_source"),
                                      allow_custom_value=True, elem_id="sdt-prune-source",
                                      info=T("pr_source_info"))
+                source_note = field_note(source)
                 upload = gr.File(file_types=[".safetensors", ".ckpt"], label=T("pr_upload"), height=110)
             with gr.Column(scale=2):
                 half = gr.Checkbox(True, label=T("pr_fp16"), info=T("pr_fp16_info"))
@@ -79,11 +81,12 @@ class PruningTab:
             out_name = gr.Textbox(label=T("pr_out_name"), info=T("pr_out_name_info"), scale=3)
             overwrite = gr.Checkbox(False, label=T("pr_overwrite"), info=T("pr_overwrite_info"), scale=2)
             run = gr.Button(T("pr_run"), variant="primary", scale=1)
+        name_note = field_note(out_name, overwrite)
         result = gr.Markdown(elem_classes=["sdt-status"])
-        run.click(self.prune, inputs_kwargs={"source": source, "upload": upload, "half": half, "ema": ema,
-                                             "fmt": fmt, "out_name": out_name, "overwrite": overwrite},
-                  outputs=[result, source], api_name="prune", concurrency_id="gpu",
-                  show_progress_on=result)  # an error shows there, not over the list it asks to choose from
+        notes = {source_note: ("err_pick_checkpoint", *MODEL_ERRORS), name_note: OUTPUT_NAME_ERRORS}
+        run.click(inputs_kwargs={"source": source, "upload": upload, "half": half, "ema": ema, "fmt": fmt,
+                                 "out_name": out_name, "overwrite": overwrite},
+                  api_name="prune", concurrency_id="gpu", **with_notes(self.prune, [result, source], result, notes))
         return Lists(prunable=[source], models=self.render_extract(T))
 
     def prune(self, source: str | None, upload: str | None, half: bool, ema: str, fmt: str, out_name: str,
@@ -136,6 +139,7 @@ class PruningTab:
                                    info=T("pr_lora_base_info"), allow_custom_value=True)
                 tuned = gr.Dropdown(self.state.model_choices(), value=None, label=T("pr_lora_tuned"),
                                     info=T("pr_lora_tuned_info"), allow_custom_value=True)
+            models_note = field_note(base, tuned)
             with gr.Row():
                 rank = gr.Slider(1, 256, value=32, step=1, label=T("pr_lora_rank"), info=T("pr_lora_rank_info"))
                 conv_rank = gr.Slider(0, 128, value=0, step=1, label=T("pr_lora_conv_rank"),
@@ -146,11 +150,13 @@ class PruningTab:
                 out_name = gr.Textbox(label=T("pr_lora_out_name"), info=T("pr_lora_out_name_info"), scale=3)
                 overwrite = gr.Checkbox(False, label=T("pr_overwrite"), scale=2)
                 run = gr.Button(T("pr_lora_run"), variant="primary", scale=1)
+            name_note = field_note(out_name)
             result = gr.Markdown(elem_classes=["sdt-status"])
-        run.click(self.extract, inputs_kwargs={"base": base, "tuned": tuned, "rank": rank, "conv_rank": conv_rank,
-                                               "energy": energy, "text_encoder": text_encoder, "out_name": out_name,
-                                               "overwrite": overwrite},
-                  outputs=result, api_name="extract_lora", concurrency_id="gpu", show_progress_on=result)
+        notes = {models_note: ("err_pick_base_and_tuned", "lora_same_model", *MODEL_ERRORS),
+                 name_note: ("err_bad_file_name", "prune_exists", "lora_overwrites_model")}
+        run.click(inputs_kwargs={"base": base, "tuned": tuned, "rank": rank, "conv_rank": conv_rank, "energy": energy,
+                                 "text_encoder": text_encoder, "out_name": out_name, "overwrite": overwrite},
+                  api_name="extract_lora", concurrency_id="gpu", **with_notes(self.extract, [result], result, notes))
         return [base, tuned]
 
     def extract(self, base: str | None, tuned: str | None, rank: float, conv_rank: float, energy: float,

@@ -28,7 +28,7 @@ from sdtrainer.messages import Message
 from sdtrainer.preflight import GateReport, GpusReport
 from sdtrainer.session import SessionBusy, SessionState, Status, gate_report
 from sdtrainer.trainer import RunPaths, check_run_folder
-from sdtrainer.ui.common import USER_ERRORS, Lists
+from sdtrainer.ui.common import MODEL_ERRORS, PROJECT_ERRORS, USER_ERRORS, Lists, field_note, with_notes
 from sdtrainer.ui.i18n import Say, UIError, warn
 from sdtrainer.ui.projects import Project, Subject, list_projects
 
@@ -38,6 +38,8 @@ if TYPE_CHECKING:
 POLL_S = 1.0
 BAR_WIDTH = 24
 RUN_NAME_CHARS = "-_."
+RUN_NAME_ERRORS = ("err_run_name", "run_exists", "run_nothing_to_resume")  # shown under the run name
+PROJECT_NOT_READY = ("err_save_settings_first", "err_no_prepared", "err_subject_no_prepared")  # under the project
 GATE_SETTINGS = ("ema", "devices", "method", "precision", "gradient_checkpointing")  # what the gate's figure reads
 ESTIMATE_SETTINGS = ("steps", "class_images", "preview_every", "prior_loss_weight", "batch_size", "grad_accum",
                      "preview_steps")
@@ -202,10 +204,12 @@ class TrainingTab:
                                 info=T("tr_model_info"), scale=3)
             preset = gr.Dropdown([(preset_label(n), n) for n in presets_by_vram()], value=DEFAULT_PRESET,
                                  label=T("tr_preset"), info=T("tr_preset_info"), scale=2)
+        choice_note = field_note(project, model)
         summary = gr.Markdown(elem_classes=["sdt-status"])
         with gr.Row(equal_height=True):
             run_name = gr.Textbox(label=T("tr_run_name"), info=T("tr_run_name_info"), scale=3, elem_id="sdt-run-name")
             resume_run = gr.Checkbox(False, label=T("tr_resume_run"), info=T("tr_resume_run_info"), scale=2)
+        run_name_note = field_note(run_name, resume_run)
         settings = {}
         with gr.Row():
             for s in (s for s in SETTINGS if not s.advanced):
@@ -240,9 +244,10 @@ class TrainingTab:
               api_name="training_estimate", show_progress="hidden", trigger_mode="always_last")
         check.click(self.check_gpu, inputs_kwargs={"preset": preset, **{k: settings[k] for k in GATE_SETTINGS}},
                     outputs=message, api_name="training_check_gpu")
-        start.click(self.start, inputs_kwargs={"project": project, "model": model, "preset": preset,
-                                               "run_name": run_name, "resume_run": resume_run, **settings},
-                    outputs=[message, run_name], api_name="training_start", show_progress_on=message
+        notes = {choice_note: (*PROJECT_ERRORS, *PROJECT_NOT_READY, *MODEL_ERRORS), run_name_note: RUN_NAME_ERRORS}
+        start.click(inputs_kwargs={"project": project, "model": model, "preset": preset, "run_name": run_name,
+                                   "resume_run": resume_run, **settings},
+                    api_name="training_start", **with_notes(self.start, [message, run_name], message, notes)
                     ).success(lambda: gr.update(interactive=False), outputs=start,
                               api_visibility="private")
         pause.click(self.pause, outputs=message, api_name="training_pause")
