@@ -245,10 +245,11 @@ def test_each_image_is_cached_plain_and_mirrored(tiny_model, subject_photos):
     assert (plain - mirrored).abs().max() > 0.1
 
 
-def test_the_events_the_run_folder_and_the_data_plan_import_without_lightning():
+def test_the_events_the_run_folder_the_data_plan_and_the_meter_import_without_lightning():
     """What the session, the UI and tools read of a run is plain Python; Lightning comes with run_training."""
     code = ("import sys\n"
             "from sdtrainer.trainer import BatchPlan, CachedData, Event, EventKind, RunPaths, TrainResult, batch_for\n"
+            "from sdtrainer.meter import MeterRow, measure_run, read_rows, recommend, score\n"
             "print(sorted(m for m in sys.modules if 'lightning' in m))\n"
             "from sdtrainer.trainer import DreamBoothModule, run_training\n"
             "print(run_training.__module__, 'pytorch_lightning' in sys.modules)")

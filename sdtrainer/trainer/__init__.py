@@ -33,7 +33,7 @@ The package, one topic a module. Without Lightning: `events` (Event, TrainResult
 where it writes), `batches` (the data order), `cache` (every image encoded once), `optim` (loss weights, EMA,
 optimizer, schedule). With Lightning, imported on first use of one of their names (`from sdtrainer.trainer import
 run_training` works as before): `module` (DreamBoothModule: the step, EMA and RNG around a resume; model_metadata),
-`callbacks` (MetricsReporter, PreviewMaker, ModelSaver and StateFile, Controller), `run`
+`callbacks` (MetricsReporter, PreviewMaker, ModelSaver and StateFile, MeterRecorder, Controller), `run`
 (run_training and its stages, the Lightning Trainer, the processes of a run on several devices).
 """
 import importlib

@@ -1,11 +1,12 @@
 """The Lightning callbacks of a run: what it reports, writes and obeys between steps.
 
     callbacks = [MetricsReporter(paths.metrics, emit, cfg.steps), PreviewMaker(cfg, paths, emit, words),
-                 ModelSaver(cfg, paths, emit, words), Controller(control, emit)]
+                 saver := ModelSaver(cfg, paths, emit, words), MeterRecorder(saver, ...), Controller(control, emit)]
 
 - MetricsReporter: metrics.csv and a PROGRESS event per optimizer step (losses of every process, VRAM);
 - PreviewMaker: the preview images (`render_previews`) at step 0, every preview_every steps and at the end;
 - ModelSaver: model files and the resumable state (written by StateFile) every save_every steps and at the end;
+- MeterRecorder: the meter's scores (sdtrainer.meter) of each model file ModelSaver writes, into meter.json;
 - Controller: pause and stop, between optimizer steps.
 
 Only process 0 reports and writes files; every process takes part in the collectives. Importing this module
@@ -15,6 +16,8 @@ import collections
 import csv
 import os
 import time
+from collections.abc import Callable
+from dataclasses import asdict
 from pathlib import Path
 
 import pytorch_lightning as pl
@@ -27,6 +30,8 @@ from sdtrainer.config import TrainConfig, preview_prompts
 from sdtrainer.control import RunControl
 from sdtrainer.lora_training import save_lora
 from sdtrainer.messages import Message
+from sdtrainer.meter import (METER_FILE, REFERENCE_FILE, MeterRow, Probes, Reference, evaluating, read_rows,
+                              reference_of, score, write_rows)
 from sdtrainer.preflight import GIB
 from sdtrainer.sampling import GenerationParams, check_params, infotext, sample_latents, save_png, to_pil
 from sdtrainer.trainer.events import Emit, Event, EventKind, Preview, RunPaths, log
@@ -257,6 +262,56 @@ def processes_changed(cfg: TrainConfig, before: int, now: int, step: int) -> str
             f"each step averages {per_step * now} instance images (before: {per_step * before}), drawn as a "
             f"{now}-process run draws them, at the same learning rate. Its weights will differ from those of a "
             f"run on {before} process(es) all along; resume on {before} for exactly those.")
+
+
+class MeterRecorder(pl.Callback):
+    """Scores each model file the ModelSaver writes, with the cached latents of the run, into meter.json (process
+    0), and emits each row as a METER event through `emit`; at the end, `report` says what the meter cost. The base
+    model's answers are taken at the first step (before any training) and kept in the run folder (REFERENCE_FILE),
+    where a resumed run reads them: loading the base model beside the one training would need its memory again."""
+
+    def __init__(self, saver, probes: Probes, run_dir: Path, emit: Callable[[MeterRow], None],
+                 load_base: Callable[[], object], report: Callable[[str], None]):
+        self.saver, self.probes, self.run_dir, self.emit, self.report = saver, probes, run_dir, emit, report
+        self.load_base = load_base
+        self.reference: Reference | None = None
+        self.measured: int | None = None
+        self.seconds = 0.0  # spent measuring, the base model's answers included
+
+    def on_train_start(self, trainer, module) -> None:
+        if not trainer.is_global_zero:
+            return
+        start, kept = time.perf_counter(), self.run_dir / REFERENCE_FILE
+        if trainer.global_step > 0 and kept.is_file():
+            self.reference = Reference(**torch.load(kept, weights_only=True))
+        else:  # a run from before the meter kept its answers: the base model, loaded again
+            base = module.sd if trainer.global_step == 0 else self.load_base()
+            with evaluating(base), trainer.precision_plugin.forward_context():
+                self.reference = reference_of(base, self.probes)
+            torch.save(asdict(self.reference), kept)
+        self.seconds += time.perf_counter() - start
+
+    def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx) -> None:
+        self.measure(trainer, module)
+
+    def on_train_end(self, trainer, module) -> None:
+        self.measure(trainer, module)
+        if trainer.is_global_zero:
+            self.report(f"Meter: {self.seconds:.1f} s spent scoring the checkpoints (see {METER_FILE}).")
+
+    def measure(self, trainer, module) -> None:
+        step = self.saver.saved_step
+        if step is None or step == self.measured or not trainer.is_global_zero or self.reference is None:
+            return
+        start = time.perf_counter()
+        with evaluating(module.sd), trainer.precision_plugin.forward_context():
+            scores = score(module.sd, self.probes, self.reference)
+        row = MeterRow(step, str(self.saver.last_model_file), **asdict(scores),
+                       seconds=round(time.perf_counter() - start, 3))
+        self.seconds += row.seconds
+        self.measured = step
+        write_rows(self.run_dir, read_rows(self.run_dir) + [row])
+        self.emit(row)
 
 
 class StateFile(TorchCheckpointIO):

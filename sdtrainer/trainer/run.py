@@ -22,11 +22,11 @@ from sdtrainer.dataset import ImageSet, class_set, instance_set
 from sdtrainer.ddp import Channel, launch
 from sdtrainer.lora_training import frozen_dtype
 from sdtrainer.messages import Message
-from sdtrainer.meter import MeterRecorder, Probes, probes_of
+from sdtrainer.meter import Probes, probes_of
 from sdtrainer.models import is_demo
 from sdtrainer.preflight import cpu_warning
 from sdtrainer.trainer.cache import CachedData, cache_data
-from sdtrainer.trainer.callbacks import Controller, MetricsReporter, ModelSaver, PreviewMaker
+from sdtrainer.trainer.callbacks import Controller, MeterRecorder, MetricsReporter, ModelSaver, PreviewMaker
 from sdtrainer.trainer.events import Emit, Event, EventKind, RunPaths, TrainResult, log
 from sdtrainer.trainer.module import DreamBoothModule
 from sdtrainer.trainer.optim import import_bitsandbytes, needs_bitsandbytes
