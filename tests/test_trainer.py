@@ -16,6 +16,7 @@ from sdtrainer.checkpoint import load_model, read_metadata, read_state_dict
 from sdtrainer.config import ConfigError, LRSchedule, load_config
 from sdtrainer.dataset import instance_set
 from sdtrainer.images import DatasetError, to_tensor
+from sdtrainer.messages import say_in
 from ldm.schedule import alphas_cumprod
 from sdtrainer.trainer import (BatchPlan, EventKind, OptimizerUnavailable, RunControl, batch_for, encode_images,
                                lr_factor, min_snr_weights, run_training)
@@ -180,8 +181,10 @@ def test_bad_images_are_reported_and_skipped_never_a_crash(demo_file, subject_ph
     result, events = train(config(demo_file, photos, steps=2, save_every=0, preview_every=0,
                                   prior_loss_weight=0.0), tmp_path / "run")
     assert result.step == 2
-    log = "\n".join(e.data["message"] for e in events.of(EventKind.LOG))
-    assert "broken.jpg" in log and "tiny.png" in log
+    log = [e.data["message"] for e in events.of(EventKind.LOG)]
+    assert "broken.jpg" in "\n".join(log) and "tiny.png" in "\n".join(log)
+    french = "\n".join(say_in(line, "fr") for line in log)
+    assert "Erreurs (ces images sont écartées) :\n  - broken.jpg : " in french and "tiny.png : " in french
 
 
 def test_a_folder_without_usable_photos_fails_before_anything_is_loaded(demo_file, tmp_path):

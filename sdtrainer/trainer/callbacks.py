@@ -217,7 +217,7 @@ class ModelSaver(pl.Callback):
         try:
             self.save(trainer, module, final=False)
         except Exception as e:  # noqa: BLE001 - best effort; the OOM is what gets reported
-            log(self.emit, trainer.global_step, f"Could not save after running out of memory: {e}")
+            log(self.emit, trainer.global_step, Message("train_oom_not_saved", error=str(e)))
 
     def save(self, trainer, module, final: bool) -> None:
         step = trainer.global_step
@@ -255,13 +255,11 @@ class ModelSaver(pl.Callback):
             os.link(state, kept)
 
 
-def processes_changed(cfg: TrainConfig, before: int, now: int, step: int) -> str:
+def processes_changed(cfg: TrainConfig, before: int, now: int, step: int) -> Message:
     """What continuing a run on another number of processes changes (the log line at resume)."""
     per_step = cfg.batch_size * cfg.grad_accum
-    return (f"This run's state was saved on {before} process(es), and it continues on {now}: from step {step} on, "
-            f"each step averages {per_step * now} instance images (before: {per_step * before}), drawn as a "
-            f"{now}-process run draws them, at the same learning rate. Its weights will differ from those of a "
-            f"run on {before} process(es) all along; resume on {before} for exactly those.")
+    return Message("train_processes_changed", before=before, now=now, step=step, images_now=per_step * now,
+                   images_before=per_step * before)
 
 
 class MeterRecorder(pl.Callback):
@@ -271,7 +269,7 @@ class MeterRecorder(pl.Callback):
     where a resumed run reads them: loading the base model beside the one training would need its memory again."""
 
     def __init__(self, saver, probes: Probes, run_dir: Path, emit: Callable[[MeterRow], None],
-                 load_base: Callable[[], object], report: Callable[[str], None]):
+                 load_base: Callable[[], object], report: Callable[[Message], None]):
         self.saver, self.probes, self.run_dir, self.emit, self.report = saver, probes, run_dir, emit, report
         self.load_base = load_base
         self.reference: Reference | None = None
@@ -297,7 +295,7 @@ class MeterRecorder(pl.Callback):
     def on_train_end(self, trainer, module) -> None:
         self.measure(trainer, module)
         if trainer.is_global_zero:
-            self.report(f"Meter: {self.seconds:.1f} s spent scoring the checkpoints (see {METER_FILE}).")
+            self.report(Message("meter_cost", seconds=self.seconds, file=METER_FILE))
 
     def measure(self, trainer, module) -> None:
         step = self.saver.saved_step
@@ -356,15 +354,15 @@ class Controller(pl.Callback):
         step = trainer.global_step
         paused, stop = self.decision(trainer)
         if paused and not stop:
-            log(self.emit, step, f"Paused after step {step}.")
+            log(self.emit, step, Message("train_paused", step=step))
             while paused and not stop:
                 self.control.wait_while_paused(PAUSE_POLL_S)
                 paused, stop = self.decision(trainer)
             if not stop:
-                log(self.emit, step, "Resumed.")
+                log(self.emit, step, Message("train_resumed"))
         if stop:
-            log(self.emit, step, f"Stopping after step {step}: saving a model file and the training state." if step
-                else "Stopping before step 1: nothing trained, nothing to save.")
+            log(self.emit, step,
+                Message("train_stopping", step=step) if step else Message("train_stopping_before_start"))
             trainer.should_stop = True
 
     def decision(self, trainer) -> tuple[bool, bool]:

@@ -43,11 +43,11 @@ def load_base_model(cfg: TrainConfig, device: torch.device, emit: Emit) -> Stabl
     """fp32 weights for training; on a GPU the frozen VAE (and text encoder) in fp16 to save memory, and a LoRA's
     frozen UNet in its autocast dtype."""
     model, info = load_model(cfg.model, device="cpu", dtype=torch.float32)
-    log(emit, 0, f"Loaded {Path(cfg.model).name} ({info.config.name}).")
+    log(emit, 0, Message("train_loaded", name=Path(cfg.model).name, architecture=info.config.name))
     if device.type == "cpu":
         warning = cpu_warning(is_demo(info.metadata, info.config.name))
         if warning:
-            log(emit, 0, f"Warning: {warning}")
+            log(emit, 0, Message("train_warning", warning=warning))
     model.to(device)
     if device.type == "cuda":
         model.vae.half()
@@ -78,15 +78,15 @@ def class_dataset(cfg: TrainConfig, subject: Subject, subjects: list[Subject], m
     out_dir = generated_class_dir(base, subjects, subject.class_word)
     count = subject.class_images
     batch = class_image_batch(cfg.preset, next(model.unet.parameters()).device.type)
-    log(emit, 0, f"Class images: making {count} of '{subject.class_word}' in {out_dir}, {batch} at a time "
-                 "(existing ones kept).")
+    log(emit, 0, Message("train_class_images_making", count=count, class_word=subject.class_word, folder=out_dir,
+                         batch=batch))
     progress = ClassImageProgress(emit, subject.class_word)
     generated = generate_class_images(
         model, subject.class_word, count, out_dir, seed=cfg.seed, callback=progress,
         should_stop=lambda: control.stop_requested, resolution=cfg.resolution, steps=cfg.class_image_steps,
         batch_size=batch)
-    log(emit, 0, f"Class images: {len(generated)} of {count} of '{subject.class_word}' there "
-                 f"({progress.elapsed():.0f} s).")
+    log(emit, 0, Message("train_class_images_made", made=len(generated), count=count, class_word=subject.class_word,
+                         seconds=progress.elapsed()))
     if len(generated) < count:
         return None
     return class_set(generated, subject.class_word, cfg.resolution, crop=cfg.crop)
@@ -176,7 +176,11 @@ def run_training(cfg: TrainConfig, run_dir: Path, emit: Emit, control: RunContro
     words = [s.words for s in subjects]
     instances = [instance_set(s.paths, s.token, s.class_word, cfg.resolution, crop=cfg.crop) for s in subjects]
     for s, images in zip(subjects, instances):
-        log(emit, 0, (f"{s.token} {s.class_word}: " if len(subjects) > 1 else "") + images.report.format())
+        counts, *found = images.report.lines()
+        if len(subjects) > 1:
+            counts = Message("train_photos_of", token=s.token, class_word=s.class_word, report=counts)
+        for line in (counts, *found):
+            log(emit, 0, line)
     paths.make()
     save_config(cfg, paths.config)
     # 2. base model, on the training device
@@ -188,7 +192,7 @@ def run_training(cfg: TrainConfig, run_dir: Path, emit: Emit, control: RunContro
         return TrainResult(0, cfg.steps, None, stopped=True)
     # 4. latents and captions, once
     data = cache_data(model, instances, classes, cfg.train_text_encoder, tuple(s.repeats for s in subjects))
-    log(emit, 0, f"Cached {len(data.instance_latents)} instance and {len(data.class_latents)} class latents.")
+    log(emit, 0, Message("train_cached", instances=len(data.instance_latents), classes=len(data.class_latents)))
     if control.stop_requested:  # before step 1 there is nothing to save: the base model is not a result
         return TrainResult(0, cfg.steps, None, stopped=True)
     # 5. fit, here or in one process per device
@@ -197,9 +201,8 @@ def run_training(cfg: TrainConfig, run_dir: Path, emit: Emit, control: RunContro
     del model  # each process loads its own copy onto its device
     if device.type == "cuda":
         torch.cuda.empty_cache()
-    where = "one per GPU" if device.type == "cuda" else "on the CPU"
-    log(emit, 0, f"Starting {processes} processes ({where}): each step trains on {processes} x {cfg.batch_size} "
-                 f"images (x {cfg.grad_accum} accumulated).")
+    log(emit, 0, Message("train_processes_gpu" if device.type == "cuda" else "train_processes_cpu",
+                         processes=processes, batch=cfg.batch_size, accum=cfg.grad_accum))
     results = launch(processes, train_process, (cfg, data, words, paths.root, resume), emit, control)
     return agreed(results, emit)
 
@@ -220,10 +223,9 @@ def fit(cfg: TrainConfig, model: StableDiffusion, data: CachedData, words: list[
     trainer = build_trainer(cfg, callbacks, processes)
     module = DreamBoothModule(cfg, model, data, words, processes)
     if module.uses_cuda_graphs():
-        log(emit, 0, "Capturing the UNet's step as CUDA graphs: the first step takes a few seconds more "
-                     "(3-16 s on an H200; once per run).")
+        log(emit, 0, Message("train_cuda_graphs"))
     elif cfg.compile and cfg.device is Device.CUDA:
-        log(emit, 0, "Compiling the UNet: the first step takes a minute or two (once per run).")
+        log(emit, 0, Message("train_compiling"))
     trainer.fit(module, ckpt_path=paths.state if resume else None, weights_only=True)
     return TrainResult(trainer.global_step, cfg.steps, saver.last_model_file,
                        stopped=trainer.global_step < cfg.steps)
@@ -258,5 +260,5 @@ def agreed(results: list[tuple[TrainResult, str]], emit: Emit) -> TrainResult:
         raise RuntimeError(f"The {len(results)} training processes ended with different weights: this is a bug in "
                            f"sdtrainer's multi-GPU training. Process 0 wrote {first.model_file}; train on one GPU "
                            "(devices 1) to be sure of the result.")
-    log(emit, first.step, f"All {len(results)} processes ended with the same weights.")
+    log(emit, first.step, Message("train_processes_agree", processes=len(results)))
     return first
