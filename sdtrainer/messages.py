@@ -10,8 +10,9 @@ page's language:
 
 A field may itself be a Message (a hint several errors share), or a list of them (joined by "; "):
 it is said in the same language. Plain text (file names, numbers, an exception's own words) stays as it
-is. The GPU gate's reasons and report (`GateReport.format(lang)`), the training session's outcome, the image
-checks' findings and the prompt lint use the same catalogue.
+is. The GPU gate's reasons and report (`GateReport.format(lang)`), the training session's outcome, every line
+a run writes to its log (`sdtrainer.trainer.events.log`), the image checks' findings and the prompt lint use the
+same catalogue.
 
 Two catalogues, one rule. This one, MESSAGES, holds what the core says to people: everything outside
 sdtrainer/ui/ (and webui.py's command line) that a person reads, above all every error raised for a person
@@ -19,7 +20,7 @@ to fix (ValueError and its kinds: ConfigError, DatasetError, CheckpointError...)
 never plain text. sdtrainer/ui/i18n.STRINGS holds what only the web page says: labels, help, buttons, its
 own status lines and UIError keys. The page says a core Message through `Say.message`, never by copying its
 text into STRINGS. A key lives in one catalogue only; tests/test_messages.py checks both rules (it reads
-every `raise`). Errors that mean a bug in sdtrainer (RuntimeError) stay in English.
+every `raise` and every log line). Errors that mean a bug in sdtrainer (RuntimeError) stay in English.
 """
 from string import Formatter
 

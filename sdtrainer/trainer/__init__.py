@@ -8,7 +8,8 @@
 3. class images (generated with the base model when no folder is given)  4. encode every image once
 with the frozen VAE (and the captions with the frozen text encoder)  5. Lightning fit, in this process or
 (devices above 1) in one process per device  6. final files. Everything the user sees goes out as `Event`s
-through `emit`; the callbacks write metrics.csv, previews, model files and the resumable state.
+through `emit` (each log line a messages.Message, which the page says in its language); the callbacks write
+metrics.csv, previews, model files and the resumable state.
 
 Several devices (Lightning's ddp; sdtrainer.ddp starts the processes and carries events and pause/stop):
 stages 1-4 run here once, then each process loads the base model onto its device and takes its share of
