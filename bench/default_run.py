@@ -68,7 +68,7 @@ class PhaseClock:
             self.marks.setdefault("class_images_start", now)
             if event.data.get("done") == event.data.get("total"):
                 self.marks["class_images_end"] = now
-        elif kind is EventKind.LOG and event.data.get("message", "").startswith("Cached"):
+        elif kind is EventKind.LOG and getattr(event.data.get("message"), "key", None) == "train_cached":
             self.marks["cached"] = now
         elif kind is EventKind.PROGRESS and event.step >= 1:
             self.marks.setdefault("first_step", now)

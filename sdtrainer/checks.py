@@ -77,14 +77,18 @@ class ValidationReport:
         return Message("check_counts", total=len(self.paths), ok=len(self.ok_paths),
                        skipped=len(self.paths) - len(self.ok_paths))
 
-    def format(self) -> str:
-        """A multi-line report for the log: counts, then errors (skipped images), then warnings."""
+    def lines(self) -> list[Message]:
+        """The report for the log, a line each: counts, then errors (skipped images), then warnings."""
         lines = [self.counts()]
-        for title, issues in (("Errors (these images are skipped):", self.errors),
-                              ("Warnings (these images are used):", self.warnings)):
+        for title, issues in (("check_report_errors", self.errors), ("check_report_warnings", self.warnings)):
             if issues:
-                lines += [title, *(f"  - {found.path.name}: {found.message}" for found in issues)]
-        return "\n".join(lines)
+                lines += [Message(title), *(Message("check_report_issue", name=found.path.name, issue=found.message)
+                                            for found in issues)]
+        return lines
+
+    def format(self) -> str:
+        """The report as one English text."""
+        return "\n".join(self.lines())
 
 
 # ---------------------------------------------------------------- quality measures

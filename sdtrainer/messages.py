@@ -10,8 +10,9 @@ page's language:
 
 A field may itself be a Message (a hint several errors share), or a list of them (joined by "; "):
 it is said in the same language. Plain text (file names, numbers, an exception's own words) stays as it
-is. The GPU gate's reasons and report (`GateReport.format(lang)`), the training session's outcome, the image
-checks' findings and the prompt lint use the same catalogue.
+is. The GPU gate's reasons and report (`GateReport.format(lang)`), the training session's outcome, every line
+a run writes to its log (`sdtrainer.trainer.events.log`), the image checks' findings and the prompt lint use the
+same catalogue.
 
 Two catalogues, one rule. This one, MESSAGES, holds what the core says to people: everything outside
 sdtrainer/ui/ (and webui.py's command line) that a person reads, above all every error raised for a person
@@ -19,7 +20,7 @@ to fix (ValueError and its kinds: ConfigError, DatasetError, CheckpointError...)
 never plain text. sdtrainer/ui/i18n.STRINGS holds what only the web page says: labels, help, buttons, its
 own status lines and UIError keys. The page says a core Message through `Say.message`, never by copying its
 text into STRINGS. A key lives in one catalogue only; tests/test_messages.py checks both rules (it reads
-every `raise`). Errors that mean a bug in sdtrainer (RuntimeError) stay in English.
+every `raise` and every log line). Errors that mean a bug in sdtrainer (RuntimeError) stay in English.
 """
 from string import Formatter
 
@@ -78,7 +79,8 @@ def field_names(template: str) -> set[str]:
 
 
 # Keys by module: ckpt_/kind_ checkpoint.py, lora_ lora.py and lora_extract.py, ds_ dataset.py, cfg_ config.py,
-# gen_ sampling.py, gate_ preflight.py, run_ session.py, meter_ meter.py, server_ ui/guard.py and webui.py.
+# gen_ sampling.py, gate_ preflight.py, run_ session.py, train_ trainer/ (its log), meter_ meter.py, server_
+# ui/guard.py and webui.py.
 MESSAGES: dict[str, dict[str, str]] = {
     # ------------------------------------------------------------------ checkpoint.py
     "ckpt_in_file": {"en": "{name}: {error}", "fr": "{name} : {error}"},
@@ -400,6 +402,10 @@ MESSAGES: dict[str, dict[str, str]] = {
         "en": "Looks like {how} {other}; keep one of them, duplicates make the model copy that photo.",
         "fr": "Semble {how} {other} ; gardez-en une seule, les doublons font recopier cette photo au modèle.",
     },
+    "check_report_errors": {"en": "Errors (these images are skipped):", "fr": "Erreurs (ces images sont écartées) :"},
+    "check_report_warnings": {"en": "Warnings (these images are used):",
+                              "fr": "Avertissements (ces images sont utilisées) :"},
+    "check_report_issue": {"en": "  - {name}: {issue}", "fr": "  - {name} : {issue}"},
     "check_same_picture": {"en": "the same picture as", "fr": "la même image que"},
     "check_nearly_same_picture": {"en": "nearly the same picture as", "fr": "presque la même image que"},
     "check_changed": {"en": "Could not be read while preparing ({err}); check the file and prepare again.",
@@ -604,6 +610,13 @@ MESSAGES: dict[str, dict[str, str]] = {
     "gate_needs_each": {"en": "Preset {preset} needs {gib} GiB free on each of the {n} GPUs.",
                         "fr": "Le préréglage {preset} demande {gib} Gio libres sur chacun des {n} GPU."},
     "gate_ok": {"en": "OK: training can start.", "fr": "OK : l'entraînement peut commencer."},
+    "gate_cpu_slow": {
+        "en": "Training Stable Diffusion v1 on the CPU is impractical: one run takes days, where an NVIDIA GPU takes "
+              "minutes to an hour. Use --device cpu only with the demo model.",
+        "fr": "Entraîner Stable Diffusion v1 sur le processeur n'est pas raisonnable : un entraînement y prend des "
+              "jours, contre quelques minutes à une heure sur une carte NVIDIA. N'utilisez --device cpu qu'avec le "
+              "modèle de démonstration.",
+    },
     "gate_refused": {"en": "Training cannot start:", "fr": "L'entraînement ne peut pas commencer :"},
     # ------------------------------------------------------------------ preflight.py: reasons for refusing
     "gate_no_index": {
@@ -725,6 +738,63 @@ MESSAGES: dict[str, dict[str, str]] = {
         "fr": "{token} {class_word} n'a pas d'images de classe : donnez-lui un dossier reg_images (ou un dossier "
               "{class_word}/ dans reg_images) ou class_images au-dessus de 0, ou réglez prior_loss_weight sur 0.",
     },
+    # ------------------------------------------------------------------ trainer/: what a run says in its log
+    "train_loaded": {"en": "Loaded {name} ({architecture}).", "fr": "{name} chargé ({architecture})."},
+    "train_warning": {"en": "Warning: {warning}", "fr": "Attention : {warning}"},
+    "train_photos_of": {"en": "{token} {class_word}: {report}", "fr": "{token} {class_word} : {report}"},
+    "train_class_images_making": {
+        "en": "Class images: making {count} of '{class_word}' in {folder}, {batch} at a time (existing ones kept).",
+        "fr": "Images de classe : {count} de « {class_word} » à faire dans {folder}, {batch} à la fois (celles qui "
+              "existent sont gardées).",
+    },
+    "train_class_images_made": {"en": "Class images: {made} of {count} of '{class_word}' there ({seconds:.0f} s).",
+                                "fr": "Images de classe : {made} sur {count} de « {class_word} » prêtes "
+                                      "({seconds:.0f} s)."},
+    "train_cached": {"en": "Cached {instances} instance and {classes} class latents.",
+                     "fr": "Latents en mémoire : {instances} d'images du sujet et {classes} d'images de classe."},
+    "train_processes_gpu": {
+        "en": "Starting {processes} processes (one per GPU): each step trains on {processes} x {batch} images "
+              "(x {accum} accumulated).",
+        "fr": "Lancement de {processes} processus (un par carte) : chaque étape entraîne sur {processes} x {batch} "
+              "images (x {accum} accumulées).",
+    },
+    "train_processes_cpu": {
+        "en": "Starting {processes} processes (on the CPU): each step trains on {processes} x {batch} images "
+              "(x {accum} accumulated).",
+        "fr": "Lancement de {processes} processus (sur le processeur) : chaque étape entraîne sur {processes} x "
+              "{batch} images (x {accum} accumulées).",
+    },
+    "train_processes_agree": {"en": "All {processes} processes ended with the same weights.",
+                              "fr": "Les {processes} processus ont fini avec les mêmes poids."},
+    "train_processes_changed": {
+        "en": "This run's state was saved on {before} process(es), and it continues on {now}: from step {step} on, "
+              "each step averages {images_now} instance images (before: {images_before}), drawn as a {now}-process "
+              "run draws them, at the same learning rate. Its weights will differ from those of a run on {before} "
+              "process(es) all along; resume on {before} for exactly those.",
+        "fr": "L'état de cet entraînement a été enregistré sur {before} processus, et il continue sur {now} : dès "
+              "l'étape {step}, chaque étape fait la moyenne de {images_now} images du sujet (avant : "
+              "{images_before}), tirées comme le fait un entraînement sur {now} processus, au même taux "
+              "d'apprentissage. Ses poids différeront tout du long de ceux d'un entraînement sur {before} "
+              "processus ; reprenez sur {before} pour obtenir exactement ceux-là.",
+    },
+    "train_cuda_graphs": {
+        "en": "Capturing the UNet's step as CUDA graphs: the first step takes a few seconds more (3-16 s on an H200; "
+              "once per run).",
+        "fr": "Capture de l'étape du UNet en graphes CUDA : la première étape prend quelques secondes de plus "
+              "(3 à 16 s sur une H200 ; une fois par entraînement).",
+    },
+    "train_compiling": {"en": "Compiling the UNet: the first step takes a minute or two (once per run).",
+                        "fr": "Compilation du UNet : la première étape prend une minute ou deux (une fois par "
+                              "entraînement)."},
+    "train_paused": {"en": "Paused after step {step}.", "fr": "En pause après l'étape {step}."},
+    "train_resumed": {"en": "Resumed.", "fr": "Reprise."},
+    "train_stopping": {"en": "Stopping after step {step}: saving a model file and the training state.",
+                       "fr": "Arrêt après l'étape {step} : enregistrement d'un fichier modèle et de l'état "
+                             "d'entraînement."},
+    "train_stopping_before_start": {"en": "Stopping before step 1: nothing trained, nothing to save.",
+                                    "fr": "Arrêt avant l'étape 1 : rien d'entraîné, rien à enregistrer."},
+    "train_oom_not_saved": {"en": "Could not save after running out of memory: {error}",
+                            "fr": "Impossible d'enregistrer après le manque de mémoire : {error}"},
     # ------------------------------------------------------------------ cli.py
     "cli_model_missing": {"en": "model file not found: {path}", "fr": "fichier modèle introuvable : {path}"},
     "cli_run_dir_is_file": {
@@ -769,6 +839,8 @@ MESSAGES: dict[str, dict[str, str]] = {
         "en": "{run_dir} has no model files yet (checkpoints/ or {name}-final): nothing to measure.",
         "fr": "{run_dir} n'a pas encore de fichier modèle (checkpoints/ ou {name}-final) : rien à mesurer.",
     },
+    "meter_cost": {"en": "Meter: {seconds:.1f} s spent scoring the checkpoints (see {file}).",
+                   "fr": "Mesures : {seconds:.1f} s passées à évaluer les fichiers modèles (voir {file})."},
     "meter_not_learnt": {"en": "step {step}: the subject is barely learnt yet: train longer",
                          "fr": "étape {step} : le sujet est à peine appris : entraînez plus longtemps"},
     # ------------------------------------------------------------------ ui/guard.py, webui.py

@@ -40,7 +40,6 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-import pytorch_lightning as pl
 import torch
 
 from ldm.schedule import NUM_TIMESTEPS, alphas_cumprod
@@ -345,53 +344,3 @@ def evaluating(model):
     finally:
         for m, training in modes:
             m.train(training)
-
-
-class MeterRecorder(pl.Callback):
-    """Scores each model file the ModelSaver writes, with the cached latents of the run, into meter.json (process
-    0), and emits each row as a METER event through `emit`; at the end, `report` says what the meter cost. The base
-    model's answers are taken at the first step (before any training) and kept in the run folder (REFERENCE_FILE),
-    where a resumed run reads them: loading the base model beside the one training would need its memory again."""
-
-    def __init__(self, saver, probes: Probes, run_dir: Path, emit: Callable[[MeterRow], None],
-                 load_base: Callable[[], object], report: Callable[[str], None]):
-        self.saver, self.probes, self.run_dir, self.emit, self.report = saver, probes, run_dir, emit, report
-        self.load_base = load_base
-        self.reference: Reference | None = None
-        self.measured: int | None = None
-        self.seconds = 0.0  # spent measuring, the base model's answers included
-
-    def on_train_start(self, trainer, module) -> None:
-        if not trainer.is_global_zero:
-            return
-        start, kept = time.perf_counter(), self.run_dir / REFERENCE_FILE
-        if trainer.global_step > 0 and kept.is_file():
-            self.reference = Reference(**torch.load(kept, weights_only=True))
-        else:  # a run from before the meter kept its answers: the base model, loaded again
-            base = module.sd if trainer.global_step == 0 else self.load_base()
-            with evaluating(base), trainer.precision_plugin.forward_context():
-                self.reference = reference_of(base, self.probes)
-            torch.save(asdict(self.reference), kept)
-        self.seconds += time.perf_counter() - start
-
-    def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx) -> None:
-        self.measure(trainer, module)
-
-    def on_train_end(self, trainer, module) -> None:
-        self.measure(trainer, module)
-        if trainer.is_global_zero:
-            self.report(f"Meter: {self.seconds:.1f} s spent scoring the checkpoints (see {METER_FILE}).")
-
-    def measure(self, trainer, module) -> None:
-        step = self.saver.saved_step
-        if step is None or step == self.measured or not trainer.is_global_zero or self.reference is None:
-            return
-        start = time.perf_counter()
-        with evaluating(module.sd), trainer.precision_plugin.forward_context():
-            scores = score(module.sd, self.probes, self.reference)
-        row = MeterRow(step, str(self.saver.last_model_file), **asdict(scores),
-                       seconds=round(time.perf_counter() - start, 3))
-        self.seconds += row.seconds
-        self.measured = step
-        write_rows(self.run_dir, read_rows(self.run_dir) + [row])
-        self.emit(row)

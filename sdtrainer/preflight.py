@@ -316,14 +316,9 @@ def _gib(value: float) -> str:
     return f"{value:g}"
 
 
-def cpu_warning(model_is_tiny: bool) -> str | None:
+def cpu_warning(model_is_tiny: bool) -> Message | None:
     """Warning for ``--device cpu`` (the only way to train on the CPU); None for the tiny demo model."""
-    if model_is_tiny:
-        return None
-    return (
-        "Training Stable Diffusion v1 on the CPU is impractical: one run takes days, where an NVIDIA "
-        "GPU takes minutes to an hour. Use --device cpu only with the demo model."
-    )
+    return None if model_is_tiny else Message("gate_cpu_slow")
 
 
 @dataclass

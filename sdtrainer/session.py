@@ -74,7 +74,7 @@ class SessionState:
     checkpoints: list[Path] = field(default_factory=list)  # model files, oldest first
     meter: list[MeterRow] = field(default_factory=list)  # each model file's scores (sdtrainer.meter), oldest first
     state_step: int | None = None  # the step of the last training state saved by this run
-    log: list[str] = field(default_factory=list)  # the last LOG_LINES lines
+    log: list[str] = field(default_factory=list)  # the last LOG_LINES lines (Messages where the trainer said one)
     message: str = ""  # why it failed, or how it finished: English, a sdtrainer.messages.Message where it can be
     run_dir: Path | None = None
     gate: GpusReport | None = None  # the GPU gate's report (CUDA runs); a refused start failed because of it
@@ -252,7 +252,8 @@ def oom_message(cfg: TrainConfig, step: int, paths: RunPaths, state_step: int | 
 
 
 def _append_log(state: SessionState, message: str) -> None:
-    state.log.extend(message.splitlines() or [""])
+    """A Message stays whole, for the page to say in its language; plain text goes in line by line."""
+    state.log.extend([message] if isinstance(message, Message) else message.splitlines() or [""])
     del state.log[:-LOG_LINES]
 
 

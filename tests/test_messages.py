@@ -57,6 +57,8 @@ def is_text(node: ast.AST) -> bool:
         return True
     if isinstance(node, ast.BinOp):
         return is_text(node.left) or is_text(node.right)
+    if isinstance(node, ast.IfExp):
+        return is_text(node.body) or is_text(node.orelse)
     if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "str":
         return True
     return isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "format" \
@@ -92,6 +94,47 @@ def test_no_raise_hands_a_person_plain_text():
     """Every error a person reads is a Message, so the web page says it in French too (no "Impossible : <English>")."""
     found = [f"{path}:{line}" for path in user_facing_modules() for line in raises_with_text(path.read_text())]
     assert not found, "raise with a Message instead:\n" + "\n".join(found)
+
+
+def logs_with_text(source: str) -> list[str]:
+    """The log lines of a module that are not a Message: `log(emit, step, <text>)` (sdtrainer.trainer.events.log)
+    and `Event(EventKind.LOG, step, {"message": <text>})`."""
+    found = []
+    for node in ast.walk(ast.parse(source)):
+        if not isinstance(node, ast.Call):
+            continue
+        name, args = ast.unparse(node.func), node.args
+        if name == "log" and len(args) == 3:
+            message = args[2]
+        elif name == "Event" and len(args) == 3 and ast.unparse(args[0]) == "EventKind.LOG" \
+                and isinstance(args[2], ast.Dict):
+            message = next((v for k, v in zip(args[2].keys, args[2].values)
+                            if isinstance(k, ast.Constant) and k.value == "message"), None)
+        else:
+            continue
+        if message is not None and is_text(message):
+            found.append(f"{node.lineno}: {ast.unparse(node)[:80]}")
+    return found
+
+
+def test_the_check_finds_text_in_a_log_line_and_lets_a_message_pass():
+    source = """
+def f(emit, step, e):
+    log(emit, step, f"Paused after step {step}.")
+    log(emit, step, "Resumed.")
+    log(emit, step, Message("train_stopping", step=step) if step else "Stopping before step 1.")
+    emit(Event(EventKind.LOG, step, {"message": "Cached " + str(e)}))
+    log(emit, step, Message("train_paused", step=step))
+    emit(Event(EventKind.LOG, step, {"message": Message("train_resumed")}))
+    emit(Event(EventKind.PROGRESS, step, {"message": "not a log line"}))
+"""
+    assert [line.split(":")[0] for line in logs_with_text(source)] == ["3", "4", "5", "6"]
+
+
+def test_the_trainer_logs_nothing_but_messages():
+    """Every line a run writes to the Training tab's log is a Message, so the page says it in French too."""
+    found = [f"{path}:{line}" for path in user_facing_modules() for line in logs_with_text(path.read_text())]
+    assert not found, "log a Message instead:\n" + "\n".join(found)
 
 
 def test_a_message_is_its_english_text_and_keeps_key_and_fields():

@@ -17,7 +17,7 @@ from safetensors.torch import load_file
 
 from bench.train import heldout_error, trained_weights
 from ldm.model import TINY, StableDiffusion
-from sdtrainer.trainer import run as trainer_module  # where DreamBoothModule looks compiled_unet_forward up
+from sdtrainer.trainer import module as trainer_module  # where DreamBoothModule looks compiled_unet_forward up
 from sdtrainer.config import load_config
 from sdtrainer.trainer import CachedData, DreamBoothModule, EventKind, RunControl, build_trainer, run_training
 

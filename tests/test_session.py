@@ -8,6 +8,7 @@ import torch
 
 from sdtrainer import session as session_module
 from sdtrainer.config import load_config
+from sdtrainer.messages import say_in
 from sdtrainer.preflight import GIB, GpuInfo, GpuProcess
 from sdtrainer.session import EventKind, SessionBusy, SessionManager, Status, TrainingSession
 from sdtrainer.trainer import DreamBoothModule, Event, TrainResult
@@ -71,6 +72,8 @@ def test_a_run_reports_progress_previews_and_its_model(demo_file, subject_photos
     assert len(state.previews) == 6  # 3 prompts at step 0 and at the end
     assert state.checkpoints == [tmp_path / "run" / "run-final.safetensors"]
     assert "Finished 6 steps" in state.message and seen[-1] is EventKind.FINISHED
+    french = "\n".join(say_in(line, "fr") for line in state.log)  # the Training tab's log, on a French page
+    assert "Latents en mémoire : 5 d'images du sujet" in french and "6 étapes terminées" in french
 
 
 def test_two_starts_never_run_two_trainings(demo_file, subject_photos, tmp_path):

@@ -16,6 +16,7 @@ from sdtrainer.checkpoint import load_model, read_metadata, read_state_dict
 from sdtrainer.config import ConfigError, LRSchedule, load_config
 from sdtrainer.dataset import instance_set
 from sdtrainer.images import DatasetError, to_tensor
+from sdtrainer.messages import say_in
 from ldm.schedule import alphas_cumprod
 from sdtrainer.trainer import (BatchPlan, EventKind, OptimizerUnavailable, RunControl, batch_for, encode_images,
                                lr_factor, min_snr_weights, run_training)
@@ -180,8 +181,10 @@ def test_bad_images_are_reported_and_skipped_never_a_crash(demo_file, subject_ph
     result, events = train(config(demo_file, photos, steps=2, save_every=0, preview_every=0,
                                   prior_loss_weight=0.0), tmp_path / "run")
     assert result.step == 2
-    log = "\n".join(e.data["message"] for e in events.of(EventKind.LOG))
-    assert "broken.jpg" in log and "tiny.png" in log
+    log = [e.data["message"] for e in events.of(EventKind.LOG)]
+    assert "broken.jpg" in "\n".join(log) and "tiny.png" in "\n".join(log)
+    french = "\n".join(say_in(line, "fr") for line in log)
+    assert "Erreurs (ces images sont écartées) :\n  - broken.jpg : " in french and "tiny.png : " in french
 
 
 def test_a_folder_without_usable_photos_fails_before_anything_is_loaded(demo_file, tmp_path):
@@ -245,10 +248,11 @@ def test_each_image_is_cached_plain_and_mirrored(tiny_model, subject_photos):
     assert (plain - mirrored).abs().max() > 0.1
 
 
-def test_the_events_the_run_folder_and_the_data_plan_import_without_lightning():
+def test_the_events_the_run_folder_the_data_plan_and_the_meter_import_without_lightning():
     """What the session, the UI and tools read of a run is plain Python; Lightning comes with run_training."""
     code = ("import sys\n"
             "from sdtrainer.trainer import BatchPlan, CachedData, Event, EventKind, RunPaths, TrainResult, batch_for\n"
+            "from sdtrainer.meter import MeterRow, measure_run, read_rows, recommend, score\n"
             "print(sorted(m for m in sys.modules if 'lightning' in m))\n"
             "from sdtrainer.trainer import DreamBoothModule, run_training\n"
             "print(run_training.__module__, 'pytorch_lightning' in sys.modules)")

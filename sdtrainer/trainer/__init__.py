@@ -8,7 +8,8 @@
 3. class images (generated with the base model when no folder is given)  4. encode every image once
 with the frozen VAE (and the captions with the frozen text encoder)  5. Lightning fit, in this process or
 (devices above 1) in one process per device  6. final files. Everything the user sees goes out as `Event`s
-through `emit`; the callbacks write metrics.csv, previews, model files and the resumable state.
+through `emit` (each log line a messages.Message, which the page says in its language); the callbacks write
+metrics.csv, previews, model files and the resumable state.
 
 Several devices (Lightning's ddp; sdtrainer.ddp starts the processes and carries events and pause/stop):
 stages 1-4 run here once, then each process loads the base model onto its device and takes its share of
@@ -29,10 +30,12 @@ state/last.ckpt, samples/stepNNNNN-pJ-sSEED.png, class_images/, <run>-final.safe
 model file's subject fit, class drift and copying, measured when it is saved: sdtrainer.meter; beside it
 meter-reference.pt, the base model's answers it compares with).
 
-The package, by section: `events` (Event, TrainResult, RunPaths: what a run says and where it writes),
-`batches` (the data order), `cache` (every image encoded once), `optim` (loss weights, EMA, optimizer, schedule)
-import no Lightning; `run` holds the LightningModule, the callbacks and run_training, and is imported on first use
-of one of its names (`from sdtrainer.trainer import run_training` works as before).
+The package, one topic a module. Without Lightning: `events` (Event, TrainResult, RunPaths: what a run says and
+where it writes), `batches` (the data order), `cache` (every image encoded once), `optim` (loss weights, EMA,
+optimizer, schedule). With Lightning, imported on first use of one of their names (`from sdtrainer.trainer import
+run_training` works as before): `module` (DreamBoothModule: the step, EMA and RNG around a resume; model_metadata),
+`callbacks` (MetricsReporter, PreviewMaker, ModelSaver and StateFile, MeterRecorder, Controller), `run`
+(run_training and its stages, the Lightning Trainer, the processes of a run on several devices).
 """
 import importlib
 
@@ -52,10 +55,10 @@ __all__ = ["CLASS_STREAM", "EMA", "ENCODE_BATCH", "INSTANCE_STREAM", "STEP_STREA
 
 
 def __getattr__(name: str):
-    """The rest (DreamBoothModule, the callbacks, run_training...) from `run`, imported here on first use; any other
-    name the single trainer.py module had, from the section that holds it now."""
+    """The rest (run_training, DreamBoothModule, the callbacks...) from the Lightning side, imported here on first
+    use; any other name the single trainer.py module had, from the module that holds it now."""
     if not name.startswith("__"):
-        for section in ("run", "events", "batches", "cache", "optim"):
+        for section in ("run", "callbacks", "module", "events", "batches", "cache", "optim"):
             module = importlib.import_module(f"sdtrainer.trainer.{section}")
             if hasattr(module, name):
                 return getattr(module, name)

@@ -10,13 +10,15 @@ from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
 
+from sdtrainer.messages import Message
+
 
 class EventKind(str, Enum):
     PROGRESS = "progress"  # data: loss, prior_loss, lr, it_per_s, eta_s, elapsed_s, vram_*_gib, total_steps
     CLASS_IMAGES = "class_images"  # data: class_word, done, total, eta_s (None before the first new image), elapsed_s
     PREVIEW = "preview"  # data: preview (a Preview)
     CHECKPOINT = "checkpoint"  # data: path, kind ("model" or "state")
-    LOG = "log"  # data: message
+    LOG = "log"  # data: message (the trainer's: a messages.Message, said in the reader's language)
     FINISHED = "finished"  # data: message, path (final or last model file)
     FAILED = "failed"  # data: message
     METER = "meter"  # data: row (a meter.MeterRow: the scores of the model file just saved)
@@ -48,7 +50,7 @@ class TrainResult:
 Emit = Callable[[Event], None]
 
 
-def log(emit: Emit, step: int, message: str) -> None:
+def log(emit: Emit, step: int, message: Message) -> None:
     emit(Event(EventKind.LOG, step, {"message": message}))
 
 

@@ -465,7 +465,7 @@ class TrainingTab:
         loss = gr.update(value=self.loss_frame(snap, say), y_title=say("tr_plot_loss"), **titles)
         meter = gr.update(value=self.meter_frame(snap, say), y_title=say("tr_plot_score"), **titles)
         vram = gr.update(value=self.vram_frame(snap, say), visible=on_gpu, y_title=say("tr_plot_gib"), **titles)
-        return text, loss, meter, vram, self.preview_items(snap, say), "\n".join(snap.log), key
+        return text, loss, meter, vram, self.preview_items(snap, say), "\n".join(map(say.message, snap.log)), key
 
     def progress_text(self, snap: SessionState, say: Say) -> str:
         before_step_1 = snap.status is Status.STOPPING and not snap.history
