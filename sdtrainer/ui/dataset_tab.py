@@ -22,7 +22,8 @@ from sdtrainer.dataset import prepare_images
 from sdtrainer.images import IMAGE_EXTENSIONS, DatasetError, list_images
 from sdtrainer.ui.common import PROJECT_ERRORS, USER_ERRORS, Lists, field_note, with_notes
 from sdtrainer.ui.i18n import Say, UIError, warn
-from sdtrainer.ui.projects import Project, Subject, import_class_images, import_files, list_projects
+from sdtrainer.ui.projects import (CLASS_ERRORS, TOKEN_ERRORS, Project, Subject, import_class_images, import_files,
+                                   list_projects)
 
 if TYPE_CHECKING:
     from sdtrainer.ui.app import AppState
@@ -31,8 +32,6 @@ REG_GALLERY_MAX = 24
 MAX_CLASS_IMAGES = 5000
 SUBJECT_CODES = ("no_face", "same_background")  # warnings about the whole set, checked again after each change
 # what Project says about a token or class word it refuses (shown under the field)
-TOKEN_ERRORS = ("err_token_empty", "err_token_space", "err_token_used", "err_token_chars")
-CLASS_ERRORS = ("err_class_empty", "err_class_chars")
 
 
 def report_text(report: ValidationReport, say: Say) -> str:

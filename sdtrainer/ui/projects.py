@@ -36,6 +36,9 @@ PROJECT_FILE = "project.json"
 FORMAT = 2  # project.json's layout: every subject in `subjects` (before: no `format`, see migrated)
 NAME_PATTERN = re.compile(r"^\w[\w .-]{0,63}$")
 FOLDER_WORD = re.compile(r"^\w[\w '-]{0,63}$")  # an added subject's token, any class word: they name folders
+# The errors a subject's words can raise here (the Dataset tab shows them under the token and class word fields)
+TOKEN_ERRORS = ("err_token_empty", "err_token_space", "err_token_used", "err_token_chars")
+CLASS_ERRORS = ("err_class_empty", "err_class_chars")
 MIN_RESOLUTION, MAX_RESOLUTION, RESOLUTION_STEP = 64, 1024, 64
 # How one image can be cropped again: the middle, on the face, or against the top/left or bottom/right edge.
 RECROPS = ("center", "face", "start", "end")
