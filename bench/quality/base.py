@@ -216,11 +216,11 @@ def train_unet(model: StableDiffusion, world: World, budget: Budget, device: tor
 
 def world_words(world: World) -> list[str]:
     """Every word a world caption can hold."""
-    from bench.quality.world import BACKGROUND_PHRASES, PATTERN_NOUNS, POSITION_PHRASES
+    from bench.quality.world import BACKGROUND_PHRASES, PATTERN_NOUNS
 
     phrases = [*world.shapes, *world.colours, *world.sizes, "plain", "with", "a",
                *(PATTERN_NOUNS[p] for p in world.patterns if p in PATTERN_NOUNS),
-               *(POSITION_PHRASES[p] for p in world.positions), *(BACKGROUND_PHRASES[c] for c in world.colours)]
+               *(BACKGROUND_PHRASES[c] for c in world.colours)]
     return sorted({w for phrase in phrases for w in phrase.split()})
 
 
