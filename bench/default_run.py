@@ -65,15 +65,21 @@ class PhaseClock:
         now = time.perf_counter() - self.start
         kind = event.kind
         if kind is EventKind.CLASS_IMAGES:
-            self.marks.setdefault("class_images_start", now)
+            self.mark("class_images_start", now)
             if event.data.get("done") == event.data.get("total"):
-                self.marks["class_images_end"] = now
+                self.mark("class_images_end", now)
         elif kind is EventKind.LOG and getattr(event.data.get("message"), "key", None) == "train_cached":
-            self.marks["cached"] = now
+            self.mark("cached", now)
         elif kind is EventKind.PROGRESS and event.step >= 1:
-            self.marks.setdefault("first_step", now)
+            self.mark("first_step", now)
         elif kind in (EventKind.CHECKPOINT, EventKind.PREVIEW):
             self.counts[kind.value] += 1
+
+    def mark(self, name: str, now: float) -> None:
+        """The first time of `name`, printed as it comes (a run cut off by a time limit still says how far it got)."""
+        if name not in self.marks:
+            self.marks[name] = now
+            print(f"[default run] {name} at {now:.1f} s", flush=True)
 
     def phases(self) -> dict:
         """Seconds of each phase; called when run_training has returned (its last file written)."""
@@ -140,15 +146,19 @@ def main(argv=None) -> dict:
     record = {"date": args.date, "device": device_name, "torch": torch.__version__, "preset": args.preset,
               "command": "python bench/default_run.py " + " ".join(sys.argv[1:] if argv is None else argv),
               "model": args.sd_cfg.name, "settings": settings, "ours": phases}
+    path = Path(args.out) / f"default-run-{args.date}-{device_name.replace(' ', '_')}.json"
+    write(record, path)  # before the reference's part: a call cut off there keeps our run
     if args.reference:
         record["reference"] = reference_flow(args, settings["steps"], settings["class_images"])
         record["speedup_total"] = round(record["reference"]["total_s"] / phases["total_s"], 2)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    path = out / f"default-run-{args.date}-{device_name.replace(' ', '_')}.json"
-    path.write_text(json.dumps(record, indent=1) + "\n")
+        write(record, path)
     print(json.dumps(record, indent=1))
     return record
+
+
+def write(record: dict, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(record, indent=1) + "\n")
 
 
 if __name__ == "__main__":
