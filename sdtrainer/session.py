@@ -75,6 +75,7 @@ class SessionState:
     meter: list[MeterRow] = field(default_factory=list)  # each model file's scores (sdtrainer.meter), oldest first
     state_step: int | None = None  # the step of the last training state saved by this run
     log: list[str] = field(default_factory=list)  # the last LOG_LINES lines (Messages where the trainer said one)
+    logged: int = 0  # lines logged since the start: it keeps growing once `log` holds its LOG_LINES
     message: str = ""  # why it failed, or how it finished: English, a sdtrainer.messages.Message where it can be
     run_dir: Path | None = None
     gate: GpusReport | None = None  # the GPU gate's report (CUDA runs); a refused start failed because of it
@@ -253,7 +254,9 @@ def oom_message(cfg: TrainConfig, step: int, paths: RunPaths, state_step: int | 
 
 def _append_log(state: SessionState, message: str) -> None:
     """A Message stays whole, for the page to say in its language; plain text goes in line by line."""
-    state.log.extend([message] if isinstance(message, Message) else message.splitlines() or [""])
+    lines = [message] if isinstance(message, Message) else message.splitlines() or [""]
+    state.log.extend(lines)
+    state.logged += len(lines)
     del state.log[:-LOG_LINES]
 
 

@@ -202,3 +202,16 @@ def test_a_ctrl_c_while_waiting_leaves_the_run_to_finish_and_be_waited_for(demo_
     assert not session.wait(0.2) and session.active
     release.set()
     assert session.wait(10) and session.snapshot().status is Status.FINISHED
+
+
+def test_the_log_keeps_its_last_lines_and_counts_every_line():
+    """The page redraws the log when `logged` changes: a full log (LOG_LINES) must still count each new line."""
+    from sdtrainer.session import LOG_LINES, SessionState, apply_event
+    from sdtrainer.trainer import Event
+
+    state = SessionState()
+    for i in range(LOG_LINES + 3):
+        apply_event(state, Event(EventKind.LOG, 1, {"message": f"line {i}"}))
+    apply_event(state, Event(EventKind.LOG, 1, {"message": "two\nlines"}))
+    assert len(state.log) == LOG_LINES and state.log[-3:] == [f"line {LOG_LINES + 2}", "two", "lines"]
+    assert state.logged == LOG_LINES + 5

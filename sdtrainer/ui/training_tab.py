@@ -456,7 +456,7 @@ class TrainingTab:
         if session is None:
             return say("tr_no_run"), gr.skip(), gr.skip(), gr.skip(), gr.skip(), gr.skip(), seen
         snap = session.snapshot()
-        key = (str(snap.run_dir), snap.status.value, snap.step, len(snap.previews), len(snap.log), len(snap.meter))
+        key = (str(snap.run_dir), snap.status.value, snap.step, len(snap.previews), snap.logged, len(snap.meter))
         text = self.progress_text(snap, say)
         if key == seen:
             return text, gr.skip(), gr.skip(), gr.skip(), gr.skip(), gr.skip(), seen
