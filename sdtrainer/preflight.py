@@ -199,7 +199,8 @@ class GpusReport:
         return self.run_reasons + [Message("gate_on_gpu", index=r.device_index, reason=reason)
                                    for r in self.reports for reason in r.reasons]
 
-    def format(self, lang: str = "en") -> str:
+    def lines(self) -> list[Message]:
+        """The report, a Message a line: what was found on each GPU, what the preset needs, the verdict."""
         first = self.reports[0]
         lines = [line for r in self.reports for line in r._found_lines()]
         need = (Message("gate_needs", preset=first.preset_name, gib=_gib(first.required_free_gib))
@@ -207,7 +208,10 @@ class GpusReport:
                                                        gib=_gib(first.required_free_gib), n=len(self.reports)))
         verdict = ([Message("gate_ok")] if self.ok else
                    [Message("gate_refused")] + [_indented("  - ", reason) for reason in self.reasons])
-        return "\n".join(say_in(line, lang) for line in lines + [need] + verdict)
+        return lines + [need] + verdict
+
+    def format(self, lang: str = "en") -> str:
+        return "\n".join(say_in(line, lang) for line in self.lines())
 
 
 def check_gpus(

@@ -173,7 +173,8 @@ class TrainingSession:
         report = gate_report(self.config, self.probe)
         with self._lock:
             self._state.gate = report
-        self._log(report.format())
+        for line in report.lines():  # Messages: the page says them in its language
+            self._log(line)
         if not report.ok:
             raise GateRefused(report.format())
 

@@ -136,6 +136,8 @@ def test_the_gate_lets_a_free_24gb_card_through(demo_file, subject_photos, tmp_p
     assert finished(session.start()).status is Status.FINISHED
     assert len(started) == 1, "the gate refused a free card"
     assert any("Xorg" in line for line in session.snapshot().log)  # listed, not blocking
+    # the gate's report is in the log a line at a time, as Messages the page says in its language
+    assert "OK : l'entraînement peut commencer." in [say_in(line, "fr") for line in session.snapshot().log]
 
 
 def test_out_of_memory_saves_the_state_and_names_the_lower_preset(demo_file, subject_photos, tmp_path,
