@@ -135,17 +135,25 @@ def run_train(args) -> int:
     check_config(cfg)
     session = TrainingSession(cfg, run_dir, resume=bool(args.resume))
 
+    midline = False  # a progress line is being rewritten in place (\r): the next full line starts below it
+
     def show(event) -> None:
-        if event.kind is EventKind.PROGRESS:
-            print("\r" + progress_line(session.snapshot()), end="", file=sys.stderr, flush=True)
-        elif event.kind is EventKind.CLASS_IMAGES:
-            line = class_images_line(**{k: event.data[k] for k in ("class_word", "done", "total", "eta_s")})
+        nonlocal midline
+        if event.kind in (EventKind.PROGRESS, EventKind.CLASS_IMAGES):
+            line = progress_line(session.snapshot()) if event.kind is EventKind.PROGRESS else class_images_line(
+                **{k: event.data[k] for k in ("class_word", "done", "total", "eta_s")})
             print("\r" + line, end="", file=sys.stderr, flush=True)
-        elif event.kind is EventKind.LOG:
-            print("\n" + event.data["message"], file=sys.stderr)
+            midline = True
+            return
+        if event.kind is EventKind.LOG:
+            line = event.data["message"]
         elif event.kind in (EventKind.PREVIEW, EventKind.CHECKPOINT):
             path = event.data["preview"].path if event.kind is EventKind.PREVIEW else event.data["path"]
-            print(f"\n{event.kind.value}: {path}", file=sys.stderr)
+            line = f"{event.kind.value}: {path}"
+        else:
+            return
+        print("\n" * midline + line, file=sys.stderr)
+        midline = False
 
     session.subscribe(show)
     session.start()
@@ -153,11 +161,13 @@ def run_train(args) -> int:
         while not session.wait(0.5):
             pass
     except KeyboardInterrupt:
-        print("\nStopping: finishing the current step and saving (Ctrl+C again to abort)...", file=sys.stderr)
+        print("\n" * midline + "Stopping: finishing the current step and saving (Ctrl+C again to abort)...",
+              file=sys.stderr)
+        midline = False
         session.stop()
         session.wait()
     state = session.snapshot()
-    print(f"\n{state.message}", file=sys.stderr)
+    print("\n" * midline + state.message, file=sys.stderr)
     return 0 if state.status in (Status.FINISHED, Status.STOPPED) else 1
 
 

@@ -82,6 +82,7 @@ def test_train_then_resume_from_the_command_line(demo_file, subject_photos, clas
     err = capsys.readouterr().err
     assert code == 0, err
     assert "step 2/2 [" in err and "it/s" in err and "Finished 2 steps" in err
+    assert "\n\n" not in err  # a line each: the log's lines, the files, and the progress line rewritten in place
     assert (run / "joe-final.safetensors").is_file()
     assert "preset: 12gb" in (run / "config.yaml").read_text()  # the preset, kept for resume and the OOM advice
     # more steps on the same run: resume reads the run's config.yaml, --set changes the step count
