@@ -31,3 +31,14 @@ def test_the_cpu_demo_run_is_said_to_take_a_few_minutes():
 
 def test_minutes_read_as_an_estimate():
     assert [minutes(s) for s in (20, 61, 15 * 60 + 20, 2 * 3600 + 5 * 60)] == ["< 1 min", "1 min", "15 min", "2 h 05"]
+
+
+def test_every_preset_has_its_own_measured_speed():
+    """A preset missing from the table would borrow another's speed in silence (12gb once said 4x too long)."""
+    from sdtrainer.config import preset_names
+    from sdtrainer.estimate import GPU_STEPS_PER_S
+
+    assert set(GPU_STEPS_PER_S) == set(preset_names())
+    times = {p: estimate(load_config(p, values={**RUN, "steps": 1000, "preview_every": 0}), 0, demo=False).training_s
+             for p in ("24gb", "12gb", "8gb", "lora-8gb")}
+    assert times["24gb"] < times["12gb"] < times["8gb"] < times["lora-8gb"], times
