@@ -114,3 +114,13 @@ def test_default_run_times_each_phase_of_a_whole_run(tmp_path):
     assert ours["total_s"] < wall  # the run alone, not the writing of its inputs
     assert ours["model_and_state_files"] >= 2 and ours["previews"] >= 2  # steps 2 and 4 (and the final files)
     assert record["settings"]["class_images"] == 2 and (tmp_path / f"default-run-{record['date']}-cpu.json").exists()
+
+
+def test_a_job_is_its_median_process_and_of_two_the_slower():
+    runs = [{"it_per_s": 3.5, "peak_reserved_gib": 4.2, "share_changed": 1.0, "error_drop": 0.1},
+            {"it_per_s": 2.7, "peak_reserved_gib": 4.1}]
+    two = train.combine(runs)
+    assert (two["it_per_s"], two["peak_reserved_gib"], two["it_per_s_runs"]) == (2.7, 4.1, [2.7, 3.5])
+    assert two["error_drop"] == 0.1  # learning is the first process's, whichever is kept for speed
+    three = train.combine(runs + [{"it_per_s": 3.0, "peak_reserved_gib": 4.0}, {"error": "exit code 1"}])
+    assert (three["it_per_s"], three["failed_runs"]) == (3.0, 1)
