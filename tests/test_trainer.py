@@ -1,6 +1,7 @@
 """The DreamBooth trainer on the CPU with the tiny model: files, previews, exact resume, stop, bad input."""
 import csv
 import dataclasses
+import importlib
 import shutil
 import subprocess
 import sys
@@ -258,6 +259,16 @@ def test_the_events_the_run_folder_the_data_plan_and_the_meter_import_without_li
             "print(run_training.__module__, 'pytorch_lightning' in sys.modules)")
     shown = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split("\n")
     assert shown[:2] == ["[]", "sdtrainer.trainer.run True"]
+
+
+
+def test_each_lightning_side_name_is_found_where_the_package_says():
+    import sdtrainer.trainer as package
+
+    for name, section in package.LIGHTNING_SIDE.items():
+        assert getattr(package, name) is getattr(importlib.import_module(f"sdtrainer.trainer.{section}"), name), name
+    with pytest.raises(AttributeError, match="no attribute 'nothing_here'"):
+        package.nothing_here  # noqa: B018
 
 
 def test_learning_rate_schedules():

@@ -238,7 +238,8 @@ def merge(record: dict, earlier: dict) -> None:
     """Adds an earlier record's runs, extracted LoRAs and reference loop that this one lacks (a table measured in
     several GPU calls); both must come from the same base file."""
     if earlier["base"].get("sha256") != record["base"]["sha256"]:
-        raise SystemExit("--merge: that record was measured from another base model file")
+        raise SystemExit("--merge: that record was measured from another base model file (its base.sha256 differs): "
+                         "give --base the file it used, or leave --merge out and measure every run again")
     names = {r["name"] for r in record["runs"]}
     kept = [r for r in earlier["runs"] if r["name"] not in names]
     record["runs"] += kept

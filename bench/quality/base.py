@@ -165,7 +165,7 @@ def train_unet(model: StableDiffusion, world: World, budget: Budget, device: tor
     which may end the stage early. The trained weights end as their EMA."""
     latents, ids = make_pool(model, world, budget.pool, budget.seed + 1, device)
     text = model.text_encoder.requires_grad_(budget.train_text_encoder)
-    params = list(model.unet.parameters()) + list(text.parameters()) * budget.train_text_encoder
+    params = list(model.unet.parameters()) + (list(text.parameters()) if budget.train_text_encoder else [])
     opt = torch.optim.AdamW(params, lr=budget.lr, weight_decay=0.0, fused=device.type == "cuda" or None)
     ema, acp = _EMA(params, budget.ema_decay), alphas_cumprod().float().to(device)
     g = torch.Generator(device).manual_seed(budget.seed)

@@ -35,7 +35,7 @@ from sdtrainer.checkpoint import load_model
 from sdtrainer.config import Method, load_config
 from sdtrainer.lora import read_lora, with_lora
 from sdtrainer.lora_extract import ExtractSettings, extract_lora
-from sdtrainer.trainer import EventKind, RunControl, run_training
+from sdtrainer.trainer import EventKind, RunControl, RunPaths, run_training
 
 CLASS_IMAGE_SEED = 50_000
 LR_SCALE = 50.0
@@ -131,9 +131,8 @@ def train_run(setup: Setup, spec: RunSpec, steps: tuple[int, ...], log=print) ->
 
 def model_file(run_dir: Path, step: int, last: int) -> Path:
     """The model (or LoRA) file a run saved at `step` of `last`."""
-    if step == last:
-        return run_dir / f"{run_dir.name}-final.safetensors"
-    return run_dir / "checkpoints" / f"{run_dir.name}-step{step:05d}.safetensors"
+    paths = RunPaths(run_dir)
+    return paths.final_file("safetensors") if step == last else paths.model_file(step, "safetensors")
 
 
 def extracted_runs(setup: Setup, name: str, steps: tuple[int, ...], ranks: tuple[int, ...], conv_rank: int = 0,

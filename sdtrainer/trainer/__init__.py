@@ -54,12 +54,16 @@ __all__ = ["CLASS_STREAM", "EMA", "ENCODE_BATCH", "INSTANCE_STREAM", "STEP_STREA
            "needs_bitsandbytes", "share", "subject_at", "subject_round"]
 
 
+# The Lightning side, imported on first use of one of these names: name -> the module that holds it
+LIGHTNING_SIDE = {
+    **dict.fromkeys(("DreamBoothModule", "model_metadata"), "module"),
+    **dict.fromkeys(("Controller", "MetricsReporter", "ModelSaver", "PreviewMaker", "is_out_of_memory"), "callbacks"),
+    **dict.fromkeys(("RunControl", "agreed", "build_trainer", "check_prior", "check_run_folder", "class_datasets",
+                     "quiet_lightning", "run_probes", "run_training", "weights_digest"), "run"),
+}
+
+
 def __getattr__(name: str):
-    """The rest (run_training, DreamBoothModule, the callbacks...) from the Lightning side, imported here on first
-    use; any other name the single trainer.py module had, from the module that holds it now."""
-    if not name.startswith("__"):
-        for section in ("run", "callbacks", "module", "events", "batches", "cache", "optim"):
-            module = importlib.import_module(f"sdtrainer.trainer.{section}")
-            if hasattr(module, name):
-                return getattr(module, name)
+    if name in LIGHTNING_SIDE:
+        return getattr(importlib.import_module(f"sdtrainer.trainer.{LIGHTNING_SIDE[name]}"), name)
     raise AttributeError(f"module 'sdtrainer.trainer' has no attribute {name!r}")
