@@ -145,6 +145,10 @@ def test_each_runs_checkpoints_carry_the_meters_scores_beside_the_worlds(dreambo
     assert all(row["meter_recommended"] for row in runs.values())
     assert runs[0.0]["meter_subject_fit"] < runs[1.0]["meter_subject_fit"], runs
     assert runs[0.0]["meter_class_drift"] > runs[1.0]["meter_class_drift"] > 0, runs
+    for row in runs.values():  # the meter's fit is a weighted mean of its per-timestep ratios, measured beside it
+        diag = row["meter_diagnostics"]
+        assert len(diag["fit_by_t"]) == len(diag["class_caption_fit_by_t"]) == len(diag["timesteps"]) == 4, diag
+        assert min(diag["fit_by_t"]) - 1e-3 <= row["meter_subject_fit"] <= max(diag["fit_by_t"]) + 1e-3, (row, diag)
     summary = meter_summary(list(runs.values()), base)
     assert summary["points"] == 3 and -1 <= summary["spearman_fit_fidelity"] <= 1
     assert [(p["name"], p["recommended_step"], p["best_step"], p["within_target"]) for p in summary["recommended"]] \

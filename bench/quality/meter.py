@@ -11,7 +11,10 @@ with the world's best trade-off: the step with the most fidelity net of class dr
 """
 from pathlib import Path
 
-from sdtrainer.meter import read_rows, recommend
+import torch
+
+from ldm.tokenizer import get_tokenizer
+from sdtrainer.meter import TIMESTEPS, Probes, noised_eps, read_rows, recommend
 
 TARGET_SPEARMAN = 0.8  # issue 14: the scores track the world's fidelity and drift at least this well
 TARGET_GAP = 0.05  # and the recommended step's fidelity and drift are within this of the best trade-off's
@@ -25,6 +28,35 @@ def with_meter(rows: list[dict], run_dir: Path) -> list[dict]:
              "meter_class_drift": measured[row["steps"]].class_drift, "meter_copying": measured[row["steps"]].copying,
              "meter_recommended": rec is not None and rec.step == row["steps"]} if row["steps"] in measured else row
             for row in rows]
+
+
+class FitDiagnostics:
+    """Other readings of subject fit than the meter's, measured beside it so that the world can say which tracks
+    fidelity (the meter's fit rose above 1 in the first world runs while fidelity rose): per timestep, under the
+    photos' captions and under the bare class word, each as a ratio to the base model's error.
+
+        diag = FitDiagnostics(base, probes, class_word)
+        diag(model)   # {"fit_by_t": [4 ratios at TIMESTEPS], "class_caption_fit_by_t": [4 ratios]}
+    """
+
+    def __init__(self, base, probes: Probes, class_word: str):
+        self.probes = probes
+        self.class_ids = get_tokenizer()([class_word] * len(probes.photos))
+        self.base = self.errors(base)
+
+    @torch.no_grad()
+    def errors(self, model) -> list[torch.Tensor]:
+        """eps-MSE summed over the photos at each of TIMESTEPS: [under captions, under the class word]."""
+        out = []
+        for text in (self.probes.photo_text, self.class_ids):
+            eps, noise = noised_eps(model, self.probes.photos, text, 0)
+            out.append((eps - noise).square().mean(dim=(2, 3, 4)).sum(dim=1))
+        return out
+
+    def __call__(self, model) -> dict:
+        own, bare = (e / b for e, b in zip(self.errors(model), self.base))
+        return {"fit_by_t": [round(float(x), 4) for x in own], "class_caption_fit_by_t": [round(float(x), 4) for x in bare],
+                "timesteps": list(TIMESTEPS)}
 
 
 def ranks(values: list[float]) -> list[float]:

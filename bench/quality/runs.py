@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from bench.quality.meter import with_meter
+from bench.quality.meter import FitDiagnostics, with_meter
 from bench.quality.metrics import EVAL, SampleSettings, draw, subject_scores
 from bench.quality.world import Thing, World, render, save_pngs, to_model_range
 from bench import reference
@@ -35,7 +35,8 @@ from sdtrainer.checkpoint import load_model
 from sdtrainer.config import Method, load_config
 from sdtrainer.lora import read_lora, with_lora
 from sdtrainer.lora_extract import ExtractSettings, extract_lora
-from sdtrainer.trainer import EventKind, RunControl, RunPaths, run_training
+from sdtrainer.meter import evaluating
+from sdtrainer.trainer import EventKind, RunControl, RunPaths, run_probes, run_training
 
 CLASS_IMAGE_SEED = 50_000
 LR_SCALE = 50.0
@@ -114,17 +115,21 @@ def train_run(setup: Setup, spec: RunSpec, steps: tuple[int, ...], log=print) ->
     run_training(cfg, run_dir, lambda e: failed.append(e) if e.kind is EventKind.FAILED else None, RunControl())
     total = time.perf_counter() - start
     elapsed = _elapsed_by_step(run_dir / "metrics.csv")
-    base = load_model(setup.base, device=setup.device, dtype=torch.float32)[0] if cfg.method is Method.LORA else None
+    base = load_model(setup.base, device=setup.device, dtype=torch.float32)[0]
+    with evaluating(base):
+        diagnostics = FitDiagnostics(base, run_probes(cfg, base), setup.subject.shape)
     rows = []
     for step in steps:
         path = model_file(run_dir, step, cfg.steps)
-        model = with_lora(base, read_lora(path), 1.0) if base is not None else load_model(
+        model = with_lora(base, read_lora(path), 1.0) if cfg.method is Method.LORA else load_model(
             path, device=setup.device, dtype=torch.float32)[0]
         scores = score(model, setup)
+        with evaluating(model):
+            scores["meter_diagnostics"] = diagnostics(model)
         rows.append({"name": spec.name, "preset": spec.preset, "prior_loss_weight": cfg.prior_loss_weight,
                      "train_text_encoder": cfg.train_text_encoder, "steps": step, **scores,
                      "wall_s": round(elapsed[step], 2), "run_wall_s": round(total, 2)})
-        log(f"  {spec.name} step {step}: " + ", ".join(f"{k} {v:.3f}" for k, v in scores.items())
+        log(f"  {spec.name} step {step}: " + ", ".join(f"{k} {v:.3f}" for k, v in scores.items() if k != "meter_diagnostics")
             + f", {elapsed[step]:.1f} s")
     return with_meter(rows, run_dir)
 
