@@ -702,6 +702,9 @@ MESSAGES: dict[str, dict[str, str]] = {
                               "fr": "Rien à continuer dans {root} : aucun état d'entraînement enregistré. Décochez "
                                     "« Reprendre cet entraînement » pour y lancer un nouvel entraînement."},
     "run_failed": {"en": "Training failed: {kind}: {error}", "fr": "L'entraînement a échoué : {kind} : {error}"},
+    "run_gate_refused": {"en": "Training cannot start: {reasons} (the log has the GPU check's full report).",
+                         "fr": "L'entraînement ne peut pas commencer : {reasons} (le journal contient le rapport complet "
+                               "de la vérification du GPU)."},
     "run_busy": {"en": "A training run is already active ({run_dir}, {status}); stop it or wait until it ends.",
                  "fr": "Un entraînement est déjà en cours ({run_dir}, {status}) ; arrêtez-le ou attendez la fin."},
     "run_started_twice": {"en": "This session has already been started; create a new one.",

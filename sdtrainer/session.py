@@ -176,7 +176,7 @@ class TrainingSession:
         for line in report.lines():  # Messages: the page says them in its language
             self._log(line)
         if not report.ok:
-            raise GateRefused(report.format())
+            raise GateRefused(Message("run_gate_refused", reasons=report.reasons))
 
     def _gpu_lock(self):
         if self.cache is None:
@@ -230,7 +230,7 @@ def gate_report(cfg: TrainConfig, probe: GpuProbe | None = None) -> GpusReport:
 
 
 class GateRefused(ValueError):
-    """The GPU gate said no; the message is its report."""
+    """The GPU gate said no; the message gives its reasons (the log has its whole report)."""
 
 
 class _NoLock:

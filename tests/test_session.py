@@ -119,6 +119,7 @@ def test_the_gpu_gate_refuses_before_anything_is_loaded(demo_file, subject_photo
     state = finished(session.start())
     assert state.status is Status.FAILED and words in state.message
     assert "Training cannot start" in state.message
+    assert say_in(state.message, "fr").startswith("L'entraînement ne peut pas commencer")  # the page's language
     assert not (tmp_path / "run").exists()  # refused before the run folder, the model or CUDA
 
 
