@@ -2,6 +2,7 @@
 through the app's trainer in the tiny world, checked for the directions the GPU table measures."""
 import gzip
 import shutil
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -36,6 +37,20 @@ def test_the_world_is_seeded_and_captions_say_what_is_drawn():
     assert WORLD.caption(thing) == "a big red star with stripes on grass"
     assert WORLD.caption(thing, frozenset({"background"})) == "a star on grass"
     assert all(t.background not in (t.colour, t.pattern_colour) and t.pattern_colour != t.colour for t in a)
+
+
+def test_named_individuals_keep_their_identity_and_are_captioned_by_name():
+    world = replace(WORLD, named=6, named_p=0.5)
+    people = world.individuals()
+    assert len(people) == 6 and len(set(people.values())) == 6 and identity(SUBJECT) not in people.values()
+    things = world.sample(200, np.random.default_rng(5))
+    named = [t for t in things if t.name]
+    assert 70 < len(named) < 130 and {t.name for t in named} == set(people)
+    assert all(identity(t) == people[t.name] for t in named)
+    assert all(f"{t.name} {t.shape}" in world.caption(t) for t in named)
+    assert not any(t.name for t in WORLD.sample(200, np.random.default_rng(5)))  # the default world has none
+    assert not any(t.name for t in world.photos(SUBJECT, 6, seed=1) + world.sample(50, np.random.default_rng(1),
+                                                                                     shape="star"))
 
 
 def test_a_subjects_photos_keep_its_identity_and_vary_the_rest():

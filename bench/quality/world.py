@@ -12,7 +12,7 @@ instance: the shape, colours and pattern stay, the rest varies from photo to pho
 `identity(thing)`, and `bench.quality.reader` reads the same attributes back from pixels.
 Everything is a function of a seed.
 """
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
@@ -41,6 +41,14 @@ POSITIONS = {"middle": (0, 0), "left": (-15, 0), "right": (15, 0), "top": (0, -1
 PATTERN_PERIOD = 6.0  # pixels between stripes or spots, at 64 px
 STRIPE_WIDTH = 2.0
 SPOT_HALF_SIDE = 1.5  # spots are 3x3 pixel squares on the pixel grid: no blended colours at their edges
+# Named individuals (`World.named`, off by default): as a text-to-image model has seen photos of people under their
+# names, some pretraining images are one of a few particular things, captioned with its name before the class ("a bob
+# star"). Why: the fourth base's text encoder maps the subject's unseen token to almost nothing ("sks circle" 0.04 from
+# "a circle", relative L2), so DreamBooth could only change what the class word draws. Names alone did not change
+# that on the tiny world (trained names land 0.26 from "a circle", the untrained "sks" still 0.05); a subject token
+# with a trained, weak prior (a name shared by several things) is the next thing to try (bench/results/NOTES.md).
+NAMES = ("bob", "ann", "max", "leo", "kim", "zoe", "ray", "eve", "ian", "ada", "joe", "amy", "tom", "sam", "liz", "ned")
+NAMED_SEED = 7
 JITTER = 2  # pixels of random shift of the position, and of the size
 OPTIONAL = ("size", "colour", "pattern", "background")  # what a caption may leave out
 CAPTIONED = ("shape", *OPTIONAL)  # what a full caption says (not the pattern's colour)
@@ -58,6 +66,7 @@ class Thing:
     dx: int = 0  # jitter of the position, pixels at 64 px
     dy: int = 0
     dr: int = 0  # jitter of the size
+    name: str | None = None  # a named individual's name (said in every caption of it)
 
 
 def identity(thing: Thing) -> tuple:
@@ -75,10 +84,31 @@ class World:
     image_size: int = 64
     mention_p: float = 0.6  # chance that a caption names each optional attribute
     empty_caption_p: float = 0.1  # unconditional captions, for classifier-free guidance
+    named: int = 0  # named individuals among the things (the first of NAMES)
+    named_p: float = 0.0  # chance that a random thing is one of them
+
+    def individuals(self) -> dict[str, tuple]:
+        """Each named individual's identity (shape, colour, pattern, pattern colour), seeded, none the subject's."""
+        rng, out = np.random.default_rng(NAMED_SEED), {}
+        for name in NAMES[:self.named]:
+            while True:
+                thing = self._one(rng, {})
+                if identity(thing) != identity(SUBJECT) and identity(thing) not in out.values():
+                    break
+            out[name] = identity(thing)
+        return out
 
     def sample(self, n: int, rng: np.random.Generator, **fixed) -> list[Thing]:
-        """n random things of the world; `fixed` attributes (e.g. shape="star") are held."""
-        return [self._one(rng, fixed) for _ in range(n)]
+        """n random things of the world; `fixed` attributes (e.g. shape="star") are held. Without `fixed`, each is a
+        named individual with chance `named_p`."""
+        named = self.individuals() if self.named_p and not fixed else {}
+        return [self._named(rng, named) if named and rng.random() < self.named_p else self._one(rng, fixed)
+                for _ in range(n)]
+
+    def _named(self, rng: np.random.Generator, named: dict[str, tuple]) -> Thing:
+        name = list(named)[rng.integers(len(named))]
+        keys = ("shape", "colour", "pattern", "pattern_colour")
+        return replace(self._one(rng, dict(zip(keys, named[name]))), name=name)
 
     def _one(self, rng: np.random.Generator, fixed: dict) -> Thing:
         pick = lambda name, options: fixed[name] if name in fixed else options[rng.integers(len(options))]  # noqa: E731
@@ -101,6 +131,8 @@ class World:
             words.append("plain")
         if "colour" in said:
             words.append(thing.colour)
+        if thing.name:
+            words.append(thing.name)
         words.append(thing.shape)
         if "pattern" in said and thing.pattern != "plain":
             words += ["with", PATTERN_NOUNS[thing.pattern]]
