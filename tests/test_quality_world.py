@@ -15,7 +15,7 @@ from bench.quality.base import TINY_WORLD_SD, Budget, keep_vocabulary, pretrain,
 from bench.quality.metrics import SampleSettings, diversity
 from bench.quality.reader import Reading, attribute_accuracy, read, reader_accuracy, truth
 from bench.quality.runs import RunSpec, extracted_runs, prepare, train_run
-from bench.quality.world import CAPTIONED, SUBJECT, TINY_WORLD, TOKEN, WORLD, Thing, identity, render
+from bench.quality.world import CAPTIONED, NAMES, SUBJECT, TINY_WORLD, TOKEN, WORLD, Thing, identity, render
 from sdtrainer.checkpoint import load_model, save_checkpoint
 
 TINY_BASE = Path(__file__).resolve().parents[1] / "bench" / "quality" / "tiny-world-base.safetensors.gz"
@@ -40,14 +40,18 @@ def test_the_world_is_seeded_and_captions_say_what_is_drawn():
 
 
 def test_named_individuals_keep_their_identity_and_are_captioned_by_name():
-    world = replace(WORLD, named=6, named_p=0.5)
+    world = replace(WORLD, named=6, named_p=0.5, shared_names=("sks",))
     people = world.individuals()
-    assert len(people) == 6 and len(set(people.values())) == 6 and identity(SUBJECT) not in people.values()
-    things = world.sample(200, np.random.default_rng(5))
+    identities = [i for ids in people.values() for i in ids]
+    assert list(people) == [*NAMES[:6], "sks"] and [len(ids) for ids in people.values()] == [1] * 6 + [3]
+    assert len(set(identities)) == 9 and identity(SUBJECT) not in identities
+    things = world.sample(300, np.random.default_rng(5))
     named = [t for t in things if t.name]
-    assert 70 < len(named) < 130 and {t.name for t in named} == set(people)
-    assert all(identity(t) == people[t.name] for t in named)
+    assert 110 < len(named) < 190 and {t.name for t in named} == set(people)
+    assert all(identity(t) in people[t.name] for t in named)
+    assert len({identity(t) for t in named if t.name == "sks"}) == 3  # a weak prior: three things share the name
     assert all(f"{t.name} {t.shape}" in world.caption(t) for t in named)
+    assert "sks" in world_words(world) and "bob" not in world_words(WORLD)
     assert not any(t.name for t in WORLD.sample(200, np.random.default_rng(5)))  # the default world has none
     assert not any(t.name for t in world.photos(SUBJECT, 6, seed=1) + world.sample(50, np.random.default_rng(1),
                                                                                      shape="star"))

@@ -49,6 +49,7 @@ SPOT_HALF_SIDE = 1.5  # spots are 3x3 pixel squares on the pixel grid: no blende
 # with a trained, weak prior (a name shared by several things) is the next thing to try (bench/results/NOTES.md).
 NAMES = ("bob", "ann", "max", "leo", "kim", "zoe", "ray", "eve", "ian", "ada", "joe", "amy", "tom", "sam", "liz", "ned")
 NAMED_SEED = 7
+SHARED_BY = 3  # things a shared name stands for
 JITTER = 2  # pixels of random shift of the position, and of the size
 OPTIONAL = ("size", "colour", "pattern", "background")  # what a caption may leave out
 CAPTIONED = ("shape", *OPTIONAL)  # what a full caption says (not the pattern's colour)
@@ -86,16 +87,20 @@ class World:
     empty_caption_p: float = 0.1  # unconditional captions, for classifier-free guidance
     named: int = 0  # named individuals among the things (the first of NAMES)
     named_p: float = 0.0  # chance that a random thing is one of them
+    shared_names: tuple[str, ...] = ()  # names each shared by SHARED_BY things: words with a weak prior (as "sks")
 
-    def individuals(self) -> dict[str, tuple]:
-        """Each named individual's identity (shape, colour, pattern, pattern colour), seeded, none the subject's."""
-        rng, out = np.random.default_rng(NAMED_SEED), {}
-        for name in NAMES[:self.named]:
-            while True:
+    def individuals(self) -> dict[str, tuple[tuple, ...]]:
+        """The identities (shape, colour, pattern, pattern colour) each name stands for: one for NAMES, SHARED_BY for
+        shared names; seeded, all different, none the subject's."""
+        rng, out, taken = np.random.default_rng(NAMED_SEED), {}, {identity(SUBJECT)}
+        for name, count in [(n, 1) for n in NAMES[:self.named]] + [(n, SHARED_BY) for n in self.shared_names]:
+            out[name] = []
+            while len(out[name]) < count:
                 thing = self._one(rng, {})
-                if identity(thing) != identity(SUBJECT) and identity(thing) not in out.values():
-                    break
-            out[name] = identity(thing)
+                if identity(thing) not in taken:
+                    taken.add(identity(thing))
+                    out[name].append(identity(thing))
+            out[name] = tuple(out[name])
         return out
 
     def sample(self, n: int, rng: np.random.Generator, **fixed) -> list[Thing]:
@@ -105,10 +110,11 @@ class World:
         return [self._named(rng, named) if named and rng.random() < self.named_p else self._one(rng, fixed)
                 for _ in range(n)]
 
-    def _named(self, rng: np.random.Generator, named: dict[str, tuple]) -> Thing:
+    def _named(self, rng: np.random.Generator, named: dict[str, tuple[tuple, ...]]) -> Thing:
         name = list(named)[rng.integers(len(named))]
         keys = ("shape", "colour", "pattern", "pattern_colour")
-        return replace(self._one(rng, dict(zip(keys, named[name]))), name=name)
+        which = named[name][rng.integers(len(named[name]))]
+        return replace(self._one(rng, dict(zip(keys, which))), name=name)
 
     def _one(self, rng: np.random.Generator, fixed: dict) -> Thing:
         pick = lambda name, options: fixed[name] if name in fixed else options[rng.integers(len(options))]  # noqa: E731
