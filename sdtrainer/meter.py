@@ -162,20 +162,23 @@ def noised_eps(model, latents: torch.Tensor, text: torch.Tensor, stream: int) ->
     return eps.view(noise.shape), noise
 
 
+def errors_by_timestep(model, latents: torch.Tensor, text: torch.Tensor, stream: int = 0) -> torch.Tensor:
+    """eps-MSE [len(TIMESTEPS), n] of each latent [n, C, h, w] at each timestep under its text (embeddings or token
+    ids, one row per latent), with the meter's fixed noise of `stream`."""
+    eps, noise = noised_eps(model, latents, text, stream)
+    return (eps - noise).square().mean(dim=(2, 3, 4))
+
+
 def denoising_error(model, latents: torch.Tensor, text: torch.Tensor) -> float:
-    """Mean eps-MSE of the latents [n, C, h, w] under their text (embeddings or token ids, one row per latent)
-    at TIMESTEPS with the meter's fixed noise: what subject fit is the ratio of, for any set of images."""
-    eps, noise = noised_eps(model, latents, text, 0)
-    return float((eps - noise).square().mean())
+    """Mean eps-MSE of the latents under their text at TIMESTEPS with the meter's fixed noise: what subject fit is
+    the ratio of, for any set of images."""
+    return float(errors_by_timestep(model, latents, text).mean())
 
 
 def photo_errors(model, probes: Probes) -> tuple[torch.Tensor, torch.Tensor]:
     """eps-MSE [len(TIMESTEPS), n] of each photo at each timestep, plain and re-cropped."""
-    errors = []
-    for stream, latents in ((0, probes.photos), (1, shifted(probes.photos))):
-        eps, noise = noised_eps(model, latents, probes.photo_text, stream)
-        errors.append((eps - noise).square().mean(dim=(2, 3, 4)))
-    return errors[0], errors[1]
+    return (errors_by_timestep(model, probes.photos, probes.photo_text, 0),
+            errors_by_timestep(model, shifted(probes.photos), probes.photo_text, 1))
 
 
 def class_ids(probes: Probes) -> torch.Tensor:

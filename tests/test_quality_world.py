@@ -41,7 +41,7 @@ def test_the_world_is_seeded_and_captions_say_what_is_drawn():
 
 def test_named_individuals_keep_their_identity_and_are_captioned_by_name():
     world = replace(WORLD, named=6, named_p=0.5, shared_names=("sks",))
-    people = world.individuals()
+    people = world.individuals
     identities = [i for ids in people.values() for i in ids]
     assert list(people) == [*NAMES[:6], "sks"] and [len(ids) for ids in people.values()] == [1] * 6 + [3]
     assert len(set(identities)) == 9 and identity(SUBJECT) not in identities

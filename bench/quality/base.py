@@ -226,9 +226,9 @@ def train_unet(model: StableDiffusion, world: World, budget: Budget, device: tor
 
 def world_words(world: World) -> list[str]:
     """Every word a world caption can hold."""
-    from bench.quality.world import BACKGROUND_PHRASES, NAMES, PATTERN_NOUNS
+    from bench.quality.world import BACKGROUND_PHRASES, PATTERN_NOUNS
 
-    phrases = [*world.shapes, *world.colours, *world.sizes, "plain", "with", "a", *NAMES[:world.named], *world.shared_names,
+    phrases = [*world.shapes, *world.colours, *world.sizes, "plain", "with", "a", *world.individuals,
                *(PATTERN_NOUNS[p] for p in world.patterns if p in PATTERN_NOUNS),
                *(BACKGROUND_PHRASES[c] for c in world.colours)]
     return sorted({w for phrase in phrases for w in phrase.split()})

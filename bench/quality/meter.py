@@ -14,7 +14,7 @@ from pathlib import Path
 import torch
 
 from ldm.tokenizer import get_tokenizer
-from sdtrainer.meter import TIMESTEPS, Probes, noised_eps, read_rows, recommend
+from sdtrainer.meter import TIMESTEPS, Probes, errors_by_timestep, read_rows, recommend
 
 TARGET_SPEARMAN = 0.8  # issue 14: the scores track the world's fidelity and drift at least this well
 TARGET_GAP = 0.05  # and the recommended step's fidelity and drift are within this of the best trade-off's
@@ -44,14 +44,10 @@ class FitDiagnostics:
         self.class_ids = get_tokenizer()([class_word] * len(probes.photos))
         self.base = self.errors(base)
 
-    @torch.no_grad()
     def errors(self, model) -> list[torch.Tensor]:
         """eps-MSE summed over the photos at each of TIMESTEPS: [under captions, under the class word]."""
-        out = []
-        for text in (self.probes.photo_text, self.class_ids):
-            eps, noise = noised_eps(model, self.probes.photos, text, 0)
-            out.append((eps - noise).square().mean(dim=(2, 3, 4)).sum(dim=1))
-        return out
+        return [errors_by_timestep(model, self.probes.photos, text).sum(dim=1)
+                for text in (self.probes.photo_text, self.class_ids)]
 
     def __call__(self, model) -> dict:
         own, bare = (e / b for e, b in zip(self.errors(model), self.base))

@@ -13,6 +13,7 @@ instance: the shape, colours and pattern stay, the rest varies from photo to pho
 Everything is a function of a seed.
 """
 from dataclasses import dataclass, replace
+from functools import cached_property
 
 import numpy as np
 import torch
@@ -89,6 +90,7 @@ class World:
     named_p: float = 0.0  # chance that a random thing is one of them
     shared_names: tuple[str, ...] = ()  # names each shared by SHARED_BY things: words with a weak prior (as "sks")
 
+    @cached_property
     def individuals(self) -> dict[str, tuple[tuple, ...]]:
         """The identities (shape, colour, pattern, pattern colour) each name stands for: one for NAMES, SHARED_BY for
         shared names; seeded, all different, none the subject's."""
@@ -106,7 +108,7 @@ class World:
     def sample(self, n: int, rng: np.random.Generator, **fixed) -> list[Thing]:
         """n random things of the world; `fixed` attributes (e.g. shape="star") are held. Without `fixed`, each is a
         named individual with chance `named_p`."""
-        named = self.individuals() if self.named_p and not fixed else {}
+        named = self.individuals if self.named_p and not fixed else {}
         return [self._named(rng, named) if named and rng.random() < self.named_p else self._one(rng, fixed)
                 for _ in range(n)]
 
