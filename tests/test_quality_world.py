@@ -1,6 +1,7 @@
 """bench.quality (issue 11) on the CPU: the world, its reader, a base model's round trip, and DreamBooth
 through the app's trainer in the tiny world, checked for the directions the GPU table measures."""
 import gzip
+import json
 import shutil
 from dataclasses import replace
 from pathlib import Path
@@ -9,8 +10,8 @@ import numpy as np
 import pytest
 import torch
 
-from bench.quality.__main__ import merge, parse_run
-from bench.quality.meter import meter_summary, ranks, spearman
+from bench.quality.__main__ import main, merge, parse_run
+from bench.quality.meter import FitDiagnostics, meter_summary, ranks, spearman
 from bench.quality.base import TINY_WORLD_SD, Budget, keep_vocabulary, pretrain, world_words
 from bench.quality.metrics import SampleSettings, diversity
 from bench.quality.reader import Reading, attribute_accuracy, read, reader_accuracy, truth
@@ -49,10 +50,12 @@ def test_named_individuals_keep_their_identity_and_are_captioned_by_name():
     named = [t for t in things if t.name]
     assert 110 < len(named) < 190 and {t.name for t in named} == set(people)
     assert all(identity(t) in people[t.name] for t in named)
-    assert len({identity(t) for t in named if t.name == "sks"}) == 3  # a weak prior: three things share the name
+    assert len({identity(t) for t in named if t.name == "sks"}) == 3  # a weak prior: three things share the name,
+    assert SUBJECT.shape not in {i[0] for i in people["sks"]}  # none of the subject's class
     assert all(f"{t.name} {t.shape}" in world.caption(t) for t in named)
-    assert "sks" in world_words(world) and "bob" not in world_words(WORLD)
-    assert not any(t.name for t in WORLD.sample(200, np.random.default_rng(5)))  # the default world has none
+    assert "sks" in world_words(world) and "bob" not in world_words(TINY_WORLD)
+    assert not any(t.name for t in TINY_WORLD.sample(200, np.random.default_rng(5)))  # the tiny world has none
+    assert {t.name for t in WORLD.sample(400, np.random.default_rng(5))} == {None, TOKEN, *NAMES[:8]}
     assert not any(t.name for t in world.photos(SUBJECT, 6, seed=1) + world.sample(50, np.random.default_rng(1),
                                                                                      shape="star"))
 
@@ -166,7 +169,7 @@ def test_each_runs_checkpoints_carry_the_meters_scores_beside_the_worlds(dreambo
     assert runs[0.0]["meter_class_drift"] > runs[1.0]["meter_class_drift"] > 0, runs
     for row in runs.values():  # the meter's fit is a weighted mean of its per-timestep ratios, measured beside it
         diag = row["meter_diagnostics"]
-        assert len(diag["fit_by_t"]) == len(diag["class_caption_fit_by_t"]) == len(diag["timesteps"]) == 4, diag
+        assert [len(diag[key]) for key in (*FitDiagnostics.KEYS, "timesteps")] == [4] * 4, diag
         assert min(diag["fit_by_t"]) - 1e-3 <= row["meter_subject_fit"] <= max(diag["fit_by_t"]) + 1e-3, (row, diag)
     summary = meter_summary(list(runs.values()), base)
     assert summary["points"] == 3 and -1 <= summary["spearman_fit_fidelity"] <= 1
@@ -198,3 +201,21 @@ def test_merge_keeps_an_earlier_calls_runs_of_the_same_base_only():
     assert record["merged"] == ["8gb", "extracted", "reference"]
     with pytest.raises(SystemExit, match="another base"):
         merge({"base": {"sha256": "cd"}, "runs": [], "reference": []}, earlier)
+
+
+def test_combine_merges_records_of_jobs_side_by_side(tmp_path):
+    """A table measured by several jobs at once on one GPU: --combine keeps every job's runs once, in order, and
+    summarises and plots them again."""
+    row = lambda name, steps, fidelity: {"name": name, "steps": steps, "fidelity": fidelity, "class_drift": 0.0}  # noqa: E731
+    base = {"sha256": "ab", "fidelity": 0.0, "class_drift": 0.0}
+    first = {"date": "d", "device": "gpu", "base": base, "runs": [row("24gb", 100, 0.2)], "reference": []}
+    second = {"base": base, "runs": [row("8gb", 100, 0.1), row("8gb", 200, 0.3)],
+              "reference": [row("reference", 100, 0.1)], "shared_gpu": True}
+    paths = []
+    for n, record in enumerate((first, second)):
+        paths.append(tmp_path / f"{n}.json")
+        paths[-1].write_text(json.dumps(record))
+    record = main(["--combine", *map(str, paths), "--out", str(tmp_path / "out")])
+    assert [(r["name"], r["steps"]) for r in record["runs"]] == [("24gb", 100), ("8gb", 100), ("8gb", 200)]
+    assert record["merged"] == ["8gb", "reference"] and record["reference"] == second["reference"]
+    assert json.loads((tmp_path / "out" / "quality-latest.json").read_text())["runs"] == record["runs"]

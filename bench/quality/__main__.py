@@ -12,8 +12,9 @@ the app's trainer (`<preset>[+prior=W][+te=0|1][+lr=SCALE][+key=value]`), scored
 each run's checkpoints also carry the app's meter scores (meter_* keys), and record["meter"] holds their Spearman
 correlations with fidelity and drift and each run's recommended step against its best (bench/quality/meter.py);
 5. LoRAs extracted from one run's model files (--extract-from, --extract-ranks), scored on the base;
-6. the reference loop (bench/reference.py's step) at the same step counts; --merge adds an earlier record's
-runs (same base file) that this command did not measure;  7. <out>/quality-latest.json,
+6. the reference loop (bench/reference.py's step) at the same step counts; --merge adds earlier records'
+runs (same base file) that this command did not measure (--combine: only that, measuring nothing; --shared-gpu marks
+the rows of jobs that ran side by side on one GPU, whose wall_s is no speed);  7. <out>/quality-latest.json,
 <out>/quality-<date>-<device>.json and <out>/quality-latest.png (fidelity and drift against steps).
 """
 import argparse
@@ -162,8 +163,15 @@ def parse_args(argv):
     p.add_argument("--caption-n", type=int, default=256)
     p.add_argument("--work", default=str(ROOT / "outputs" / "quality"))
     p.add_argument("--out", default=str(ROOT / "bench" / "results"))
-    p.add_argument("--merge", help="an earlier quality record from the same base file: its runs, extracted LoRAs and "
-                                   "reference loop that this command does not measure are kept")
+    p.add_argument("--merge", nargs="*", default=[],
+                   help="earlier quality records from the same base file: their runs, extracted LoRAs and reference loop "
+                        "that this command does not measure are kept (the first record that has one wins)")
+    p.add_argument("--combine", nargs="+", metavar="RECORD",
+                   help="measure nothing: the first record with the others' runs merged in (as --merge), its meter "
+                        "summary and plot made again, written to --out (a table measured by jobs side by side)")
+    p.add_argument("--shared-gpu", action="store_true",
+                   help="other jobs share the GPU (runs measured side by side): each row says so, its wall_s is not a "
+                        "speed")
     p.add_argument("--date", default=datetime.date.today().isoformat())
     args = p.parse_args(argv)
     args.base = args.base or str(Path(args.work) / f"{args.size}-base.safetensors")
@@ -172,6 +180,8 @@ def parse_args(argv):
 
 def main(argv=None) -> dict:
     args = parse_args(argv)
+    if args.combine:
+        return combine([json.loads(Path(p).read_text()) for p in args.combine], Path(args.out))
     world, config, budget = SIZES[args.size]
     started = time.perf_counter()
     device_name = torch.cuda.get_device_name() if args.device == "cuda" else "cpu"
@@ -203,8 +213,11 @@ def main(argv=None) -> dict:
         measure(text, setup, steps, args, record)
         record["timings_s"]["reference" if text == "reference" else f"run {text}"] = round(time.perf_counter() - t, 1)
         write(record, Path(args.out))
-    if args.merge:
-        merge(record, json.loads(Path(args.merge).read_text()))
+    if args.shared_gpu:
+        for row in record["runs"] + record["reference"] + record.get("extracted", []):
+            row["shared_gpu"] = True
+    for earlier in args.merge:
+        merge(record, json.loads(Path(earlier).read_text()))
     record["meter"] = meter_summary(record["runs"], record["base"])
     print(f"meter: Spearman -subject fit/fidelity {record['meter']['spearman_fit_fidelity']}, class drift/class "
           f"drift {record['meter']['spearman_drift_drift']} over {record['meter']['points']} checkpoints")
@@ -213,6 +226,17 @@ def main(argv=None) -> dict:
     write(record, Path(args.out))
     plot(record, Path(args.out) / "quality-latest.png")
     print(f"wrote {args.out}/quality-latest.json; timings {record['timings_s']}")
+    return record
+
+
+def combine(records: list[dict], out: Path) -> dict:
+    """The first record with the others merged in, summarised and plotted again."""
+    record = records[0]
+    for earlier in records[1:]:
+        merge(record, earlier)
+    record["meter"] = meter_summary(record["runs"], record["base"])
+    write(record, out)
+    plot(record, out / "quality-latest.png")
     return record
 
 
@@ -243,11 +267,12 @@ def merge(record: dict, earlier: dict) -> None:
     names = {r["name"] for r in record["runs"]}
     kept = [r for r in earlier["runs"] if r["name"] not in names]
     record["runs"] += kept
-    record["merged"] = sorted({r["name"] for r in kept})
+    merged = record.setdefault("merged", [])
+    merged += sorted({r["name"] for r in kept})
     for key in ("extracted", "reference"):
         if earlier.get(key) and not record.get(key):
             record[key] = earlier[key]
-            record["merged"].append(key)
+            merged.append(key)
 
 
 def write(record: dict, out: Path) -> None:

@@ -14,7 +14,7 @@ from pathlib import Path
 import torch
 
 from ldm.tokenizer import get_tokenizer
-from sdtrainer.meter import TIMESTEPS, Probes, errors_by_timestep, read_rows, recommend
+from sdtrainer.meter import TIMESTEPS, Probes, class_ids, class_samples, errors_by_timestep, read_rows, recommend
 
 TARGET_SPEARMAN = 0.8  # issue 14: the scores track the world's fidelity and drift at least this well
 TARGET_GAP = 0.05  # and the recommended step's fidelity and drift are within this of the best trade-off's
@@ -31,27 +31,32 @@ def with_meter(rows: list[dict], run_dir: Path) -> list[dict]:
 
 
 class FitDiagnostics:
-    """Other readings of subject fit than the meter's, measured beside it so that the world can say which tracks
-    fidelity (the meter's fit rose above 1 in the first world runs while fidelity rose): per timestep, under the
-    photos' captions and under the bare class word, each as a ratio to the base model's error.
+    """Other readings of subject fit and drift than the meter's, measured beside it so that the world can say which
+    track fidelity and drift (the meter's fit rose above 1 in the first world runs while fidelity rose): per timestep,
+    the error on the subject's photos under their captions and under the bare class word, and on the meter's class
+    images (the base's samples of the class prompts) under their prompts, each as a ratio to the base model's error.
 
         diag = FitDiagnostics(base, probes, class_word)
-        diag(model)   # {"fit_by_t": [4 ratios at TIMESTEPS], "class_caption_fit_by_t": [4 ratios]}
+        diag(model)   # {"fit_by_t": [4 ratios at TIMESTEPS], "class_caption_fit_by_t": [...], "class_images_fit_by_t": [...]}
     """
+
+    KEYS = ("fit_by_t", "class_caption_fit_by_t", "class_images_fit_by_t")
 
     def __init__(self, base, probes: Probes, class_word: str):
         self.probes = probes
         self.class_ids = get_tokenizer()([class_word] * len(probes.photos))
+        self.class_images = class_samples(base, probes)
         self.base = self.errors(base)
 
     def errors(self, model) -> list[torch.Tensor]:
-        """eps-MSE summed over the photos at each of TIMESTEPS: [under captions, under the class word]."""
+        """eps-MSE summed over the images at each of TIMESTEPS, in the order of KEYS."""
         return [errors_by_timestep(model, self.probes.photos, text).sum(dim=1)
-                for text in (self.probes.photo_text, self.class_ids)]
+                for text in (self.probes.photo_text, self.class_ids)] + [
+            errors_by_timestep(model, self.class_images, class_ids(self.probes), 2).sum(dim=1)]
 
     def __call__(self, model) -> dict:
-        own, bare = (e / b for e, b in zip(self.errors(model), self.base))
-        return {"fit_by_t": [round(float(x), 4) for x in own], "class_caption_fit_by_t": [round(float(x), 4) for x in bare],
+        ratios = (e / b for e, b in zip(self.errors(model), self.base))
+        return {**{key: [round(float(x), 4) for x in r] for key, r in zip(self.KEYS, ratios)},
                 "timesteps": list(TIMESTEPS)}
 
 
