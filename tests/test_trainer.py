@@ -377,3 +377,19 @@ def test_a_full_disk_during_a_state_save_is_one_message_and_leaves_the_last_stat
     monkeypatch.undo()
     resumed, _ = train(longer, run_dir, resume=True)
     assert resumed.step == 4
+
+
+def test_ema_warms_its_decay_up_and_swaps_back_and_forth():
+    """CompVis LitEma's average: after n updates the decay is min(decay, (1 + n) / (10 + n)); swap exchanges the live
+    weights and the average, and a second swap puts both back (the world's pretraining checks the average so)."""
+    from sdtrainer.trainer.optim import EMA
+
+    params = {"w": torch.zeros(3), "b": torch.ones(2)}
+    ema = EMA(params, decay=0.999)
+    params["w"] += 1.0
+    ema.update(params)  # decay 2/11: the average moves 9/11 of the way
+    assert torch.allclose(ema.shadow["w"], torch.full((3,), 9 / 11)) and torch.equal(ema.shadow["b"], torch.ones(2))
+    ema.swap(params)
+    assert torch.allclose(params["w"], torch.full((3,), 9 / 11)) and torch.equal(ema.shadow["w"], torch.ones(3))
+    ema.swap(params)
+    assert torch.equal(params["w"], torch.ones(3)) and torch.allclose(ema.shadow["w"], torch.full((3,), 9 / 11))

@@ -27,7 +27,7 @@ from ldm.schedule import LATENT_SCALE, NUM_TIMESTEPS, alphas_cumprod
 from ldm.text_encoder import TextEncoderConfig
 from ldm.tokenizer import get_tokenizer
 from ldm.unet import UNetConfig
-from sdtrainer.trainer.optim import min_snr_weights
+from sdtrainer.trainer.optim import EMA, min_snr_weights
 
 # 64 px images, 32x32x4 latents (the VAE halves each side), a UNet of three stages: ~25 MB in fp16.
 WORLD_SD = SDConfig(
@@ -141,28 +141,6 @@ def make_pool(model: StableDiffusion, world: World, n: int, seed: int, device: t
     return torch.cat(latents), torch.cat(ids)
 
 
-class _EMA:
-    """An exponential moving average of weights (decay warmed up as CompVis LitEma does)."""
-
-    def __init__(self, params: list[torch.Tensor], decay: float):
-        self.params, self.decay, self.updates = params, decay, 0
-        self.shadow = [p.detach().clone() for p in params]
-
-    @torch.no_grad()
-    def update(self) -> None:
-        self.updates += 1
-        decay = min(self.decay, (1 + self.updates) / (10 + self.updates))
-        torch._foreach_lerp_(self.shadow, [p.detach() for p in self.params], 1 - decay)
-
-    @torch.no_grad()
-    def swap(self) -> None:
-        """Exchanges the live weights and the average (twice: back as they were)."""
-        for p, e in zip(self.params, self.shadow):
-            tmp = p.detach().clone()
-            p.copy_(e)
-            e.copy_(tmp)
-
-
 def train_unet(model: StableDiffusion, world: World, budget: Budget, device: torch.device, report: PretrainReport,
                log=print, good_enough=None) -> None:
     """eps-prediction on the pool, the text encoder trained with the UNet or frozen; on CUDA the UNet's forward
@@ -172,7 +150,8 @@ def train_unet(model: StableDiffusion, world: World, budget: Budget, device: tor
     text = model.text_encoder.requires_grad_(budget.train_text_encoder)
     params = list(model.unet.parameters()) + (list(text.parameters()) if budget.train_text_encoder else [])
     opt = torch.optim.AdamW(params, lr=budget.lr, weight_decay=0.0, fused=device.type == "cuda" or None)
-    ema, acp = _EMA(params, budget.ema_decay), alphas_cumprod().float().to(device)
+    named = {str(i): p for i, p in enumerate(params)}
+    ema, acp = EMA(named, budget.ema_decay), alphas_cumprod().float().to(device)
     g = torch.Generator(device).manual_seed(budget.seed)
     unet_call, amp = model.unet, torch.autocast(device.type, torch.bfloat16, enabled=device.type == "cuda",
                                                  cache_enabled=False)
@@ -201,7 +180,7 @@ def train_unet(model: StableDiffusion, world: World, budget: Budget, device: tor
             group["lr"] = budget.lr * min(1.0, (step + 1) / 200)
         opt.step()
         opt.zero_grad(set_to_none=True)
-        ema.update()
+        ema.update(named)
         recent.append(loss.detach())
         step += 1
         if step % 500 == 0:
@@ -209,16 +188,16 @@ def train_unet(model: StableDiffusion, world: World, budget: Budget, device: tor
             log(f"  unet step {step}: loss {report.losses[-1][1]:.4f} ({time.perf_counter() - start:.0f} s)")
             recent = []
         if good_enough is not None and time.perf_counter() - checked > budget.check_seconds:
-            ema.swap()
+            ema.swap(named)
             model.eval()
             done = good_enough(step)
             model.unet.train()
             text.train(budget.train_text_encoder)
-            ema.swap()
+            ema.swap(named)
             checked = time.perf_counter()
             if done:
                 break
-    ema.swap()
+    ema.swap(named)
     report.unet_steps, report.unet_seconds = step, time.perf_counter() - start
     report.unet_loss = float(torch.stack(recent).mean()) if recent else report.losses[-1][1] if report.losses else 0.0
     model.eval().requires_grad_(False)

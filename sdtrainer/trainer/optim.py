@@ -31,8 +31,15 @@ class EMA:
     def update(self, params: dict[str, torch.Tensor]) -> None:
         self.updates += 1
         decay = min(self.decay, (1 + self.updates) / (10 + self.updates))
+        torch._foreach_lerp_(list(self.shadow.values()), [params[k].detach().float() for k in self.shadow], 1 - decay)
+
+    @torch.no_grad()
+    def swap(self, params: dict[str, torch.Tensor]) -> None:
+        """Exchanges the live weights and the average (twice: back as they were); fp32 weights only."""
         for k, p in params.items():
-            self.shadow[k].lerp_(p.detach().float(), 1 - decay)
+            live = p.detach().clone()
+            p.copy_(self.shadow[k])
+            self.shadow[k].copy_(live)
 
 
 def lr_factor(schedule: LRSchedule, warmup: int, total: int, step: int) -> float:
