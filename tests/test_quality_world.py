@@ -208,8 +208,9 @@ def test_combine_merges_records_of_jobs_side_by_side(tmp_path):
     summarises and plots them again."""
     row = lambda name, steps, fidelity: {"name": name, "steps": steps, "fidelity": fidelity, "class_drift": 0.0}  # noqa: E731
     base = {"sha256": "ab", "fidelity": 0.0, "class_drift": 0.0}
-    first = {"date": "d", "device": "gpu", "base": base, "runs": [row("24gb", 100, 0.2)], "reference": []}
-    second = {"base": base, "runs": [row("8gb", 100, 0.1), row("8gb", 200, 0.3)],
+    first = {"date": "d", "device": "gpu", "command": "one", "base": base, "runs": [row("24gb", 100, 0.2)],
+             "reference": []}
+    second = {"command": "two", "base": base, "runs": [row("8gb", 100, 0.1), row("8gb", 200, 0.3)],
               "reference": [row("reference", 100, 0.1)], "shared_gpu": True}
     paths = []
     for n, record in enumerate((first, second)):
@@ -218,4 +219,5 @@ def test_combine_merges_records_of_jobs_side_by_side(tmp_path):
     record = main(["--combine", *map(str, paths), "--out", str(tmp_path / "out")])
     assert [(r["name"], r["steps"]) for r in record["runs"]] == [("24gb", 100), ("8gb", 100), ("8gb", 200)]
     assert record["merged"] == ["8gb", "reference"] and record["reference"] == second["reference"]
+    assert record["commands"] == ["one", "two"]
     assert json.loads((tmp_path / "out" / "quality-latest.json").read_text())["runs"] == record["runs"]

@@ -232,6 +232,7 @@ def main(argv=None) -> dict:
 def combine(records: list[dict], out: Path) -> dict:
     """The first record with the others merged in, summarised and plotted again."""
     record = records[0]
+    record["commands"] = [r["command"] for r in records if "command" in r]
     for earlier in records[1:]:
         merge(record, earlier)
     record["meter"] = meter_summary(record["runs"], record["base"])
