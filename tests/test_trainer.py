@@ -393,3 +393,35 @@ def test_ema_warms_its_decay_up_and_swaps_back_and_forth():
     assert torch.allclose(params["w"], torch.full((3,), 9 / 11)) and torch.equal(ema.shadow["w"], torch.ones(3))
     ema.swap(params)
     assert torch.equal(params["w"], torch.ones(3)) and torch.allclose(ema.shadow["w"], torch.full((3,), 9 / 11))
+
+
+def test_a_run_whose_loss_is_no_number_stops_with_why_and_keeps_earlier_files(demo_file, subject_photos, tmp_path,
+                                                                                monkeypatch):
+    """A diverged run (the quality world's lora-8gb at 50x its learning rate went NaN between steps 200 and 400 on
+    the GPU) must not go on writing NaN files. The config caps learning rates at 1e-2, where the tiny model does not
+    diverge on the CPU, so the loss of step 3 is made NaN, as after a bad update: its backward makes the weights NaN
+    too. Steps 1-2 train and the file of step 2 is written; the run stops at step 3 with the reason, before saving."""
+    from sdtrainer.trainer import TrainingDiverged
+    from sdtrainer.trainer.module import DreamBoothModule
+
+    step = DreamBoothModule.training_step
+
+    def diverging(self, batch, batch_idx):
+        out = step(self, batch, batch_idx)
+        if self.trainer.global_step >= 2:
+            out = {k: v * float("nan") for k, v in out.items()}
+        return out
+
+    monkeypatch.setattr(DreamBoothModule, "training_step", diverging)
+    cfg = config(demo_file, subject_photos, steps=6, save_every=2, preview_every=0)
+    run_dir = tmp_path / "nan"
+    with pytest.raises(TrainingDiverged) as caught:
+        train(cfg, run_dir)
+    message = caught.value.args[0]
+    assert message.key == "train_diverged" and message.fields["step"] == 3, message
+    assert "(it was 0.001)" in message and "au pas 3" in say_in(message, "fr")
+    assert [int(r["step"]) for r in metrics(run_dir)] == [1, 2, 3] and metrics(run_dir)[-1]["loss"] == "nan"
+    files = sorted(p.name for p in (run_dir / "checkpoints").iterdir())
+    assert files == ["nan-step00002.safetensors"], files
+    weights = read_state_dict(run_dir / "checkpoints" / files[0])
+    assert all(torch.isfinite(w).all() for w in weights.values())

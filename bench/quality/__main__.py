@@ -20,6 +20,7 @@ the rows of jobs that ran side by side on one GPU, whose wall_s is no speed);  7
 import argparse
 import datetime
 import json
+import math
 import sys
 import time
 from pathlib import Path
@@ -276,10 +277,19 @@ def merge(record: dict, earlier: dict) -> None:
             merged.append(key)
 
 
+def finite(value):
+    """The record with NaN and infinities as null (a diverged run's meter scores), so that it is standard JSON."""
+    if isinstance(value, dict):
+        return {k: finite(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [finite(v) for v in value]
+    return None if isinstance(value, float) and not math.isfinite(value) else value
+
+
 def write(record: dict, out: Path) -> None:
     """quality-latest.json and its dated copy (also after each run, so a cut-off job keeps what it did)."""
     out.mkdir(parents=True, exist_ok=True)
-    text = json.dumps(record, indent=1)
+    text = json.dumps(finite(record), indent=1, allow_nan=False)
     (out / "quality-latest.json").write_text(text)
     (out / f"quality-{record['date']}-{record['device'].replace(' ', '_')}.json").write_text(text)
 

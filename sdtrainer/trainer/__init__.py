@@ -43,15 +43,15 @@ from sdtrainer.trainer.batches import (CLASS_STREAM, INSTANCE_STREAM, STEP_STREA
                                        StepBatches, batch_for, batch_plan, draw, epoch_order, share, subject_at,
                                        subject_round)
 from sdtrainer.trainer.cache import ENCODE_BATCH, CachedData, cache_data, caption_table, encode_images
-from sdtrainer.trainer.events import Emit, Event, EventKind, Preview, RunPaths, TrainResult, log
+from sdtrainer.trainer.events import Emit, Event, EventKind, Preview, RunPaths, TrainingDiverged, TrainResult, log
 from sdtrainer.trainer.optim import (EMA, OptimizerUnavailable, build_optimizer, import_bitsandbytes, lr_factor,
                                      min_snr_weights, needs_bitsandbytes)
 
 __all__ = ["CLASS_STREAM", "EMA", "ENCODE_BATCH", "INSTANCE_STREAM", "STEP_STREAM", "SUBJECT_STREAM", "BatchPlan",
            "CachedData", "Emit", "Event", "EventKind", "OptimizerUnavailable", "Preview", "RunPaths", "StepBatches",
-           "TrainResult", "batch_for", "batch_plan", "build_optimizer", "cache_data", "caption_table", "draw",
-           "encode_images", "epoch_order", "import_bitsandbytes", "log", "lr_factor", "min_snr_weights",
-           "needs_bitsandbytes", "share", "subject_at", "subject_round"]
+           "TrainResult", "TrainingDiverged", "batch_for", "batch_plan", "build_optimizer", "cache_data",
+           "caption_table", "draw", "encode_images", "epoch_order", "import_bitsandbytes", "log", "lr_factor",
+           "min_snr_weights", "needs_bitsandbytes", "share", "subject_at", "subject_round"]
 
 
 # The Lightning side, imported on first use of one of these names: name -> the module that holds it

@@ -14,6 +14,7 @@ imports Lightning.
 """
 import collections
 import csv
+import math
 import os
 import time
 from collections.abc import Callable
@@ -34,7 +35,7 @@ from sdtrainer.meter import (METER_FILE, REFERENCE_FILE, MeterRow, Probes, Refer
                               reference_of, score, write_rows)
 from sdtrainer.preflight import GIB
 from sdtrainer.sampling import GenerationParams, check_params, infotext, sample_latents, save_png, to_pil
-from sdtrainer.trainer.events import Emit, Event, EventKind, Preview, RunPaths, log
+from sdtrainer.trainer.events import Emit, Event, EventKind, Preview, RunPaths, TrainingDiverged, log
 from sdtrainer.trainer.module import DreamBoothModule, model_metadata
 
 PAUSE_POLL_S = 1.0  # how often a pause looks again for resume or stop
@@ -88,9 +89,13 @@ class MetricsReporter(pl.Callback):
         self.step_times.append(time.perf_counter() - self.step_started)
         self.step_started = None
         row, reserved = self.row(trainer, module)
+        if trainer.is_global_zero:
+            self.write(row)
+        if not math.isfinite(row["loss"]):  # every process sees the same gathered loss, so all stop here, before
+            # this step's files are saved: the ones of earlier steps are intact
+            raise TrainingDiverged(Message("train_diverged", step=row["step"], lr=row["lr"]))
         if not trainer.is_global_zero:
             return
-        self.write(row)
         remaining = self.total_steps - row["step"]
         self.emit(Event(EventKind.PROGRESS, row["step"], {**row, "total_steps": self.total_steps,
                                                           "eta_s": remaining / row["it_per_s"],

@@ -96,3 +96,7 @@ class RunPaths:
     def make(self) -> None:
         for folder in (self.root / "checkpoints", self.state.parent, self.samples):
             folder.mkdir(parents=True, exist_ok=True)
+
+
+class TrainingDiverged(ValueError):
+    """The loss stopped being a number: the weights are lost from that step on (raised with a Message)."""
