@@ -818,17 +818,16 @@ MESSAGES: dict[str, dict[str, str]] = {
               "pouvez écrire, par ex. outputs/joe.",
     },
     # ------------------------------------------------------------------ meter.py
-    "meter_levelled": {"en": "step {step}: subject fit has levelled off, class drift still low",
-                       "fr": "étape {step} : l'ajustement au sujet plafonne, la dérive de la classe reste faible"},
-    "meter_levelled_drift_high": {
-        "en": "step {step}: subject fit has levelled off, but class drift is already high: consider prior "
-              "preservation",
-        "fr": "étape {step} : l'ajustement au sujet plafonne, mais la dérive de la classe est déjà forte : pensez "
-              "à la préservation de l'a priori",
-    },
-    "meter_still_learning": {"en": "step {step}: subject fit is still improving at the last checkpoint: train longer",
-                             "fr": "étape {step} : l'ajustement au sujet progresse encore au dernier modèle : "
-                                   "entraînez plus longtemps"},
+    "meter_before_copying": {
+        "en": "step {step}: the last checkpoint before the model starts copying its photos (copying {copying:+.2f} at "
+              "step {next})",
+        "fr": "étape {step} : le dernier modèle avant qu'il ne commence à copier ses photos (copie {copying:+.2f} à "
+              "l'étape {next})"},
+    "meter_no_copying": {
+        "en": "step {step}: the last checkpoint, with no sign of copying the photos yet: if it does not look like the "
+              "subject yet, train longer",
+        "fr": "étape {step} : le dernier modèle, sans signe de copie des photos pour l'instant : si le sujet n'est pas "
+              "encore ressemblant, entraînez plus longtemps"},
     "meter_only_one": {"en": "step {step}: the run's only checkpoint, nothing to compare it with: set save_every to "
                              "save more often",
                        "fr": "étape {step} : le seul modèle de l'entraînement, rien à quoi le comparer : réglez "
@@ -851,8 +850,6 @@ MESSAGES: dict[str, dict[str, str]] = {
     },
     "meter_cost": {"en": "Meter: {seconds:.1f} s spent scoring the checkpoints (see {file}).",
                    "fr": "Mesures : {seconds:.1f} s passées à évaluer les fichiers modèles (voir {file})."},
-    "meter_not_learnt": {"en": "step {step}: the subject is barely learnt yet: train longer",
-                         "fr": "étape {step} : le sujet est à peine appris : entraînez plus longtemps"},
     # ------------------------------------------------------------------ ui/guard.py, webui.py
     "server_foreign_host": {
         "en": "sdtrainer answers only requests addressed to this computer (127.0.0.1 or localhost, or a name given "

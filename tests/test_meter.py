@@ -9,6 +9,7 @@ Base: the demo model has random weights and knows no class; drift from a base th
 `person`; the DreamBooth runs start from that file, and their class images are its own samples (class_images: 8).
 """
 import json
+import math
 import shutil
 from pathlib import Path
 
@@ -208,22 +209,25 @@ def test_several_subjects_are_each_measured(class_base, subject_photos, class_ph
 
 # ------------------------------------------------------------------------------------------------ recommendation
 
-def row(step: int, fit: float, drift: float) -> MeterRow:
-    return MeterRow(step, f"run-step{step:05d}.safetensors", fit, drift, 0.0, 0.1)
+def row(step: int, copying: float, drift: float = 0.01, fit: float = 0.5) -> MeterRow:
+    return MeterRow(step, f"run-step{step:05d}.safetensors", fit, drift, copying, 0.1)
 
 
-def test_the_recommendation_is_the_earliest_levelled_step_with_its_reason():
-    levelled = [row(500, 0.6, 0.01), row(1000, 0.4, 0.02), row(1500, 0.3, 0.03), row(2000, 0.28, 0.1)]
-    rec = recommend(levelled)
-    assert (rec.step, rec.why) == (1500, "step 1500: subject fit has levelled off, class drift still low")
-    assert rec.why.said("fr") == "étape 1500 : l'ajustement au sujet plafonne, la dérive de la classe reste faible"
-    drifting = [row(500, 0.6, 0.01), row(1000, 0.4, 0.08), row(1500, 0.3, 0.09), row(2000, 0.28, 0.1)]
-    assert recommend(drifting).why.key == "meter_levelled_drift_high"
-    still = [row(500, 0.8, 0.01), row(1000, 0.6, 0.02), row(1500, 0.4, 0.03)]
-    assert (recommend(still).step, recommend(still).why.key) == (1500, "meter_still_learning")
-    barely = [row(500, 0.99, 0.01), row(1000, 0.97, 0.02)]
-    assert (recommend(barely).step, recommend(barely).why.key) == (1000, "meter_not_learnt")
+def test_the_recommendation_is_the_last_step_before_copying_with_its_reason():
+    """The quality world's 24gb run, its meter's scores rounded: likeness was best at step 200, and the copying score
+    rose past it (-0.19, -0.20, 0.04, 0.34 at 100, 200, 400, 800), while subject fit kept improving (1.17, 1.22, 0.90,
+    0.68: the old rule, "fit levelled off", picked 800)."""
+    world = [row(100, -0.19, fit=1.17), row(200, -0.20, fit=1.22), row(400, 0.04, fit=0.90), row(800, 0.34, fit=0.68)]
+    rec = recommend(world)
+    assert (rec.step, rec.why) == (200, "step 200: the last checkpoint before the model starts copying its photos "
+                                        "(copying +0.04 at step 400)")
+    assert rec.why.said("fr").startswith("étape 200 : le dernier modèle avant qu'il ne commence à copier ses photos")
+    clean = [row(500, 0.2, 0.01), row(1000, 0.1, 0.02), row(1500, 0.3, 0.03)]  # copying never 0.15 above the first's
+    assert (recommend(clean).step, recommend(clean).why.key) == (1500, "meter_no_copying")
+    diverged = [row(100, -0.17), row(200, -0.38), MeterRow(400, "nan.safetensors", math.nan, math.nan, math.nan, 0.1)]
+    assert recommend(diverged).step == 200  # a diverged checkpoint's scores are no numbers: never recommended
     assert recommend([]) is None and recommend([row(100, 0.5, 0.3)]).why.key == "meter_only_one"
+    assert recommend(diverged[2:]) is None
 
 
 # ------------------------------------------------------------------------------------------------ the app

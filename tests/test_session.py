@@ -190,14 +190,18 @@ def test_a_ctrl_c_while_waiting_leaves_the_run_to_finish_and_be_waited_for(demo_
     """The CLI waits, and on Ctrl+C asks for a stop and waits again for the step and the save. Python 3.11's
     Thread.join, interrupted, marks the thread as ended while it runs: the second wait returned at once and the
     program exited mid-save (on several GPUs it then hung, waiting for its training processes)."""
-    release = threading.Event()
+    entered, release = threading.Event(), threading.Event()
 
     def slow_training(config, run_dir, emit, control, resume=False):
+        entered.set()
         release.wait(30)
         return TrainResult(config.steps, config.steps, None, stopped=False)
 
     monkeypatch.setattr(session_module, "run_training", slow_training)
     session = TrainingSession(cfg(demo_file, subject_photos), tmp_path / "run").start()
+    # training has begun before the Ctrl+C (once, on a loaded CI machine, the wait returned before it: a session that
+    # ended at once, whose message this shows)
+    assert entered.wait(30), session.snapshot()
     ctrl_c = threading.Timer(0.3, signal.pthread_kill, (threading.main_thread().ident, signal.SIGINT))
     ctrl_c.start()
     with pytest.raises(KeyboardInterrupt):
