@@ -798,11 +798,11 @@ MESSAGES: dict[str, dict[str, str]] = {
                                     "fr": "Arrêt avant l'étape 1 : rien d'entraîné, rien à enregistrer."},
     "train_diverged": {
         "en": "Training diverged at step {step}: the loss is no longer a number (NaN or infinite), and so are the weights "
-              "from that step on. The files saved before step {step} are intact. Lower the learning rate (it was {lr:g}) "
-              "and start again, or resume from an earlier state with a lower one.",
+              "from that step on. The files saved before step {step} are intact. Start a new run with a lower learning "
+              "rate (this one had {lr:g}).",
         "fr": "L'entraînement a divergé au pas {step} : la perte n'est plus un nombre (NaN ou infini), les poids non plus "
-              "à partir de ce pas. Les fichiers enregistrés avant le pas {step} sont intacts. Baissez le taux "
-              "d'apprentissage (il était de {lr:g}) et recommencez, ou reprenez d'un état antérieur avec un taux plus bas."},
+              "à partir de ce pas. Les fichiers enregistrés avant le pas {step} sont intacts. Lancez un nouvel "
+              "entraînement avec un taux d'apprentissage plus bas (celui-ci avait {lr:g})."},
     "train_oom_not_saved": {"en": "Could not save after running out of memory: {error}",
                             "fr": "Impossible d'enregistrer après le manque de mémoire : {error}"},
     # ------------------------------------------------------------------ cli.py

@@ -252,12 +252,12 @@ def recommend(rows: list[MeterRow]) -> Recommendation | None:
     if len(rows) == 1:
         return Recommendation(last.step, last.file, Message("meter_only_one", step=last.step))
     start = rows[0].copying
-    copying = next((i for i, r in enumerate(rows) if r.copying - start > COPYING_RISE), None)
-    chosen = last if copying is None else rows[copying - 1]
-    if copying is None:
-        return Recommendation(chosen.step, chosen.file, Message("meter_no_copying", step=chosen.step))
+    copies = next((i for i, r in enumerate(rows) if r.copying - start > COPYING_RISE), None)  # first that copies
+    if copies is None:
+        return Recommendation(last.step, last.file, Message("meter_no_copying", step=last.step))
+    chosen, copier = rows[copies - 1], rows[copies]
     return Recommendation(chosen.step, chosen.file, Message("meter_before_copying", step=chosen.step,
-                                                            next=rows[copying].step, copying=rows[copying].copying))
+                                                            next=copier.step, copying=copier.copying))
 
 
 # ---------------------------------------------------------------------------------------------------

@@ -187,10 +187,10 @@ def test_out_of_memory_on_several_gpus_names_the_last_state_saved(demo_file, sub
 
 @pytest.fixture
 def python_ctrl_c():
-    """Python's own Ctrl+C handler, as a CLI process has it, for the test's duration. Lightning sets SIGINT to
-    SIG_IGN when a KeyboardInterrupt reaches its fit (pytorch_lightning/trainer/call.py) and leaves it so, expecting the
-    process to exit; in the whole suite (CI) the signal then raised nothing here (seen twice on 2026-12-03; alone the
-    test passed)."""
+    """Python's own Ctrl+C handler, as a CLI process has it, for the test's duration: in the whole suite (CI) the
+    signal raised nothing here twice on 2026-12-03 while the test passed alone, so an earlier test had left another
+    handler in this process (which one was not found; Lightning, for one, sets SIG_IGN after a KeyboardInterrupt in
+    its fit and leaves it, expecting the process to exit)."""
     previous = signal.signal(signal.SIGINT, signal.default_int_handler)
     yield
     signal.signal(signal.SIGINT, previous)
@@ -210,8 +210,7 @@ def test_a_ctrl_c_while_waiting_leaves_the_run_to_finish_and_be_waited_for(demo_
 
     monkeypatch.setattr(session_module, "run_training", slow_training)
     session = TrainingSession(cfg(demo_file, subject_photos), tmp_path / "run").start()
-    # training has begun before the Ctrl+C (once, on a loaded CI machine, the wait returned before it: a session that
-    # ended at once, whose message this shows)
+    # the Ctrl+C comes while training runs (a session that ended at once would show its message here)
     assert entered.wait(30), session.snapshot()
     ctrl_c = threading.Timer(0.3, signal.pthread_kill, (threading.main_thread().ident, signal.SIGINT))
     ctrl_c.start()

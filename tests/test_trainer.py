@@ -419,7 +419,7 @@ def test_a_run_whose_loss_is_no_number_stops_with_why_and_keeps_earlier_files(de
         train(cfg, run_dir)
     message = caught.value.args[0]
     assert message.key == "train_diverged" and message.fields["step"] == 3, message
-    assert "(it was 0.001)" in message and "au pas 3" in say_in(message, "fr")
+    assert "lower learning rate (this one had 0.001)" in message and "au pas 3" in say_in(message, "fr")
     assert [int(r["step"]) for r in metrics(run_dir)] == [1, 2, 3] and metrics(run_dir)[-1]["loss"] == "nan"
     files = sorted(p.name for p in (run_dir / "checkpoints").iterdir())
     assert files == ["nan-step00002.safetensors"], files
