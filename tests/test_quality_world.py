@@ -4,6 +4,7 @@ import gzip
 import json
 import math
 import shutil
+import sys
 from dataclasses import replace
 from pathlib import Path
 
@@ -11,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 
-from bench.quality.__main__ import main, merge, parse_run
+from bench.quality.__main__ import main, merge, parse_run, parse_subject
 from bench.quality.meter import FitDiagnostics, meter_summary, ranks, spearman
 from bench.quality.base import TINY_WORLD_SD, Budget, keep_vocabulary, pretrain, world_words
 from bench.quality.metrics import SampleSettings, diversity
@@ -223,3 +224,54 @@ def test_combine_merges_records_of_jobs_side_by_side(tmp_path):
     assert record["commands"] == ["one", "two"]
     written = json.loads((tmp_path / "out" / "quality-latest.json").read_text(), parse_constant=pytest.fail)
     assert written["runs"][:2] == record["runs"][:2] and written["runs"][2]["meter"] is None  # NaN: null
+
+
+FAKE_JOB = """
+import json, sys, time
+from pathlib import Path
+argv = sys.argv[1:]
+last = lambda key: argv[len(argv) - 1 - argv[::-1].index(key) + 1]
+run, out = last("--runs"), Path(last("--out"))
+if run == "slow":
+    time.sleep(60)
+out.mkdir(parents=True)
+row = {"name": run, "steps": 100, "fidelity": 0.5, "class_drift": 0.0, "shared_gpu": "--shared-gpu" in argv}
+(out / "quality-latest.json").write_text(json.dumps({"date": "d", "device": "gpu", "command": " ".join(argv),
+                                                     "base": {"sha256": "ab"},
+                                                     "runs": [row], "reference": []}))
+"""
+
+
+def test_side_by_side_starts_one_job_per_run_and_combines_what_they_wrote(tmp_path, monkeypatch):
+    """--side-by-side: one process per run with the command's own options (the last of each wins), every row marked
+    as sharing the GPU; a job still running at --time-limit is stopped and the others' runs are kept. The jobs here
+    are a small script that writes a record as bench.quality does (a real job trains for minutes; main's own path is
+    tested above)."""
+    script = tmp_path / "job.py"
+    script.write_text(FAKE_JOB)
+    monkeypatch.setattr("bench.quality.__main__.JOB", [sys.executable, str(script)])
+    base = tmp_path / "base.safetensors"
+    base.write_bytes(b"")  # there: nothing to pretrain
+    record = main(["--side-by-side", "--base", str(base), "--runs", "24gb", "slow", "8gb+prior=0", "--no-reference",
+                   "--time-limit", "5", "--work", str(tmp_path / "w"), "--out", str(tmp_path / "out")])
+    assert [r["name"] for r in record["runs"]] == ["24gb", "8gb+prior=0"] and all(r["shared_gpu"] for r in record["runs"])
+    assert record["jobs"]["exit_codes"]["24gb"] == 0 and record["jobs"]["exit_codes"]["slow"] != 0
+    assert record["jobs"]["wall_s"] < 30 and record["command"].startswith("python -m bench.quality --side-by-side")
+    assert record["commands"][0].endswith(f"--runs 24gb --no-reference --shared-gpu --work {tmp_path / 'w' / 'job1'} "
+                                          f"--out {tmp_path / 'w' / 'job1'}")
+    assert json.loads((tmp_path / "out" / "quality-latest.json").read_text())["jobs"] == record["jobs"]
+
+
+def test_another_subject_is_one_of_the_world_and_no_named_individual():
+    subject = parse_subject("star,red,striped,white", WORLD)
+    assert identity(subject) == ("star", "red", "striped", "white")
+    assert subject.background not in ("red", "white") and WORLD.photos(subject, 6, seed=1)[0].shape == "star"
+    assert identity(parse_subject("square, blue, plain", WORLD)) == ("square", "blue", "plain", None)
+    with pytest.raises(SystemExit, match="'bob'"):
+        parse_subject("star,yellow,spotted,white", WORLD)
+    for wrong in ("hexagon,red,plain", "star,red,striped", "star,red,plain,white", "star,red,striped,red"):
+        with pytest.raises(SystemExit, match="shape,colour,pattern"):
+            parse_subject(wrong, WORLD)
+    with pytest.raises(SystemExit, match="another subject"):
+        merge({"base": {"sha256": "ab"}, "subject": {"shape": "star"}, "runs": [], "reference": []},
+              {"base": {"sha256": "ab"}, "subject": {"shape": "circle"}, "runs": []})

@@ -16,13 +16,22 @@ correlations with fidelity and drift and each run's recommended step against its
 runs (same base file) that this command did not measure (--combine: only that, measuring nothing; --shared-gpu marks
 the rows of jobs that ran side by side on one GPU, whose wall_s is no speed);  7. <out>/quality-latest.json,
 <out>/quality-<date>-<device>.json and <out>/quality-latest.png (fidelity and drift against steps).
+
+--side-by-side runs each entry of --runs (and the reference loop) as its own process, all at once on the one GPU
+(the whole table in one 10-minute GPU call), and combines their records; --subject trains another subject than the
+yellow circle with blue stripes (a check that what was read off one subject holds for another).
+
+    python -m bench.quality --side-by-side --runs 24gb classic lora-8gb --steps 100 200 400 --time-limit 500
+    python -m bench.quality --subject star,red,striped,white --runs 24gb --steps 100 200 400 800
 """
 import argparse
 import datetime
 import json
 import math
+import subprocess
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -35,13 +44,14 @@ from bench.quality.meter import meter_summary  # noqa: E402
 from bench.quality.metrics import caption_accuracy  # noqa: E402
 from bench.quality.reader import attribute_accuracy, read, reader_accuracy  # noqa: E402
 from bench.quality.runs import LR_SCALE, RunSpec, extracted_runs, prepare, reference_run, train_run  # noqa: E402
-from bench.quality.world import SUBJECT, TINY_WORLD, TOKEN, WORLD, World, render, to_model_range  # noqa: E402
+from bench.quality.world import SUBJECT, TINY_WORLD, TOKEN, WORLD, Thing, World, identity, render, to_model_range  # noqa: E402
 from sdtrainer.checkpoint import load_model, save_checkpoint  # noqa: E402
 from sdtrainer.lora import file_sha256  # noqa: E402
 
 SIZES = {"world": (WORLD, WORLD_SD, Budget(vae_steps=1200, unet_steps=50_000, unet_seconds=240)),
          "tiny": (TINY_WORLD, TINY_WORLD_SD, Budget(vae_steps=1500, unet_steps=50_000, unet_seconds=120, pool=30_000))}
 CHECK_SEED = 20_000  # captions of the accuracy checks during pretraining (the reported accuracy uses others)
+JOB = [sys.executable, "-m", "bench.quality"]  # what --side-by-side starts for each job
 DEFAULT_RUNS = ["24gb", "24gb+prior=0", "24gb+te=1", "24gb+te=1+prior=0", "classic", "classic+prior=0",
                 "12gb", "12gb+prior=0", "8gb", "8gb+prior=0", "lora-8gb", "lora-8gb+prior=0"]
 
@@ -61,6 +71,26 @@ def parse_run(text: str, lr_scale: float) -> RunSpec:
         else:
             overrides.append(option)
     return RunSpec(**{**spec.__dict__, "overrides": tuple(overrides)})
+
+
+def parse_subject(text: str, world: World) -> Thing:
+    """`star,red,striped,white` (shape, colour, pattern and, unless plain, the pattern's colour) -> a subject of the
+    world that none of its named individuals is."""
+    shape, colour, pattern, *rest = [word.strip() for word in text.split(",")]
+    pattern_colour = rest[0] if rest else None
+    fine = (shape in world.shapes and colour in world.colours and pattern in world.patterns
+            and (pattern == "plain") == (pattern_colour is None) and pattern_colour in (None, *world.colours)
+            and pattern_colour != colour)
+    if not fine:
+        raise SystemExit(f"--subject {text}: give shape,colour,pattern[,pattern colour] from the world's "
+                         f"{world.shapes}, {world.colours}, {world.patterns} (the pattern's colour unless plain, "
+                         "not the fill's)")
+    subject = Thing(shape, colour, pattern, pattern_colour, background="", size="big", position="middle")
+    named = [name for name, ids in world.individuals.items() if identity(subject) in ids]
+    if named:
+        raise SystemExit(f"--subject {text}: that is {named[0]!r}, a named individual the base model already knows")
+    background = next(c for c in world.colours if c not in (colour, pattern_colour))
+    return replace(subject, background=background)
 
 
 def base_model(args, world: World, config, budget: Budget, record: dict) -> Path:
@@ -143,8 +173,10 @@ def parse_args(argv):
     p.add_argument("--size", choices=SIZES, default="world")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--base", help="base checkpoint (pretrained and written there if missing)")
-    p.add_argument("--pretrain", action="store_true", help="pretrain even if --base exists")
-    p.add_argument("--pretrain-more", action="store_true", help="train the UNet of the existing --base further")
+    p.add_argument("--pretrain", action=argparse.BooleanOptionalAction, default=False,
+                   help="pretrain even if --base exists")
+    p.add_argument("--pretrain-more", action=argparse.BooleanOptionalAction, default=False,
+                   help="train the UNet of the existing --base further")
     p.add_argument("--pretrain-seconds", type=float, help="cap on the UNet's pretraining")
     p.add_argument("--target-accuracy", type=float, default=0.93,
                    help="pretraining stops once the base's caption accuracy reaches this")
@@ -158,6 +190,8 @@ def parse_args(argv):
     p.add_argument("--reference", action=argparse.BooleanOptionalAction, default=True)
     p.add_argument("--lr-scale", type=float, default=LR_SCALE)
     p.add_argument("--token", default=TOKEN)
+    p.add_argument("--subject", help="shape,colour,pattern[,pattern colour]: another subject than "
+                                     f"{','.join(filter(None, identity(SUBJECT)))}")
     p.add_argument("--photos", type=int, default=6)
     p.add_argument("--class-images", type=int, default=100)
     p.add_argument("--eval-n", type=int, default=64)
@@ -173,6 +207,10 @@ def parse_args(argv):
     p.add_argument("--shared-gpu", action="store_true",
                    help="other jobs share the GPU (runs measured side by side): each row says so, its wall_s is not a "
                         "speed")
+    p.add_argument("--side-by-side", action=argparse.BooleanOptionalAction, default=False,
+                   help="each run (and the reference loop) as its own process, all at once; their records combined")
+    p.add_argument("--time-limit", type=float, help="--side-by-side: jobs still running after this many seconds are "
+                                                    "stopped (their finished runs are kept)")
     p.add_argument("--date", default=datetime.date.today().isoformat())
     args = p.parse_args(argv)
     args.base = args.base or str(Path(args.work) / f"{args.size}-base.safetensors")
@@ -180,14 +218,18 @@ def parse_args(argv):
 
 
 def main(argv=None) -> dict:
+    argv = sys.argv[1:] if argv is None else argv
     args = parse_args(argv)
     if args.combine:
         return combine([json.loads(Path(p).read_text()) for p in args.combine], Path(args.out))
+    if args.side_by_side:
+        return side_by_side(args, argv)
     world, config, budget = SIZES[args.size]
+    subject = parse_subject(args.subject, world) if args.subject else SUBJECT
     started = time.perf_counter()
     device_name = torch.cuda.get_device_name() if args.device == "cuda" else "cpu"
-    record = {"date": args.date, "device": device_name, "command": "python -m bench.quality " + " ".join(sys.argv[1:]),
-              "torch": torch.__version__, "size": args.size, "subject": SUBJECT.__dict__, "token": args.token,
+    record = {"date": args.date, "device": device_name, "command": "python -m bench.quality " + " ".join(argv),
+              "torch": torch.__version__, "size": args.size, "subject": subject.__dict__, "token": args.token,
               "lr_scale": args.lr_scale, "base": {}, "runs": [], "reference": [], "timings_s": {}}
     # 1. the reader
     record["reader_accuracy_by_attribute"] = reader_accuracy(world, 1000, seed=123)
@@ -202,7 +244,7 @@ def main(argv=None) -> dict:
     # 3. photos, class images, the base's scores
     t = time.perf_counter()
     work = Path(args.work) / f"{args.size}-{int(time.time())}"
-    setup = prepare(base, world, SUBJECT, args.token, work, args.photos, args.class_images, args.device, args.eval_n)
+    setup = prepare(base, world, subject, args.token, work, args.photos, args.class_images, args.device, args.eval_n)
     record["base"].update(setup.base_scores)
     record["timings_s"]["prepare"] = round(time.perf_counter() - t, 1)
     write(record, Path(args.out))
@@ -230,10 +272,51 @@ def main(argv=None) -> dict:
     return record
 
 
-def combine(records: list[dict], out: Path) -> dict:
-    """The first record with the others merged in, summarised and plotted again."""
+def side_by_side(args, argv: list[str]) -> dict:
+    """Each entry of --runs, and the reference loop, as a process of this command started together on the one GPU
+    (a base to pretrain first, alone); their records combined into --out. Each job works in <work>/job<i>, its output
+    in job<i>.log there; a job that fails or is stopped at --time-limit loses only the runs it had not finished."""
+    work, started = Path(args.work), time.perf_counter()
+    work.mkdir(parents=True, exist_ok=True)
+    child = [*JOB, *argv, "--no-side-by-side", "--merge", "--base", args.base]
+    if not Path(args.base).exists() or args.pretrain or args.pretrain_more:
+        subprocess.run([*child, "--runs", "--no-reference", "--work", str(work / "base"), "--out",
+                        str(work / "base")], check=True)
+    jobs = args.runs + ["reference"] * (args.reference and "reference" not in args.runs)
+    shared = ["--shared-gpu"] * (len(jobs) > 1)
+    procs = []
+    for i, run in enumerate(jobs, 1):
+        log = open(work / f"job{i}.log", "w")  # noqa: SIM115 - open while the job runs
+        procs.append((subprocess.Popen([*child, "--no-pretrain", "--no-pretrain-more", "--runs", run, "--no-reference",
+                                        *shared, "--work", str(work / f"job{i}"), "--out", str(work / f"job{i}")],
+                                       stdout=log, stderr=subprocess.STDOUT), log))
+    ended = {}
+    for i, (proc, log) in enumerate(procs, 1):
+        left = None if args.time_limit is None else max(args.time_limit - (time.perf_counter() - started), 1)
+        try:
+            proc.wait(left)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        log.close()
+        ended[jobs[i - 1]] = proc.returncode
+        print(f"job {i} ({jobs[i - 1]}): exit {proc.returncode}, log {work / f'job{i}.log'}")
+    records = [json.loads(p.read_text()) for i in range(1, len(jobs) + 1)
+               if (p := work / f"job{i}" / "quality-latest.json").exists()]
+    if not records:
+        raise SystemExit(f"--side-by-side: no job wrote a record; see the logs in {work}")
+    record = combine(records, Path(args.out), command="python -m bench.quality " + " ".join(argv))
+    record["jobs"] = {"exit_codes": ended, "wall_s": round(time.perf_counter() - started, 1)}
+    write(record, Path(args.out))
+    return record
+
+
+def combine(records: list[dict], out: Path, command: str | None = None) -> dict:
+    """The first record with the others merged in, summarised and plotted again (`command`: what measured them all;
+    each record's own command is kept in "commands")."""
     record = records[0]
     record["commands"] = [r["command"] for r in records if "command" in r]
+    record["command"] = command or record.get("command")
     for earlier in records[1:]:
         merge(record, earlier)
     record["meter"] = meter_summary(record["runs"], record["base"])
@@ -262,10 +345,12 @@ def measure(text: str, setup, steps: tuple[int, ...], args, record: dict) -> Non
 
 def merge(record: dict, earlier: dict) -> None:
     """Adds an earlier record's runs, extracted LoRAs and reference loop that this one lacks (a table measured in
-    several GPU calls); both must come from the same base file."""
+    several GPU calls); both must come from the same base file and subject."""
     if earlier["base"].get("sha256") != record["base"]["sha256"]:
         raise SystemExit("--merge: that record was measured from another base model file (its base.sha256 differs): "
                          "give --base the file it used, or leave --merge out and measure every run again")
+    if earlier.get("subject") != record.get("subject"):
+        raise SystemExit("--merge: that record trained another subject (--subject): its runs belong to another table")
     names = {r["name"] for r in record["runs"]}
     kept = [r for r in earlier["runs"] if r["name"] not in names]
     record["runs"] += kept

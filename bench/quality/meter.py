@@ -14,7 +14,7 @@ from pathlib import Path
 import torch
 
 from ldm.tokenizer import get_tokenizer
-from sdtrainer.meter import TIMESTEPS, Probes, class_ids, class_samples, errors_by_timestep, read_rows, recommend
+from sdtrainer.meter import TIMESTEPS, Probes, class_ids, errors_by_timestep, read_rows, recommend
 
 TARGET_SPEARMAN = 0.8  # issue 14: the scores track the world's fidelity and drift at least this well
 TARGET_GAP = 0.05  # and the recommended step's fidelity and drift are within this of the best trade-off's
@@ -34,18 +34,19 @@ class FitDiagnostics:
     """Other readings of subject fit and drift than the meter's, measured beside it so that the world can say which
     track fidelity and drift (the meter's fit rose above 1 in the first world runs while fidelity rose): per timestep,
     the error on the subject's photos under their captions and under the bare class word, and on the meter's class
-    images (the base's samples of the class prompts) under their prompts, each as a ratio to the base model's error.
+    images (the base's samples of the class prompts, as the run's meter drew them: its meter-reference.pt) under their
+    prompts, each as a ratio to the base model's error.
 
-        diag = FitDiagnostics(base, probes, class_word)
+        diag = FitDiagnostics(base, probes, class_word, reference.class_samples)
         diag(model)   # {"fit_by_t": [4 ratios at TIMESTEPS], "class_caption_fit_by_t": [...], "class_images_fit_by_t": [...]}
     """
 
     KEYS = ("fit_by_t", "class_caption_fit_by_t", "class_images_fit_by_t")
 
-    def __init__(self, base, probes: Probes, class_word: str):
+    def __init__(self, base, probes: Probes, class_word: str, class_images: torch.Tensor):
         self.probes = probes
         self.class_ids = get_tokenizer()([class_word] * len(probes.photos))
-        self.class_images = class_samples(base, probes)
+        self.class_images = class_images
         self.base = self.errors(base)
 
     def errors(self, model) -> list[torch.Tensor]:

@@ -35,7 +35,7 @@ from sdtrainer.checkpoint import load_model
 from sdtrainer.config import Method, load_config
 from sdtrainer.lora import read_lora, with_lora
 from sdtrainer.lora_extract import ExtractSettings, extract_lora
-from sdtrainer.meter import evaluating
+from sdtrainer.meter import REFERENCE_FILE, evaluating
 from sdtrainer.trainer import EventKind, RunControl, RunPaths, run_probes, run_training
 
 CLASS_IMAGE_SEED = 50_000
@@ -117,7 +117,8 @@ def train_run(setup: Setup, spec: RunSpec, steps: tuple[int, ...], log=print) ->
     elapsed = _elapsed_by_step(run_dir / "metrics.csv")
     base = load_model(setup.base, device=setup.device, dtype=torch.float32)[0]
     with evaluating(base):
-        diagnostics = FitDiagnostics(base, run_probes(cfg, base), setup.subject.shape)
+        kept = torch.load(run_dir / REFERENCE_FILE, weights_only=True)  # the meter's answers of the base, its class images
+        diagnostics = FitDiagnostics(base, run_probes(cfg, base), setup.subject.shape, kept["class_samples"])
     rows = []
     for step in steps:
         path = model_file(run_dir, step, cfg.steps)
