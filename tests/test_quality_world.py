@@ -160,6 +160,21 @@ def test_spearman_is_the_rank_correlation():
     assert spearman([1, 2], [1, 2]) is None and spearman([1, 1, 1], [1, 2, 3]) is None
 
 
+def test_the_summary_judges_each_run_by_todays_recommendation_rule():
+    """A record keeps the meter's scores of each checkpoint, so the summary picks again with sdtrainer.meter.recommend
+    (a flag from an earlier rule is not trusted): here the checkpoint before copying rose 0.15, against the best
+    trade-off; a diverged checkpoint (no scores) is never picked."""
+    row = lambda steps, fidelity, copying, flag=False: {  # noqa: E731
+        "name": "24gb", "steps": steps, "fidelity": fidelity, "class_drift": 0.0, "meter_subject_fit": 1.0,
+        "meter_class_drift": 0.0, "meter_copying": copying, "meter_recommended": flag}
+    rows = [row(100, 0.80, -0.19), row(200, 0.83, -0.20), row(400, 0.52, 0.04), row(800, 0.45, 0.34, flag=True)]
+    pick, = meter_summary(rows, {})["recommended"]
+    assert (pick["recommended_step"], pick["best_step"], pick["within_target"]) == (200, 200, True)
+    diverged = [row(100, 0.5, -0.2), row(200, 0.48, -0.4), {**row(400, 0.0, None), "meter_subject_fit": None}]
+    pick, = meter_summary([{**r, "name": "lora"} for r in diverged], {})["recommended"]
+    assert (pick["recommended_step"], pick["within_target"]) == (200, True)
+
+
 def test_each_runs_checkpoints_carry_the_meters_scores_beside_the_worlds(dreambooth):
     """The pieces of issue 14's proof connect on the CPU (the proof itself is the GPU world's record): each
     checkpoint's world row has the trainer's meter scores, in the world's directions here (the run without prior

@@ -9,12 +9,13 @@ checkpoint. `meter_summary` says how well they track each other (Spearman's rank
 of every run, the base model included as the meter's (1, 0, 0)) and how the recommended step of each run compares
 with the world's best trade-off: the step with the most fidelity net of class drift.
 """
+import math
 from pathlib import Path
 
 import torch
 
 from ldm.tokenizer import get_tokenizer
-from sdtrainer.meter import TIMESTEPS, Probes, class_ids, errors_by_timestep, read_rows, recommend
+from sdtrainer.meter import TIMESTEPS, MeterRow, Probes, class_ids, errors_by_timestep, read_rows, recommend
 
 TARGET_SPEARMAN = 0.8  # issue 14: the scores track the world's fidelity and drift at least this well
 TARGET_GAP = 0.05  # and the recommended step's fidelity and drift are within this of the best trade-off's
@@ -87,10 +88,17 @@ def spearman(a: list[float], b: list[float]) -> float | None:
     return cov / (va * vb) ** 0.5 if va and vb else None
 
 
-def recommended_against_best(rows: list[dict]) -> dict:
-    """One run: its recommended step's fidelity and drift, and those of the world's best trade-off."""
+def recommended_against_best(rows: list[dict]) -> dict | None:
+    """One run: the step sdtrainer.meter.recommend picks among the checkpoints the world scored (from the meter's
+    scores in the rows, so that a record measured under an earlier rule is judged by today's), its fidelity and
+    drift, and those of the world's best trade-off. None when no checkpoint has finite scores."""
+    scored = [MeterRow(r["steps"], "", r["meter_subject_fit"], r["meter_class_drift"], r["meter_copying"], 0.0)
+              for r in rows if None not in (r["meter_subject_fit"], r["meter_class_drift"], r["meter_copying"])]
+    pick = recommend(scored)
+    if pick is None:
+        return None
     best = max(rows, key=lambda r: r["fidelity"] - r["class_drift"])
-    rec = next(r for r in rows if r["meter_recommended"])
+    rec = next(r for r in rows if r["steps"] == pick.step)
     return {"name": rec["name"], "recommended_step": rec["steps"], "fidelity": rec["fidelity"],
             "class_drift": rec["class_drift"], "best_step": best["steps"], "best_fidelity": best["fidelity"],
             "best_class_drift": best["class_drift"],
@@ -103,10 +111,11 @@ def meter_summary(runs: list[dict], base: dict) -> dict:
     recommended step against its best trade-off."""
     rows = [r for r in runs if "meter_subject_fit" in r]
     points = [(1.0, 0.0, base["fidelity"], base["class_drift"])] if "fidelity" in base else []
-    points += [(r["meter_subject_fit"], r["meter_class_drift"], r["fidelity"], r["class_drift"]) for r in rows]
+    points += [(r["meter_subject_fit"], r["meter_class_drift"], r["fidelity"], r["class_drift"]) for r in rows
+               if all(isinstance(x, float) and math.isfinite(x) for x in (r["meter_subject_fit"], r["meter_class_drift"]))]
     fit, drift, fidelity, world_drift = (list(column) for column in zip(*points)) if points else ([], [], [], [])
-    names = list(dict.fromkeys(r["name"] for r in rows if r["meter_recommended"]))  # recommended among its steps
-    picks = [recommended_against_best([r for r in rows if r["name"] == name]) for name in names]
+    names = list(dict.fromkeys(r["name"] for r in rows))
+    picks = [p for name in names if (p := recommended_against_best([r for r in rows if r["name"] == name]))]
     return {"points": len(points), "spearman_fit_fidelity": spearman([-f for f in fit], fidelity),
             "spearman_drift_drift": spearman(drift, world_drift), "target_spearman": TARGET_SPEARMAN,
             "target_gap": TARGET_GAP, "recommended": picks}
