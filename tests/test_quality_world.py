@@ -284,7 +284,8 @@ def test_another_subject_is_one_of_the_world_and_no_named_individual():
     assert identity(parse_subject("square, blue, plain", WORLD)) == ("square", "blue", "plain", None)
     with pytest.raises(SystemExit, match="'bob'"):
         parse_subject("star,yellow,spotted,white", WORLD)
-    for wrong in ("hexagon,red,plain", "star,red,striped", "star,red,plain,white", "star,red,striped,red"):
+    for wrong in ("hexagon,red,plain", "star,red,striped", "star,red,plain,white", "star,red,striped,red", "star",
+                  "star,red,striped,white,blue"):
         with pytest.raises(SystemExit, match="shape,colour,pattern"):
             parse_subject(wrong, WORLD)
     with pytest.raises(SystemExit, match="another subject"):

@@ -31,7 +31,6 @@ import math
 import subprocess
 import sys
 import time
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -76,21 +75,20 @@ def parse_run(text: str, lr_scale: float) -> RunSpec:
 def parse_subject(text: str, world: World) -> Thing:
     """`star,red,striped,white` (shape, colour, pattern and, unless plain, the pattern's colour) -> a subject of the
     world that none of its named individuals is."""
-    shape, colour, pattern, *rest = [word.strip() for word in text.split(",")]
-    pattern_colour = rest[0] if rest else None
-    fine = (shape in world.shapes and colour in world.colours and pattern in world.patterns
+    words = [word.strip() for word in text.split(",")]
+    shape, colour, pattern, pattern_colour = (words + [None] * 4)[:4] if len(words) in (3, 4) else [None] * 4
+    if not (shape in world.shapes and colour in world.colours and pattern in world.patterns
             and (pattern == "plain") == (pattern_colour is None) and pattern_colour in (None, *world.colours)
-            and pattern_colour != colour)
-    if not fine:
+            and pattern_colour != colour):
         raise SystemExit(f"--subject {text}: give shape,colour,pattern[,pattern colour] from the world's "
                          f"{world.shapes}, {world.colours}, {world.patterns} (the pattern's colour unless plain, "
                          "not the fill's)")
-    subject = Thing(shape, colour, pattern, pattern_colour, background="", size="big", position="middle")
-    named = [name for name, ids in world.individuals.items() if identity(subject) in ids]
+    named = [name for name, ids in world.individuals.items() if (shape, colour, pattern, pattern_colour) in ids]
     if named:
-        raise SystemExit(f"--subject {text}: that is {named[0]!r}, a named individual the base model already knows")
-    background = next(c for c in world.colours if c not in (colour, pattern_colour))
-    return replace(subject, background=background)
+        raise SystemExit(f"--subject {text}: that is {named[0]!r}, a named individual the base model already knows; "
+                         "pick other colours or another pattern")
+    background = next(c for c in world.colours if c not in (colour, pattern_colour))  # only the photos' vary
+    return Thing(shape, colour, pattern, pattern_colour, background, size="big", position="middle")
 
 
 def base_model(args, world: World, config, budget: Budget, record: dict) -> Path:
@@ -221,7 +219,7 @@ def main(argv=None) -> dict:
     argv = sys.argv[1:] if argv is None else argv
     args = parse_args(argv)
     if args.combine:
-        return combine([json.loads(Path(p).read_text()) for p in args.combine], Path(args.out))
+        return publish(combine([json.loads(Path(p).read_text()) for p in args.combine]), Path(args.out))
     if args.side_by_side:
         return side_by_side(args, argv)
     world, config, budget = SIZES[args.size]
@@ -305,21 +303,25 @@ def side_by_side(args, argv: list[str]) -> dict:
                if (p := work / f"job{i}" / "quality-latest.json").exists()]
     if not records:
         raise SystemExit(f"--side-by-side: no job wrote a record; see the logs in {work}")
-    record = combine(records, Path(args.out), command="python -m bench.quality " + " ".join(argv))
+    record = combine(records, command="python -m bench.quality " + " ".join(argv))
     record["jobs"] = {"exit_codes": ended, "wall_s": round(time.perf_counter() - started, 1)}
-    write(record, Path(args.out))
-    return record
+    return publish(record, Path(args.out))
 
 
-def combine(records: list[dict], out: Path, command: str | None = None) -> dict:
-    """The first record with the others merged in, summarised and plotted again (`command`: what measured them all;
-    each record's own command is kept in "commands")."""
+def combine(records: list[dict], command: str | None = None) -> dict:
+    """The first record with the others merged in and summarised again (`command`: what measured them all; each
+    record's own command is kept in "commands")."""
     record = records[0]
     record["commands"] = [r["command"] for r in records if "command" in r]
     record["command"] = command or record.get("command")
     for earlier in records[1:]:
         merge(record, earlier)
     record["meter"] = meter_summary(record["runs"], record["base"])
+    return record
+
+
+def publish(record: dict, out: Path) -> dict:
+    """The record's files in `out`: JSON (write) and plot."""
     write(record, out)
     plot(record, out / "quality-latest.png")
     return record

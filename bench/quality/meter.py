@@ -88,13 +88,19 @@ def spearman(a: list[float], b: list[float]) -> float | None:
     return cov / (va * vb) ** 0.5 if va and vb else None
 
 
+def scored(row: dict) -> bool:
+    """Whether the meter's three scores of a world row are numbers (a diverged checkpoint's are NaN, or null once
+    written as JSON)."""
+    return all(isinstance(row[k], float) and math.isfinite(row[k])
+               for k in ("meter_subject_fit", "meter_class_drift", "meter_copying"))
+
+
 def recommended_against_best(rows: list[dict]) -> dict | None:
     """One run: the step sdtrainer.meter.recommend picks among the checkpoints the world scored (from the meter's
     scores in the rows, so that a record measured under an earlier rule is judged by today's), its fidelity and
     drift, and those of the world's best trade-off. None when no checkpoint has finite scores."""
-    scored = [MeterRow(r["steps"], "", r["meter_subject_fit"], r["meter_class_drift"], r["meter_copying"], 0.0)
-              for r in rows if None not in (r["meter_subject_fit"], r["meter_class_drift"], r["meter_copying"])]
-    pick = recommend(scored)
+    pick = recommend([MeterRow(r["steps"], "", r["meter_subject_fit"], r["meter_class_drift"], r["meter_copying"], 0.0)
+                      for r in rows if scored(r)])
     if pick is None:
         return None
     best = max(rows, key=lambda r: r["fidelity"] - r["class_drift"])
@@ -112,7 +118,7 @@ def meter_summary(runs: list[dict], base: dict) -> dict:
     rows = [r for r in runs if "meter_subject_fit" in r]
     points = [(1.0, 0.0, base["fidelity"], base["class_drift"])] if "fidelity" in base else []
     points += [(r["meter_subject_fit"], r["meter_class_drift"], r["fidelity"], r["class_drift"]) for r in rows
-               if all(isinstance(x, float) and math.isfinite(x) for x in (r["meter_subject_fit"], r["meter_class_drift"]))]
+               if scored(r)]
     fit, drift, fidelity, world_drift = (list(column) for column in zip(*points)) if points else ([], [], [], [])
     names = list(dict.fromkeys(r["name"] for r in rows))
     picks = [p for name in names if (p := recommended_against_best([r for r in rows if r["name"] == name]))]

@@ -117,7 +117,7 @@ def train_run(setup: Setup, spec: RunSpec, steps: tuple[int, ...], log=print) ->
     elapsed = _elapsed_by_step(run_dir / "metrics.csv")
     base = load_model(setup.base, device=setup.device, dtype=torch.float32)[0]
     with evaluating(base):
-        kept = torch.load(run_dir / REFERENCE_FILE, weights_only=True)  # the meter's answers of the base, its class images
+        kept = torch.load(run_dir / REFERENCE_FILE, weights_only=True)  # the meter's answers of the base
         diagnostics = FitDiagnostics(base, run_probes(cfg, base), setup.subject.shape, kept["class_samples"])
     rows = []
     for step in steps:
