@@ -17,7 +17,7 @@ from bench.quality.meter import FitDiagnostics, meter_summary, ranks, spearman
 from bench.quality.base import TINY_WORLD_SD, Budget, keep_vocabulary, pretrain, world_words
 from bench.quality.metrics import SampleSettings, diversity
 from bench.quality.reader import Reading, attribute_accuracy, read, reader_accuracy, truth
-from bench.quality.runs import RunSpec, extracted_runs, prepare, train_run
+from bench.quality.runs import LORA_LR_SCALE, RunSpec, extracted_runs, prepare, reference_run, train_run
 from bench.quality.world import CAPTIONED, NAMES, SUBJECT, TINY_WORLD, TOKEN, WORLD, Thing, identity, render
 from sdtrainer.checkpoint import load_model, save_checkpoint
 
@@ -91,6 +91,14 @@ def test_a_run_is_a_preset_name_with_options():
     spec = parse_run("classic+prior=0+te=0+lr=40+max_grad_norm=0", 20.0)
     assert spec == RunSpec("classic+prior=0+te=0+lr=40+max_grad_norm=0", "classic", prior_loss_weight=0.0,
                            train_text_encoder=False, lr_scale=40.0, overrides=("max_grad_norm=0",))
+
+
+def test_a_lora_run_takes_the_lora_scale_unless_told():
+    """A LoRA preset's rate is ~100x the full model's already, so the world scales it apart (the full model's 50x
+    diverged a LoRA); +lr= still wins."""
+    assert parse_run("lora-8gb+prior=0", 50.0).lr_scale == LORA_LR_SCALE != 50.0
+    assert parse_run("lora-8gb", 50.0, lora_lr_scale=3.0).lr_scale == 3.0
+    assert parse_run("lora-8gb+lr=20", 50.0).lr_scale == 20.0 and parse_run("8gb", 50.0).lr_scale == 50.0
 
 
 def test_pretraining_writes_a_base_that_loads_like_any_model(tmp_path, one_thread):
@@ -192,6 +200,23 @@ def test_each_runs_checkpoints_carry_the_meters_scores_beside_the_worlds(dreambo
     assert summary["points"] == 3 and -1 <= summary["spearman_fit_fidelity"] <= 1
     assert [(p["name"], p["recommended_step"], p["best_step"], p["within_target"]) for p in summary["recommended"]] \
         == [("prior0", STEPS, STEPS, True), ("prior1", STEPS, STEPS, True)]
+
+
+def test_the_reference_loop_trains_under_its_recipe_and_leaves_the_scoring_as_it_was(dreambooth):
+    """The reference loop (bench/reference.py's step) in the world: "strong" by default (on the CPU, where TF32,
+    bf16 copies and the fused AdamW do not exist, the fp32 loop), each row saying which recipe and the process's
+    peak GPU memory (0 here); the TF32 switches the recipe sets are put back; a recipe needing gradient
+    checkpointing, which the world's UNet lacks, is refused."""
+    _, runs, setup = dreambooth
+    quick = replace(setup, eval_n=4, settings=SampleSettings(steps=2))
+    tf32 = torch.backends.cuda.matmul.allow_tf32
+    rows = reference_run(quick, steps=(2, 4), lr=1e-3, log=lambda _: None)
+    assert [(r["steps"], r["recipe"], r["peak_vram_gib"]) for r in rows] == [(2, "strong", 0.0), (4, "strong", 0.0)]
+    assert torch.backends.cuda.matmul.allow_tf32 == tf32
+    assert all(0 <= r["fidelity"] <= 1 and r["wall_s"] > 0 for r in rows)
+    with pytest.raises(SystemExit, match="gradient checkpointing"):
+        reference_run(quick, steps=(1,), recipe="lowmem")
+    assert runs[0.0]["peak_vram_gib"] == 0.0 and runs[0.0]["lr_scale"] == LR_SCALE
 
 
 def test_a_lora_extracted_at_full_rank_scores_as_the_run_it_came_from(dreambooth):

@@ -42,9 +42,11 @@ from bench.quality.base import TINY_WORLD_SD, WORLD_SD, Budget, keep_vocabulary,
 from bench.quality.meter import meter_summary  # noqa: E402
 from bench.quality.metrics import caption_accuracy  # noqa: E402
 from bench.quality.reader import attribute_accuracy, read, reader_accuracy  # noqa: E402
-from bench.quality.runs import LR_SCALE, RunSpec, extracted_runs, prepare, reference_run, train_run  # noqa: E402
+from bench.quality.runs import LORA_LR_SCALE, LR_SCALE, RunSpec, extracted_runs, prepare, reference_run, train_run  # noqa: E402
 from bench.quality.world import SUBJECT, TINY_WORLD, TOKEN, WORLD, Thing, World, identity, render, to_model_range  # noqa: E402
+from bench.reference import RECIPES  # noqa: E402
 from sdtrainer.checkpoint import load_model, save_checkpoint  # noqa: E402
+from sdtrainer.config import Method, load_config  # noqa: E402
 from sdtrainer.lora import file_sha256  # noqa: E402
 
 SIZES = {"world": (WORLD, WORLD_SD, Budget(vae_steps=1200, unet_steps=50_000, unet_seconds=240)),
@@ -55,10 +57,12 @@ DEFAULT_RUNS = ["24gb", "24gb+prior=0", "24gb+te=1", "24gb+te=1+prior=0", "class
                 "12gb", "12gb+prior=0", "8gb", "8gb+prior=0", "lora-8gb", "lora-8gb+prior=0"]
 
 
-def parse_run(text: str, lr_scale: float) -> RunSpec:
-    """`24gb+prior=0+te=1+lr=40+max_grad_norm=0` -> RunSpec (unknown keys go to the trainer's settings)."""
+def parse_run(text: str, lr_scale: float, lora_lr_scale: float = LORA_LR_SCALE) -> RunSpec:
+    """`24gb+prior=0+te=1+lr=40+max_grad_norm=0` -> RunSpec (unknown keys go to the trainer's settings); without
+    lr=, a LoRA preset's scale is lora_lr_scale, the others' lr_scale."""
     preset, *options = text.split("+")
-    spec, overrides = RunSpec(text, preset, lr_scale=lr_scale), []
+    lora = load_config(preset).method is Method.LORA
+    spec, overrides = RunSpec(text, preset, lr_scale=lora_lr_scale if lora else lr_scale), []
     for option in options:
         key, _, value = option.partition("=")
         if key == "prior":
@@ -186,7 +190,10 @@ def parse_args(argv):
     p.add_argument("--extract-from", default="24gb", help="the run whose model files LoRAs are extracted from")
     p.add_argument("--extract-ranks", nargs="*", type=int, default=[32, 64])
     p.add_argument("--reference", action=argparse.BooleanOptionalAction, default=True)
-    p.add_argument("--lr-scale", type=float, default=LR_SCALE)
+    p.add_argument("--lr-scale", type=float, default=LR_SCALE, help="the presets' learning rates times this")
+    p.add_argument("--lora-lr-scale", type=float, default=LORA_LR_SCALE, help="a LoRA preset's, times this")
+    p.add_argument("--reference-recipe", choices=[r for r in RECIPES if not RECIPES[r].gradient_checkpointing],
+                   default="strong", help="bench/reference.py's recipe of the reference loop")
     p.add_argument("--token", default=TOKEN)
     p.add_argument("--subject", help="shape,colour,pattern[,pattern colour]: another subject than "
                                      f"{','.join(filter(None, identity(SUBJECT)))}")
@@ -228,7 +235,7 @@ def main(argv=None) -> dict:
     device_name = torch.cuda.get_device_name() if args.device == "cuda" else "cpu"
     record = {"date": args.date, "device": device_name, "command": "python -m bench.quality " + " ".join(argv),
               "torch": torch.__version__, "size": args.size, "subject": subject.__dict__, "token": args.token,
-              "lr_scale": args.lr_scale, "base": {}, "runs": [], "reference": [], "timings_s": {}}
+              "lr_scale": args.lr_scale, "lora_lr_scale": args.lora_lr_scale, "base": {}, "runs": [], "reference": [], "timings_s": {}}
     # 1. the reader
     record["reader_accuracy_by_attribute"] = reader_accuracy(world, 1000, seed=123)
     record["reader_accuracy"] = record["reader_accuracy_by_attribute"]["mean"]
@@ -331,10 +338,10 @@ def measure(text: str, setup, steps: tuple[int, ...], args, record: dict) -> Non
     """One entry of --runs into the record: the reference loop, or a run of the app's trainer (a failure is recorded
     and the others go on) with, for --extract-from, the LoRAs extracted from its files."""
     if text == "reference":
-        record["reference"] = reference_run(setup, steps, lr=1e-6 * args.lr_scale)
+        record["reference"] = reference_run(setup, steps, lr=1e-6 * args.lr_scale, recipe=args.reference_recipe)
         return
     try:
-        record["runs"] += train_run(setup, parse_run(text, args.lr_scale), steps)
+        record["runs"] += train_run(setup, parse_run(text, args.lr_scale, args.lora_lr_scale), steps)
     except Exception as e:  # noqa: BLE001 - one failing preset must not lose the others' numbers
         record.setdefault("failed", {})[text] = f"{type(e).__name__}: {e}"
         print(f"  {text} FAILED: {type(e).__name__}: {e}")

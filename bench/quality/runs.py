@@ -12,10 +12,14 @@ lora a LoRA file, scored on the base) is saved every `save_every` steps and each
 (`bench.quality.meter.with_meter`). `extracted_runs` turns a run's model files into LoRAs of a few ranks
 (`sdtrainer.lora_extract`, as the Pruning tab does) and scores each on the base. The world's model
 is ~100x smaller than SD v1, so every learning rate of a preset is multiplied by `lr_scale` (the same
-factor for all, which keeps the presets' own ratios). `reference_run` puts our modules behind the call
+factor for all full-model presets, which keeps their own ratios; a LoRA's rate by LORA_LR_SCALE, measured apart:
+a LoRA's rate is already ~100x the full model's). `reference_run` puts our modules behind the call
 signatures bench/reference.py's `reference_step` expects (diffusers' UNet, VAE, CLIP and DDPMScheduler)
-and runs that step: VAE and text encoder every step, fp32, AdamW, gradient clipping at 1.
+and runs that step under one of its recipes (by default "strong": bf16 autocast, TF32, fused AdamW, the fastest a
+user of that script can pick): VAE and text encoder every step, gradient clipping at 1. Every row carries the
+peak GPU memory its run allocated (`peak_vram_gib`, per process, so also true of jobs sharing the GPU).
 """
+import copy
 import csv
 import time
 from dataclasses import dataclass, field
@@ -28,7 +32,7 @@ from bench.quality.meter import FitDiagnostics, with_meter
 from bench.quality.metrics import EVAL, SampleSettings, draw, subject_scores
 from bench.quality.world import Thing, World, render, save_pngs, to_model_range
 from bench import reference
-from bench.reference import reference_step, synchronize
+from bench.reference import RECIPES, peaks, reference_step, reset_peak, synchronize
 from ldm.schedule import alphas_cumprod
 from ldm.tokenizer import get_tokenizer
 from sdtrainer.checkpoint import load_model
@@ -40,6 +44,7 @@ from sdtrainer.trainer import EventKind, RunControl, RunPaths, run_probes, run_t
 
 CLASS_IMAGE_SEED = 50_000
 LR_SCALE = 50.0
+LORA_LR_SCALE = 10.0  # lora-8gb at 3, 10, 20: fidelity 0.84, 0.91, 0.64 at 400 steps; 50 diverged (quality-latest.json)
 
 
 @dataclass
@@ -111,9 +116,12 @@ def train_run(setup: Setup, spec: RunSpec, steps: tuple[int, ...], log=print) ->
     cfg = run_config(setup, spec, max(steps), save_every=steps[0])
     run_dir = setup.work / "runs" / spec.name
     failed = []
+    device = torch.device(setup.device)
+    reset_peak(device)
     start = time.perf_counter()
     run_training(cfg, run_dir, lambda e: failed.append(e) if e.kind is EventKind.FAILED else None, RunControl())
     total = time.perf_counter() - start
+    memory = peak_gib(device)
     elapsed = _elapsed_by_step(run_dir / "metrics.csv")
     base = load_model(setup.base, device=setup.device, dtype=torch.float32)[0]
     with evaluating(base):
@@ -128,11 +136,16 @@ def train_run(setup: Setup, spec: RunSpec, steps: tuple[int, ...], log=print) ->
         with evaluating(model):
             scores["meter_diagnostics"] = diagnostics(model)
         rows.append({"name": spec.name, "preset": spec.preset, "prior_loss_weight": cfg.prior_loss_weight,
-                     "train_text_encoder": cfg.train_text_encoder, "steps": step, **scores,
-                     "wall_s": round(elapsed[step], 2), "run_wall_s": round(total, 2)})
+                     "train_text_encoder": cfg.train_text_encoder, "lr_scale": spec.lr_scale, "steps": step, **scores,
+                     "wall_s": round(elapsed[step], 2), "run_wall_s": round(total, 2), "peak_vram_gib": memory})
         log(f"  {spec.name} step {step}: " + ", ".join(f"{k} {v:.3f}" for k, v in scores.items() if k != "meter_diagnostics")
             + f", {elapsed[step]:.1f} s")
     return with_meter(rows, run_dir)
+
+
+def peak_gib(device: torch.device) -> float:
+    """The most GPU memory this process's tensors held since reset_peak, GiB (0 on the CPU)."""
+    return round(peaks(device)["peak_allocated_gib"], 3)
 
 
 def model_file(run_dir: Path, step: int, last: int) -> Path:
@@ -234,33 +247,48 @@ def _pixels(folder: Path, device) -> torch.Tensor:
     return to_model_range(torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2)).to(device)
 
 
-def reference_run(setup: Setup, steps: tuple[int, ...], lr: float = 1e-6 * LR_SCALE, seed: int = 0,
-                  log=print) -> list[dict]:
-    """train_dreambooth.py's loop (prior weight 1, UNet only, fp32) in the world, scored at `steps`."""
-    device = torch.device(setup.device)
+def reference_run(setup: Setup, steps: tuple[int, ...], lr: float = 1e-6 * LR_SCALE, recipe: str = "strong",
+                  seed: int = 0, log=print) -> list[dict]:
+    """train_dreambooth.py's loop (prior weight 1, UNet only) under one of bench/reference.py's RECIPES in the
+    world, scored at `steps` with the frozen parts in fp32 (with --mixed_precision the script trains with bf16
+    copies of them and its saved pipeline has them in fp32)."""
+    device, flags = torch.device(setup.device), RECIPES[recipe]
+    if flags.gradient_checkpointing:
+        raise SystemExit(f"reference recipe {recipe!r}: the world's UNet has no gradient checkpointing switch")
+    weight_dtype = torch.bfloat16 if flags.mixed_precision and device.type == "cuda" else torch.float32
     model, _ = load_model(setup.base, device=device, dtype=torch.float32)
-    model.vae.requires_grad_(False)
-    model.text_encoder.requires_grad_(False)
     model.unet.requires_grad_(True).train()
+    vae, text = (copy.deepcopy(part).requires_grad_(False).to(weight_dtype) for part in (model.vae, model.text_encoder))
     photos, classes = _pixels(setup.photos, device), _pixels(setup.class_images, device)
     ids = get_tokenizer()([f"{setup.token} {setup.subject.shape}", setup.subject.shape]).to(device)
-    optimizer = reference.reference_optimizer(model.unet.parameters(), reference.RECIPES["default"], device, lr=lr)
-    unet, vae, text, scheduler = RefUNet(model.unet), RefVAE(model.vae), RefText(model.text_encoder), RefScheduler(device)
+    optimizer = reference.reference_optimizer(model.unet.parameters(), flags, device, lr=lr)
+    unet, vae, text, scheduler = RefUNet(model.unet), RefVAE(vae), RefText(text), RefScheduler(device)
     g, rows, elapsed = torch.Generator().manual_seed(seed), [], 0.0
     torch.manual_seed(seed)
-    for step in range(1, max(steps) + 1):
-        i, j = int(torch.randint(len(photos), (1,), generator=g)), int(torch.randint(len(classes), (1,), generator=g))
-        batch = {"pixel_values": torch.stack([photos[i], classes[j]]), "input_ids": ids}
-        synchronize(device)
-        start = time.perf_counter()
-        reference_step(unet, vae, text, scheduler, optimizer, batch, torch.float32, autocast=False)
-        synchronize(device)
-        elapsed += time.perf_counter() - start
-        if step in steps:
-            model.unet.eval()
-            scores = score(model, setup)
-            model.unet.train()
-            rows.append({"steps": step, **scores, "wall_s": round(elapsed, 2)})
-            log(f"  reference step {step}: " + ", ".join(f"{k} {v:.3f}" for k, v in scores.items())
-                + f", {elapsed:.1f} s")
+    tf32 = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+    reset_peak(device)
+    try:
+        for step in range(1, max(steps) + 1):
+            i, j = int(torch.randint(len(photos), (1,), generator=g)), int(torch.randint(len(classes), (1,), generator=g))
+            batch = {"pixel_values": torch.stack([photos[i], classes[j]]), "input_ids": ids}
+            torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = flags.tf32
+            synchronize(device)
+            start = time.perf_counter()
+            reference_step(unet, vae, text, scheduler, optimizer, batch, weight_dtype,
+                           autocast=weight_dtype != torch.float32)
+            synchronize(device)
+            elapsed += time.perf_counter() - start
+            torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = tf32  # scoring as for the runs
+            if step in steps:
+                memory = peak_gib(device)
+                model.unet.eval()
+                scores = score(model, setup)
+                model.unet.train()
+                rows.append({"steps": step, "recipe": recipe, **scores, "wall_s": round(elapsed, 2),
+                             "peak_vram_gib": memory})
+                reset_peak(device)  # the next row's peak: training again, not this scoring
+                log(f"  reference ({recipe}) step {step}: " + ", ".join(f"{k} {v:.3f}" for k, v in scores.items())
+                    + f", {elapsed:.1f} s")
+    finally:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = tf32
     return rows
