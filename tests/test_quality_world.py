@@ -271,6 +271,8 @@ import json, sys, time
 from pathlib import Path
 argv = sys.argv[1:]
 last = lambda key: argv[len(argv) - 1 - argv[::-1].index(key) + 1]
+if last("--runs").startswith("--"):  # no runs: the pretraining job
+    sys.exit(3)
 run, out = last("--runs"), Path(last("--out"))
 if run == "slow":
     time.sleep(60)
@@ -300,6 +302,17 @@ def test_side_by_side_starts_one_job_per_run_and_combines_what_they_wrote(tmp_pa
     assert record["commands"][0].endswith(f"--runs 24gb --no-reference --shared-gpu --work {tmp_path / 'w' / 'job1'} "
                                           f"--out {tmp_path / 'w' / 'job1'}")
     assert json.loads((tmp_path / "out" / "quality-latest.json").read_text())["jobs"] == record["jobs"]
+
+
+def test_side_by_side_stops_with_a_sentence_when_the_base_cannot_be_pretrained(tmp_path, monkeypatch):
+    """No base file: a job pretrains it first, alone; when that job fails, no run starts and the message says so."""
+    script = tmp_path / "job.py"
+    script.write_text(FAKE_JOB)
+    monkeypatch.setattr("bench.quality.__main__.JOB", [sys.executable, str(script)])
+    with pytest.raises(SystemExit, match=r"pretraining the base model failed \(exit 3"):
+        main(["--side-by-side", "--base", str(tmp_path / "missing.safetensors"), "--runs", "24gb",
+              "--work", str(tmp_path / "w"), "--out", str(tmp_path / "out")])
+    assert not (tmp_path / "w" / "job1").exists()
 
 
 def test_another_subject_is_one_of_the_world_and_no_named_individual():

@@ -42,8 +42,10 @@ from bench.quality.base import TINY_WORLD_SD, WORLD_SD, Budget, keep_vocabulary,
 from bench.quality.meter import meter_summary  # noqa: E402
 from bench.quality.metrics import caption_accuracy  # noqa: E402
 from bench.quality.reader import attribute_accuracy, read, reader_accuracy  # noqa: E402
-from bench.quality.runs import LORA_LR_SCALE, LR_SCALE, RunSpec, extracted_runs, prepare, reference_run, train_run  # noqa: E402
-from bench.quality.world import SUBJECT, TINY_WORLD, TOKEN, WORLD, Thing, World, identity, render, to_model_range  # noqa: E402
+from bench.quality.runs import (LORA_LR_SCALE, LR_SCALE, RunSpec, extracted_runs, prepare,  # noqa: E402
+                                reference_run, train_run)
+from bench.quality.world import (SUBJECT, TINY_WORLD, TOKEN, WORLD, Thing, World, identity, render,  # noqa: E402
+                                 to_model_range)
 from bench.reference import RECIPES  # noqa: E402
 from sdtrainer.checkpoint import load_model, save_checkpoint  # noqa: E402
 from sdtrainer.config import Method, load_config  # noqa: E402
@@ -235,7 +237,8 @@ def main(argv=None) -> dict:
     device_name = torch.cuda.get_device_name() if args.device == "cuda" else "cpu"
     record = {"date": args.date, "device": device_name, "command": "python -m bench.quality " + " ".join(argv),
               "torch": torch.__version__, "size": args.size, "subject": subject.__dict__, "token": args.token,
-              "lr_scale": args.lr_scale, "lora_lr_scale": args.lora_lr_scale, "base": {}, "runs": [], "reference": [], "timings_s": {}}
+              "lr_scale": args.lr_scale, "lora_lr_scale": args.lora_lr_scale, "base": {}, "runs": [], "reference": [],
+              "timings_s": {}}
     # 1. the reader
     record["reader_accuracy_by_attribute"] = reader_accuracy(world, 1000, seed=123)
     record["reader_accuracy"] = record["reader_accuracy_by_attribute"]["mean"]
@@ -285,8 +288,11 @@ def side_by_side(args, argv: list[str]) -> dict:
     work.mkdir(parents=True, exist_ok=True)
     child = [*JOB, *argv, "--no-side-by-side", "--merge", "--base", args.base]
     if not Path(args.base).exists() or args.pretrain or args.pretrain_more:
-        subprocess.run([*child, "--runs", "--no-reference", "--work", str(work / "base"), "--out",
-                        str(work / "base")], check=True)
+        pretrained = subprocess.run([*child, "--runs", "--no-reference", "--work", str(work / "base"), "--out",
+                                     str(work / "base")])
+        if pretrained.returncode:
+            raise SystemExit(f"--side-by-side: pretraining the base model failed (exit {pretrained.returncode}, its "
+                             "output is above); no run was started")
     jobs = args.runs + ["reference"] * (args.reference and "reference" not in args.runs)
     shared = ["--shared-gpu"] * (len(jobs) > 1)
     procs = []

@@ -136,8 +136,9 @@ def train_run(setup: Setup, spec: RunSpec, steps: tuple[int, ...], log=print) ->
         with evaluating(model):
             scores["meter_diagnostics"] = diagnostics(model)
         rows.append({"name": spec.name, "preset": spec.preset, "prior_loss_weight": cfg.prior_loss_weight,
-                     "train_text_encoder": cfg.train_text_encoder, "lr_scale": spec.lr_scale, "steps": step, **scores,
-                     "wall_s": round(elapsed[step], 2), "run_wall_s": round(total, 2), "peak_vram_gib": memory})
+                     "train_text_encoder": cfg.train_text_encoder, "lr_scale": spec.lr_scale, "steps": step,
+                     **scores, "wall_s": round(elapsed[step], 2), "run_wall_s": round(total, 2),
+                     "peak_vram_gib": memory})
         log(f"  {spec.name} step {step}: " + ", ".join(f"{k} {v:.3f}" for k, v in scores.items() if k != "meter_diagnostics")
             + f", {elapsed[step]:.1f} s")
     return with_meter(rows, run_dir)
