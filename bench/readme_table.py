@@ -18,12 +18,12 @@ PRESET_SETUP = {  # what each preset runs, for the table's first column
            "12gb": "`12gb`: bf16 weights with stochastic rounding, 8-bit AdamW, UNet as CUDA graphs",
            "8gb": "`8gb`: `12gb` + gradient checkpointing",
            "lora-8gb": "`lora-8gb`: a rank-16 LoRA (fp32, 8-bit AdamW, lr 1e-4) on the frozen bf16 UNet, gradient "
-                       "checkpointing"},
+                       "checkpointing, UNet as CUDA graphs"},
     "fr": {"24gb": "`24gb` : poids fp32, autocast bf16, AdamW fusionné, UNet en graphes CUDA",
            "12gb": "`12gb` : poids bf16 à arrondi stochastique, AdamW 8 bits, UNet en graphes CUDA",
            "8gb": "`8gb` : `12gb` + gradient checkpointing",
            "lora-8gb": "`lora-8gb` : un LoRA de rang 16 (fp32, AdamW 8 bits, lr 1e-4) sur le UNet gelé en bf16, "
-                       "gradient checkpointing"},
+                       "gradient checkpointing, UNet en graphes CUDA"},
 }
 REFERENCE_SETUP = {  # bench/reference.py's recipes, as train_dreambooth.py flags
     "en": {"reference:strong": "strong: bf16, TF32, fused AdamW", "reference:lowmem": "low-memory: bf16, TF32, "
@@ -38,7 +38,8 @@ HEADERS = {
            "UNet forward + backward alone (bf16, CUDA graph): the ceiling",
            "sampling 512×512, CFG 7, euler_a 20 steps, fp16, UNet as a CUDA graph", "UNet it/s", "s per image",
            "Measured on {device} on {date} (torch {torch}) with `{command}`: each preset the median of {processes} "
-           "processes (the number of every job's processes is in `bench/results/`); peak VRAM is PyTorch's maximum reserved memory (add ~0.5 GiB of CUDA context). Learning: "
+           "processes (the number of every job's processes, and the date of jobs kept from an earlier run, are in "
+           "`bench/results/`); peak VRAM is PyTorch's maximum reserved memory (add ~0.5 GiB of CUDA context). Learning: "
            "the drop of a held-out denoising error after the same steps from the same weights, as a share of "
            "the fp32 run's; in brackets the share of UNet weights that changed (bf16 weights with stochastic "
            "rounding move by whole bf16 steps, so fewer of them change, by more). `lora-8gb` trains its LoRA's factors "
@@ -50,7 +51,8 @@ HEADERS = {
            "UNet seul, aller + retour (bf16, graphe CUDA) : le plafond",
            "échantillonnage 512×512, CFG 7, euler_a 20 pas, fp16, UNet en graphe CUDA", "it/s UNet", "s par image",
            "Mesuré sur {device} le {date} (torch {torch}) avec `{command}` : chaque préréglage est la médiane "
-           "de {processes} processus (le nombre de processus de chaque mesure est dans `bench/results/`) ; la VRAM max est le maximum de mémoire réservée par PyTorch (ajouter ~0,5 Gio "
+           "de {processes} processus (le nombre de processus de chaque mesure, et la date des mesures reprises d'un passage "
+           "précédent, sont dans `bench/results/`) ; la VRAM max est le maximum de mémoire réservée par PyTorch (ajouter ~0,5 Gio "
            "de contexte CUDA). Apprentissage : la baisse d'une erreur de débruitage mesurée à part, après les "
            "mêmes pas depuis les mêmes poids, rapportée à celle du calcul en fp32 ; entre crochets la part des "
            "poids du UNet qui ont changé (les poids bf16 à arrondi stochastique bougent par pas bf16 entiers : "

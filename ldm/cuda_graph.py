@@ -49,24 +49,29 @@ class CUDAGraphUNet(nn.Module):
 
 
 class _UNetCall(nn.Module):
-    """The UNet behind a module of its own, so make_graphed_callables patches this forward, not the UNet's."""
+    """The UNet behind a module of its own, so make_graphed_callables patches this forward, not the UNet's;
+    `trained` (a LoRA whose forward hooks sit on the UNet's layers) makes its parameters this module's too, so that
+    the captured backward gives their gradients."""
 
-    def __init__(self, unet: nn.Module):
+    def __init__(self, unet: nn.Module, trained: nn.Module | None = None):
         super().__init__()
         self.unet = unet
+        self.trained = trained
 
     def forward(self, x: torch.Tensor, timesteps: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
         return self.unet(x, timesteps, context)
 
 
 def graphed_training_call(unet: nn.Module, x: torch.Tensor, timesteps: torch.Tensor,
-                          context: torch.Tensor) -> nn.Module:
+                          context: torch.Tensor, trained: nn.Module | None = None) -> nn.Module:
     """unet(x, timesteps, context) with its forward and its backward each captured as one CUDA graph, for
     inputs shaped like these (torch.cuda.make_graphed_callables; it runs 3 warm-up steps first).
 
     A training step then launches two graphs instead of thousands of kernels. The parameters must keep
     their storage (in-place optimizers do); gradients come out of static buffers that each replay
     overwrites (zero_grad with set_to_none, the default, is right). Autocast must run without its weight
-    cache (Lightning's does). The UNet itself is left untouched: previews keep calling it eagerly.
+    cache (Lightning's does). The UNet itself is left untouched: previews keep calling it eagerly. The
+    gradients are those of the parameters that require them: the UNet's, or with a frozen UNet those of
+    `trained`, the module whose hooks add to its layers (a LoRA).
     """
-    return torch.cuda.make_graphed_callables(_UNetCall(unet), (x, timesteps, context))
+    return torch.cuda.make_graphed_callables(_UNetCall(unet, trained), (x, timesteps, context))

@@ -52,7 +52,8 @@ PRESET_MIN_TOTAL_GIB: dict[str, float] = {"24gb": 23.0, "classic": 23.0, "12gb":
 # Method lora trains no UNet weight, so its figure is its own, from the same parts: the frozen UNet (bf16/fp16
 # under mixed precision, else fp32), the activations, the frozen VAE and text encoder, CUDA context and slack,
 # and the LoRA's factors with their gradients and AdamW states (6.8 M parameters at rank 16, 0.1 GiB; 0.5 allowed).
-# Estimates; measured on an H200 (bench/results/latest.json, 2026-12-02): lora-8gb reserved 4.18 GiB at its peak.
+# Estimates; measured on an H200 (bench/results/latest.json, 2026-12-03): lora-8gb reserved 4.31 GiB at its peak with
+# CUDA graphs (4.18 without).
 LORA_VRAM_PARTS_GIB = {"unet_half": 1.7, "unet_fp32": 3.2, "activations": 5.0, "activations_checkpointed": 1.5,
                        "frozen": 0.4, "context": 1.0, "lora": 0.5}
 EMA_EXTRA_GIB = 3.3  # an fp32 shadow copy of the SD v1 UNet stays on the GPU when ema is on
@@ -409,7 +410,6 @@ def _check_method(cfg: TrainConfig) -> None:
     if cfg.method is not Method.LORA:
         return
     refused = (("cfg_lora_text_encoder", cfg.train_text_encoder), ("cfg_lora_ema", cfg.ema),
-               ("cfg_lora_graphs", cfg.cuda_graphs and cfg.device is Device.CUDA),
                ("cfg_lora_precision", cfg.precision is Precision.BF16_TRUE),
                ("cfg_lora_format", cfg.save_format is not SaveFormat.SAFETENSORS),
                ("cfg_lora_devices", cfg.devices != 1))

@@ -15,9 +15,10 @@ from sdtrainer.config import Device, TrainConfig, preview_prompts
 MEASURED_CLASS_STEPS = 30  # class-image speeds below are per image at this many sampler steps
 # SD v1, 512 px, seconds per class image by batch size (fp32 UNet under fp16 autocast, as a run samples them)
 GPU_CLASS_IMAGE_S = {1: 1.57, 2: 0.66, 4: 0.42, 8: 0.32}
-# SD v1, 512 px, training steps per second by preset (bench/results/latest.json, H200, 2026-12-02; classic, not
-# measured: the reference script's fp32 loop, 3.34, which like classic steps fp32 weights with AdamW)
-GPU_STEPS_PER_S = {"24gb": 16.55, "12gb": 11.58, "8gb": 10.24, "lora-8gb": 3.5, "classic": 3.34}
+# SD v1, 512 px, training steps per second by preset (bench/results/latest.json, H200, 2026-12-02; lora-8gb with
+# CUDA graphs 2026-12-03; classic, not measured: the reference script's fp32 loop, 3.34, which like classic steps
+# fp32 weights with AdamW)
+GPU_STEPS_PER_S = {"24gb": 16.55, "12gb": 11.58, "8gb": 10.24, "lora-8gb": 14.73, "classic": 3.34}
 GPU_PREVIEW_S = 0.9  # one 512 px preview image at 20 steps, eager
 DEMO_CLASS_IMAGE_S = 0.1  # the demo model at 64 px on the CPU, 8 sampler steps, 4 at a time
 DEMO_STEP_S = 0.25

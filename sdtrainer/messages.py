@@ -552,10 +552,6 @@ MESSAGES: dict[str, dict[str, str]] = {
     "cfg_lora_ema": {
         "en": "method lora keeps no EMA copy: set ema to false (or method to full).",
         "fr": "la méthode lora ne garde pas de copie EMA : réglez ema sur false (ou la méthode sur full)."},
-    "cfg_lora_graphs": {
-        "en": "cuda_graphs does not work with method lora yet: set cuda_graphs to false (the lora-8gb preset does).",
-        "fr": "cuda_graphs ne fonctionne pas encore avec la méthode lora : réglez cuda_graphs sur false (le préréglage "
-              "lora-8gb le fait)."},
     "cfg_lora_precision": {
         "en": "method lora trains its factors in fp32 beside a frozen base held in bf16 under bf16-mixed: set "
               "precision to bf16-mixed (or 16-mixed, 32), not bf16-true.",

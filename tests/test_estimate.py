@@ -41,4 +41,4 @@ def test_every_preset_has_its_own_measured_speed():
     assert set(GPU_STEPS_PER_S) == set(preset_names())
     times = {p: estimate(load_config(p, values={**RUN, "steps": 1000, "preview_every": 0}), 0, demo=False).training_s
              for p in ("24gb", "12gb", "8gb", "lora-8gb")}
-    assert times["24gb"] < times["12gb"] < times["8gb"] < times["lora-8gb"], times
+    assert times["24gb"] < times["lora-8gb"] < times["12gb"] < times["8gb"], times  # as measured on the H200

@@ -78,22 +78,30 @@ def test_each_preset_learns_like_fp32_weights_at_its_own_settings(preset, learni
 
 
 @pytest.mark.gpu
-@pytest.mark.parametrize("preset", PRESETS)
+@pytest.mark.parametrize("preset", (*PRESETS, "lora-8gb"))
 def test_cuda_graph_steps_move_the_weights_as_eager_steps(preset):
     """The presets' CUDA-graph step (one captured forward and backward) against the same steps run eagerly.
-    24gb (fp32 master weights): the same weight change within 2% of its size (measured on an H200: identical).
+    24gb (fp32 master weights, torch AdamW): the same weight change within 2% of its size and the same error drop
+    within 2% (measured on an H200: identical).
+    lora-8gb (fp32 factors beside the frozen UNet, 8-bit AdamW): the graphed path steps the factors as one flat
+    tensor, which cuts AdamW8bit's blocks of quantized states elsewhere (and gives 8-bit states to the factors under
+    4096 values that bitsandbytes keeps in 32 bits one by one), so the paths differ by that quantization: a gap
+    within 5% (measured 3.2%), the same error drop within 2% (measured 0.2%).
     12gb and 8gb round their bf16 weights stochastically, and the two paths draw different rounding noise
     (the graphed path steps flat parameters, whose seeds differ): their changes differ by that noise
-    (measured: a gap of 1.41, sqrt(2), as for two independent draws) but they learn the same (error drop
-    within 2%, measured 1.2%); that each follows the fp32 path is test_each_preset_learns_like_fp32_weights."""
+    (measured: a gap of 1.41, sqrt(2), as for two independent draws), and so do their error drops after 30
+    steps (measured 1.2% and 4.9% apart on two H200 runs): within 10%, as two runs each within 5% of the fp32
+    path (test_each_preset_learns_like_fp32_weights); a path whose updates rounded away would learn nothing."""
+    cfg = load_config(preset)
     with_graphs = learning_of("cuda", preset, cuda_graphs=True)
     eager = learning_of("cuda", preset, cuda_graphs=False)
     gap = float((with_graphs["delta"] - eager["delta"]).norm() / eager["delta"].norm())
     print(f"{preset}: graph vs eager weight-change gap {gap:.4f}, error drop {with_graphs['drop']:.6f} "
           f"vs {eager['drop']:.6f}")
-    assert abs(with_graphs["drop"] / eager["drop"] - 1) < 0.02
-    if load_config(preset).precision.value != "bf16-true":
-        assert gap < 0.02, gap
+    rounded = cfg.precision.value == "bf16-true"
+    assert abs(with_graphs["drop"] / eager["drop"] - 1) < (0.1 if rounded else 0.02)
+    if not rounded:
+        assert gap < (0.05 if cfg.optimizer.value == "adamw8bit" else 0.02), gap
 
 
 def aot_eager_compile(cfg, unet):

@@ -117,7 +117,7 @@ class DreamBoothModule(pl.LightningModule):
         """The UNet as configured: CUDA-graphed (cuda_graphs), compiled (compile), or eager."""
         if self.uses_cuda_graphs() and x.is_cuda:
             if "unet" not in self.graphed:
-                self.graphed["unet"] = graphed_training_call(self.sd.unet, x, t, cond)
+                self.graphed["unet"] = graphed_training_call(self.sd.unet, x, t, cond, trained=self.lora)
             return self.graphed["unet"](x, t, cond)
         return (self.compiled_unet or self.sd.unet)(x, t, cond)
 
