@@ -532,11 +532,12 @@ STRINGS: dict[str, dict[str, str]] = {
     "cfg_optimizer_info": {"en": "adamw8bit saves ~5 GiB (needs bitsandbytes).",
                            "fr": "adamw8bit économise ~5 Gio (nécessite bitsandbytes)."},
     "cfg_cuda_graphs": {"en": "CUDA graphs", "fr": "Graphes CUDA"},
-    "cfg_cuda_graphs_info": {"en": "The UNet's step replayed as CUDA graphs: about 3× faster on the GPU. With 8-bit "
-                                   "AdamW it needs ~1.5 GiB more; turn it off if the 8gb preset runs out of memory.",
-                             "fr": "Le pas du UNet rejoué en graphes CUDA : environ 3× plus rapide sur la carte. Avec "
-                                   "AdamW 8 bits il demande ~1,5 Gio de plus ; désactivez-le si le préréglage 8gb "
-                                   "manque de mémoire."},
+    "cfg_cuda_graphs_info": {"en": "The UNet's step replayed as CUDA graphs: about 3× faster on the GPU (5× with a "
+                                   "LoRA). With 8-bit AdamW it needs ~1.5 GiB more (a LoRA 0.1 GiB); turn it off if "
+                                   "the 8gb preset runs out of memory.",
+                             "fr": "Le pas du UNet rejoué en graphes CUDA : environ 3× plus rapide sur la carte (5× avec "
+                                   "un LoRA). Avec AdamW 8 bits il demande ~1,5 Gio de plus (un LoRA 0,1 Gio) ; "
+                                   "désactivez-le si le préréglage 8gb manque de mémoire."},
     "cfg_gradient_checkpointing": {"en": "Gradient checkpointing", "fr": "Gradient checkpointing"},
     "cfg_gradient_checkpointing_info": {"en": "~30% slower, far less memory.",
                                         "fr": "~30 % plus lent, beaucoup moins de mémoire."},
