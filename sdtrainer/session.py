@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
 
-from sdtrainer.config import (PRESET_VRAM_GIB, Device, TrainConfig, lower_preset, min_total_gib,
+from sdtrainer.config import (PRESET_VRAM_GIB, Device, Method, TrainConfig, lower_preset, min_total_gib,
                               required_free_gib)
 from sdtrainer.messages import Message, message_of
 from sdtrainer.meter import MeterRow, read_rows
@@ -247,8 +247,8 @@ def oom_message(cfg: TrainConfig, step: int, paths: RunPaths, state_step: int | 
     lower = lower_preset(cfg.preset)
     if lower:
         advice = Message("run_oom_lower", preset=lower, gib=f"{PRESET_VRAM_GIB[lower]:g}")
-    else:  # the CUDA graphs' buffers are the smallest preset's largest optional cost (~1.5 GiB)
-        advice = Message("run_oom_graphs" if cfg.cuda_graphs else "run_oom_smallest")
+    else:  # the CUDA graphs' buffers are the smallest full preset's largest optional cost (~1.5 GiB; a LoRA's 0.13)
+        advice = Message("run_oom_graphs" if cfg.cuda_graphs and cfg.method is Method.FULL else "run_oom_smallest")
     saved = Message("run_oom_saved", step=state_step, root=paths.root) if state_step is not None else ""
     return Message("run_oom", step=step, preset=cfg.preset, advice=advice, saved=saved)
 

@@ -178,6 +178,8 @@ def test_out_of_memory_advice_in_french(tmp_path):
     assert "cuda_graphs to false" in smallest and "cuda_graphs sur false" in say_in(smallest, "fr")
     eager = oom_message(load_config("8gb", values={"cuda_graphs": False}), 5, RunPaths(tmp_path))
     assert "cuda_graphs" not in eager and "lower the resolution" in eager
+    lora = oom_message(load_config("lora-8gb"), 5, RunPaths(tmp_path))  # its graphs hold 0.13 GiB: not the way
+    assert load_config("lora-8gb").cuda_graphs and "cuda_graphs" not in lora and "lower the resolution" in lora
 
 
 def test_message_of_plain_errors_is_their_text():
