@@ -118,7 +118,8 @@ def base_model(args, world: World, config, budget: Budget, record: dict) -> Path
     model, report = pretrain(world, config, args.device, budget, good_enough=good_enough, model=earlier)
     keep_vocabulary(model, world_words(world) + [args.token])
     path.parent.mkdir(parents=True, exist_ok=True)
-    save_checkpoint(model, path, dtype=torch.float16, metadata={"base_model": f"bench.quality pretrain ({config.name})"})
+    save_checkpoint(model, path, dtype=torch.float16,
+                    metadata={"base_model": f"bench.quality pretrain ({config.name})"})
     record["base"].update(file=str(path), pretrain=report.__dict__, file_mb=round(path.stat().st_size / 2**20, 1))
     return path
 
@@ -172,7 +173,8 @@ def plot(record: dict, path: Path) -> None:
 
 
 def parse_args(argv):
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0], formatter_class=argparse.RawDescriptionHelpFormatter,
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter,
                                 epilog=__doc__)
     p.add_argument("--size", choices=SIZES, default="world")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
@@ -206,8 +208,8 @@ def parse_args(argv):
     p.add_argument("--work", default=str(ROOT / "outputs" / "quality"))
     p.add_argument("--out", default=str(ROOT / "bench" / "results"))
     p.add_argument("--merge", nargs="*", default=[],
-                   help="earlier quality records from the same base file: their runs, extracted LoRAs and reference loop "
-                        "that this command does not measure are kept (the first record that has one wins)")
+                   help="earlier quality records from the same base file: their runs, extracted LoRAs and reference "
+                        "loop that this command does not measure are kept (the first record that has one wins)")
     p.add_argument("--combine", nargs="+", metavar="RECORD",
                    help="measure nothing: the first record with the others' runs merged in (as --merge), its meter "
                         "summary and plot made again, written to --out (a table measured by jobs side by side)")

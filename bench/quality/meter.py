@@ -39,7 +39,8 @@ class FitDiagnostics:
     prompts, each as a ratio to the base model's error.
 
         diag = FitDiagnostics(base, probes, class_word, reference.class_samples)
-        diag(model)   # {"fit_by_t": [4 ratios at TIMESTEPS], "class_caption_fit_by_t": [...], "class_images_fit_by_t": [...]}
+        diag(model)   # {"fit_by_t": [4 ratios at TIMESTEPS], "class_caption_fit_by_t": [...],
+                      #  "class_images_fit_by_t": [...], "timesteps": [...]}
     """
 
     KEYS = ("fit_by_t", "class_caption_fit_by_t", "class_images_fit_by_t")

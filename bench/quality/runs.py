@@ -139,7 +139,8 @@ def train_run(setup: Setup, spec: RunSpec, steps: tuple[int, ...], log=print) ->
                      "train_text_encoder": cfg.train_text_encoder, "lr_scale": spec.lr_scale, "steps": step,
                      **scores, "wall_s": round(elapsed[step], 2), "run_wall_s": round(total, 2),
                      "peak_vram_gib": memory})
-        log(f"  {spec.name} step {step}: " + ", ".join(f"{k} {v:.3f}" for k, v in scores.items() if k != "meter_diagnostics")
+        log(f"  {spec.name} step {step}: "
+            + ", ".join(f"{k} {v:.3f}" for k, v in scores.items() if k != "meter_diagnostics")
             + f", {elapsed[step]:.1f} s")
     return with_meter(rows, run_dir)
 
@@ -169,12 +170,13 @@ def extracted_runs(setup: Setup, name: str, steps: tuple[int, ...], ranks: tuple
         for step in steps:
             out = setup.work / "extracted" / f"{name}-step{step}-rank{rank}.safetensors"
             start = time.perf_counter()
-            report = extract_lora(setup.base, model_file(run_dir, step, last), out, ExtractSettings(rank=rank, conv_rank=conv_rank),
-                                  overwrite=True)
+            report = extract_lora(setup.base, model_file(run_dir, step, last), out,
+                                  ExtractSettings(rank=rank, conv_rank=conv_rank), overwrite=True)
             seconds = time.perf_counter() - start
             scores = score(with_lora(base, read_lora(out), 1.0), setup)
-            rows.append({"name": f"{name}>lora-rank{rank}", "from": name, "rank": rank, "conv_rank": conv_rank, "steps": step, **scores,
-                         "kept": round(report.kept, 4), "held": round(report.held, 4), "file_mb": round(out.stat().st_size / 2**20, 2),
+            rows.append({"name": f"{name}>lora-rank{rank}", "from": name, "rank": rank, "conv_rank": conv_rank,
+                         "steps": step, **scores, "kept": round(report.kept, 4), "held": round(report.held, 4),
+                         "file_mb": round(out.stat().st_size / 2**20, 2),
                          "extract_s": round(seconds, 1)})
             log(f"  {rows[-1]['name']} step {step}: " + ", ".join(f"{k} {v:.3f}" for k, v in scores.items())
                 + f", keeps {report.kept:.3f} of the difference")
@@ -270,7 +272,8 @@ def reference_run(setup: Setup, steps: tuple[int, ...], lr: float = 1e-6 * LR_SC
     reset_peak(device)
     try:
         for step in range(1, max(steps) + 1):
-            i, j = int(torch.randint(len(photos), (1,), generator=g)), int(torch.randint(len(classes), (1,), generator=g))
+            i = int(torch.randint(len(photos), (1,), generator=g))
+            j = int(torch.randint(len(classes), (1,), generator=g))
             batch = {"pixel_values": torch.stack([photos[i], classes[j]]), "input_ids": ids}
             torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = flags.tf32
             synchronize(device)
