@@ -48,7 +48,7 @@ from bench.quality.world import (SUBJECT, TINY_WORLD, TOKEN, WORLD, Thing, World
                                  to_model_range)
 from bench.reference import RECIPES  # noqa: E402
 from sdtrainer.checkpoint import load_model, save_checkpoint  # noqa: E402
-from sdtrainer.config import Method, load_config  # noqa: E402
+from sdtrainer.config import Method, preset_method  # noqa: E402
 from sdtrainer.lora import file_sha256  # noqa: E402
 
 SIZES = {"world": (WORLD, WORLD_SD, Budget(vae_steps=1200, unet_steps=50_000, unet_seconds=240)),
@@ -63,7 +63,7 @@ def parse_run(text: str, lr_scale: float, lora_lr_scale: float = LORA_LR_SCALE) 
     """`24gb+prior=0+te=1+lr=40+max_grad_norm=0` -> RunSpec (unknown keys go to the trainer's settings); without
     lr=, a LoRA preset's scale is lora_lr_scale, the others' lr_scale."""
     preset, *options = text.split("+")
-    lora = load_config(preset).method is Method.LORA
+    lora = preset_method(preset) is Method.LORA
     spec, overrides = RunSpec(text, preset, lr_scale=lora_lr_scale if lora else lr_scale), []
     for option in options:
         key, _, value = option.partition("=")
