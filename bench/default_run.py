@@ -60,6 +60,7 @@ class PhaseClock:
 
     def __init__(self):
         self.start, self.marks, self.counts = time.perf_counter(), {}, {"checkpoint": 0, "preview": 0}
+        self.meter_s = None  # what the meter says it spent scoring the model files (the base's answers included)
 
     def __call__(self, event) -> None:
         now = time.perf_counter() - self.start
@@ -70,6 +71,8 @@ class PhaseClock:
                 self.mark("class_images_end", now)
         elif kind is EventKind.LOG and getattr(event.data.get("message"), "key", None) == "train_cached":
             self.mark("cached", now)
+        elif kind is EventKind.LOG and getattr(event.data.get("message"), "key", None) == "meter_cost":
+            self.meter_s = event.data["message"].fields["seconds"]
         elif kind is EventKind.PROGRESS and event.step >= 1:
             self.mark("first_step", now)
         elif kind in (EventKind.CHECKPOINT, EventKind.PREVIEW):
@@ -89,7 +92,8 @@ class PhaseClock:
         return {"load_and_checks_s": before_data, "class_images_s": after_classes - before_data,
                 "caching_s": m["cached"] - after_classes, "first_step_s": m["first_step"] - m["cached"],
                 "steps_saves_previews_s": m["finished"] - m["first_step"], "total_s": m["finished"],
-                "model_and_state_files": self.counts["checkpoint"], "previews": self.counts["preview"]}
+                "model_and_state_files": self.counts["checkpoint"], "previews": self.counts["preview"],
+                "meter_s": self.meter_s, "meter_share": None if self.meter_s is None else self.meter_s / m["finished"]}
 
 
 def our_run(args, folder: Path) -> tuple[dict, dict]:

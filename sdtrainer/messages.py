@@ -814,16 +814,15 @@ MESSAGES: dict[str, dict[str, str]] = {
               "pouvez écrire, par ex. outputs/joe.",
     },
     # ------------------------------------------------------------------ meter.py
-    "meter_before_copying": {
-        "en": "step {step}: the last checkpoint before the model starts copying its photos (copying {copying:+.2f} at "
-              "step {next})",
-        "fr": "étape {step} : le dernier modèle avant qu'il ne commence à copier ses photos (copie {copying:+.2f} à "
-              "l'étape {next})"},
-    "meter_no_copying": {
-        "en": "step {step}: the last checkpoint, with no sign of copying the photos yet: if it does not look like the "
-              "subject yet, train longer",
-        "fr": "étape {step} : le dernier modèle, sans signe de copie des photos pour l'instant : si le sujet n'est pas "
-              "encore ressemblant, entraînez plus longtemps"},
+    "meter_best_fit": {
+        "en": "step {step}: the best subject fit of the run ({fit:.2f}; {last_fit:.2f} at step {last})",
+        "fr": "étape {step} : le meilleur ajustement au sujet de l'entraînement ({fit:.2f} ; {last_fit:.2f} à "
+              "l'étape {last})"},
+    "meter_still_improving": {
+        "en": "step {step}: the last checkpoint, whose subject fit is still improving ({fit:.2f}): if it does not look "
+              "like the subject yet, train longer",
+        "fr": "étape {step} : le dernier modèle, dont l'ajustement au sujet s'améliore encore ({fit:.2f}) : si le "
+              "sujet n'est pas encore ressemblant, entraînez plus longtemps"},
     "meter_only_one": {"en": "step {step}: the run's only checkpoint, nothing to compare it with: set save_every to "
                              "save more often",
                        "fr": "étape {step} : le seul modèle de l'entraînement, rien à quoi le comparer : réglez "

@@ -20,6 +20,7 @@ from bench.quality.reader import Reading, attribute_accuracy, read, reader_accur
 from bench.quality.runs import LORA_LR_SCALE, RunSpec, extracted_runs, prepare, reference_run, train_run
 from bench.quality.world import CAPTIONED, NAMES, SUBJECT, TINY_WORLD, TOKEN, WORLD, Thing, identity, render
 from sdtrainer.checkpoint import load_model, save_checkpoint
+from sdtrainer.meter import IDENTITY_TIMESTEPS, TIMESTEPS
 
 TINY_BASE = Path(__file__).resolve().parents[1] / "bench" / "quality" / "tiny-world-base.safetensors.gz"
 
@@ -170,15 +171,15 @@ def test_spearman_is_the_rank_correlation():
 
 def test_the_summary_judges_each_run_by_todays_recommendation_rule():
     """A record keeps the meter's scores of each checkpoint, so the summary picks again with sdtrainer.meter.recommend
-    (a flag from an earlier rule is not trusted): here the checkpoint before copying rose 0.15, against the best
-    trade-off; a diverged checkpoint (no scores) is never picked."""
-    row = lambda steps, fidelity, copying, flag=False: {  # noqa: E731
-        "name": "24gb", "steps": steps, "fidelity": fidelity, "class_drift": 0.0, "meter_subject_fit": 1.0,
-        "meter_class_drift": 0.0, "meter_copying": copying, "meter_recommended": flag}
-    rows = [row(100, 0.80, -0.19), row(200, 0.83, -0.20), row(400, 0.52, 0.04), row(800, 0.45, 0.34, flag=True)]
+    (a flag from an earlier rule is not trusted): here the best subject fit, against the best trade-off; a diverged
+    checkpoint (no scores) is never picked."""
+    row = lambda steps, fidelity, fit, flag=False: {  # noqa: E731
+        "name": "24gb", "steps": steps, "fidelity": fidelity, "class_drift": 0.0, "meter_subject_fit": fit,
+        "meter_class_drift": 0.0, "meter_copying": 0.0, "meter_recommended": flag}
+    rows = [row(100, 0.80, 1.0), row(200, 0.83, 0.9), row(400, 0.52, 0.95), row(800, 0.45, 0.97, flag=True)]
     pick, = meter_summary(rows, {})["recommended"]
     assert (pick["recommended_step"], pick["best_step"], pick["within_target"]) == (200, 200, True)
-    diverged = [row(100, 0.5, -0.2), row(200, 0.48, -0.4), {**row(400, 0.0, None), "meter_subject_fit": None}]
+    diverged = [row(100, 0.5, 0.9), row(200, 0.48, 0.8), {**row(400, 0.0, 0.7), "meter_subject_fit": None}]
     pick, = meter_summary([{**r, "name": "lora"} for r in diverged], {})["recommended"]
     assert (pick["recommended_step"], pick["within_target"]) == (200, True)
 
@@ -191,11 +192,14 @@ def test_each_runs_checkpoints_carry_the_meters_scores_beside_the_worlds(dreambo
     base, runs, _ = dreambooth
     assert all(row["meter_recommended"] for row in runs.values())
     assert runs[0.0]["meter_subject_fit"] < runs[1.0]["meter_subject_fit"], runs
-    assert runs[0.0]["meter_class_drift"] > runs[1.0]["meter_class_drift"] > 0, runs
-    for row in runs.values():  # the meter's fit is a weighted mean of its per-timestep ratios, measured beside it
+    assert runs[0.0]["meter_class_drift"] > max(runs[1.0]["meter_class_drift"], 0), runs
+    identity = [TIMESTEPS.index(t) for t in IDENTITY_TIMESTEPS]
+    for row in runs.values():  # the meter's fit and drift from its per-timestep ratios, measured beside it
         diag = row["meter_diagnostics"]
-        assert [len(diag[key]) for key in (*FitDiagnostics.KEYS, "timesteps")] == [4] * 4, diag
-        assert min(diag["fit_by_t"]) - 1e-3 <= row["meter_subject_fit"] <= max(diag["fit_by_t"]) + 1e-3, (row, diag)
+        assert diag["timesteps"] == list(TIMESTEPS) and all(len(diag[k]) == len(TIMESTEPS) for k in FitDiagnostics.KEYS)
+        assert row["meter_subject_fit"] == pytest.approx(np.mean([diag["fit_by_t"][i] for i in identity]), abs=1e-3)
+        assert row["meter_class_drift"] == pytest.approx(1 - np.mean(
+            [diag["class_caption_fit_by_t"][i] / diag["class_images_fit_by_t"][i] for i in identity]), abs=1e-3)
     summary = meter_summary(list(runs.values()), base)
     assert summary["points"] == 3 and -1 <= summary["spearman_fit_fidelity"] <= 1
     assert [(p["name"], p["recommended_step"], p["best_step"], p["within_target"]) for p in summary["recommended"]] \

@@ -15,7 +15,8 @@ from pathlib import Path
 import torch
 
 from ldm.tokenizer import get_tokenizer
-from sdtrainer.meter import TIMESTEPS, MeterRow, Probes, class_ids, errors_by_timestep, read_rows, recommend
+from sdtrainer.meter import (TIMESTEPS, MeterRow, Probes, errors_by_timestep, fit_by_timestep, read_rows, recommend,
+                             sample_class, shifted)
 
 TARGET_SPEARMAN = 0.8  # issue 14: the scores track the world's fidelity and drift at least this well
 TARGET_GAP = 0.05  # and the recommended step's fidelity and drift are within this of the best trade-off's
@@ -32,33 +33,36 @@ def with_meter(rows: list[dict], run_dir: Path) -> list[dict]:
 
 
 class FitDiagnostics:
-    """Other readings of subject fit and drift than the meter's, measured beside it so that the world can say which
-    track fidelity and drift (the meter's fit rose above 1 in the first world runs while fidelity rose): per timestep,
-    the error on the subject's photos under their captions and under the bare class word, and on the meter's class
-    images (the base's samples of the class prompts, as the run's meter drew them: its meter-reference.pt) under their
-    prompts, each as a ratio to the base model's error.
+    """The meter's readings at every timestep, measured beside its scores so that the world can say which timesteps
+    and which readings track fidelity and drift: the error on the subject's photos under their captions, re-cropped,
+    and under the bare class word, and on the meter's class pictures (the base's samples of the class word, as the
+    run's meter drew them: its meter-reference.pt) under that word, each at every one of TIMESTEPS as a ratio to the
+    base model's.
 
-        diag = FitDiagnostics(base, probes, class_word, reference.class_samples)
-        diag(model)   # {"fit_by_t": [4 ratios at TIMESTEPS], "class_caption_fit_by_t": [...],
-                      #  "class_images_fit_by_t": [...], "timesteps": [...]}
+        diag = FitDiagnostics(base, probes, reference.class_samples)
+        diag(model)   # {"fit_by_t": [5 ratios at TIMESTEPS], "shifted_fit_by_t": [...],
+                      #  "class_caption_fit_by_t": [...], "class_images_fit_by_t": [...], "timesteps": [...]}
     """
 
-    KEYS = ("fit_by_t", "class_caption_fit_by_t", "class_images_fit_by_t")
+    KEYS = ("fit_by_t", "shifted_fit_by_t", "class_caption_fit_by_t", "class_images_fit_by_t")
 
-    def __init__(self, base, probes: Probes, class_word: str, class_images: torch.Tensor):
-        self.probes = probes
-        self.class_ids = get_tokenizer()([class_word] * len(probes.photos))
-        self.class_images = class_images
+    def __init__(self, base, probes: Probes, class_samples: torch.Tensor):
+        self.probes, self.class_samples = probes, class_samples
         self.base = self.errors(base)
 
     def errors(self, model) -> list[torch.Tensor]:
-        """eps-MSE summed over the images at each of TIMESTEPS, in the order of KEYS."""
-        return [errors_by_timestep(model, self.probes.photos, text).sum(dim=1)
-                for text in (self.probes.photo_text, self.class_ids)] + [
-            errors_by_timestep(model, self.class_images, class_ids(self.probes), 2).sum(dim=1)]
+        """eps-MSE [len(TIMESTEPS), n] of the photos (and [len(TIMESTEPS), k] of the class pictures), in the order of
+        KEYS (the meter's noise streams)."""
+        p, words = self.probes, self.probes.class_words
+        picture_words = get_tokenizer()([words[c] for c in sample_class(len(self.class_samples) // len(words), p)])
+        return [errors_by_timestep(model, p.photos, p.photo_text, 0),
+                errors_by_timestep(model, shifted(p.photos), p.photo_text, 1),
+                errors_by_timestep(model, p.photos, p.class_text, 0),
+                errors_by_timestep(model, self.class_samples, picture_words, 2)]
 
     def __call__(self, model) -> dict:
-        ratios = (e / b for e, b in zip(self.errors(model), self.base))
+        groups = [self.probes.photo_subject] * 3 + [torch.zeros(len(self.class_samples), dtype=torch.long)]
+        ratios = (fit_by_timestep(e, b, g).mean(1) for e, b, g in zip(self.errors(model), self.base, groups))
         return {**{key: [round(float(x), 4) for x in r] for key, r in zip(self.KEYS, ratios)},
                 "timesteps": list(TIMESTEPS)}
 

@@ -126,7 +126,7 @@ def train_run(setup: Setup, spec: RunSpec, steps: tuple[int, ...], log=print) ->
     base = load_model(setup.base, device=setup.device, dtype=torch.float32)[0]
     with evaluating(base):
         kept = torch.load(run_dir / REFERENCE_FILE, weights_only=True)  # the meter's answers of the base
-        diagnostics = FitDiagnostics(base, run_probes(cfg, base), setup.subject.shape, kept["class_samples"])
+        diagnostics = FitDiagnostics(base, run_probes(cfg, base), kept["class_samples"])
     rows = []
     for step in steps:
         path = model_file(run_dir, step, cfg.steps)

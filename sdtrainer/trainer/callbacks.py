@@ -18,7 +18,7 @@ import math
 import os
 import time
 from collections.abc import Callable
-from dataclasses import asdict
+from dataclasses import asdict, fields
 from pathlib import Path
 
 import pytorch_lightning as pl
@@ -285,9 +285,10 @@ class MeterRecorder(pl.Callback):
         if not trainer.is_global_zero:
             return
         start, kept = time.perf_counter(), self.run_dir / REFERENCE_FILE
-        if trainer.global_step > 0 and kept.is_file():
-            self.reference = Reference(**torch.load(kept, weights_only=True))
-        else:  # a run from before the meter kept its answers: the base model, loaded again
+        answers = torch.load(kept, weights_only=True) if trainer.global_step > 0 and kept.is_file() else {}
+        if answers.keys() == {f.name for f in fields(Reference)}:
+            self.reference = Reference(**answers)
+        else:  # a run from before the meter kept its answers, or kept other ones: the base model, loaded again
             base = module.sd if trainer.global_step == 0 else self.load_base()
             with evaluating(base), trainer.precision_plugin.forward_context():
                 self.reference = reference_of(base, self.probes)
