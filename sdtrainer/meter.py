@@ -31,7 +31,7 @@ and text, so scores compare across the steps of a run and across runs; the base 
   so they are not unseen; a held-out photo would take one of the 5-20 photos away from training. A shift costs
   nothing and exists for any number of photos.
 
-Why these readings (bench/results/NOTES.md, 2026-12-04): in the quality world, a fit over all timesteps (the meter's
+Why these readings (bench/results/NOTES.md, 2026-12-03): in the quality world, a fit over all timesteps (the meter's
 first) was dominated by the low-noise ones, where DreamBooth's first steps make every picture's fine detail worse
 while the samples already show the subject; and a drift measured as any change of the class's predictions read that
 damage too, in whichever direction. The world's checkpoints say which readings track its fidelity and drift
@@ -208,7 +208,9 @@ def class_samples(base, probes: Probes) -> torch.Tensor:
     side = probes.photos.shape[-1] * base.cfg.latent_factor
     made = [sample_latents(base, GenerationParams(word, sampler="euler", steps=CLASS_SAMPLE_STEPS, seed=0, width=side,
                                                   height=side, batch_size=CLASS_SAMPLES)) for word in probes.class_words]
-    return torch.cat([base.encode_images(base.decode_latents(latents)).float().cpu() for latents in made])
+    vae = next(base.vae.parameters())  # half on a GPU, where a run in fp32 (`classic`) has no autocast to cast for it
+    return torch.cat([base.encode_images(base.decode_latents(latents.to(vae.dtype)).to(vae.dtype)).float().cpu()
+                      for latents in made])
 
 
 def errors_of(model, probes: Probes, samples: torch.Tensor) -> Errors:
@@ -262,7 +264,7 @@ def recommend(rows: list[MeterRow]) -> Recommendation | None:
     - a single checkpoint: that one, "nothing to compare it with: save more often";
     - else the checkpoint with the lowest subject fit (the earliest of equals): "the best subject fit of the run", or,
       when that is the last checkpoint, "still improving: train longer if it does not look like the subject yet".
-    Copying and class drift are shown, not used. Chosen in the quality world (bench/results/NOTES.md, 2026-12-04):
+    Copying and class drift are shown, not used. Chosen in the quality world (bench/results/NOTES.md, 2026-12-03):
     over its 29 runs with several checkpoints, this pick is within 5% of the world's best trade-off in 18, the
     previous rule's (the last checkpoint before copying rose 0.15) in 14, and in 5 of the 12 runs it had not been
     chosen on. Neither reaches the issue's target: the world's likeness jumps by up to 0.3 between neighbouring

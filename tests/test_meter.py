@@ -80,6 +80,18 @@ def test_the_base_model_scores_one_zero_zero(class_base, subject_photos):
     assert torch.equal(probes.class_text, get_tokenizer()(["thing"] * len(probes.photos)))
 
 
+def test_the_class_pictures_are_made_through_a_half_precision_vae(class_base, subject_photos):
+    """On a GPU the trainer keeps the VAE in half precision; a run in fp32 (`classic`) has no autocast to cast the
+    pictures for it (the 2026-12-03 world call's classic runs failed so): the meter casts them itself."""
+    base, _ = load_model(class_base)
+    probes = run_probes(config(class_base, subject_photos), base)
+    full = meter.class_samples(base, probes)
+    base.vae.half()
+    half = meter.class_samples(base, probes)
+    assert half.dtype == torch.float32 and half.shape == full.shape == (meter.CLASS_SAMPLES, *probes.photos.shape[1:])
+    assert torch.allclose(half, full, atol=0.05 * float(full.abs().max()))
+
+
 def test_subject_fit_improves_with_steps(runs):
     for prior, (run_dir, _) in runs.items():
         fits = [r.subject_fit for r in rows(run_dir).values()]
@@ -162,7 +174,7 @@ def test_scores_continue_across_a_resume(class_base, subject_photos, tmp_path, k
     assert answers.is_file()
     if kept == "none":
         answers.unlink()
-    elif kept == "other":  # what the meter kept before 2026-12-04: the base's class pictures, no class-word errors
+    elif kept == "other":  # what the meter kept before 2026-12-03: the base's class pictures, no class-word errors
         old = torch.load(answers, weights_only=True)
         torch.save({"photo_errors": old["photo_errors"], "shifted_errors": old["shifted_errors"],
                     "class_samples": torch.zeros(4, 4, 8, 8), "class_eps": torch.zeros(20, 4, 8, 8)}, answers)
@@ -246,7 +258,7 @@ def row(step: int, copying: float, drift: float = 0.01, fit: float = 0.5) -> Met
 
 
 def test_the_recommendation_is_the_best_subject_fit_with_its_reason():
-    """The quality world's 24gb run at lr-scale 50 (2026-12-04), its meter's scores rounded: subject fit lowest at
+    """The quality world's 24gb run at lr-scale 50 (2026-12-03), its meter's scores rounded: subject fit lowest at
     step 150 (0.86); copying and drift do not enter the choice."""
     world = [row(25, -0.22, fit=1.08), row(50, -0.19, fit=1.05), row(100, -0.18, fit=0.94), row(150, -0.03, fit=0.86),
              row(200, -0.19, fit=1.02), row(400, 0.03, 0.5, fit=0.93)]
