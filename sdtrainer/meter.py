@@ -31,11 +31,12 @@ and text, so scores compare across the steps of a run and across runs; the base 
   so they are not unseen; a held-out photo would take one of the 5-20 photos away from training. A shift costs
   nothing and exists for any number of photos.
 
-Why these readings (bench/results/NOTES.md, 2026-12-03): in the quality world, a fit over all timesteps (the meter's
-first) was dominated by the low-noise ones, where DreamBooth's first steps make every picture's fine detail worse
-while the samples already show the subject; and a drift measured as any change of the class's predictions read that
-damage too, in whichever direction. The world's checkpoints say which readings track its fidelity and drift
-(`python -m bench.quality`, meter keys of its record).
+Why these readings (bench/results/NOTES.md, 2026-12-03; the world's records bench/results/meter-*.json): the meter's
+first drift, any change of the class's predictions, read the first steps' damage to every picture as drift, in
+whichever direction (Spearman with the world's class drift -0.47 on subject 1, -0.33 on the star); this one reads
++0.41 and +0.82. Subject fit tracks the world's likeness within a run only where the likeness itself moves smoothly
+(the star, the LoRA runs): Spearman within runs 0.53 on average at the identity timesteps against 0.46 over all,
+and no better than 0.1 over all checkpoints of subject 1 together, either way.
 
 The recommendation (`recommend`): the checkpoint with the lowest subject fit, with a one-line reason; see its
 docstring for how it was chosen and what it is worth.
@@ -264,11 +265,12 @@ def recommend(rows: list[MeterRow]) -> Recommendation | None:
     - a single checkpoint: that one, "nothing to compare it with: save more often";
     - else the checkpoint with the lowest subject fit (the earliest of equals): "the best subject fit of the run", or,
       when that is the last checkpoint, "still improving: train longer if it does not look like the subject yet".
-    Copying and class drift are shown, not used. Chosen in the quality world (bench/results/NOTES.md, 2026-12-03):
-    over its 29 runs with several checkpoints, this pick is within 5% of the world's best trade-off in 18, the
-    previous rule's (the last checkpoint before copying rose 0.15) in 14, and in 5 of the 12 runs it had not been
-    chosen on. Neither reaches the issue's target: the world's likeness jumps by up to 0.3 between neighbouring
-    checkpoints, which no reading of the checkpoints has followed."""
+    Copying and class drift are shown, not used. Chosen in the quality world (bench/results/NOTES.md, 2026-12-03): on
+    the 11 runs of the meter's record (bench/results/meter-*.json) this pick is within 5% of the world's best
+    trade-off in 6, the previous rule's (the checkpoint before copying rose 0.15 above the first's) in 4, the last
+    checkpoint in 7; on the 15 runs of the earlier record, 9, 9 and 8. None reaches the issue's target: at the world's
+    full-model learning rate its likeness moves by up to 0.3 between neighbouring checkpoints, which no reading of the
+    checkpoints has followed."""
     rows = sorted((r for r in rows if all(map(math.isfinite, (r.subject_fit, r.class_drift, r.copying)))),
                   key=lambda r: r.step)
     if not rows:
