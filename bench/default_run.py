@@ -65,13 +65,14 @@ class PhaseClock:
     def __call__(self, event) -> None:
         now = time.perf_counter() - self.start
         kind = event.kind
+        logged = getattr(event.data.get("message"), "key", None) if kind is EventKind.LOG else None
         if kind is EventKind.CLASS_IMAGES:
             self.mark("class_images_start", now)
             if event.data.get("done") == event.data.get("total"):
                 self.mark("class_images_end", now)
-        elif kind is EventKind.LOG and getattr(event.data.get("message"), "key", None) == "train_cached":
+        elif logged == "train_cached":
             self.mark("cached", now)
-        elif kind is EventKind.LOG and getattr(event.data.get("message"), "key", None) == "meter_cost":
+        elif logged == "meter_cost":
             self.meter_s = event.data["message"].fields["seconds"]
         elif kind is EventKind.PROGRESS and event.step >= 1:
             self.mark("first_step", now)

@@ -5,7 +5,7 @@
     reference = reference_of(base, probes)      # the base model's answers, once per run
     scores = score(model, probes, reference)    # Scores(subject_fit, class_drift, copying)
     rows = measure_run(Path("outputs/runs/joe"))  # any run's checkpoints, on demand (writes meter.json)
-    recommend(rows).why                         # Message: "step 1500: the last checkpoint before ..."
+    recommend(rows).why                         # Message: "step 1500: the best subject fit of the run ..."
 
     python -m sdtrainer meter outputs/runs/joe [--json]
 
@@ -19,10 +19,10 @@ and text, so scores compare across the steps of a run and across runs; the base 
   subject's photos over other members of the class than in the base model: 1 minus the ratio of two ratios at
   `IDENTITY_TIMESTEPS`, the photos' error under the class word to the base model's, over the same for the base
   model's own pictures of the class word (`CLASS_SAMPLES`, fixed seeds, made once per run as the run's class images
-  are made, through pixels: the same pictures for runs with and without prior preservation). 0 = as the base; above 0 the class word has taken on the subject
-  ("every person looks like me"); below 0 it has moved away from it. A model that got better or worse at every
-  picture (training the class on its class images; the first steps' damage) moves both errors alike, which the
-  ratio of ratios cancels. The photos are noised with the same noise as for subject fit.
+  are made, through pixels: the same pictures for runs with and without prior preservation). 0 = as the base;
+  above 0 the class word has taken on the subject ("every person looks like me"); below 0 it has moved away from it.
+  A model that got better or worse at every picture (training the class on its class images; the first steps'
+  damage) moves both errors alike, which the ratio of ratios cancels. The photos are noised with the same noise as for subject fit.
 - **copying**: the subject fit of the photos moved by `SHIFT` latent pixel (8 px in SD v1; re-cropped, as a new
   photo of the same subject would frame it) divided by the subject fit of the photos themselves, minus 1, over all
   `TIMESTEPS` (a memorised photo shows at low noise too). A model that learnt the subject denoises a slightly
@@ -197,9 +197,10 @@ def denoising_error(model, latents: torch.Tensor, text: torch.Tensor) -> float:
     return float(errors_by_timestep(model, latents, text).mean())
 
 
-def sample_class(samples: int, probes: Probes) -> torch.Tensor:
-    """[k]: the class word index of each of the base model's class pictures."""
-    return torch.arange(len(probes.class_words)).repeat_interleave(samples)
+def picture_class(probes: Probes, pictures: torch.Tensor) -> torch.Tensor:
+    """[k]: the index in probes.class_words of each of the base model's class pictures (as many of each word)."""
+    words = len(probes.class_words)
+    return torch.arange(words).repeat_interleave(len(pictures) // words)
 
 
 @torch.no_grad()
@@ -207,8 +208,9 @@ def class_samples(base, probes: Probes) -> torch.Tensor:
     """The base model's pictures of each bare class word, seeds 0 .. CLASS_SAMPLES-1 (the meter's class pictures),
     as latents made the way the run's class images are: sampled, decoded to pixels, encoded again."""
     side = probes.photos.shape[-1] * base.cfg.latent_factor
-    made = [sample_latents(base, GenerationParams(word, sampler="euler", steps=CLASS_SAMPLE_STEPS, seed=0, width=side,
-                                                  height=side, batch_size=CLASS_SAMPLES)) for word in probes.class_words]
+    made = [sample_latents(base, GenerationParams(word, sampler="euler", steps=CLASS_SAMPLE_STEPS, seed=0,
+                                                  width=side, height=side, batch_size=CLASS_SAMPLES))
+            for word in probes.class_words]
     vae = next(base.vae.parameters())  # half on a GPU, where a run in fp32 (`classic`) has no autocast to cast for it
     return torch.cat([base.encode_images(base.decode_latents(latents.to(vae.dtype)).to(vae.dtype)).float().cpu()
                       for latents in made])
@@ -216,8 +218,7 @@ def class_samples(base, probes: Probes) -> torch.Tensor:
 
 def errors_of(model, probes: Probes, samples: torch.Tensor) -> Errors:
     """The model's errors on the probes and on the base model's class pictures `samples`."""
-    words = get_tokenizer()([probes.class_words[c] for c in sample_class(len(samples) // len(probes.class_words),
-                                                                          probes).tolist()])
+    words = get_tokenizer()([probes.class_words[c] for c in picture_class(probes, samples).tolist()])
     return Errors(errors_by_timestep(model, probes.photos, probes.photo_text, 0),
                   errors_by_timestep(model, shifted(probes.photos), probes.photo_text, 1),
                   errors_by_timestep(model, probes.photos, probes.class_text, 0, IDENTITY_TIMESTEPS),
@@ -248,7 +249,7 @@ def score(model, probes: Probes, reference: Reference) -> Scores:
     subject_fit = fit_by_timestep(now.photo_errors[identity], reference.photo_errors[identity], subject).mean()
     on_photos = fit_by_timestep(now.class_errors, reference.class_errors, subject)  # [t, subjects]
     on_pictures = fit_by_timestep(now.class_sample_errors, reference.class_sample_errors,
-                                  sample_class(CLASS_SAMPLES, probes))  # [t, class words]
+                                  picture_class(probes, reference.class_samples))  # [t, class words]
     subject_class = torch.stack([probes.photo_class[subject == s][0] for s in subject.unique()])
     drift = 1 - (on_photos / on_pictures[:, subject_class]).mean()
     copying = (fit(now.shifted_errors, reference.shifted_errors, subject)

@@ -264,7 +264,8 @@ def test_the_recommendation_is_the_best_subject_fit_with_its_reason():
              row(200, -0.19, fit=1.02), row(400, 0.03, 0.5, fit=0.93)]
     rec = recommend(world)
     assert (rec.step, rec.why) == (150, "step 150: the best subject fit of the run (0.86; 0.93 at step 400)")
-    assert rec.why.said("fr") == "étape 150 : le meilleur ajustement au sujet de l'entraînement (0.86 ; 0.93 à l'étape 400)"
+    assert rec.why.said("fr") == ("étape 150 : le meilleur ajustement au sujet de l'entraînement (0.86 ; 0.93 à "
+                                  "l'étape 400)")
     still = [row(500, 0.2, fit=0.9), row(1000, 0.9, fit=0.8), row(1500, 0.3, fit=0.7)]
     assert (recommend(still).step, recommend(still).why.key) == (1500, "meter_still_improving")
     assert recommend([row(100, 0, fit=0.8), row(200, 0, fit=0.8)]).step == 100  # the earliest of equals

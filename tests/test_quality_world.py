@@ -282,15 +282,17 @@ if run == "slow":
     time.sleep(60)
 out.mkdir(parents=True)
 row = {"name": run, "steps": 100, "fidelity": 0.5, "class_drift": 0.0, "shared_gpu": "--shared-gpu" in argv}
+failed = {"failed": {run: "RuntimeError: no"}} if run == "broken" else {}  # as main records a run that raised
 (out / "quality-latest.json").write_text(json.dumps({"date": "d", "device": "gpu", "command": " ".join(argv),
                                                      "base": {"sha256": "ab"},
-                                                     "runs": [row], "reference": []}))
+                                                     "runs": [] if failed else [row], "reference": [], **failed}))
 """
 
 
-def test_side_by_side_starts_one_job_per_run_and_combines_what_they_wrote(tmp_path, monkeypatch):
+def test_side_by_side_starts_one_job_per_run_and_combines_what_they_wrote(tmp_path, monkeypatch, capsys):
     """--side-by-side: one process per run with the command's own options (the last of each wins), every row marked
-    as sharing the GPU; a job still running at --time-limit is stopped and the others' runs are kept. The jobs here
+    as sharing the GPU; a job still running at --time-limit is stopped and the others' runs are kept; a run that
+    failed in its job (whose process still exits 0) is in the record's `failed` and said as the jobs end. The jobs here
     are a small script that writes a record as bench.quality does (a real job trains for minutes; main's own path is
     tested above)."""
     script = tmp_path / "job.py"
@@ -298,9 +300,11 @@ def test_side_by_side_starts_one_job_per_run_and_combines_what_they_wrote(tmp_pa
     monkeypatch.setattr("bench.quality.__main__.JOB", [sys.executable, str(script)])
     base = tmp_path / "base.safetensors"
     base.write_bytes(b"")  # there: nothing to pretrain
-    record = main(["--side-by-side", "--base", str(base), "--runs", "24gb", "slow", "8gb+prior=0", "--no-reference",
-                   "--time-limit", "5", "--work", str(tmp_path / "w"), "--out", str(tmp_path / "out")])
+    record = main(["--side-by-side", "--base", str(base), "--runs", "24gb", "slow", "8gb+prior=0", "broken",
+                   "--no-reference", "--time-limit", "5", "--work", str(tmp_path / "w"), "--out", str(tmp_path / "out")])
     assert [r["name"] for r in record["runs"]] == ["24gb", "8gb+prior=0"] and all(r["shared_gpu"] for r in record["runs"])
+    assert record["failed"] == {"broken": "RuntimeError: no"} and record["jobs"]["exit_codes"]["broken"] == 0
+    assert "job 4 (broken): exit 0, its run FAILED: RuntimeError: no" in capsys.readouterr().out
     assert record["jobs"]["exit_codes"]["24gb"] == 0 and record["jobs"]["exit_codes"]["slow"] != 0
     assert record["jobs"]["wall_s"] < 30 and record["command"].startswith("python -m bench.quality --side-by-side")
     assert record["commands"][0].endswith(f"--runs 24gb --no-reference --shared-gpu --work {tmp_path / 'w' / 'job1'} "

@@ -313,9 +313,14 @@ def side_by_side(args, argv: list[str]) -> dict:
             proc.wait()
         log.close()
         ended[jobs[i - 1]] = proc.returncode
-        print(f"job {i} ({jobs[i - 1]}): exit {proc.returncode}, log {work / f'job{i}.log'}")
-    records = [json.loads(p.read_text()) for i in range(1, len(jobs) + 1)
-               if (p := work / f"job{i}" / "quality-latest.json").exists()]
+    records = []
+    for i, run in enumerate(jobs, 1):
+        path = work / f"job{i}" / "quality-latest.json"
+        written = json.loads(path.read_text()) if path.exists() else {}
+        records += [written] * bool(written)
+        failed = written.get("failed", {}).get(run)  # main records a run that raised and goes on: the job exits 0
+        print(f"job {i} ({run}): exit {ended[run]}" + (f", its run FAILED: {failed}" if failed else "")
+              + f", log {work / f'job{i}.log'}")
     if not records:
         raise SystemExit(f"--side-by-side: no job wrote a record; see the logs in {work}")
     record = combine(records, command="python -m bench.quality " + " ".join(argv))
@@ -328,6 +333,9 @@ def combine(records: list[dict], command: str | None = None) -> dict:
     record's own command is kept in "commands")."""
     record = records[0]
     record["commands"] = [r["command"] for r in records if "command" in r]
+    failed = {run: why for r in records for run, why in r.get("failed", {}).items()}
+    if failed:
+        record["failed"] = failed
     record["command"] = command or record.get("command")
     for earlier in records[1:]:
         merge(record, earlier)

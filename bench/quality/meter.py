@@ -16,7 +16,7 @@ import torch
 
 from ldm.tokenizer import get_tokenizer
 from sdtrainer.meter import (TIMESTEPS, MeterRow, Probes, errors_by_timestep, fit_by_timestep, read_rows, recommend,
-                             sample_class, shifted)
+                             picture_class, shifted)
 
 TARGET_SPEARMAN = 0.8  # issue 14: the scores track the world's fidelity and drift at least this well
 TARGET_GAP = 0.05  # and the recommended step's fidelity and drift are within this of the best trade-off's
@@ -53,8 +53,8 @@ class FitDiagnostics:
     def errors(self, model) -> list[torch.Tensor]:
         """eps-MSE [len(TIMESTEPS), n] of the photos (and [len(TIMESTEPS), k] of the class pictures), in the order of
         KEYS (the meter's noise streams)."""
-        p, words = self.probes, self.probes.class_words
-        picture_words = get_tokenizer()([words[c] for c in sample_class(len(self.class_samples) // len(words), p)])
+        p = self.probes
+        picture_words = get_tokenizer()([p.class_words[c] for c in picture_class(p, self.class_samples).tolist()])
         return [errors_by_timestep(model, p.photos, p.photo_text, 0),
                 errors_by_timestep(model, shifted(p.photos), p.photo_text, 1),
                 errors_by_timestep(model, p.photos, p.class_text, 0),
