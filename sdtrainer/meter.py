@@ -22,7 +22,8 @@ and text, so scores compare across the steps of a run and across runs; the base 
   are made, through pixels: the same pictures for runs with and without prior preservation). 0 = as the base;
   above 0 the class word has taken on the subject ("every person looks like me"); below 0 it has moved away from it.
   A model that got better or worse at every picture (training the class on its class images; the first steps'
-  damage) moves both errors alike, which the ratio of ratios cancels. The photos are noised with the same noise as for subject fit.
+  damage) moves both errors alike, which the ratio of ratios cancels. The photos are noised with the same noise as
+  for subject fit.
 - **copying**: the subject fit of the photos moved by `SHIFT` latent pixel (8 px in SD v1; re-cropped, as a new
   photo of the same subject would frame it) divided by the subject fit of the photos themselves, minus 1, over all
   `TIMESTEPS` (a memorised photo shows at low noise too). A model that learnt the subject denoises a slightly

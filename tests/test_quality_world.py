@@ -301,8 +301,10 @@ def test_side_by_side_starts_one_job_per_run_and_combines_what_they_wrote(tmp_pa
     base = tmp_path / "base.safetensors"
     base.write_bytes(b"")  # there: nothing to pretrain
     record = main(["--side-by-side", "--base", str(base), "--runs", "24gb", "slow", "8gb+prior=0", "broken",
-                   "--no-reference", "--time-limit", "5", "--work", str(tmp_path / "w"), "--out", str(tmp_path / "out")])
-    assert [r["name"] for r in record["runs"]] == ["24gb", "8gb+prior=0"] and all(r["shared_gpu"] for r in record["runs"])
+                   "--no-reference", "--time-limit", "5", "--work", str(tmp_path / "w"),
+                   "--out", str(tmp_path / "out")])
+    assert [r["name"] for r in record["runs"]] == ["24gb", "8gb+prior=0"]
+    assert all(r["shared_gpu"] for r in record["runs"])
     assert record["failed"] == {"broken": "RuntimeError: no"} and record["jobs"]["exit_codes"]["broken"] == 0
     assert "job 4 (broken): exit 0, its run FAILED: RuntimeError: no" in capsys.readouterr().out
     assert record["jobs"]["exit_codes"]["24gb"] == 0 and record["jobs"]["exit_codes"]["slow"] != 0
