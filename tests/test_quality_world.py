@@ -17,6 +17,7 @@ from bench.quality.meter import FitDiagnostics, meter_summary, ranks, spearman
 from bench.quality.base import TINY_WORLD_SD, Budget, keep_vocabulary, pretrain, world_words
 from bench.quality.metrics import SampleSettings, diversity
 from bench.quality.reader import Reading, attribute_accuracy, read, reader_accuracy, truth
+from bench.quality import runs as world_runs
 from bench.quality.runs import LORA_LR_SCALE, RunSpec, extracted_runs, prepare, reference_run, train_run
 from bench.quality.world import CAPTIONED, NAMES, SUBJECT, TINY_WORLD, TOKEN, WORLD, Thing, identity, render
 from sdtrainer.checkpoint import load_model, save_checkpoint
@@ -100,6 +101,9 @@ def test_a_lora_run_takes_the_lora_scale_unless_told():
     assert parse_run("lora-8gb+prior=0", 50.0).lr_scale == LORA_LR_SCALE != 50.0
     assert parse_run("lora-8gb", 50.0, lora_lr_scale=3.0).lr_scale == 3.0
     assert parse_run("lora-8gb+lr=20", 50.0).lr_scale == 20.0 and parse_run("8gb", 50.0).lr_scale == 50.0
+    # a RunSpec built directly takes each preset's own scale
+    assert (RunSpec("l", "lora-8gb").scale, RunSpec("f", "24gb").scale, RunSpec("s", "24gb", lr_scale=7.0).scale) \
+        == (LORA_LR_SCALE, world_runs.LR_SCALE, 7.0)
 
 
 def test_pretraining_writes_a_base_that_loads_like_any_model(tmp_path, one_thread):

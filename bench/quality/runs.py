@@ -36,7 +36,7 @@ from bench.reference import RECIPES, peaks, reference_step, reset_peak, synchron
 from ldm.schedule import alphas_cumprod
 from ldm.tokenizer import get_tokenizer
 from sdtrainer.checkpoint import load_model
-from sdtrainer.config import Method, load_config
+from sdtrainer.config import Method, load_config, preset_method
 from sdtrainer.lora import read_lora, with_lora
 from sdtrainer.lora_extract import ExtractSettings, extract_lora
 from sdtrainer.meter import REFERENCE_FILE, evaluating
@@ -71,8 +71,15 @@ class RunSpec:
     preset: str
     prior_loss_weight: float = 1.0
     train_text_encoder: bool | None = None  # None: the preset's choice
-    lr_scale: float = LR_SCALE
+    lr_scale: float | None = None  # None: LORA_LR_SCALE for a LoRA preset, LR_SCALE for the others
     overrides: tuple[str, ...] = ()  # extra key=value settings
+
+    @property
+    def scale(self) -> float:
+        """The preset's learning rates are multiplied by this."""
+        if self.lr_scale is not None:
+            return self.lr_scale
+        return LORA_LR_SCALE if preset_method(self.preset) is Method.LORA else LR_SCALE
 
 
 def prepare(base: Path, world: World, subject: Thing, token: str, work: Path, n_photos: int, n_class: int,
@@ -101,11 +108,11 @@ def run_config(setup: Setup, spec: RunSpec, steps: int, save_every: int):
               "token": setup.token, "class_word": setup.subject.shape, "resolution": setup.world.image_size,
               "device": setup.device, "steps": steps, "save_every": save_every, "preview_every": 0,
               "preview_prompts": [], "class_images": 0, "prior_loss_weight": spec.prior_loss_weight,
-              "learning_rate": preset.learning_rate * spec.lr_scale, "save_half": False}
+              "learning_rate": preset.learning_rate * spec.scale, "save_half": False}
     if preset.method is Method.LORA:
-        values["lora_learning_rate"] = preset.lora_learning_rate * spec.lr_scale
+        values["lora_learning_rate"] = preset.lora_learning_rate * spec.scale
     if preset.text_encoder_lr is not None:
-        values["text_encoder_lr"] = preset.text_encoder_lr * spec.lr_scale
+        values["text_encoder_lr"] = preset.text_encoder_lr * spec.scale
     if spec.train_text_encoder is not None:
         values["train_text_encoder"] = spec.train_text_encoder
     return load_config(spec.preset, values=values, overrides=list(spec.overrides))
@@ -136,7 +143,7 @@ def train_run(setup: Setup, spec: RunSpec, steps: tuple[int, ...], log=print) ->
         with evaluating(model):
             scores["meter_diagnostics"] = diagnostics(model)
         rows.append({"name": spec.name, "preset": spec.preset, "prior_loss_weight": cfg.prior_loss_weight,
-                     "train_text_encoder": cfg.train_text_encoder, "lr_scale": spec.lr_scale, "steps": step,
+                     "train_text_encoder": cfg.train_text_encoder, "lr_scale": spec.scale, "steps": step,
                      **scores, "wall_s": round(elapsed[step], 2), "run_wall_s": round(total, 2),
                      "peak_vram_gib": memory})
         log(f"  {spec.name} step {step}: "
