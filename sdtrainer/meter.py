@@ -209,12 +209,12 @@ def class_samples(base, probes: Probes) -> torch.Tensor:
     """The base model's pictures of each bare class word, seeds 0 .. CLASS_SAMPLES-1 (the meter's class pictures),
     as latents made the way the run's class images are: sampled, decoded to pixels, encoded again."""
     side = probes.photos.shape[-1] * base.cfg.latent_factor
-    made = [sample_latents(base, GenerationParams(word, sampler="euler", steps=CLASS_SAMPLE_STEPS, seed=seed,
-                                                  width=side, height=side))  # one at a time: a preview's memory
-            for word in probes.class_words for seed in range(CLASS_SAMPLES)]
+    made = [sample_latents(base, GenerationParams(word, sampler="euler", steps=CLASS_SAMPLE_STEPS, seed=0,
+                                                  width=side, height=side, batch_size=CLASS_SAMPLES))
+            for word in probes.class_words]
     vae = next(base.vae.parameters())  # half on a GPU, where a run in fp32 (`classic`) has no autocast to cast for it
-    return torch.cat([base.encode_images(base.decode_latents(latents.to(vae.dtype)).to(vae.dtype)).float().cpu()
-                      for latents in made])
+    return torch.cat([base.encode_images(base.decode_latents(latent.to(vae.dtype)).to(vae.dtype)).float().cpu()
+                      for latents in made for latent in latents.split(1)])  # the VAE one picture at a time
 
 
 def errors_of(model, probes: Probes, samples: torch.Tensor) -> Errors:
