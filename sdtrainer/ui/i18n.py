@@ -409,9 +409,10 @@ STRINGS: dict[str, dict[str, str]] = {
     "tr_stop": {"en": "■ Stop", "fr": "■ Arrêter"},
     "tr_loss": {"en": "Loss", "fr": "Perte"},
     "tr_vram": {"en": "GPU memory (GiB)", "fr": "Mémoire GPU (Gio)"},
-    "tr_meter": {"en": "Meter at each saved checkpoint (fit: lower = learnt; drift, copying: lower = better)",
-                 "fr": "Mesures à chaque modèle enregistré (ajustement : plus bas = appris ; dérive, copie : plus bas "
-                       "= mieux)"},
+    "tr_meter": {"en": "Meter at each saved checkpoint (fit: lower = learnt; drift: above 0 = the class takes on the "
+                       "subject; copying: lower = better)",
+                 "fr": "Mesures à chaque modèle enregistré (ajustement : plus bas = appris ; dérive : au-dessus de 0 = "
+                       "la classe prend les traits du sujet ; copie : plus bas = mieux)"},
     "tr_plot_score": {"en": "score", "fr": "score"},
     "tr_series_subject_fit": {"en": "subject fit", "fr": "ajustement au sujet"},
     "tr_series_class_drift": {"en": "class drift", "fr": "dérive de la classe"},
