@@ -204,6 +204,11 @@ def picture_class(probes: Probes, pictures: torch.Tensor) -> torch.Tensor:
     return torch.arange(words).repeat_interleave(len(pictures) // words)
 
 
+def picture_text(probes: Probes, pictures: torch.Tensor) -> torch.Tensor:
+    """Token ids [k, 77]: each class picture's bare class word."""
+    return get_tokenizer()([probes.class_words[c] for c in picture_class(probes, pictures).tolist()])
+
+
 @torch.no_grad()
 def class_samples(base, probes: Probes) -> torch.Tensor:
     """The base model's pictures of each bare class word, seeds 0 .. CLASS_SAMPLES-1 (the meter's class pictures),
@@ -219,11 +224,10 @@ def class_samples(base, probes: Probes) -> torch.Tensor:
 
 def errors_of(model, probes: Probes, samples: torch.Tensor) -> Errors:
     """The model's errors on the probes and on the base model's class pictures `samples`."""
-    words = get_tokenizer()([probes.class_words[c] for c in picture_class(probes, samples).tolist()])
     return Errors(errors_by_timestep(model, probes.photos, probes.photo_text, 0),
                   errors_by_timestep(model, shifted(probes.photos), probes.photo_text, 1),
                   errors_by_timestep(model, probes.photos, probes.class_text, 0, IDENTITY_TIMESTEPS),
-                  errors_by_timestep(model, samples, words, 2, IDENTITY_TIMESTEPS))
+                  errors_by_timestep(model, samples, picture_text(probes, samples), 2, IDENTITY_TIMESTEPS))
 
 
 def reference_of(base, probes: Probes) -> Reference:

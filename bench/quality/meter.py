@@ -14,9 +14,8 @@ from pathlib import Path
 
 import torch
 
-from ldm.tokenizer import get_tokenizer
-from sdtrainer.meter import (TIMESTEPS, MeterRow, Probes, errors_by_timestep, fit_by_timestep, read_rows, recommend,
-                             picture_class, shifted)
+from sdtrainer.meter import (TIMESTEPS, MeterRow, Probes, errors_by_timestep, fit_by_timestep, picture_text,
+                             read_rows, recommend, shifted)
 
 TARGET_SPEARMAN = 0.8  # issue 14: the scores track the world's fidelity and drift at least this well
 TARGET_GAP = 0.05  # and the recommended step's fidelity and drift are within this of the best trade-off's
@@ -54,11 +53,10 @@ class FitDiagnostics:
         """eps-MSE [len(TIMESTEPS), n] of the photos (and [len(TIMESTEPS), k] of the class pictures), in the order of
         KEYS (the meter's noise streams)."""
         p = self.probes
-        picture_words = get_tokenizer()([p.class_words[c] for c in picture_class(p, self.class_samples).tolist()])
         return [errors_by_timestep(model, p.photos, p.photo_text, 0),
                 errors_by_timestep(model, shifted(p.photos), p.photo_text, 1),
                 errors_by_timestep(model, p.photos, p.class_text, 0),
-                errors_by_timestep(model, self.class_samples, picture_words, 2)]
+                errors_by_timestep(model, self.class_samples, picture_text(p, self.class_samples), 2)]
 
     def __call__(self, model) -> dict:
         groups = [self.probes.photo_subject] * 3 + [torch.zeros(len(self.class_samples), dtype=torch.long)]
