@@ -184,12 +184,18 @@ def errors_by_timestep(model, latents: torch.Tensor, text: torch.Tensor, stream:
     """eps-MSE [len(timesteps), n] of each latent [n, C, h, w] at each of `timesteps` (some of TIMESTEPS) under its
     text (embeddings or token ids, one row per latent), with the meter's fixed noise of `stream` (a timestep's noise
     is the same whichever others are asked for)."""
+    noisy, t, noise = noised(latents, stream, timesteps)
+    eps = predict(model, noisy, t, text.repeat(len(timesteps), *[1] * (text.dim() - 1))).view(noise.shape)
+    return (eps - noise).square().mean(dim=(2, 3, 4))
+
+
+def noised(latents: torch.Tensor, stream: int, timesteps: tuple[int, ...] = TIMESTEPS):
+    """The latents [n, C, h, w] noised with the meter's fixed noise of `stream` at each of `timesteps`:
+    (noisy [len(timesteps) * n, C, h, w], their timesteps [len(timesteps) * n], the noise [len(timesteps), n, ...])."""
     noise = noise_like(latents, stream)[[TIMESTEPS.index(t) for t in timesteps]]
     a = alphas_cumprod().float()[list(timesteps)].view(-1, 1, 1, 1, 1)
     noisy = (a.sqrt() * latents + (1 - a).sqrt() * noise).flatten(0, 1)
-    t = torch.tensor(timesteps).repeat_interleave(len(latents))
-    eps = predict(model, noisy, t, text.repeat(len(timesteps), *[1] * (text.dim() - 1))).view(noise.shape)
-    return (eps - noise).square().mean(dim=(2, 3, 4))
+    return noisy, torch.tensor(timesteps).repeat_interleave(len(latents)), noise
 
 
 def denoising_error(model, latents: torch.Tensor, text: torch.Tensor) -> float:

@@ -201,6 +201,7 @@ def test_each_runs_checkpoints_carry_the_meters_scores_beside_the_worlds(dreambo
     for row in runs.values():  # the meter's fit and drift from its per-timestep ratios, measured beside it
         diag = row["meter_diagnostics"]
         assert diag["timesteps"] == list(TIMESTEPS) and all(len(diag[k]) == len(TIMESTEPS) for k in FitDiagnostics.KEYS)
+        assert set(diag["raw"]) == set(diag["raw_base"]) == set(FitDiagnostics.READINGS)
         assert row["meter_subject_fit"] == pytest.approx(np.mean([diag["fit_by_t"][i] for i in identity]), abs=1e-3)
         assert row["meter_class_drift"] == pytest.approx(1 - np.mean(
             [diag["class_caption_fit_by_t"][i] / diag["class_images_fit_by_t"][i] for i in identity]), abs=1e-3)

@@ -14,8 +14,9 @@ from pathlib import Path
 
 import torch
 
-from sdtrainer.meter import (TIMESTEPS, MeterRow, Probes, errors_by_timestep, fit_by_timestep, picture_text,
-                             read_rows, recommend, shifted)
+from bench.quality.metrics import EVAL
+from ldm.tokenizer import get_tokenizer
+from sdtrainer.meter import TIMESTEPS, MeterRow, Probes, noised, picture_text, predict, read_rows, recommend, shifted
 
 TARGET_SPEARMAN = 0.8  # issue 14: the scores track the world's fidelity and drift at least this well
 TARGET_GAP = 0.05  # and the recommended step's fidelity and drift are within this of the best trade-off's
@@ -32,37 +33,56 @@ def with_meter(rows: list[dict], run_dir: Path) -> list[dict]:
 
 
 class FitDiagnostics:
-    """The meter's readings at every timestep, measured beside its scores so that the world can say which timesteps
-    and which readings track fidelity and drift: the error on the subject's photos under their captions, re-cropped,
-    and under the bare class word, and on the meter's class pictures (the base's samples of the class word, as the
-    run's meter drew them: its meter-reference.pt) under that word, each at every one of TIMESTEPS as a ratio to the
-    base model's.
+    """The meter's readings at every timestep, and others it might take, measured beside its scores so that the world
+    can say which timesteps and which readings track fidelity and drift. Each of READINGS is an eps-MSE at every one
+    of TIMESTEPS: the subject's photos (plain, and re-cropped: `shifted`) under their captions, the bare class word and
+    the empty prompt, and the meter's class pictures (the base's samples of the class word, as the run's meter drew
+    them: its meter-reference.pt) under that word and the empty prompt; each also as the sampler sees it, guided at
+    the world's cfg scale (empty + scale * (text - empty)).
 
         diag = FitDiagnostics(base, probes, reference.class_samples)
-        diag(model)   # {"fit_by_t": [5 ratios at TIMESTEPS], "shifted_fit_by_t": [...],
-                      #  "class_caption_fit_by_t": [...], "class_images_fit_by_t": [...], "timesteps": [...]}
+        diag(model)   # {"fit_by_t": [5 ratios to the base at TIMESTEPS], "shifted_fit_by_t": [...],
+                      #  "class_caption_fit_by_t": [...], "class_images_fit_by_t": [...], "timesteps": [...],
+                      #  "raw": {reading: [5 mean errors]}, "raw_base": {the base's}}
     """
 
-    KEYS = ("fit_by_t", "shifted_fit_by_t", "class_caption_fit_by_t", "class_images_fit_by_t")
+    KEYS = {"fit_by_t": "photo_caption", "shifted_fit_by_t": "shifted_caption",
+            "class_caption_fit_by_t": "photo_class", "class_images_fit_by_t": "pictures_class"}
+    READINGS = ("photo_caption", "photo_empty", "photo_caption_guided", "photo_class", "photo_class_guided",
+                "shifted_caption", "shifted_empty", "shifted_caption_guided", "pictures_class", "pictures_empty",
+                "pictures_class_guided")
 
-    def __init__(self, base, probes: Probes, class_samples: torch.Tensor):
-        self.probes, self.class_samples = probes, class_samples
+    def __init__(self, base, probes: Probes, class_samples: torch.Tensor, cfg_scale: float = EVAL.cfg_scale):
+        self.probes, self.class_samples, self.cfg_scale = probes, class_samples, cfg_scale
         self.base = self.errors(base)
 
-    def errors(self, model) -> list[torch.Tensor]:
-        """eps-MSE [len(TIMESTEPS), n] of the photos (and [len(TIMESTEPS), k] of the class pictures), in the order of
-        KEYS (the meter's noise streams)."""
-        p = self.probes
-        return [errors_by_timestep(model, p.photos, p.photo_text, 0),
-                errors_by_timestep(model, shifted(p.photos), p.photo_text, 1),
-                errors_by_timestep(model, p.photos, p.class_text, 0),
-                errors_by_timestep(model, self.class_samples, picture_text(p, self.class_samples), 2)]
+    def errors(self, model) -> dict[str, torch.Tensor]:
+        """READINGS -> mean eps-MSE [len(TIMESTEPS)] over the photos (or class pictures), with the meter's noise
+        streams."""
+        p, s = self.probes, self.cfg_scale
+        photo = guided_errors(model, p.photos, p.photo_text, s, 0)
+        photo_class = guided_errors(model, p.photos, p.class_text, s, 0)
+        moved = guided_errors(model, shifted(p.photos), p.photo_text, s, 1)
+        pictures = guided_errors(model, self.class_samples, picture_text(p, self.class_samples), s, 2)
+        found = (photo[0], photo[1], photo[2], photo_class[0], photo_class[2], *moved, *pictures)
+        return {name: e.mean(1) for name, e in zip(self.READINGS, found)}
 
     def __call__(self, model) -> dict:
-        groups = [self.probes.photo_subject] * 3 + [torch.zeros(len(self.class_samples), dtype=torch.long)]
-        ratios = (fit_by_timestep(e, b, g).mean(1) for e, b, g in zip(self.errors(model), self.base, groups))
-        return {**{key: [round(float(x), 4) for x in r] for key, r in zip(self.KEYS, ratios)},
-                "timesteps": list(TIMESTEPS)}
+        now = self.errors(model)
+        rounded = lambda e: [round(float(x), 5) for x in e]  # noqa: E731
+        return {**{key: [round(float(x), 4) for x in now[name] / self.base[name]] for key, name in self.KEYS.items()},
+                "timesteps": list(TIMESTEPS), "raw": {k: rounded(v) for k, v in now.items()},
+                "raw_base": {k: rounded(v) for k, v in self.base.items()}}
+
+
+def guided_errors(model, latents: torch.Tensor, text: torch.Tensor, cfg_scale: float, stream: int):
+    """eps-MSE [len(TIMESTEPS), n] of the latents under `text` (token ids, one row per latent), under the empty
+    prompt, and guided (empty + cfg_scale * (text - empty)), with the meter's noise of `stream`."""
+    noisy, t, noise = noised(latents, stream)
+    cond = predict(model, noisy, t, text.repeat(len(TIMESTEPS), 1)).view(noise.shape)
+    empty = predict(model, noisy, t, get_tokenizer()([""]).expand(len(noisy), -1)).view(noise.shape)
+    guided = empty + cfg_scale * (cond - empty)
+    return tuple((e - noise).square().mean(dim=(2, 3, 4)) for e in (cond, empty, guided))
 
 
 def ranks(values: list[float]) -> list[float]:
