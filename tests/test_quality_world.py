@@ -13,7 +13,8 @@ import pytest
 import torch
 
 from bench.quality.__main__ import main, merge, parse_run, parse_subject
-from bench.quality.meter import FitDiagnostics, meter_summary, ranks, spearman
+from bench.quality.meter import (DRIFT_READINGS, FIDELITY_READINGS, FitDiagnostics, meter_summary, ranks,
+                                 readings_table, spearman)
 from bench.quality.base import TINY_WORLD_SD, Budget, keep_vocabulary, pretrain, world_words
 from bench.quality.metrics import SampleSettings, diversity
 from bench.quality.reader import Reading, attribute_accuracy, read, reader_accuracy, truth
@@ -186,6 +187,34 @@ def test_the_summary_judges_each_run_by_todays_recommendation_rule():
     diverged = [row(100, 0.5, 0.9), row(200, 0.48, 0.8), {**row(400, 0.0, 0.7), "meter_subject_fit": None}]
     pick, = meter_summary([{**r, "name": "lora"} for r in diverged], {})["recommended"]
     assert (pick["recommended_step"], pick["within_target"]) == (200, True)
+
+
+def test_readings_table_correlates_each_possible_reading_with_the_world(capsys):
+    """Other readings of the same checkpoints, from the raw errors each world row keeps: a reading that orders the
+    checkpoints as the world does scores 1, one that orders them backwards -1, per run and over all; rows without raw
+    diagnostics (records of an earlier meter) are left out."""
+    def row(name, fidelity, drift, caption, picture):
+        base = {k: [1.0] * len(TIMESTEPS) for k in FitDiagnostics.READINGS}
+        raw = {**base, "photo_caption": [caption] * len(TIMESTEPS), "photo_empty": [2.0] * len(TIMESTEPS),
+               "pictures_class": [picture] * len(TIMESTEPS)}
+        return {"name": name, "fidelity": fidelity, "class_drift": drift,
+                "meter_diagnostics": {"raw": raw, "raw_base": base}}
+    # fidelity rises as the photos' error under their caption falls; the world's drift rises as the class pictures'
+    # error rises (the meter's drift: the class word favours the photos more than its own pictures)
+    runs = [row("a", 0.2, 0.0, 0.9, 1.0), row("a", 0.5, 0.1, 0.8, 1.1), row("a", 0.7, 0.2, 0.7, 1.2),
+            row("b", 0.3, 0.3, 0.85, 1.3), row("b", 0.6, 0.4, 0.75, 1.4), row("b", 0.8, 0.5, 0.6, 1.5),
+            {"name": "old", "fidelity": 0.0, "class_drift": 1.0, "meter_diagnostics": {"fit_by_t": [1.0] * 5}}]
+    table = readings_table(runs)
+    assert set(table) == {*FIDELITY_READINGS, *DRIFT_READINGS}
+    meter_fit, meter_drift = table["-subject fit 500-900 (the meter)"], table["class drift 500-900 (the meter)"]
+    assert meter_fit["points"] == 6
+    assert (meter_fit["pooled"], meter_fit["within"]) == (pytest.approx(1.0), pytest.approx(1.0))
+    assert (meter_drift["pooled"], meter_drift["within"]) == (pytest.approx(1.0), pytest.approx(1.0))
+    gain = table["caption's gain over the empty prompt, all"]  # (2 - caption) / 2: the same order as the fit
+    assert gain["pooled"] == pytest.approx(1.0)
+    assert table["-re-cropped fit 500-900"]["pooled"] is None  # the same error everywhere: no order
+    flipped = readings_table([{**r, "fidelity": -r["fidelity"]} for r in runs[:6]])
+    assert flipped["-subject fit 500-900 (the meter)"]["pooled"] == pytest.approx(-1.0)
 
 
 def test_each_runs_checkpoints_carry_the_meters_scores_beside_the_worlds(dreambooth):

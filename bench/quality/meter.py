@@ -2,16 +2,22 @@
 
     rows = with_meter(rows, run_dir)               # each world row gets the meter's scores of its checkpoint
     record["meter"] = meter_summary(record["runs"], record["base"])
+    python -m bench.quality.meter bench/results/meter-*.json   # other readings of the same checkpoints, compared
 
 Every run of `python -m bench.quality` goes through the app's trainer, whose meter scores each saved checkpoint
 into the run's meter.json; `with_meter` puts those scores beside the world's fidelity and drift of the same
 checkpoint. `meter_summary` says how well they track each other (Spearman's rank correlation over every checkpoint
 of every run, the base model included as the meter's (1, 0, 0)) and how the recommended step of each run compares
-with the world's best trade-off: the step with the most fidelity net of class drift.
+with the world's best trade-off: the step with the most fidelity net of class drift. `readings_table` does the
+same for other readings the meter could take (READINGS, from the raw errors FitDiagnostics keeps in each row), so that
+a change of the meter's definitions is judged on the records, not on the run it was read off.
 """
+import argparse
+import json
 import math
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from bench.quality.metrics import EVAL
@@ -148,3 +154,80 @@ def meter_summary(runs: list[dict], base: dict) -> dict:
     return {"points": len(points), "spearman_fit_fidelity": spearman([-f for f in fit], fidelity),
             "spearman_drift_drift": spearman(drift, world_drift), "target_spearman": TARGET_SPEARMAN,
             "target_gap": TARGET_GAP, "recommended": picks}
+
+
+# Readings the meter could take of a checkpoint, from FitDiagnostics' raw mean errors (`raw`: the checkpoint's,
+# `raw_base`: the base's; arrays over TIMESTEPS), each in the direction of the world's number it is compared with.
+_AT = {"500-900": [2, 3, 4], "900": [4], "all": [0, 1, 2, 3, 4]}
+
+
+def _ratio(r, b, name, at):
+    return float(np.mean(r[name][_AT[at]] / b[name][_AT[at]]))
+
+
+def _gain(r, at):
+    """The share of the photos' error under the empty prompt that their caption takes away."""
+    return float(np.mean(((r["photo_empty"] - r["photo_caption"]) / r["photo_empty"])[_AT[at]]))
+
+
+def _drift(r, b, at, guided=""):
+    return 1 - float(np.mean(((r[f"photo_class{guided}"] / b[f"photo_class{guided}"])
+                              / (r[f"pictures_class{guided}"] / b[f"pictures_class{guided}"]))[_AT[at]]))
+
+
+FIDELITY_READINGS = {  # higher = more like the subject
+    "-subject fit 500-900 (the meter)": lambda r, b: -_ratio(r, b, "photo_caption", "500-900"),
+    "-subject fit, all timesteps": lambda r, b: -_ratio(r, b, "photo_caption", "all"),
+    "-subject fit at 900": lambda r, b: -_ratio(r, b, "photo_caption", "900"),
+    "-re-cropped fit 500-900": lambda r, b: -_ratio(r, b, "shifted_caption", "500-900"),
+    "-guided fit 500-900": lambda r, b: -_ratio(r, b, "photo_caption_guided", "500-900"),
+    "caption's gain over the empty prompt, all": lambda r, b: _gain(r, "all"),
+    "caption's gain over the empty prompt, 900": lambda r, b: _gain(r, "900"),
+}
+DRIFT_READINGS = {  # higher = more drifted
+    "class drift 500-900 (the meter)": lambda r, b: _drift(r, b, "500-900"),
+    "class drift at 900": lambda r, b: _drift(r, b, "900"),
+    "class drift, all timesteps": lambda r, b: _drift(r, b, "all"),
+    "class drift, guided, 500-900": lambda r, b: _drift(r, b, "500-900", "_guided"),
+    "1 - class word's fit on the photos 500-900": lambda r, b: 1 - _ratio(r, b, "photo_class", "500-900"),
+}
+
+
+def readings_table(runs: list[dict]) -> dict[str, dict[str, float | None]]:
+    """For each reading of FIDELITY_READINGS (against the world's fidelity) and DRIFT_READINGS (against its class
+    drift): Spearman over every checkpoint whose row has raw diagnostics ("pooled") and its mean within runs ("within",
+    runs of 3 checkpoints or more with a defined correlation; None without any)."""
+    rows = [r for r in runs if "raw" in r.get("meter_diagnostics", {})]
+    arrays = [({k: np.array(v) for k, v in r["meter_diagnostics"]["raw"].items()},
+               {k: np.array(v) for k, v in r["meter_diagnostics"]["raw_base"].items()}) for r in rows]
+    table = {}
+    for world_key, readings in (("fidelity", FIDELITY_READINGS), ("class_drift", DRIFT_READINGS)):
+        truth = [r[world_key] for r in rows]
+        for name, reading in readings.items():
+            values = [reading(r, b) for r, b in arrays]
+            within = [spearman([v for v, r in zip(values, rows) if r["name"] == run],
+                               [t for t, r in zip(truth, rows) if r["name"] == run])
+                      for run in dict.fromkeys(r["name"] for r in rows)]
+            within = [w for w in within if w is not None]
+            table[name] = {"against": world_key, "points": len(rows), "pooled": spearman(values, truth),
+                           "within": sum(within) / len(within) if within else None}
+    return table
+
+
+def main(argv=None) -> None:
+    p = argparse.ArgumentParser(description="Spearman of the meter's possible readings with the world's fidelity and "
+                                            "drift, per record (bench.quality records whose rows have raw diagnostics)")
+    p.add_argument("records", nargs="+")
+    args = p.parse_args(argv)
+    tables = {Path(path).stem.split("-20")[0]: readings_table(json.loads(Path(path).read_text())["runs"])
+              for path in args.records}
+    number = lambda x: "   -" if x is None else f"{x:+.2f}"  # noqa: E731
+    print(f"{'reading':44s}" + "".join(f" | {name[:28]:28s}" for name in tables))
+    print(f"{'':44s}" + " | pooled / within runs       " * len(tables))
+    for reading in (*FIDELITY_READINGS, *DRIFT_READINGS):
+        print(f"{reading:44s}" + "".join(f" | {number(t[reading]['pooled'])} / {number(t[reading]['within'])}"
+                                         f" ({t[reading]['points']:3d})        " for t in tables.values()))
+
+
+if __name__ == "__main__":
+    main()
