@@ -843,6 +843,13 @@ MESSAGES: dict[str, dict[str, str]] = {
         "en": "{run_dir} has no model files yet (checkpoints/ or {name}-final): nothing to measure.",
         "fr": "{run_dir} n'a pas encore de fichier modèle (checkpoints/ ou {name}-final) : rien à mesurer.",
     },
+    "meter_earlier_definition": {
+        "en": "The scores in {file} before this resume were measured by an earlier version of the meter and do not "
+              "compare with today's: they are left out. `python -m sdtrainer meter {run_dir}` measures those "
+              "checkpoints again.",
+        "fr": "Les mesures de {file} d'avant cette reprise viennent d'une version antérieure de l'outil de mesure et "
+              "ne se comparent pas à celles d'aujourd'hui : elles sont laissées de côté. "
+              "`python -m sdtrainer meter {run_dir}` mesure à nouveau ces fichiers modèles."},
     "meter_cost": {"en": "Meter: {seconds:.1f} s spent scoring the checkpoints (see {file}).",
                    "fr": "Mesures : {seconds:.1f} s passées à évaluer les fichiers modèles (voir {file})."},
     # ------------------------------------------------------------------ ui/guard.py, webui.py

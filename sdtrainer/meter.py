@@ -32,12 +32,14 @@ and text, so scores compare across the steps of a run and across runs; the base 
   so they are not unseen; a held-out photo would take one of the 5-20 photos away from training. A shift costs
   nothing and exists for any number of photos.
 
-Why these readings (bench/results/NOTES.md, 2026-12-03; the world's records bench/results/meter-*.json): the meter's
-first drift, any change of the class's predictions, read the first steps' damage to every picture as drift, in
-whichever direction (Spearman with the world's class drift -0.47 on subject 1, -0.33 on the star); this one reads
-+0.41 and +0.82. Subject fit tracks the world's likeness within a run only where the likeness itself moves smoothly
-(the star, the LoRA runs): Spearman within runs 0.53 on average at the identity timesteps against 0.46 over all,
-and no better than 0.1 over all checkpoints of subject 1 together, either way.
+Why these readings (bench/results/NOTES.md, 2026-12-03; the world's records bench/results/meter-*.json, three
+subjects): the meter's first drift, any change of the class's predictions, read the first steps' damage to every
+picture as drift, in whichever direction (Spearman with the world's class drift -0.47 on subject 1, -0.33 on the
+star); this one reads +0.41, +0.73 and +0.55 on the three subjects, and subject fit -0.00, +0.84 and +0.84 with their
+likeness. Subject 1's full-model runs are what no reading follows: their likeness changes from one checkpoint to the
+next 10 steps later as much as across the run (neighbour correlation -0.04). Other readings of the same checkpoints
+(all timesteps, timestep 900, re-cropped photos, guided, the caption's gain over the empty prompt; compared by
+`python -m bench.quality.meter`) do no better on all three subjects.
 
 The recommendation (`recommend`): the checkpoint with the lowest subject fit, with a one-line reason; see its
 docstring for how it was chosen and what it is worth.
@@ -69,6 +71,10 @@ BATCH = {"cpu": 64, "cuda": 4}  # probes per UNet call: few calls on the CPU; li
 NOISE_SEED = 20_261_202
 METER_FILE = "meter.json"
 REFERENCE_FILE = "meter-reference.pt"  # the base model's answers, kept so that a resumed run need not load it again
+# The readings as defined here. Scores of another definition do not compare with these (the first meter's drift was
+# any change of the class's predictions), so meter.json and meter-reference.pt written under another are not read:
+# their checkpoints are measured again (`measure_run`), the base model answers again (the trainer's MeterRecorder).
+DEFINITION = 2
 
 
 @dataclass
@@ -278,11 +284,10 @@ def recommend(rows: list[MeterRow]) -> Recommendation | None:
     - else the checkpoint with the lowest subject fit (the earliest of equals): "the best subject fit of the run", or,
       when that is the last checkpoint, "still improving: train longer if it does not look like the subject yet".
     Copying and class drift are shown, not used. Chosen in the quality world (bench/results/NOTES.md, 2026-12-03): on
-    the 11 runs of the meter's record (bench/results/meter-*.json) this pick is within 5% of the world's best
-    trade-off in 6, the previous rule's (the checkpoint before copying rose 0.15 above the first's) in 4, the last
-    checkpoint in 7; on the 15 runs of the earlier record, 9, 9 and 8. None reaches the issue's target: at the world's
-    full-model learning rate its likeness moves by up to 0.3 between neighbouring checkpoints, which no reading of the
-    checkpoints has followed."""
+    the 15 runs of the meter's records (bench/results/meter-*.json, three subjects) this pick is within 5% of the
+    world's best trade-off in 8, the last checkpoint in 9, the checkpoint before copying rose 0.15 above the first's
+    in 5. None reaches the issue's target: at the world's full-model learning rate its likeness moves by up to 0.66
+    between checkpoints 10 steps apart, which no reading of the checkpoints has followed."""
     rows = sorted((r for r in rows if all(map(math.isfinite, (r.subject_fit, r.class_drift, r.copying)))),
                   key=lambda r: r.step)
     if not rows:
@@ -303,11 +308,20 @@ def recommend(rows: list[MeterRow]) -> Recommendation | None:
 # ---------------------------------------------------------------------------------------------------
 
 def read_rows(run_dir: Path) -> list[MeterRow]:
-    """The run's meter.json rows, by step ([] when it has none)."""
+    """The run's meter.json rows, by step ([] when it has none, or only rows of another DEFINITION)."""
     path = Path(run_dir) / METER_FILE
     if not path.is_file():
         return []
-    return sorted((MeterRow(**row) for row in json.loads(path.read_text())["checkpoints"]), key=lambda r: r.step)
+    written = json.loads(path.read_text())
+    if written.get("definition") != DEFINITION:
+        return []
+    return sorted((MeterRow(**row) for row in written["checkpoints"]), key=lambda r: r.step)
+
+
+def earlier_definition(run_dir: Path) -> bool:
+    """Whether the run's meter.json holds scores of another DEFINITION (which read_rows leaves out)."""
+    path = Path(run_dir) / METER_FILE
+    return path.is_file() and json.loads(path.read_text()).get("definition") != DEFINITION
 
 
 def write_rows(run_dir: Path, rows: list[MeterRow]) -> None:
@@ -319,7 +333,8 @@ def write_rows(run_dir: Path, rows: list[MeterRow]) -> None:
                                             "why_fr": say_in(rec.why, "fr")}
     path = Path(run_dir) / METER_FILE
     tmp = path.with_name("." + path.name + ".tmp")
-    tmp.write_text(json.dumps({"checkpoints": [asdict(r) for r in rows], "recommended": recommended}, indent=1))
+    tmp.write_text(json.dumps({"definition": DEFINITION, "checkpoints": [asdict(r) for r in rows],
+                               "recommended": recommended}, indent=1))
     tmp.replace(path)
 
 

@@ -159,12 +159,15 @@ def test_the_callback_scores_every_saved_checkpoint(runs):
         assert emitted == meter.read_rows(run_dir) and all(r.seconds > 0 for r in emitted)
 
 
-@pytest.mark.parametrize("kept", ["kept", "none", "other"],
-                         ids=["answers-kept", "answers-from-the-base-file", "other-answers-from-the-base-file"])
+@pytest.mark.parametrize("kept", ["kept", "none", "other", "earlier-definition"],
+                         ids=["answers-kept", "answers-from-the-base-file", "other-answers-from-the-base-file",
+                              "scores-of-an-earlier-definition"])
 def test_scores_continue_across_a_resume(class_base, subject_photos, tmp_path, kept):
     """20 steps, resume to 40: the rows of a run that ran 40 steps at once. The base model's answers are read back
     from the run folder after the resume, or (a run that has not kept them, or kept an earlier meter's) taken again
-    from the base file."""
+    from the base file. Scores written by an earlier definition of the meter (no `definition` in meter.json or in
+    the kept answers, as the meter wrote them before 2026-12-03's evening) are left out, with a message saying how
+    to measure them again, which `meter` then does."""
     cfg = config(class_base, subject_photos, steps=40, save_every=10, preview_every=0, prior_loss_weight=0.0,
                  save_half=False)
     train(cfg, tmp_path / "once")
@@ -178,10 +181,23 @@ def test_scores_continue_across_a_resume(class_base, subject_photos, tmp_path, k
         old = torch.load(answers, weights_only=True)
         torch.save({"photo_errors": old["photo_errors"], "shifted_errors": old["shifted_errors"],
                     "class_samples": torch.zeros(4, 4, 8, 8), "class_eps": torch.zeros(20, 4, 8, 8)}, answers)
-    train(cfg, tmp_path / "twice", resume=True)
+    elif kept == "earlier-definition":  # the same files, without the definition they were written under
+        written = tmp_path / "twice" / meter.METER_FILE
+        earlier = json.loads(written.read_text())
+        for row in earlier["checkpoints"]:
+            row["class_drift"] = 0.5  # a number of the earlier drift, which must not reach today's table
+        written.write_text(json.dumps({k: v for k, v in earlier.items() if k != "definition"}))
+        torch.save({k: v for k, v in torch.load(answers, weights_only=True).items() if k != "definition"}, answers)
+    _, events = train(cfg, tmp_path / "twice", resume=True)
+    said = [e.data["message"].key for e in events.of(EventKind.LOG)]
+    assert ("meter_earlier_definition" in said) == (kept == "earlier-definition")
+    if kept == "earlier-definition":
+        assert list(rows(tmp_path / "twice")) == [30, 40]
+        assert main(["meter", str(tmp_path / "twice")]) == 0  # step 20's file was the first run's final: replaced
     once, twice = rows(tmp_path / "once"), rows(tmp_path / "twice")
-    assert list(once) == list(twice) == [10, 20, 30, 40]
-    for step in once:
+    assert list(once) == [10, 20, 30, 40]
+    assert list(twice) == ([10, 30, 40] if kept == "earlier-definition" else list(once))
+    for step in twice:
         assert (twice[step].subject_fit, twice[step].class_drift) == (
             pytest.approx(once[step].subject_fit, rel=1e-4), pytest.approx(once[step].class_drift, rel=1e-3))
 

@@ -8,7 +8,8 @@
 `train_run` goes through `sdtrainer.trainer.run_training` (what the app and `sdtrainer train` run), from
 the base checkpoint file, the subject's photos and the class images as PNG folders; a model file (with method
 lora a LoRA file, scored on the base) is saved every `save_every` steps and each is scored by
-`bench.quality.metrics.subject_scores`, beside the scores the trainer's meter gave it
+`bench.quality.metrics.subject_scores` (a run with `ema` on: its EMA weights), beside the scores the trainer's meter
+gave it (of the trained weights)
 (`bench.quality.meter.with_meter`). `extracted_runs` turns a run's model files into LoRAs of a few ranks
 (`sdtrainer.lora_extract`, as the Pruning tab does) and scores each on the base. The world's model
 is ~100x smaller than SD v1, so every learning rate of a preset is multiplied by `lr_scale` (the same
@@ -138,7 +139,7 @@ def train_run(setup: Setup, spec: RunSpec, steps: tuple[int, ...], log=print) ->
     for step in steps:
         path = model_file(run_dir, step, cfg.steps)
         model = with_lora(base, read_lora(path), 1.0) if cfg.method is Method.LORA else load_model(
-            path, device=setup.device, dtype=torch.float32)[0]
+            path, device=setup.device, dtype=torch.float32, use_ema=cfg.ema)[0]
         scores = score(model, setup)
         with evaluating(model):
             scores["meter_diagnostics"] = diagnostics(model)

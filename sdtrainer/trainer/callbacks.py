@@ -31,8 +31,8 @@ from sdtrainer.config import TrainConfig, preview_prompts
 from sdtrainer.control import RunControl
 from sdtrainer.lora_training import save_lora
 from sdtrainer.messages import Message
-from sdtrainer.meter import (METER_FILE, REFERENCE_FILE, MeterRow, Probes, Reference, evaluating, read_rows,
-                              reference_of, score, write_rows)
+from sdtrainer.meter import (DEFINITION, METER_FILE, REFERENCE_FILE, MeterRow, Probes, Reference, earlier_definition,
+                              evaluating, read_rows, reference_of, score, write_rows)
 from sdtrainer.preflight import GIB
 from sdtrainer.sampling import GenerationParams, check_params, infotext, sample_latents, save_png, to_pil
 from sdtrainer.trainer.events import Emit, Event, EventKind, Preview, RunPaths, TrainingDiverged, log
@@ -286,13 +286,15 @@ class MeterRecorder(pl.Callback):
             return
         start, kept = time.perf_counter(), self.run_dir / REFERENCE_FILE
         answers = torch.load(kept, weights_only=True) if trainer.global_step > 0 and kept.is_file() else {}
-        if answers.keys() == {f.name for f in fields(Reference)}:
+        if answers.pop("definition", None) == DEFINITION and answers.keys() == {f.name for f in fields(Reference)}:
             self.reference = Reference(**answers)
-        else:  # a run from before the meter kept its answers, or kept other ones: the base model, loaded again
+        else:  # a run from before the meter kept its answers, or kept another meter's: the base model, loaded again
             base = module.sd if trainer.global_step == 0 else self.load_base()
             with evaluating(base), trainer.precision_plugin.forward_context():
                 self.reference = reference_of(base, self.probes)
-            torch.save(asdict(self.reference), kept)
+            torch.save({**asdict(self.reference), "definition": DEFINITION}, kept)
+        if earlier_definition(self.run_dir):  # its rows are left out from here on: say how to measure them again
+            self.report(Message("meter_earlier_definition", file=METER_FILE, run_dir=self.run_dir))
         self.seconds += time.perf_counter() - start
 
     def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx) -> None:
