@@ -749,6 +749,10 @@ MESSAGES: dict[str, dict[str, str]] = {
     "train_class_images_made": {"en": "Class images: {made} of {count} of '{class_word}' there ({seconds:.0f} s).",
                                 "fr": "Images de classe : {made} sur {count} de « {class_word} » prêtes "
                                       "({seconds:.0f} s)."},
+    "train_final_kept": {
+        "en": "The previous final file {old} (step {step}) is kept as {new}: this run writes its own final file.",
+        "fr": "Le fichier final précédent {old} (étape {step}) est gardé sous le nom {new} : cet entraînement écrit "
+              "son propre fichier final."},
     "train_cached": {"en": "Cached {instances} instance and {classes} class latents.",
                      "fr": "Latents en mémoire : {instances} d'images du sujet et {classes} d'images de classe."},
     "train_processes_gpu": {

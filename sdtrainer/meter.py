@@ -49,7 +49,7 @@ import json
 import math
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import torch
@@ -336,6 +336,13 @@ def write_rows(run_dir: Path, rows: list[MeterRow]) -> None:
     tmp.write_text(json.dumps({"definition": DEFINITION, "checkpoints": [asdict(r) for r in rows],
                                "recommended": recommended}, indent=1))
     tmp.replace(path)
+
+
+def file_moved(run_dir: Path, old: Path, new: Path) -> None:
+    """meter.json's row of model file `old` now names `new` (the same model, renamed)."""
+    rows = read_rows(run_dir)
+    if any(Path(r.file).name == old.name for r in rows):
+        write_rows(run_dir, [replace(r, file=str(new)) if Path(r.file).name == old.name else r for r in rows])
 
 
 def recommendation_of(run_dir: Path) -> Recommendation | None:

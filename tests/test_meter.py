@@ -21,7 +21,7 @@ from conftest import free_port, write_photos
 from ldm.schedule import alphas_cumprod
 from ldm.tokenizer import get_tokenizer
 from sdtrainer import meter
-from sdtrainer.checkpoint import load_model
+from sdtrainer.checkpoint import load_model, read_metadata
 from sdtrainer.cli import main
 from sdtrainer.meter import MeterRow, Scores, recommend, shifted
 from sdtrainer.trainer import EventKind, run_probes
@@ -188,15 +188,19 @@ def test_scores_continue_across_a_resume(class_base, subject_photos, tmp_path, k
             row["class_drift"] = 0.5  # a number of the earlier drift, which must not reach today's table
         written.write_text(json.dumps({k: v for k, v in earlier.items() if k != "definition"}))
         torch.save({k: v for k, v in torch.load(answers, weights_only=True).items() if k != "definition"}, answers)
+    first_final = (tmp_path / "twice" / "twice-final.safetensors").read_bytes()
     _, events = train(cfg, tmp_path / "twice", resume=True)
     said = [e.data["message"].key for e in events.of(EventKind.LOG)]
     assert ("meter_earlier_definition" in said) == (kept == "earlier-definition")
+    kept_final = tmp_path / "twice" / "checkpoints" / "twice-step00020.safetensors"  # not replaced by the new final
+    assert "train_final_kept" in said and kept_final.read_bytes() == first_final
+    assert read_metadata(tmp_path / "twice" / "twice-final.safetensors")["steps"] == "40"
     if kept == "earlier-definition":
         assert list(rows(tmp_path / "twice")) == [30, 40]
-        assert main(["meter", str(tmp_path / "twice")]) == 0  # step 20's file was the first run's final: replaced
+        assert main(["meter", str(tmp_path / "twice")]) == 0
     once, twice = rows(tmp_path / "once"), rows(tmp_path / "twice")
-    assert list(once) == [10, 20, 30, 40]
-    assert list(twice) == ([10, 30, 40] if kept == "earlier-definition" else list(once))
+    assert list(once) == list(twice) == [10, 20, 30, 40]
+    assert Path(twice[20].file).name == kept_final.name  # the row follows its file
     for step in twice:
         assert (twice[step].subject_fit, twice[step].class_drift) == (
             pytest.approx(once[step].subject_fit, rel=1e-4), pytest.approx(once[step].class_drift, rel=1e-3))

@@ -12,7 +12,7 @@ import torch
 from pytorch_lightning.strategies import DDPStrategy
 
 from ldm.model import StableDiffusion
-from sdtrainer.checkpoint import load_model
+from sdtrainer.checkpoint import CheckpointError, load_model, read_metadata
 from sdtrainer.class_images import Pace, class_image_batch, generate_class_images
 from sdtrainer.concepts import Subject, generated_class_dir, run_subjects
 from sdtrainer.control import RunControl
@@ -22,7 +22,7 @@ from sdtrainer.dataset import ImageSet, class_set, instance_set
 from sdtrainer.ddp import Channel, launch
 from sdtrainer.lora_training import frozen_dtype
 from sdtrainer.messages import Message
-from sdtrainer.meter import Probes, probes_of
+from sdtrainer.meter import Probes, file_moved, probes_of
 from sdtrainer.models import is_demo
 from sdtrainer.preflight import cpu_warning
 from sdtrainer.trainer.cache import CachedData, cache_data
@@ -161,6 +161,25 @@ def quiet_lightning() -> None:
     warnings.filterwarnings("ignore", message=r".*torch.distributed.nn.functional.all_gather is deprecated.*")
 
 
+def keep_earlier_final(paths: RunPaths, emit: Emit) -> None:
+    """A finished run resumed to train longer: its final file becomes the model file of its step (which meter.json's
+    row follows), so that the resumed run's final file does not replace a model the user may prefer."""
+    for old in sorted(paths.root.glob(f"{paths.name}-final.*")):
+        try:
+            step = read_metadata(old).get("steps") if old.suffix in (".safetensors", ".ckpt") else None
+        except CheckpointError:  # unreadable: nothing a user could load, so nothing to keep
+            step = None
+        if step is None:
+            continue
+        new = paths.model_file(int(step), old.suffix[1:])
+        if new.exists():  # the same step's model, saved before: the final adds nothing to keep
+            continue
+        new.parent.mkdir(parents=True, exist_ok=True)
+        old.replace(new)
+        file_moved(paths.root, old, new)
+        log(emit, 0, Message("train_final_kept", old=old.name, step=int(step), new=new))
+
+
 def run_training(cfg: TrainConfig, run_dir: Path, emit: Emit, control: RunControl,
                  resume: bool = False) -> TrainResult:
     """Train as configured into run_dir (see the module docstring); user errors raise ValueError subclasses."""
@@ -171,6 +190,8 @@ def run_training(cfg: TrainConfig, run_dir: Path, emit: Emit, control: RunContro
     if needs_bitsandbytes(cfg):
         import_bitsandbytes()
     check_run_folder(paths, resume)
+    if resume:
+        keep_earlier_final(paths, emit)
     subjects = run_subjects(cfg)
     check_prior(cfg, subjects)
     words = [s.words for s in subjects]
