@@ -26,7 +26,8 @@ from sdtrainer.cli import main
 from sdtrainer.meter import MeterRow, Scores, recommend, shifted
 from sdtrainer.trainer import EventKind, run_probes
 from sdtrainer.ui.app import build_app
-from sdtrainer.ui.test_tab import checkpoint_title
+from sdtrainer.ui.i18n import Say
+from sdtrainer.ui.test_tab import checkpoint_title, meter_note
 from test_trainer import config, denoising_error, train
 
 STEPS, SAVE_EVERY = 60, 20
@@ -330,6 +331,23 @@ def test_the_test_tab_marks_the_recommended_checkpoint_and_says_why(app):
                                    cfg_scale=7, seed=1, width=64, height=64, negative_prompt="",
                                    api_name="/test_compare")
     assert Path(grid).is_file() and f"The meter recommends **{Path(rec.file).name}**" in message
+
+
+def test_the_test_tab_says_how_to_measure_a_run_of_an_earlier_meter_again(runs, tmp_path):
+    """A run whose meter.json an earlier definition wrote gets no star and no recommendation, but one line, in the
+    user's language, saying how to measure it again; once measured, the recommendation comes back."""
+    run_dir, _ = runs[1.0]
+    copy = shutil.copytree(run_dir, tmp_path / run_dir.name)
+    written = json.loads((copy / meter.METER_FILE).read_text())
+    (copy / meter.METER_FILE).write_text(json.dumps({k: v for k, v in written.items() if k != "definition"}))
+    files = meter.run_files(copy)
+    assert meter_note(files, Say("en")) == (f"**{copy.name}** was measured by an earlier version of the meter, whose "
+                                            f"scores do not compare with today's: `python -m sdtrainer meter {copy}` "
+                                            "measures it again.")
+    assert f"`python -m sdtrainer meter {copy}` le mesure à nouveau" in meter_note(files, Say("fr"))
+    assert not any(checkpoint_title(f).endswith(" ★") for f in files)
+    assert main(["meter", str(copy)]) == 0
+    assert meter_note(files, Say("en")).startswith("★ The meter recommends")
 
 
 def test_the_training_tab_plots_the_scores_beside_the_loss(app, class_base, subject_photos):

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 
-from bench.quality.__main__ import main, merge, parse_run, parse_subject
+from bench.quality.__main__ import exit_status, main, merge, parse_run, parse_subject
 from bench.quality.meter import (DRIFT_READINGS, FIDELITY_READINGS, FitDiagnostics, meter_summary, ranks,
                                  readings_table, spearman)
 from bench.quality.base import TINY_WORLD_SD, Budget, keep_vocabulary, pretrain, world_words
@@ -326,9 +326,9 @@ failed = {"failed": {run: "RuntimeError: no"}} if run == "broken" else {}  # as 
 def test_side_by_side_starts_one_job_per_run_and_combines_what_they_wrote(tmp_path, monkeypatch, capsys):
     """--side-by-side: one process per run with the command's own options (the last of each wins), every row marked
     as sharing the GPU; a job still running at --time-limit is stopped and the others' runs are kept; a run that
-    failed in its job (whose process still exits 0) is in the record's `failed` and said as the jobs end. The jobs here
-    are a small script that writes a record as bench.quality does (a real job trains for minutes; main's own path is
-    tested above)."""
+    failed in its job is in the record's `failed`, said as the jobs end, and makes the command's exit status 1. The
+    jobs here are a small script that writes a record as bench.quality does (a real job trains for minutes; main's
+    own path is tested above)."""
     script = tmp_path / "job.py"
     script.write_text(FAKE_JOB)
     monkeypatch.setattr("bench.quality.__main__.JOB", [sys.executable, str(script)])
@@ -346,6 +346,8 @@ def test_side_by_side_starts_one_job_per_run_and_combines_what_they_wrote(tmp_pa
     assert record["commands"][0].endswith(f"--runs 24gb --no-reference --shared-gpu --work {tmp_path / 'w' / 'job1'} "
                                           f"--out {tmp_path / 'w' / 'job1'}")
     assert json.loads((tmp_path / "out" / "quality-latest.json").read_text())["jobs"] == record["jobs"]
+    assert exit_status(record) == 1 and "run broken FAILED: RuntimeError: no" in capsys.readouterr().err
+    assert exit_status({**record, "failed": {}}) == exit_status({"runs": []}) == 0
 
 
 def test_side_by_side_stops_with_a_sentence_when_the_base_cannot_be_pretrained(tmp_path, monkeypatch):

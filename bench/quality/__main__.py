@@ -318,7 +318,7 @@ def side_by_side(args, argv: list[str]) -> dict:
         path = work / f"job{i}" / "quality-latest.json"
         written = json.loads(path.read_text()) if path.exists() else {}
         records += [written] * bool(written)
-        failed = written.get("failed", {}).get(run)  # main records a run that raised and goes on: the job exits 0
+        failed = written.get("failed", {}).get(run)  # main records a run that raised and goes on (the job exits 1)
         print(f"job {i} ({run}): exit {ended[run]}" + (f", its run FAILED: {failed}" if failed else "")
               + f", log {work / f'job{i}.log'}")
     if not records:
@@ -404,5 +404,12 @@ def write(record: dict, out: Path) -> None:
     (out / f"quality-{record['date']}-{record['device'].replace(' ', '_')}.json").write_text(text)
 
 
+def exit_status(record: dict) -> int:
+    """The command's exit status: 1 when a run failed (its record is written all the same, with `failed`), else 0."""
+    for run, why in record.get("failed", {}).items():
+        print(f"run {run} FAILED: {why}", file=sys.stderr)
+    return 1 if record.get("failed") else 0
+
+
 if __name__ == "__main__":
-    main()
+    sys.exit(exit_status(main()))

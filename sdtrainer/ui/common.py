@@ -213,10 +213,16 @@ def model_choices(paths: list[Path], models_dir: Path, outputs_dir: Path,
             for group, label, p in sorted(entries, key=lambda e: e[0])]
 
 
+def run_of(path: Path) -> Path | None:
+    """The run folder a model file belongs to (None: not a run's file)."""
+    run_dir = path.parent.parent if path.parent.name == "checkpoints" else path.parent
+    return run_dir if (run_dir / "config.yaml").is_file() else None
+
+
 def run_recommendation(path: Path) -> Recommendation | None:
     """The meter's recommendation for the run a model file belongs to (None: not a run's file, or not measured)."""
-    run_dir = path.parent.parent if path.parent.name == "checkpoints" else path.parent
-    return recommendation_of(run_dir) if (run_dir / "config.yaml").is_file() else None
+    run_dir = run_of(path)
+    return recommendation_of(run_dir) if run_dir is not None else None
 
 
 def recommended(path: Path) -> Recommendation | None:

@@ -690,6 +690,11 @@ STRINGS: dict[str, dict[str, str]] = {
     "te_compare_image": {"en": "Comparison grid", "fr": "Grille de comparaison"},
     "te_meter_recommends": {"en": "{mark} The meter recommends **{name}**: {why}.",
                             "fr": "{mark} Les mesures recommandent **{name}** : {why}."},
+    "te_meter_earlier": {
+        "en": "**{run}** was measured by an earlier version of the meter, whose scores do not compare with today's: "
+              "`python -m sdtrainer meter {run_dir}` measures it again.",
+        "fr": "**{run}** a été mesuré par une version antérieure des mesures, qui ne se comparent pas à celles "
+              "d'aujourd'hui : `python -m sdtrainer meter {run_dir}` le mesure à nouveau."},
     # ------------------------------------------------------------------ Pruning tab
     "pr_intro": {
         "en": "A training file can hold optimizer states and EMA copies (up to 12 GB). Pruning keeps what image "
