@@ -321,10 +321,10 @@ def test_the_test_tab_marks_the_recommended_checkpoint_and_says_why(app):
     assert marked == [Path(rec.file).name == f.name for f in files] and sum(marked) == 1
     client = Client(app.local_url, verbose=False)
     *_, status = client.predict(str(files[0]), 64, 64, api_name="/test_model_changed")
-    assert f"★ The meter recommends **{Path(rec.file).name}**: {rec.why}." in status
+    assert f"★ The meter recommends **{Path(rec.file).name}**: {rec.why}. Compare it in the grid" in status
     french = Client(app.local_url, verbose=False, headers={"Cookie": "sdtrainer_lang=fr"})
     *_, status = french.predict(str(files[0]), 64, 64, api_name="/test_model_changed")
-    assert f"Les mesures recommandent **{Path(rec.file).name}** : {rec.why.said('fr')}." in status
+    assert f"Les mesures recommandent **{Path(rec.file).name}** : {rec.why.said('fr')}. Comparez-le" in status
     assert [checkpoint_title(f).endswith(" ★") for f in files] == [Path(rec.file).name == f.name for f in files]
     grid, message = client.predict(models=[str(f) for f in files], prompts="ohwx thing", token="ohwx",
                                    class_word="thing", lora="", lora_weight=1.0, sampler="euler", steps=2,

@@ -688,8 +688,11 @@ STRINGS: dict[str, dict[str, str]] = {
                                        "fr": "a portrait of ohwx person\na photo of a person\n(prompts en anglais)"},
     "te_compare_run": {"en": "Render comparison grid", "fr": "Dessiner la grille"},
     "te_compare_image": {"en": "Comparison grid", "fr": "Grille de comparaison"},
-    "te_meter_recommends": {"en": "{mark} The meter recommends **{name}**: {why}.",
-                            "fr": "{mark} Les mesures recommandent **{name}** : {why}."},
+    "te_meter_recommends": {
+        "en": "{mark} The meter recommends **{name}**: {why}. Compare it in the grid with the files saved just before "
+              "and after it: how much the samples look like the subject can change from one file to the next.",
+        "fr": "{mark} Les mesures recommandent **{name}** : {why}. Comparez-le dans la grille aux fichiers enregistrés "
+              "juste avant et juste après : la ressemblance des images peut changer d'un fichier au suivant."},
     "te_meter_earlier": {
         "en": "**{run}** was measured by an earlier version of the meter, whose scores do not compare with today's: "
               "`python -m sdtrainer meter {run_dir}` measures it again.",
