@@ -398,7 +398,8 @@ def cli_errors(lab: Lab) -> bool:
     ]
     held = all(one_line(cli(*args)) for args in cases)
     count = cli("class-images", "--model", str(lab.demo), "--class-word", "x", "--count", "-1", "--out", str(out))
-    return held and count.returncode == 2 and "Traceback" not in count.stderr and not (out / "a-file.safetensors").exists()
+    return (held and count.returncode == 2 and "Traceback" not in count.stderr
+            and not (out / "a-file.safetensors").exists())
 
 
 @case("port-in-use", "a port in use is one line naming --port")
@@ -440,7 +441,8 @@ def main(argv: list[str] | None = None) -> int:
         finally:
             lab.close()
     failed = [r["case"] for r in results if not r["held"]]
-    print(f"\n{len(results) - len(failed)} of {len(results)} held" + (f"; failed: {', '.join(failed)}" if failed else ""))
+    print(f"\n{len(results) - len(failed)} of {len(results)} held"
+          + (f"; failed: {', '.join(failed)}" if failed else ""))
     if args.json:
         args.json.write_text(json.dumps(results, indent=2))
     return 1 if failed else 0

@@ -107,8 +107,8 @@ def our_run(args, folder: Path) -> tuple[dict, dict]:
     result = run_training(cfg, folder / "run", clock, RunControl())
     if result.step != cfg.steps:
         raise RuntimeError(f"The run ended at step {result.step} of {cfg.steps}")
-    settings = {k: getattr(cfg, k) for k in ("steps", "class_images", "class_image_steps", "save_every", "preview_every",
-                                            "preview_steps", "cuda_graphs", "resolution")
+    settings = {k: getattr(cfg, k) for k in ("steps", "class_images", "class_image_steps", "save_every",
+                                            "preview_every", "preview_steps", "cuda_graphs", "resolution")
                 if hasattr(cfg, k)}
     return clock.phases(), {k: getattr(v, "value", v) for k, v in settings.items()}
 
@@ -128,8 +128,8 @@ def reference_flow(args, steps: int, class_images: int) -> dict:
 
 
 def parse_args(argv):
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0], formatter_class=argparse.RawDescriptionHelpFormatter,
-                                epilog=__doc__)
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
     p.add_argument("--preset", default="24gb")
     p.add_argument("--tiny", action="store_true", help="the tiny model at 64 px instead of SD v1 at 512 px")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")

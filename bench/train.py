@@ -187,8 +187,8 @@ def fit_and_time(cfg, args, device: str | None = None, processes: int = 1) -> di
         paths = RunPaths(Path(tmp) / "bench")
         paths.make()
         timer = step_timer(args.warmup)
-        callbacks = [MetricsReporter(paths.metrics, lambda e: None, cfg.steps), PreviewMaker(cfg, paths, lambda e: None),
-                     Controller(RunControl(), lambda e: None), timer]
+        callbacks = [MetricsReporter(paths.metrics, lambda e: None, cfg.steps),
+                     PreviewMaker(cfg, paths, lambda e: None), Controller(RunControl(), lambda e: None), timer]
         quiet_lightning()
         pl.seed_everything(cfg.seed, verbose=False)
         trainer = build_trainer(cfg, callbacks, processes)

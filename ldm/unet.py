@@ -110,7 +110,8 @@ class UNetModel(nn.Module):
                 ds *= 2
 
         self.middle_block = TimestepEmbedSequential(
-            ResBlock(ch, emb_dim, ch), SpatialTransformer(ch, cfg.num_heads, cfg.context_dim), ResBlock(ch, emb_dim, ch))
+            ResBlock(ch, emb_dim, ch), SpatialTransformer(ch, cfg.num_heads, cfg.context_dim),
+            ResBlock(ch, emb_dim, ch))
 
         # Decoder: mirror image, each block eats one skip; upsample at the end of every stage but the last.
         self.output_blocks = nn.ModuleList()
@@ -123,7 +124,8 @@ class UNetModel(nn.Module):
                     ds //= 2
                 self.output_blocks.append(TimestepEmbedSequential(*layers))
 
-        self.out = nn.Sequential(normalization(ch, UNET_NORM_EPS), nn.SiLU(), nn.Conv2d(mc, cfg.out_channels, 3, padding=1))
+        self.out = nn.Sequential(normalization(ch, UNET_NORM_EPS), nn.SiLU(),
+                                 nn.Conv2d(mc, cfg.out_channels, 3, padding=1))
 
     def set_gradient_checkpointing(self, enabled: bool) -> None:
         for block in self.modules():

@@ -690,7 +690,8 @@ def temp_path(path: Path) -> Path:
 
 # Ours (with the writer's process id), and the names older versions used (no id: always stale).
 _TEMP_NAME = re.compile(r"^\..+\.(?P<pid>\d+)-[0-9a-f]{8}\.tmp(\.\w+)?$")
-_OLD_TEMP_NAMES = re.compile(r"^\.(last\.ckpt\.tmp|.+\.[0-9a-f]{8}\.tmp|.+\.(pruning|replacing)\.(safetensors|ckpt|pt|pth))$")
+_OLD_TEMP_NAMES = re.compile(
+    r"^\.(last\.ckpt\.tmp|.+\.[0-9a-f]{8}\.tmp|.+\.(pruning|replacing)\.(safetensors|ckpt|pt|pth))$")
 
 
 def remove_stale_temp_files(*roots: Path) -> list[Path]:

@@ -57,7 +57,8 @@ import torch
 from ldm.schedule import alphas_cumprod
 from ldm.tokenizer import get_tokenizer
 from sdtrainer.checkpoint import load_model, read_metadata
-from sdtrainer.config import ConfigError, load_config
+from sdtrainer.config import ConfigError, Method, load_config
+from sdtrainer.lora import read_lora, with_lora
 from sdtrainer.messages import Message, say_in
 from sdtrainer.sampling import GenerationParams, sample_latents
 from sdtrainer.seeds import seeded_generator
@@ -385,11 +386,14 @@ def measure_run(run_dir: Path, device: str = "cpu", progress: Callable[[int, int
     probes = run_probes(cfg, base)
     with evaluating(base):
         reference = reference_of(base, probes)
-    del base
+    lora = cfg.method is Method.LORA  # the run's files are LoRAs: each is measured on the base model
+    if not lora:
+        del base
     rows = []
     for n, path in enumerate(files):
         start = time.perf_counter()
-        model, _ = load_model(path, device=device, dtype=torch.float32)
+        model = with_lora(base, read_lora(path), 1.0) if lora else load_model(path, device=device,
+                                                                              dtype=torch.float32)[0]
         with evaluating(model):
             scores = score(model, probes, reference)
         rows.append(MeterRow(checkpoint_step(path, read_metadata(path)), str(path), **asdict(scores),

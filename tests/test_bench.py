@@ -51,7 +51,8 @@ def test_tiny_references_run(tmp_path):
 
 def row(it_per_s, spread, peak, reference, ref_it_per_s, vs_fp32, changed):
     return {"it_per_s": it_per_s, "it_per_s_spread": spread, "processes": 3, "peak_vram_gib": peak,
-            "tflops": it_per_s and round(it_per_s * 4.94, 1), "reference": reference, "reference_it_per_s": ref_it_per_s,
+            "tflops": it_per_s and round(it_per_s * 4.94, 1), "reference": reference,
+            "reference_it_per_s": ref_it_per_s,
             "speedup_vs_reference": it_per_s and round(it_per_s / ref_it_per_s, 2), "default_reference_it_per_s": 5.0,
             "speedup_vs_default": it_per_s and round(it_per_s / 5.0, 2),
             "learning": {"share_changed": changed, "error_drop": 0.001, "vs_fp32": vs_fp32}}

@@ -118,7 +118,8 @@ def test_short_training_shows_a_preview(page, project):
     # the loss plot draws its lines (Vega's SVG line marks with a path), not only its axes
     page.wait_for_function("() => Array.from(document.querySelectorAll('.mark-line path'))"
                            ".some(p => (p.getAttribute('d') || '').includes('L'))", timeout=10_000)
-    legend = panel.locator(".sdt-plot .role-legend-label text", has_text="perte de l'a priori").first  # which line is which
+    # which line is which
+    legend = panel.locator(".sdt-plot .role-legend-label text", has_text="perte de l'a priori").first
     box, plot = legend.bounding_box(), panel.locator(".sdt-plot").first.bounding_box()
     assert box is not None and box["y"] + box["height"] <= plot["y"] + plot["height"]  # inside the plot's box
     page.screenshot(path=ARTIFACTS / "training-tab.png", full_page=True)
@@ -148,7 +149,8 @@ def test_image_card_shows_its_warnings(page, project):
     assert panel.get_by_label("Image sélectionnée").input_value() == "p0.png"
     # the card's label wraps (up to 3 lines) instead of being cut before the caption it promises (issue 13)
     label = panel.locator(".gallery-item .caption-label").first  # Gradio's grid card: thumbnail, then its label
-    lines = label.evaluate("e => Math.round(e.getBoundingClientRect().height / parseFloat(getComputedStyle(e).lineHeight))")
+    lines = label.evaluate(
+        "e => Math.round(e.getBoundingClientRect().height / parseFloat(getComputedStyle(e).lineHeight))")
     assert label.evaluate("e => getComputedStyle(e).whiteSpace") == "normal" and lines >= 2, lines
     page.screenshot(path=ARTIFACTS / "dataset-tab.png", full_page=True)
 

@@ -83,7 +83,8 @@ def test_bf16_steps_in_chunks_follow_the_fp32_steps(bits, monkeypatch):
     fp32 = flatten_(list(tiny_unet().parameters()))
     bf16 = flatten_(list(tiny_unet().to(torch.bfloat16).parameters()))
     starts = [fp32.detach().clone(), bf16.detach().float()]
-    optimizers = [StochasticRoundingAdamW([p], lr=1e-6, weight_decay=1e-2, optim_bits=bits, seed=0) for p in (fp32, bf16)]
+    optimizers = [StochasticRoundingAdamW([p], lr=1e-6, weight_decay=1e-2, optim_bits=bits, seed=0)
+                  for p in (fp32, bf16)]
     g = torch.Generator().manual_seed(2)
     for _ in range(20):
         grad = torch.randn(fp32.shape, generator=g) * 0.1 + 0.05

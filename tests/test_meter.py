@@ -28,6 +28,7 @@ from sdtrainer.trainer import EventKind, run_probes
 from sdtrainer.ui.app import build_app
 from sdtrainer.ui.i18n import Say
 from sdtrainer.ui.test_tab import checkpoint_title, meter_note
+from test_lora_training import lora_config
 from test_trainer import config, denoising_error, train
 
 STEPS, SAVE_EVERY = 60, 20
@@ -227,6 +228,22 @@ def test_the_cli_measures_a_run_on_demand_as_the_callback_did(runs, tmp_path, ca
     rec = recommend(meter.read_rows(run_dir))
     assert printed["recommended"] == {"step": rec.step, "file": printed["recommended"]["file"], "why": rec.why}
     assert Path(printed["recommended"]["file"]).name == Path(rec.file).name
+
+
+def test_the_cli_measures_a_lora_run_with_its_loras_on_the_base(demo_file, subject_photos, tmp_path, capsys):
+    """A LoRA run's files are LoRAs, not models: measured on demand, each is applied to the run's base model, and the
+    scores are the callback's. At the LoRA's lr 5e-3 (its preset's 1e-4 moves the tiny model's fit by 4e-4 in 10
+    steps, too little to tell a LoRA applied from none), so that a file measured without its LoRA (fit 1) fails."""
+    cfg = lora_config(demo_file, images=str(subject_photos), class_images=0, prior_loss_weight=0.0, steps=10,
+                      save_every=5, preview_every=0, lora_learning_rate=5e-3)
+    train(cfg, tmp_path / "lora")
+    during = rows(tmp_path / "lora")
+    assert list(during) == [5, 10] and during[10].subject_fit < 0.97
+    assert main(["meter", str(tmp_path / "lora"), "--again", "--json"]) == 0
+    printed = {c["step"]: c for c in json.loads(capsys.readouterr().out)["checkpoints"]}
+    for step, row in during.items():
+        assert (printed[step]["subject_fit"], printed[step]["class_drift"]) == (
+            pytest.approx(row.subject_fit, rel=1e-4), pytest.approx(row.class_drift, abs=1e-4))
 
 
 def test_the_cli_table_marks_the_recommended_step(runs, capsys):

@@ -286,11 +286,13 @@ def test_merge_keeps_an_earlier_calls_runs_of_the_same_base_only():
 def test_combine_merges_records_of_jobs_side_by_side(tmp_path):
     """A table measured by several jobs at once on one GPU: --combine keeps every job's runs once, in order, and
     summarises and plots them again."""
-    row = lambda name, steps, fidelity: {"name": name, "steps": steps, "fidelity": fidelity, "class_drift": 0.0}  # noqa: E731
+    def row(name, steps, fidelity):
+        return {"name": name, "steps": steps, "fidelity": fidelity, "class_drift": 0.0}
     base = {"sha256": "ab", "fidelity": 0.0, "class_drift": 0.0}
     first = {"date": "d", "device": "gpu", "command": "one", "base": base, "runs": [row("24gb", 100, 0.2)],
              "reference": []}
-    second = {"command": "two", "base": base, "runs": [row("8gb", 100, 0.1), {**row("8gb", 200, 0.3), "meter": math.nan}],
+    second = {"command": "two", "base": base,
+              "runs": [row("8gb", 100, 0.1), {**row("8gb", 200, 0.3), "meter": math.nan}],
               "reference": [row("reference", 100, 0.1)], "shared_gpu": True}
     paths = []
     for n, record in enumerate((first, second)):

@@ -160,12 +160,14 @@ def test_karras_sigmas():
     assert sigmas[-1] == 0 and (sigmas.diff() < 0).all()
     steps = (sigmas[:-1] ** (1 / 7)).diff()
     torch.testing.assert_close(steps, steps[:1].expand(9))  # evenly spaced in sigma^(1/rho)
-    torch.testing.assert_close(karras_sigmas(4, 1.0, 4.0, rho=1.0), torch.tensor([4.0, 3, 2, 1, 0], dtype=torch.float64))
+    torch.testing.assert_close(karras_sigmas(4, 1.0, 4.0, rho=1.0),
+                               torch.tensor([4.0, 3, 2, 1, 0], dtype=torch.float64))
 
 
 def test_model_sigmas():
     denoiser = GaussianDenoiser()
-    torch.testing.assert_close(model_sigmas(denoiser, 1000), torch.cat([SD_SIGMAS.flip(0), torch.zeros(1, dtype=torch.float64)]))
+    torch.testing.assert_close(model_sigmas(denoiser, 1000),
+                               torch.cat([SD_SIGMAS.flip(0), torch.zeros(1, dtype=torch.float64)]))
     sigmas = model_sigmas(denoiser, 4)  # t = 999, 666, 333, 0
     torch.testing.assert_close(sigmas, torch.cat([SD_SIGMAS[[999, 666, 333, 0]], torch.zeros(1, dtype=torch.float64)]))
 

@@ -498,7 +498,8 @@ def test_check_gpu_in_french_with_each_refusal(app, client, french):
         app.state.sessions.probe = None
     for part in ("✖ L'entraînement sur cette carte échouerait", "mémoire : 5.0 Gio libres sur 24.0 Gio",
                  "pilote : 550.54", "Seulement 5.0 Gio libres sur 24.0 Gio", "Fermez les programmes listés",
-                 "pour libérer au moins 15.0 Gio de plus", "Un autre programme calcule sur cette carte : pid 4242 python (3000 Mio)",
+                 "pour libérer au moins 15.0 Gio de plus",
+                 "Un autre programme calcule sur cette carte : pid 4242 python (3000 Mio)",
                  "L'entraînement ne peut pas commencer :"):
         assert part in text, part
     assert "Only 5.0 GiB free of 24.0 GiB" in english and "Another program is computing" in english
@@ -685,7 +686,8 @@ def test_bad_input_gives_messages_and_the_app_keeps_working(app, client, french,
     assert "Traceback" not in capfd.readouterr().err  # a user's mistake is a message, not a crash in the console
     with pytest.raises(AppError, match="greater than maximum"):  # Gradio's own range check (English only)
         client.predict(model=demo_model, prompt="x", batch_size=1, token="", class_word="", negative_prompt="",
-                       sampler="euler_a", steps=500, cfg_scale=7, seed=1, width=64, height=64, api_name="/test_generate")
+                       sampler="euler_a", steps=500, cfg_scale=7, seed=1, width=64, height=64,
+                       api_name="/test_generate")
     fake = tmp_path / "notes.ckpt"
     fake.write_text("this is not a checkpoint")
     with pytest.raises(AppError, match="notes.ckpt"):
@@ -1043,7 +1045,8 @@ def test_cards_name_each_warning_once_then_the_caption(app):
     photo(subject.prepared_dir / "a.png", 1)
     subject.warnings = {"a.png": [["near_duplicate", "x"], ["near_duplicate", "y"], ["blurry", "z"]]}
     [(_, label)] = DatasetTab(app.state).gallery_items(subject, Say("en"))
-    assert label.count(STRINGS["issue_short_near_duplicate"]["en"]) == 1 and STRINGS["issue_short_blurry"]["en"] in label
+    assert label.count(STRINGS["issue_short_near_duplicate"]["en"]) == 1
+    assert STRINGS["issue_short_blurry"]["en"] in label
     assert label.endswith("“ohwx person”") and "a.png" not in label
 
 

@@ -143,8 +143,8 @@ class DatasetTab:
                                 {**chosen, token_note: TOKEN_ERRORS, class_note: CLASS_ERRORS,
                                  resolution_note: ("err_resolution",)}))
         for box in (token, class_word):
-            box.change(self.advice, inputs=[token, class_word], outputs=advice, api_name=f"dataset_advice_{box.elem_id}",
-                       trigger_mode="always_last", show_progress="hidden")
+            box.change(self.advice, inputs=[token, class_word], outputs=advice,
+                       api_name=f"dataset_advice_{box.elem_id}", trigger_mode="always_last", show_progress="hidden")
         upload.upload(self.add_photos, inputs_kwargs={"name": project, "subject": subject, "files": upload},
                       outputs=[upload, status], api_name="dataset_add_photos")
         prepare.click(self.prepare, inputs_kwargs={"name": project, "subject": subject, "crop": crop},

@@ -123,8 +123,8 @@ class TestTab:
         settings = {"sampler": sampler, "steps": steps, "cfg_scale": cfg, "seed": seed, "width": width,
                     "height": height, "negative_prompt": negative}
         adapter = {"lora": lora, "lora_weight": lora_weight}
-        model.change(self.model_changed, inputs=[model, width, height], outputs=[token, class_word, width, height, status],
-                     api_name="test_model_changed")
+        model.change(self.model_changed, inputs=[model, width, height],
+                     outputs=[token, class_word, width, height, status], api_name="test_model_changed")
         lora.change(self.lora_changed, inputs=lora, outputs=[token, class_word], api_name="test_lora_changed")
         for n, box in enumerate((prompt, token, class_word, model)):
             box.change(self.lint, inputs=[prompt, token, class_word, model, lora], outputs=[lint, fix],
@@ -148,8 +148,9 @@ class TestTab:
             gr.Markdown(T("te_compare_help"))
             with gr.Row():
                 with gr.Column(scale=2):
-                    models = gr.Dropdown(self.state.model_choices(), value=[], multiselect=True, allow_custom_value=True,
-                                         label=T("te_compare_models"), info=T("te_compare_models_info"))
+                    models = gr.Dropdown(self.state.model_choices(), value=[], multiselect=True,
+                                         allow_custom_value=True, label=T("te_compare_models"),
+                                         info=T("te_compare_models_info"))
                     prompts = gr.Textbox(label=T("te_compare_prompts"), info=T("te_compare_prompts_info"), lines=4,
                                          placeholder=T("te_compare_prompts_placeholder"))
                     run = gr.Button(T("te_compare_run"), variant="primary")
