@@ -7,6 +7,7 @@ one line and exit 2.
 import argparse
 import datetime
 import json
+import math
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -343,12 +344,13 @@ def run_meter(args) -> int:
         print(f"\rmeasuring checkpoints {done}/{total} {bar(done, total)}", file=sys.stderr, flush=True,
               end="\n" if done == total else "")
 
-    rows = measure_run(Path(args.run_dir), args.device, show, again=args.again)
+    rows = measure_run(Path(args.run_dir), args.device, show, again=args.again, model=args.model)
     rec = recommend(rows)
     if args.json:
         keys = ("step", "file", "subject_fit", "class_drift", "copying")
-        print(json.dumps({"checkpoints": [{k: getattr(r, k) for k in keys} for r in rows],
-                          "recommended": {"step": rec.step, "file": rec.file, "why": rec.why}}, indent=1))
+        number = lambda x: x if not isinstance(x, float) or math.isfinite(x) else None  # noqa: E731 - JSON: null
+        print(json.dumps({"checkpoints": [{k: number(getattr(r, k)) for k in keys} for r in rows],
+                          "recommended": rec and {"step": rec.step, "file": rec.file, "why": rec.why}}, indent=1))
     else:
         print(meter_table(rows, rec))
     return 0
@@ -361,6 +363,7 @@ def add_meter(sub) -> None:
     p.add_argument("--again", action="store_true",
                    help="measure every checkpoint again (default: only those meter.json lacks)")
     p.add_argument("--device", choices=["cpu", "cuda"], default="cpu", help="where to measure (default cpu)")
+    p.add_argument("--model", help="the run's base model, when it is no longer where the run found it")
     p.set_defaults(run=run_meter)
 
 

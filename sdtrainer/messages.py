@@ -847,6 +847,11 @@ MESSAGES: dict[str, dict[str, str]] = {
         "en": "{run_dir} has no model files yet (checkpoints/ or {name}-final): nothing to measure.",
         "fr": "{run_dir} n'a pas encore de fichier modèle (checkpoints/ ou {name}-final) : rien à mesurer.",
     },
+    "meter_base_missing": {
+        "en": "The run's base model {path} is not there any more: give its new place with "
+              "`python -m sdtrainer meter {run_dir} --model PATH`.",
+        "fr": "Le modèle de base de l'entraînement, {path}, n'est plus là : donnez son nouvel emplacement avec "
+              "`python -m sdtrainer meter {run_dir} --model CHEMIN`."},
     "meter_earlier_definition": {
         "en": "The scores in {file} before this resume were measured by an earlier version of the meter and do not "
               "compare with today's: they are left out. `python -m sdtrainer meter {run_dir}` measures those "

@@ -366,9 +366,9 @@ def run_files(run_dir: Path) -> list[Path]:
 
 
 def measure_run(run_dir: Path, device: str = "cpu", progress: Callable[[int, int], None] | None = None,
-                again: bool = False) -> list[MeterRow]:
-    """Scores the model files of a run that meter.json lacks (`again`: all of them) against the run's base model,
-    writes meter.json, returns all its rows."""
+                again: bool = False, model: str | None = None) -> list[MeterRow]:
+    """Scores the model files of a run that meter.json lacks (`again`: all of them) against the run's base model
+    (`model`: the file where it is now, when it moved), writes meter.json, returns all its rows."""
     from sdtrainer.trainer import run_probes  # the trainer imports this module: import it only when called
 
     run_dir = Path(run_dir)
@@ -381,7 +381,10 @@ def measure_run(run_dir: Path, device: str = "cpu", progress: Callable[[int, int
     files = [f for f in files if f.name not in known]
     if not files:
         return read_rows(run_dir)
-    cfg = load_config(yaml_path=run_dir / "config.yaml", values={"device": device})
+    values = {"device": device, **({"model": model} if model else {})}
+    cfg = load_config(yaml_path=run_dir / "config.yaml", values=values)
+    if not Path(cfg.model).is_file():
+        raise ConfigError(Message("meter_base_missing", path=cfg.model, run_dir=run_dir))
     base, _ = load_model(cfg.model, device=device, dtype=torch.float32)
     probes = run_probes(cfg, base)
     with evaluating(base):

@@ -259,6 +259,36 @@ def test_the_cli_table_marks_the_recommended_step(runs, capsys):
     assert lines[4] == f"* recommended: {rec.why}"
 
 
+def test_the_cli_measures_a_run_whose_base_model_moved_where_it_is_told(runs, tmp_path, capsys):
+    """The run's config names a base model that is no longer there: one line says so and how to give its new place
+    (no traceback); with --model, the run is measured as before."""
+    run_dir, _ = runs[1.0]
+    copy = shutil.copytree(run_dir, tmp_path / run_dir.name)
+    (copy / meter.METER_FILE).unlink()
+    config_text = (copy / "config.yaml").read_text()
+    base = next(line.split(":", 1)[1].strip() for line in config_text.splitlines() if line.startswith("model:"))
+    (copy / "config.yaml").write_text(config_text.replace(base, str(tmp_path / "moved-away.safetensors")))
+    assert main(["meter", str(copy)]) == 2
+    err = capsys.readouterr().err
+    assert "--model PATH" in err and "moved-away.safetensors" in err and "Traceback" not in err
+    assert main(["meter", str(copy), "--model", base, "--json"]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert [c["step"] for c in printed["checkpoints"]] == [20, 40, 60]
+
+
+def test_the_cli_json_of_a_diverged_run_is_json(runs, tmp_path, capsys):
+    """A run whose every checkpoint diverged (its scores NaN) has no recommendation: `--json` says null, and NaN
+    scores are null too (standard JSON, not Python's NaN)."""
+    run_dir, _ = runs[1.0]
+    copy = shutil.copytree(run_dir, tmp_path / run_dir.name)
+    meter.write_rows(copy, [MeterRow(r.step, r.file, math.nan, math.nan, math.nan, r.seconds)
+                            for r in meter.read_rows(run_dir)])
+    assert main(["meter", str(copy), "--json"]) == 0
+    printed = json.loads(capsys.readouterr().out, parse_constant=lambda c: pytest.fail(f"not JSON: {c}"))
+    assert printed["recommended"] is None
+    assert all(c["subject_fit"] is None and c["class_drift"] is None for c in printed["checkpoints"])
+
+
 def test_the_cli_says_what_to_do_with_a_folder_that_is_not_a_run(tmp_path, capsys):
     assert main(["meter", str(tmp_path)]) == 2
     assert "is not a run folder (it has no config.yaml)" in capsys.readouterr().err
