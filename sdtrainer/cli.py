@@ -7,7 +7,6 @@ one line and exit 2.
 import argparse
 import datetime
 import json
-import math
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -338,7 +337,7 @@ def meter_table(rows, rec) -> str:
 
 
 def run_meter(args) -> int:
-    from sdtrainer.meter import measure_run, recommend
+    from sdtrainer.meter import measure_run, recommend, row_record
 
     def show(done: int, total: int) -> None:
         print(f"\rmeasuring checkpoints {done}/{total} {bar(done, total)}", file=sys.stderr, flush=True,
@@ -348,8 +347,7 @@ def run_meter(args) -> int:
     rec = recommend(rows)
     if args.json:
         keys = ("step", "file", "subject_fit", "class_drift", "copying")
-        number = lambda x: x if not isinstance(x, float) or math.isfinite(x) else None  # noqa: E731 - JSON: null
-        print(json.dumps({"checkpoints": [{k: number(getattr(r, k)) for k in keys} for r in rows],
+        print(json.dumps({"checkpoints": [{k: row_record(r)[k] for k in keys} for r in rows],
                           "recommended": rec and {"step": rec.step, "file": rec.file, "why": rec.why}}, indent=1))
     else:
         print(meter_table(rows, rec))

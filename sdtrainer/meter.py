@@ -308,21 +308,31 @@ def recommend(rows: list[MeterRow]) -> Recommendation | None:
 # meter.json, and measuring a run's checkpoints on demand
 # ---------------------------------------------------------------------------------------------------
 
-def read_rows(run_dir: Path) -> list[MeterRow]:
-    """The run's meter.json rows, by step ([] when it has none, or only rows of another DEFINITION)."""
+def _written(run_dir: Path) -> dict | None:
+    """The run's meter.json as written (None when it has none)."""
     path = Path(run_dir) / METER_FILE
-    if not path.is_file():
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def read_rows(run_dir: Path) -> list[MeterRow]:
+    """The run's meter.json rows, by step ([] when it has none, or only rows of another DEFINITION); a score written
+    as null (not a number: the checkpoint diverged) is NaN again."""
+    written = _written(run_dir)
+    if written is None or written.get("definition") != DEFINITION:
         return []
-    written = json.loads(path.read_text())
-    if written.get("definition") != DEFINITION:
-        return []
-    return sorted((MeterRow(**row) for row in written["checkpoints"]), key=lambda r: r.step)
+    rows = ({k: math.nan if v is None else v for k, v in row.items()} for row in written["checkpoints"])
+    return sorted((MeterRow(**row) for row in rows), key=lambda r: r.step)
 
 
 def earlier_definition(run_dir: Path) -> bool:
     """Whether the run's meter.json holds scores of another DEFINITION (which read_rows leaves out)."""
-    path = Path(run_dir) / METER_FILE
-    return path.is_file() and json.loads(path.read_text()).get("definition") != DEFINITION
+    written = _written(run_dir)
+    return written is not None and written.get("definition") != DEFINITION
+
+
+def row_record(row: MeterRow) -> dict:
+    """A row as standard JSON: scores that are not numbers (a diverged checkpoint's NaN) as null."""
+    return {k: None if isinstance(v, float) and not math.isfinite(v) else v for k, v in asdict(row).items()}
 
 
 def write_rows(run_dir: Path, rows: list[MeterRow]) -> None:
@@ -334,8 +344,8 @@ def write_rows(run_dir: Path, rows: list[MeterRow]) -> None:
                                             "why_fr": say_in(rec.why, "fr")}
     path = Path(run_dir) / METER_FILE
     tmp = path.with_name("." + path.name + ".tmp")
-    tmp.write_text(json.dumps({"definition": DEFINITION, "checkpoints": [asdict(r) for r in rows],
-                               "recommended": recommended}, indent=1))
+    tmp.write_text(json.dumps({"definition": DEFINITION, "checkpoints": [row_record(r) for r in rows],
+                               "recommended": recommended}, indent=1, allow_nan=False))
     tmp.replace(path)
 
 

@@ -278,13 +278,17 @@ def test_the_cli_measures_a_run_whose_base_model_moved_where_it_is_told(runs, tm
 
 def test_the_cli_json_of_a_diverged_run_is_json(runs, tmp_path, capsys):
     """A run whose every checkpoint diverged (its scores NaN) has no recommendation: `--json` says null, and NaN
-    scores are null too (standard JSON, not Python's NaN)."""
+    scores are null too, in its output and in meter.json (standard JSON, not Python's NaN)."""
     run_dir, _ = runs[1.0]
     copy = shutil.copytree(run_dir, tmp_path / run_dir.name)
     meter.write_rows(copy, [MeterRow(r.step, r.file, math.nan, math.nan, math.nan, r.seconds)
                             for r in meter.read_rows(run_dir)])
+    not_json = lambda c: pytest.fail(f"not JSON: {c}")  # noqa: E731 - what Python's json reads beyond the standard
+    written = json.loads((copy / meter.METER_FILE).read_text(), parse_constant=not_json)  # meter.json: null too
+    assert all(c["subject_fit"] is None for c in written["checkpoints"])
+    assert all(math.isnan(r.subject_fit) for r in meter.read_rows(copy))  # and NaN again when read
     assert main(["meter", str(copy), "--json"]) == 0
-    printed = json.loads(capsys.readouterr().out, parse_constant=lambda c: pytest.fail(f"not JSON: {c}"))
+    printed = json.loads(capsys.readouterr().out, parse_constant=not_json)
     assert printed["recommended"] is None
     assert all(c["subject_fit"] is None and c["class_drift"] is None for c in printed["checkpoints"])
 

@@ -22,9 +22,9 @@ from sdtrainer.lora import MAX_WEIGHT, lora_hash
 from sdtrainer.messages import Message
 from sdtrainer.sampling import (MAX_BATCH, MAX_SIDE, MAX_STEPS, GenerationParams, LoraUse, generate, save_images,
                                 save_png, size_multiple)
-from sdtrainer.meter import earlier_definition
+from sdtrainer.meter import earlier_definition, recommendation_of
 from sdtrainer.ui.common import (RECOMMENDED_MARK, USER_ERRORS, Lists, Stopped, model_facts, recommended, run_of,
-                                 run_recommendation, stop_check)
+                                 stop_check)
 from sdtrainer.ui.grid import labelled_grid
 from sdtrainer.ui.i18n import Say, UIError, warn
 
@@ -64,11 +64,12 @@ def checkpoint_title(path: Path) -> str:
 def meter_note(paths: list[Path], say: Say) -> str:
     """One line per run among `paths` that the meter measured: which checkpoint it recommends, and why; or, for a run
     measured by an earlier version of the meter, how to measure it again."""
-    recs = {rec.file: rec for rec in map(run_recommendation, paths) if rec is not None}
-    earlier = dict.fromkeys(run for run in map(run_of, paths) if run is not None and earlier_definition(run))
+    runs = [run for run in dict.fromkeys(map(run_of, paths)) if run is not None]  # each run's meter.json once
+    recs = [rec for rec in map(recommendation_of, runs) if rec is not None]
     return "\n\n".join([say("te_meter_recommends", mark=RECOMMENDED_MARK, name=Path(rec.file).name,
-                             why=say.message(rec.why)) for rec in recs.values()]
-                        + [say("te_meter_earlier", run=run.name, run_dir=run) for run in earlier])
+                             why=say.message(rec.why)) for rec in recs]
+                        + [say("te_meter_earlier", run=run.name, run_dir=run) for run in runs
+                           if earlier_definition(run)])
 
 
 class TestTab:
