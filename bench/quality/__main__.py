@@ -190,7 +190,7 @@ def parse_args(argv):
     p.add_argument("--pool", type=int, help="distinct images and captions of the UNet's pretraining")
     p.add_argument("--runs", nargs="*", default=DEFAULT_RUNS, help="runs in order; `reference` puts the reference loop "
                                                                    "among them (else it comes last)")
-    p.add_argument("--steps", nargs="+", type=int, default=[100, 200, 300, 400])
+    p.add_argument("--steps", nargs="+", type=int, default=[250, 500, 1000, 2000, 3000])
     p.add_argument("--extract-from", default="24gb", help="the run whose model files LoRAs are extracted from")
     p.add_argument("--extract-ranks", nargs="*", type=int, default=[32, 64])
     p.add_argument("--reference", action=argparse.BooleanOptionalAction, default=True)

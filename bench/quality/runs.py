@@ -11,10 +11,12 @@ lora a LoRA file, scored on the base) is saved every `save_every` steps and each
 `bench.quality.metrics.subject_scores` (a run with `ema` on: its EMA weights), beside the scores the trainer's meter
 gave it (of the trained weights)
 (`bench.quality.meter.with_meter`). `extracted_runs` turns a run's model files into LoRAs of a few ranks
-(`sdtrainer.lora_extract`, as the Pruning tab does) and scores each on the base. The world's model
-is ~100x smaller than SD v1, so every learning rate of a preset is multiplied by `lr_scale` (the same
-factor for all full-model presets, which keeps their own ratios; a LoRA's rate by LORA_LR_SCALE, measured apart:
-a LoRA's rate is already ~100x the full model's). `reference_run` puts our modules behind the call
+(`sdtrainer.lora_extract`, as the Pruning tab does) and scores each on the base. The world's UNet
+is narrower than SD v1's, so its weights are larger and a rate moves them by a smaller fraction per step: every
+learning rate of a preset is multiplied by `lr_scale` (the same factor for all full-model presets, which keeps their
+own ratios), by default LR_SCALE, the ratio bench/quality/calibrate.py measures (the rate that changes the world's
+weights by the fraction of themselves per step that the preset's rate changes SD v1's); a LoRA's rate by
+LORA_LR_SCALE, measured apart (a LoRA's rate is already ~100x the full model's). `reference_run` puts our modules behind the call
 signatures bench/reference.py's `reference_step` expects (diffusers' UNet, VAE, CLIP and DDPMScheduler)
 and runs that step under one of its recipes (by default "strong": bf16 autocast, TF32, fused AdamW, the fastest a
 user of that script can pick): VAE and text encoder every step, gradient clipping at 1. Every row carries the
@@ -22,6 +24,7 @@ peak GPU memory its run allocated (`peak_vram_gib`, per process, so also true of
 """
 import copy
 import csv
+import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -44,7 +47,10 @@ from sdtrainer.meter import REFERENCE_FILE, evaluating
 from sdtrainer.trainer import EventKind, RunControl, RunPaths, run_probes, run_training
 
 CLASS_IMAGE_SEED = 50_000
-LR_SCALE = 50.0
+# RMS(world UNet weights) / RMS(SD v1's): median 3.16 at init, 3.63 pretrained (calibrate.py, 2026-12-04). The
+# scale was 50 until then (a budget choice: fewer steps to see learning), which moved weights ~15x more per step
+# than a user's run does and hid what bf16 rounding does at the presets' real rates.
+LR_SCALE = 3.0
 LORA_LR_SCALE = 10.0  # lora-8gb at 3, 10, 20: fidelity 0.84, 0.91, 0.64 at 400 steps; 50 diverged (quality-latest.json)
 
 
@@ -120,8 +126,8 @@ def run_config(setup: Setup, spec: RunSpec, steps: int, save_every: int):
 
 
 def train_run(setup: Setup, spec: RunSpec, steps: tuple[int, ...], log=print) -> list[dict]:
-    """One run of the app's trainer up to max(steps), scored at each of `steps` (multiples of the first)."""
-    cfg = run_config(setup, spec, max(steps), save_every=steps[0])
+    """One run of the app's trainer up to max(steps), scored at each of `steps`."""
+    cfg = run_config(setup, spec, max(steps), save_every=save_interval(steps))
     run_dir = setup.work / "runs" / spec.name
     failed = []
     device = torch.device(setup.device)
@@ -151,6 +157,13 @@ def train_run(setup: Setup, spec: RunSpec, steps: tuple[int, ...], log=print) ->
             + ", ".join(f"{k} {v:.3f}" for k, v in scores.items() if k != "meter_diagnostics")
             + f", {elapsed[step]:.1f} s")
     return with_meter(rows, run_dir)
+
+
+def save_interval(steps: tuple[int, ...]) -> int:
+    """The save_every that saves a model file at each of `steps`: their greatest common divisor."""
+    if not steps or min(steps) < 1:
+        raise ValueError(f"steps must be positive, got {steps}")
+    return math.gcd(*steps)
 
 
 def peak_gib(device: torch.device) -> float:
