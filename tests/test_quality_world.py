@@ -118,6 +118,12 @@ def test_every_scored_step_gets_a_model_file():
         save_interval(())
 
 
+def test_a_step_count_below_one_is_refused_before_anything_runs(capsys):
+    with pytest.raises(SystemExit):
+        main(["--size", "tiny", "--device", "cpu", "--steps", "0", "100"])
+    assert "--steps: every step count must be 1 or more (got 0 100)" in capsys.readouterr().err
+
+
 def test_the_worlds_learning_rate_scale_is_its_weights_size_against_sd_v1s():
     """LR_SCALE is RMS(world UNet weights) / RMS(SD v1's) at init (the median over the weights they share), so a
     preset's rate moves the world's weights by the fraction of themselves per step it moves SD v1's."""

@@ -222,6 +222,8 @@ def parse_args(argv):
                                                     "stopped (their finished runs are kept)")
     p.add_argument("--date", default=datetime.date.today().isoformat())
     args = p.parse_args(argv)
+    if min(args.steps) < 1:  # said now, not after the minutes of pretraining and class images before the first run
+        p.error(f"--steps: every step count must be 1 or more (got {' '.join(map(str, args.steps))})")
     args.base = args.base or str(Path(args.work) / f"{args.size}-base.safetensors")
     return args
 

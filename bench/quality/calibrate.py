@@ -8,21 +8,18 @@ lr / RMS(tensor) of itself per step. The world's UNet is narrower than SD v1's: 
 default init is ~1/sqrt(fan in)), so the same rate moves them by a smaller fraction. The rate that moves them by the
 same fraction is the preset's times RMS(world) / RMS(SD v1), taken here over the UNet weights (matrices and
 convolutions) the two share by name: the median and quartiles of that ratio. SD v1 is built at its init (its trained
-weights are not on these machines), on the CPU, which takes ~4 GB of memory and about a minute.
+weights are not on these machines), on the CPU, which takes ~4 GB of memory and ~15 s.
 """
 import argparse
-import sys
 from pathlib import Path
 
 import numpy as np
 import torch
 
-ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT))
-from bench.quality.base import WORLD_SD  # noqa: E402
-from ldm.model import SD_V1, SDConfig  # noqa: E402
-from ldm.unet import UNetModel  # noqa: E402
-from sdtrainer.checkpoint import load_model  # noqa: E402
+from bench.quality.base import WORLD_SD
+from ldm.model import SD_V1, SDConfig
+from ldm.unet import UNetModel
+from sdtrainer.checkpoint import load_model
 
 
 def weight_rms(unet: torch.nn.Module) -> dict[str, float]:
@@ -32,14 +29,15 @@ def weight_rms(unet: torch.nn.Module) -> dict[str, float]:
 
 
 def init_rms(config: SDConfig, seed: int = 0) -> dict[str, float]:
-    """weight_rms of config's UNet as built, at its init."""
-    torch.manual_seed(seed)
-    return weight_rms(UNetModel(config.unet))
+    """weight_rms of config's UNet as built, at its init (seeded; the caller's random state is left as it was)."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return weight_rms(UNetModel(config.unet))
 
 
 def rms_ratios(small: dict[str, float], large: dict[str, float]) -> np.ndarray:
-    """RMS(small) / RMS(large) of every weight both have by name (and nonzero in `large`), sorted."""
-    return np.sort([small[k] / large[k] for k in small.keys() & large.keys() if large[k] > 0])
+    """RMS(small) / RMS(large) of every weight both have by name (and nonzero in `large`)."""
+    return np.array([small[k] / large[k] for k in small.keys() & large.keys() if large[k] > 0])
 
 
 def summary(ratios: np.ndarray) -> dict:

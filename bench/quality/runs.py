@@ -16,11 +16,11 @@ is narrower than SD v1's, so its weights are larger and a rate moves them by a s
 learning rate of a preset is multiplied by `lr_scale` (the same factor for all full-model presets, which keeps their
 own ratios), by default LR_SCALE, the ratio bench/quality/calibrate.py measures (the rate that changes the world's
 weights by the fraction of themselves per step that the preset's rate changes SD v1's); a LoRA's rate by
-LORA_LR_SCALE, measured apart (a LoRA's rate is already ~100x the full model's). `reference_run` puts our modules behind the call
-signatures bench/reference.py's `reference_step` expects (diffusers' UNet, VAE, CLIP and DDPMScheduler)
-and runs that step under one of its recipes (by default "strong": bf16 autocast, TF32, fused AdamW, the fastest a
-user of that script can pick): VAE and text encoder every step, gradient clipping at 1. Every row carries the
-peak GPU memory its run allocated (`peak_vram_gib`, per process, so also true of jobs sharing the GPU).
+LORA_LR_SCALE, measured apart (a LoRA's rate is already ~100x the full model's). `reference_run` puts our modules
+behind the call signatures bench/reference.py's `reference_step` expects (diffusers' UNet, VAE, CLIP and
+DDPMScheduler) and runs that step under one of its recipes (by default "strong": bf16 autocast, TF32, fused AdamW,
+the fastest a user of that script can pick): VAE and text encoder every step, gradient clipping at 1. Every row
+carries the peak GPU memory its run allocated (`peak_vram_gib`, per process, so also true of jobs sharing the GPU).
 """
 import copy
 import csv
